@@ -1,0 +1,17 @@
+/* Pure: turns what a user wrote to MODEL/new into the provider's input
+ * object (SPEC 3). Text is a prompt, a JSON object is the whole input. */
+#ifndef GENFS_INPUT_H
+#define GENFS_INPUT_H
+
+#include <stddef.h>
+
+#define INPUT_MAX_BYTES (1024 * 1024)
+
+/* On success returns 0 and sets *json (malloc'd, compact JSON object text)
+ * and *prompt (malloc'd: the "prompt" string if the object has one, else "").
+ * Errors: -EINVAL (empty/whitespace only, NUL bytes, '{' that is not a valid
+ * JSON object, invalid UTF-8 in a text prompt), -EFBIG (over INPUT_MAX_BYTES).
+ * msg (if not NULL) gets one line saying what was wrong and what to do. */
+int input_parse(const char *buf, size_t len, char **json, char **prompt, char *msg, size_t msglen);
+
+#endif

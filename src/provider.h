@@ -1,0 +1,79 @@
+/* Pure protocol layer: builds the HTTP requests of a provider profile and
+ * parses its answers into genfs terms; maps HTTP/envelope codes to errno.
+ * Today the native profile of SPEC 4; issue 13 makes profiles data. */
+#ifndef GENFS_PROVIDER_H
+#define GENFS_PROVIDER_H
+
+#include "task.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+struct provider; /* opaque */
+
+struct provider_request {
+    const char *method; /* "GET" or "POST" (static string) */
+    char *url;          /* malloc'd */
+    char *body;         /* malloc'd JSON or NULL */
+};
+
+struct provider_error {
+    int err;             /* negative errno (SPEC 3 mapping) */
+    bool retryable;      /* transient: worth retrying (429, 455, 5xx, malformed) */
+    int64_t retry_after_ms; /* from Retry-After, or -1 */
+    char msg[256];       /* one line: what went wrong */
+};
+
+struct provider_submit {
+    char *task_id;    /* malloc'd */
+    char *status_url; /* malloc'd or NULL: a provider-given URL to poll */
+};
+
+struct provider_status {
+    enum task_state state;
+    int progress;         /* 0..100, -1 unknown */
+    char **urls;          /* result URLs (success), malloc'd array of malloc'd */
+    size_t n_urls;
+    char *fail_code;      /* malloc'd or NULL */
+    char *fail_msg;       /* malloc'd or NULL */
+    int64_t create_ms, update_ms, complete_ms; /* 0 when absent */
+    char *data_json;      /* the status object as received (compact), malloc'd */
+};
+
+/* base_url without trailing slash is fine either way. NULL on ENOMEM. */
+struct provider *provider_new_native(const char *base_url);
+void provider_free(struct provider *p);
+
+/* "Authorization: Bearer KEY" (malloc'd header line for curl). */
+char *provider_auth_header(const struct provider *p, const char *key);
+
+void provider_request_clear(struct provider_request *r);
+void provider_submit_clear(struct provider_submit *s);
+void provider_status_clear(struct provider_status *s);
+
+/* input_json: the input object text; callback_url NULL for async. */
+int provider_build_submit(const struct provider *p, const char *model, const char *input_json,
+                          const char *callback_url, struct provider_request *out);
+int provider_build_status(const struct provider *p, const char *model, const char *task_id,
+                          const char *status_url, struct provider_request *out);
+
+/* http_status: the HTTP status (0 if none); retry_after: the Retry-After
+ * header value or NULL; now: for HTTP dates. Returns 0 and fills out, or
+ * a negative errno and fills err. */
+int provider_parse_submit(const struct provider *p, long http_status, const char *body, size_t len,
+                          const char *retry_after, time_t now, struct provider_submit *out,
+                          struct provider_error *err);
+int provider_parse_status(const struct provider *p, long http_status, const char *body, size_t len,
+                          const char *retry_after, time_t now, struct provider_status *out,
+                          struct provider_error *err);
+
+/* SPEC 3: 400/422 EINVAL, 401/403 EACCES, 402 EDQUOT, 404 ENOENT,
+ * 429 EAGAIN, 455/5xx EIO, anything else non-2xx EIO. Negative errno, 0 for 2xx/200. */
+int provider_errno_for_code(long code);
+bool provider_code_retryable(long code);
+/* Retry-After: delta seconds or an HTTP date. ms from now, or -1 if unparsable. */
+int64_t provider_parse_retry_after(const char *value, time_t now);
+
+#endif
