@@ -1,0 +1,508 @@
+#include "opts.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define KEY_MAX_BYTES 4096
+#define CONFIG_MAX_BYTES (1024 * 1024)
+
+enum { KEY_HELP, KEY_VERSION, KEY_FOREGROUND, KEY_DEBUG };
+
+struct raw_opts {
+    char *api_url;
+    char *key_file;
+    char *config;
+    char *state_dir;
+    char *cache_dir;
+    char *models;
+    char *schedule;
+    char *rate;
+    char *provider;
+    char *notify;
+    char *callback_url;
+    char *callback_listen;
+    char *mountpoint;
+    int foreground;
+    int debug;
+    int help;
+    int version;
+    int extra_nonopt;
+};
+
+#define RAW(t, f) {t, offsetof(struct raw_opts, f), 1}
+static const struct fuse_opt opt_spec[] = {
+    RAW("api_url=%s", api_url),
+    RAW("key_file=%s", key_file),
+    RAW("config=%s", config),
+    RAW("state_dir=%s", state_dir),
+    RAW("cache_dir=%s", cache_dir),
+    RAW("models=%s", models),
+    RAW("schedule=%s", schedule),
+    RAW("rate=%s", rate),
+    RAW("provider=%s", provider),
+    RAW("notify=%s", notify),
+    RAW("callback_url=%s", callback_url),
+    RAW("callback_listen=%s", callback_listen),
+    FUSE_OPT_KEY("-h", KEY_HELP),
+    FUSE_OPT_KEY("--help", KEY_HELP),
+    FUSE_OPT_KEY("-V", KEY_VERSION),
+    FUSE_OPT_KEY("--version", KEY_VERSION),
+    FUSE_OPT_KEY("-f", KEY_FOREGROUND),
+    FUSE_OPT_KEY("-d", KEY_DEBUG),
+    FUSE_OPT_KEY("debug", KEY_DEBUG),
+    FUSE_OPT_END,
+};
+
+static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+    struct raw_opts *r = data;
+    (void)outargs;
+    switch (key) {
+    case KEY_HELP:
+        r->help = 1;
+        return 0;
+    case KEY_VERSION:
+        r->version = 1;
+        return 0;
+    case KEY_FOREGROUND:
+        r->foreground = 1;
+        return 0;
+    case KEY_DEBUG:
+        r->debug = 1;
+        r->foreground = 1;
+        return 0;
+    case FUSE_OPT_KEY_NONOPT:
+        if (!r->mountpoint) {
+            r->mountpoint = strdup(arg);
+            return 0;
+        }
+        r->extra_nonopt = 1;
+        return 0;
+    default:
+        return 1; /* keep for libfuse */
+    }
+}
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -EINVAL;
+}
+
+bool opts_model_name_valid(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > 200)
+        return false;
+    static const char *const reserved[] = {"README", "events", "stats", "log"};
+    for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
+        if (strcmp(name, reserved[i]) == 0)
+            return false;
+    if (name[0] == '.')
+        return false;
+    for (const char *p = name; *p; p++) {
+        char c = *p;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+static char *xdg_dir(const char *env, const char *fallback_rel)
+{
+    const char *base = getenv(env);
+    char buf[4096];
+    if (base && base[0] == '/') {
+        snprintf(buf, sizeof(buf), "%s/genfs", base);
+    } else {
+        const char *home = getenv("HOME");
+        if (!home || !*home)
+            home = "/tmp";
+        snprintf(buf, sizeof(buf), "%s/%s/genfs", home, fallback_rel);
+    }
+    return strdup(buf);
+}
+
+static int add_model(struct opts *o, const char *name, char *err, size_t errlen)
+{
+    if (!opts_model_name_valid(name))
+        return fail(err, errlen,
+                    "invalid model name '%s': use letters, digits, '.', '_' and '-' (not a "
+                    "leading '.', not README/events/stats/log)",
+                    name);
+    for (size_t i = 0; i < o->n_models; i++)
+        if (strcmp(o->models[i].name, name) == 0)
+            return 0;
+    struct opts_model *m = realloc(o->models, (o->n_models + 1) * sizeof(*m));
+    if (!m)
+        return fail(err, errlen, "out of memory");
+    o->models = m;
+    memset(&m[o->n_models], 0, sizeof(*m));
+    m[o->n_models].name = strdup(name);
+    o->n_models++;
+    return 0;
+}
+
+static struct opts_model *find_model(struct opts *o, const char *name)
+{
+    for (size_t i = 0; i < o->n_models; i++)
+        if (strcmp(o->models[i].name, name) == 0)
+            return &o->models[i];
+    return NULL;
+}
+
+static int parse_rate(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v > 0) || v > 100000)
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+static int read_small_file(const char *path, size_t max, char **out, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    char *buf = malloc(max + 1);
+    if (!buf) {
+        close(fd);
+        return -ENOMEM;
+    }
+    size_t n = 0;
+    for (;;) {
+        ssize_t r = read(fd, buf + n, max + 1 - n);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            int e = -errno;
+            free(buf);
+            close(fd);
+            return e;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+        if (n > max) {
+            free(buf);
+            close(fd);
+            return -EFBIG;
+        }
+    }
+    close(fd);
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+static int load_key(struct opts *o, char *err, size_t errlen)
+{
+    if (o->key_file) {
+        struct stat st;
+        if (stat(o->key_file, &st) != 0)
+            return fail(err, errlen, "cannot read key_file %s: %s", o->key_file,
+                        strerror(errno));
+        if (st.st_mode & (S_IRWXG | S_IRWXO))
+            return fail(err, errlen,
+                        "key_file %s is accessible by other users (mode %03o): run chmod 600 %s",
+                        o->key_file, (unsigned)(st.st_mode & 0777), o->key_file);
+        char *buf;
+        size_t len;
+        int r = read_small_file(o->key_file, KEY_MAX_BYTES, &buf, &len);
+        if (r < 0)
+            return fail(err, errlen, "cannot read key_file %s: %s", o->key_file, strerror(-r));
+        while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' '))
+            buf[--len] = '\0';
+        o->api_key = buf;
+    } else if (getenv("GENFS_API_KEY")) {
+        o->api_key = strdup(getenv("GENFS_API_KEY"));
+        /* Keep it out of children's environments. */
+        unsetenv("GENFS_API_KEY");
+    }
+    if (!o->api_key || !*o->api_key)
+        return fail(err, errlen,
+                    "no API key: set GENFS_API_KEY or pass -o key_file=PATH (a file only you "
+                    "can read)");
+    for (const char *p = o->api_key; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            return fail(err, errlen, "the API key holds control characters: check its source");
+    return 0;
+}
+
+static int config_profile(const cJSON *obj, const char *path, struct sched_profile *p, char *err,
+                          size_t errlen)
+{
+    const cJSON *it;
+    cJSON_ArrayForEach(it, obj)
+    {
+        int64_t *slot = NULL;
+        if (strcmp(it->string, "initial_ms") == 0)
+            slot = &p->initial_ms;
+        else if (strcmp(it->string, "interval_ms") == 0)
+            slot = &p->interval_ms;
+        else if (strcmp(it->string, "max_ms") == 0)
+            slot = &p->max_ms;
+        else
+            return fail(err, errlen, "config: unknown key %s.%s", path, it->string);
+        if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble > 86400000.0)
+            return fail(err, errlen, "config: %s.%s must be a number of milliseconds", path,
+                        it->string);
+        *slot = (int64_t)it->valuedouble;
+    }
+    if (p->interval_ms < 100)
+        return fail(err, errlen, "config: %s.interval_ms must be at least 100", path);
+    return 0;
+}
+
+static int set_string(char **slot, const cJSON *it, const char *key, char *err, size_t errlen)
+{
+    if (!cJSON_IsString(it))
+        return fail(err, errlen, "config: %s must be a string", key);
+    if (!*slot) /* the command line wins */
+        *slot = strdup(it->valuestring);
+    return 0;
+}
+
+static int load_config(struct opts *o, bool explicit_path, char *err, size_t errlen)
+{
+    char *buf;
+    size_t len;
+    int r = read_small_file(o->config_path, CONFIG_MAX_BYTES, &buf, &len);
+    if (r == -ENOENT && !explicit_path)
+        return 0;
+    if (r < 0)
+        return fail(err, errlen, "cannot read config %s: %s", o->config_path, strerror(-r));
+    cJSON *root = cJSON_ParseWithLength(buf, len);
+    free(buf);
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return fail(err, errlen, "config %s is not a valid JSON object", o->config_path);
+    }
+    int rc = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, root)
+    {
+        const char *k = it->string;
+        if (strcmp(k, "api_url") == 0) {
+            rc = set_string(&o->api_url, it, k, err, errlen);
+        } else if (strcmp(k, "state_dir") == 0) {
+            rc = set_string(&o->state_dir, it, k, err, errlen);
+        } else if (strcmp(k, "cache_dir") == 0) {
+            rc = set_string(&o->cache_dir, it, k, err, errlen);
+        } else if (strcmp(k, "schedule") == 0) {
+            rc = set_string(&o->schedule_name, it, k, err, errlen);
+        } else if (strcmp(k, "key_file") == 0) {
+            rc = set_string(&o->key_file, it, k, err, errlen);
+        } else if (strcmp(k, "rate") == 0) {
+            if (!cJSON_IsNumber(it) || !(it->valuedouble > 0))
+                rc = fail(err, errlen, "config: rate must be a positive number");
+            else if (o->rate <= 0)
+                o->rate = it->valuedouble;
+        } else if (strcmp(k, "models") == 0) {
+            const cJSON *m;
+            if (cJSON_IsArray(it)) {
+                cJSON_ArrayForEach(m, it)
+                {
+                    if (!cJSON_IsString(m)) {
+                        rc = fail(err, errlen, "config: models[] must hold strings");
+                        break;
+                    }
+                    if ((rc = add_model(o, m->valuestring, err, errlen)) < 0)
+                        break;
+                }
+            } else if (cJSON_IsObject(it)) {
+                cJSON_ArrayForEach(m, it)
+                {
+                    if ((rc = add_model(o, m->string, err, errlen)) < 0)
+                        break;
+                    if (!cJSON_IsObject(m)) {
+                        rc = fail(err, errlen, "config: models.%s must be an object", m->string);
+                        break;
+                    }
+                    struct opts_model *om = find_model(o, m->string);
+                    char path[300];
+                    snprintf(path, sizeof(path), "models.%s", m->string);
+                    sched_profile_default(m->string, &om->profile);
+                    if ((rc = config_profile(m, path, &om->profile, err, errlen)) < 0)
+                        break;
+                    om->has_profile = true;
+                }
+            } else {
+                rc = fail(err, errlen, "config: models must be an array or an object");
+            }
+        } else {
+            rc = fail(err, errlen, "config %s: unknown key %s", o->config_path, k);
+        }
+        if (rc < 0)
+            break;
+    }
+    cJSON_Delete(root);
+    return rc;
+}
+
+int opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen)
+{
+    memset(o, 0, sizeof(*o));
+    struct raw_opts r = {0};
+    o->fuse_args = (struct fuse_args)FUSE_ARGS_INIT(0, NULL);
+    fuse_opt_add_arg(&o->fuse_args, argv[0]);
+    struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+    if (fuse_opt_parse(&args, &r, opt_spec, opt_proc) != 0) {
+        fuse_opt_free_args(&args);
+        return fail(err, errlen, "cannot parse the command line: see genfs --help");
+    }
+    /* What fuse_opt kept is for libfuse (allow_other, ...). */
+    for (int i = 1; i < args.argc; i++)
+        fuse_opt_add_arg(&o->fuse_args, args.argv[i]);
+    fuse_opt_free_args(&args);
+
+    o->show_help = r.help;
+    o->show_version = r.version;
+    o->foreground = r.foreground;
+    o->debug = r.debug;
+    o->mountpoint = r.mountpoint;
+    o->api_url = r.api_url;
+    o->key_file = r.key_file;
+    o->state_dir = r.state_dir;
+    o->cache_dir = r.cache_dir;
+    o->schedule_name = r.schedule;
+    o->provider_name = r.provider;
+    o->notify_word = r.notify;
+    o->callback_url = r.callback_url;
+    o->callback_listen = r.callback_listen;
+    o->models_arg = r.models;
+    o->rate = -1;
+    int rc = 0;
+    if (r.rate && parse_rate(r.rate, &o->rate) < 0)
+        rc = fail(err, errlen, "invalid rate '%s': give requests per second, e.g. -o rate=10",
+                  r.rate);
+    free(r.rate);
+    bool explicit_config = r.config != NULL;
+    o->config_path = r.config;
+    if (rc < 0 || o->show_help || o->show_version)
+        return rc;
+
+    if (r.extra_nonopt)
+        return fail(err, errlen, "more than one mountpoint given: genfs [options] MOUNTPOINT");
+    if (!o->mountpoint)
+        return fail(err, errlen, "no mountpoint: genfs [options] MOUNTPOINT (see genfs --help)");
+
+    if (!o->config_path) {
+        char *dir = xdg_dir("XDG_CONFIG_HOME", ".config");
+        size_t n = strlen(dir) + sizeof("/config.json");
+        o->config_path = malloc(n);
+        snprintf(o->config_path, n, "%s/config.json", dir);
+        free(dir);
+    }
+    if (o->models_arg) {
+        char *copy = strdup(o->models_arg), *save = NULL;
+        for (char *t = strtok_r(copy, ":", &save); t && rc == 0; t = strtok_r(NULL, ":", &save))
+            rc = add_model(o, t, err, errlen);
+        free(copy);
+        if (rc < 0)
+            return rc;
+    }
+    if ((rc = load_config(o, explicit_config, err, errlen)) < 0)
+        return rc;
+
+    if (!o->api_url && getenv("GENFS_API_URL"))
+        o->api_url = strdup(getenv("GENFS_API_URL"));
+    if (!o->api_url)
+        return fail(err, errlen, "no provider URL: pass -o api_url=URL or set GENFS_API_URL");
+    if (strncmp(o->api_url, "http://", 7) != 0 && strncmp(o->api_url, "https://", 8) != 0)
+        return fail(err, errlen, "api_url '%s' must start with http:// or https://", o->api_url);
+
+    if (!o->schedule_name)
+        o->schedule_name = strdup("adaptive");
+    if (sched_kind_parse(o->schedule_name, &o->schedule) < 0)
+        return fail(err, errlen,
+                    "unknown schedule '%s': use fixed, adaptive, exponential or learned",
+                    o->schedule_name);
+    if (o->rate <= 0)
+        o->rate = 10;
+    o->notify = true;
+    if (o->notify_word) {
+        if (strcmp(o->notify_word, "off") == 0)
+            o->notify = false;
+        else if (strcmp(o->notify_word, "on") != 0)
+            return fail(err, errlen, "notify must be on or off, not '%s'", o->notify_word);
+    }
+    if (o->provider_name && strcmp(o->provider_name, "native") != 0)
+        return fail(err, errlen, "unknown provider '%s': this build speaks 'native'",
+                    o->provider_name);
+    if (o->callback_url || o->callback_listen)
+        return fail(err, errlen, "callback mode is not available in this build yet: drop "
+                                 "callback_url/callback_listen to poll instead");
+    if (!o->state_dir)
+        o->state_dir = xdg_dir("XDG_STATE_HOME", ".local/state");
+    if (!o->cache_dir)
+        o->cache_dir = xdg_dir("XDG_CACHE_HOME", ".cache");
+    return load_key(o, err, errlen);
+}
+
+void opts_print_help(const char *prog)
+{
+    printf("usage: %s [options] MOUNTPOINT\n"
+           "\n"
+           "Mount hosted AI generation APIs as files: write a prompt to MODEL/new,\n"
+           "read MODEL/<taskId>/result.\n"
+           "\n"
+           "options:\n"
+           "  -f                     stay in the foreground\n"
+           "  -d                     debug log (implies -f)\n"
+           "  -o api_url=URL         provider base URL (or env GENFS_API_URL)\n"
+           "  -o key_file=PATH       file holding the API key, mode 600 (or env GENFS_API_KEY)\n"
+           "  -o config=PATH         JSON config (default $XDG_CONFIG_HOME/genfs/config.json)\n"
+           "  -o state_dir=DIR       task database (default $XDG_STATE_HOME/genfs)\n"
+           "  -o cache_dir=DIR       downloaded media (default $XDG_CACHE_HOME/genfs)\n"
+           "  -o models=a:b:c        model directories to create at mount\n"
+           "  -o schedule=NAME       fixed | adaptive | exponential | learned (default adaptive)\n"
+           "  -o rate=N              at most N API requests per second (default 10)\n"
+           "  -o provider=NAME       wire protocol profile (default native)\n"
+           "  -o notify=on|off       inotify announcements for watchers (default on)\n"
+           "  -o allow_other         let other users see the mount (needs user_allow_other)\n"
+           "  -h, --help             this help\n"
+           "  -V, --version          the version\n",
+           prog);
+}
+
+void opts_free(struct opts *o)
+{
+    free(o->mountpoint);
+    free(o->api_url);
+    free(o->key_file);
+    free(o->config_path);
+    free(o->state_dir);
+    free(o->cache_dir);
+    free(o->schedule_name);
+    free(o->provider_name);
+    free(o->notify_word);
+    free(o->callback_url);
+    free(o->callback_listen);
+    free(o->models_arg);
+    for (size_t i = 0; i < o->n_models; i++)
+        free(o->models[i].name);
+    free(o->models);
+    if (o->api_key) {
+        explicit_bzero(o->api_key, strlen(o->api_key));
+        free(o->api_key);
+    }
+    fuse_opt_free_args(&o->fuse_args);
+}

@@ -1,0 +1,54 @@
+/* Command line (fuse_opt) and the JSON config: parsing, validation and the
+ * one-line messages for bad settings. Reads the config and key files only. */
+#ifndef GENFS_OPTS_H
+#define GENFS_OPTS_H
+
+#include "sched.h"
+
+#include <fuse_lowlevel.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+struct opts_model {
+    char *name;
+    bool has_profile;
+    struct sched_profile profile;
+};
+
+struct opts {
+    char *mountpoint;
+    bool foreground;
+    bool debug;
+    bool show_help;
+    bool show_version;
+    char *api_url;
+    char *key_file;
+    char *config_path;
+    char *state_dir;
+    char *cache_dir;
+    char *schedule_name;
+    char *provider_name;
+    char *notify_word;
+    char *callback_url;
+    char *callback_listen;
+    char *models_arg;
+    double rate;
+    enum sched_kind schedule;
+    bool notify;
+    struct opts_model *models;
+    size_t n_models;
+    char *api_key; /* secret: never logged, never in argv */
+    struct fuse_args fuse_args; /* what libfuse gets (allow_other, ...) */
+};
+
+/* 0, or -EINVAL with a one-line message in err. Help/version set the flags
+ * and return 0 without validating the rest. */
+int opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen);
+void opts_free(struct opts *o);
+void opts_print_help(const char *prog);
+
+/* Model id rules shared by the command line and mkdir: segments of
+ * [A-Za-z0-9._-] separated by '/', none "." or "..", none starting with '.'. */
+bool opts_model_name_valid(const char *name);
+
+#endif

@@ -1,0 +1,122 @@
+/* The one source of truth: models and tasks in memory, mirrored in SQLite
+ * (WAL) so nothing the provider accepted is lost. Readers take the read
+ * lock; only the engine thread mutates, then observers hear of the change. */
+#ifndef GENFS_STORE_H
+#define GENFS_STORE_H
+
+#include "log.h"
+#include "provider.h"
+#include "sched.h"
+#include "task.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define STORE_NONE UINT32_MAX
+
+struct task {
+    uint32_t idx; /* stable for the life of the daemon: inode numbers derive from it */
+    uint32_t model_idx;
+    char *id;
+    enum task_state state;
+    bool adopted;  /* mkdir'ed, not submitted from this mount */
+    bool gave_up;  /* past the schedule's deadline: readers get ETIMEDOUT */
+    char *input_json;
+    char *prompt;
+    char *status_json; /* last status object as received, or NULL */
+    char *status_url;
+    char **urls;
+    size_t n_urls;
+    char *fail_code;
+    char *fail_msg;
+    int64_t submit_ms;   /* provider accepted it (or adoption time) */
+    int64_t change_ms;   /* genfs saw the last state change */
+    int64_t status_ms;   /* status.json last changed */
+    int64_t complete_ms; /* provider's completeTime, 0 if unknown */
+    int64_t last_poll_ms;
+    uint32_t polls;
+    uint64_t version; /* bumps on every visible change */
+    uint32_t hash_next;
+};
+
+struct model {
+    uint32_t idx;
+    char *name;
+    uint32_t latest; /* newest task submitted from this mount, or STORE_NONE */
+    uint32_t n_tasks;
+    int64_t mtime_ms;
+};
+
+enum store_change_kind {
+    STORE_TASK_ADDED,
+    STORE_TASK_STATE,   /* state moved (and maybe result/error) */
+    STORE_TASK_STATUS,  /* status.json changed, state did not */
+    STORE_TASK_GAVE_UP, /* deadline passed: readers get ETIMEDOUT */
+    STORE_TASK_REMOVED,
+    STORE_MODEL_ADDED,
+    STORE_MODEL_REMOVED,
+};
+
+struct store_change {
+    enum store_change_kind kind;
+    uint32_t task_idx;  /* STORE_NONE for model changes */
+    uint32_t model_idx;
+    enum task_state old_state, new_state;
+    const char *task_id; /* valid during the callback only */
+    const char *model_name;
+    int64_t at_ms;
+};
+
+typedef void (*store_observer_fn)(void *arg, const struct store_change *c);
+
+struct store;
+
+/* Creates state_dir (0700), takes an exclusive lock on it, opens or creates
+ * the database and loads everything. Errors: negative errno and one line in err. */
+int store_open(const char *state_dir, struct log *lg, struct store **out, char *err,
+               size_t errlen);
+void store_close(struct store *s);
+/* Record this process's pid in the state_dir lock (after daemonizing). */
+void store_write_pid(struct store *s);
+int store_observe(struct store *s, store_observer_fn fn, void *arg);
+
+void store_rdlock(struct store *s);
+void store_unlock(struct store *s);
+/* Under the read lock (or on the engine thread): */
+uint32_t store_task_slots(struct store *s);
+const struct task *store_task_at(struct store *s, uint32_t idx); /* NULL if removed */
+const struct task *store_task_find(struct store *s, uint32_t model_idx, const char *id);
+uint32_t store_model_slots(struct store *s);
+const struct model *store_model_at(struct store *s, uint32_t idx);
+const struct model *store_model_find(struct store *s, const char *name);
+
+/* Engine thread only. Each returns 0 or a negative errno. */
+int store_model_add(struct store *s, const char *name, uint32_t *idx);
+int store_model_remove(struct store *s, uint32_t idx); /* -ENOTEMPTY when it has tasks */
+
+struct task_new {
+    uint32_t model_idx;
+    const char *id;
+    const char *input_json; /* may be NULL (adopted) */
+    const char *prompt;
+    const char *status_url;
+    bool adopted;
+    int64_t submit_ms;
+};
+/* Committed to disk before it returns 0. */
+int store_task_insert(struct store *s, const struct task_new *tn, uint32_t *idx);
+/* Apply a parsed status answer; raises STATE or STATUS observers as fits. */
+int store_task_apply_status(struct store *s, uint32_t idx, const struct provider_status *st,
+                            int64_t now_ms);
+/* Bookkeeping of one poll sent: persisted lazily (see store_flush). */
+void store_task_note_poll(struct store *s, uint32_t idx, int64_t now_ms);
+int store_task_set_gave_up(struct store *s, uint32_t idx, bool gave_up);
+int store_task_remove(struct store *s, uint32_t idx);
+/* Persist pending poll bookkeeping in one transaction. */
+int store_flush(struct store *s);
+
+/* Counts of live tasks by state. */
+void store_count_states(struct store *s, uint32_t counts[TASK_STATE_COUNT]);
+
+#endif
