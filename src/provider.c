@@ -274,8 +274,8 @@ static int64_t provider_parse_http_date(const char *s)
             return -1;
     }
     const char *m = strlen(mon) == 3 ? strstr(months, mon) : NULL;
-    if (!m || (m - months) % 3 != 0 || d < 1 || d > 31 || hh > 23 || mm > 59 || ss > 60 ||
-        hh < 0 || mm < 0 || ss < 0)
+    if (!m || (m - months) % 3 != 0 || d < 1 || d > 31 || hh > 23 || mm > 59 || ss > 60 || hh < 0 ||
+        mm < 0 || ss < 0)
         return -1;
     int month = (int)(m - months) / 3 + 1;
     return provider_days_from_civil(y, month, d) * 86400 + hh * 3600 + mm * 60 + ss;
@@ -310,8 +310,7 @@ int64_t provider_parse_retry_after(const char *value, time_t now)
 
 /* ---- answers ---- */
 
-static int provider_fail(struct provider_error *err, int code, bool retryable, const char *fmt,
-                         ...)
+static int provider_fail(struct provider_error *err, int code, bool retryable, const char *fmt, ...)
 {
     err->err = code;
     err->retryable = retryable;
@@ -350,6 +349,20 @@ static int provider_fail_code(struct provider_error *err, long code, const cJSON
                          advice ? ": " : "", advice ? advice : "");
 }
 
+/* The whole body must be one JSON value; trailing whitespace is fine. */
+static cJSON *provider_parse_json(const char *body, size_t len)
+{
+    const char *end = NULL;
+    cJSON *doc = cJSON_ParseWithLengthOpts(body, len, &end, false);
+    while (doc && end < body + len && isspace((unsigned char)*end))
+        end++;
+    if (doc && end != body + len) {
+        cJSON_Delete(doc);
+        return NULL;
+    }
+    return doc;
+}
+
 /* Checks the HTTP status and the envelope; on success *root holds the
  * parsed body and *data its "data" object. */
 static int provider_parse_envelope(const char *what, long http_status, const char *body, size_t len,
@@ -362,7 +375,7 @@ static int provider_parse_envelope(const char *what, long http_status, const cha
         body = NULL;
     if (http_status == 0)
         return provider_fail(err, -EIO, true, "%s: no HTTP answer from the provider", what);
-    cJSON *doc = body && len ? cJSON_ParseWithLength(body, len) : NULL;
+    cJSON *doc = body && len ? provider_parse_json(body, len) : NULL;
     if (http_status < 200 || http_status > 299) {
         int rc = provider_fail_code(err, http_status, cJSON_IsObject(doc) ? doc : NULL, retry_after,
                                     now);
@@ -376,8 +389,8 @@ static int provider_parse_envelope(const char *what, long http_status, const cha
         cJSON_Delete(doc);
         return provider_fail(err, -EPROTO, true, "%s: the body is %s", what,
                              !body || !len ? "empty"
-                             : doc        ? "not a JSON object"
-                                          : "not valid JSON");
+                             : doc         ? "not a JSON object"
+                                           : "not valid JSON");
     }
     const cJSON *code = cJSON_GetObjectItemCaseSensitive(doc, "code");
     int rc;
@@ -461,8 +474,8 @@ static int provider_parse_result(const cJSON *data, struct provider_status *out,
         rc = provider_fail(err, -EPROTO, true, "status answer: resultJson has no resultUrls array");
     else if (!(out->urls = calloc((size_t)cJSON_GetArraySize(list) + 1, sizeof(char *))))
         rc = -ENOMEM;
-    const cJSON *u;
-    cJSON_ArrayForEach(u, rc == 0 ? list : NULL)
+    const cJSON *u, *items = rc == 0 ? list : NULL;
+    cJSON_ArrayForEach(u, items)
     {
         if (!cJSON_IsString(u) || (strncmp(u->valuestring, "https://", 8) != 0 &&
                                    strncmp(u->valuestring, "http://", 7) != 0))
@@ -535,8 +548,8 @@ int provider_parse_status(const struct provider *p, long http_status, const char
     else if (out->state == TASK_FAILED &&
              (provider_dup_code(cJSON_GetObjectItemCaseSensitive(data, "failCode"),
                                 &out->fail_code) < 0 ||
-              provider_dup_code(cJSON_GetObjectItemCaseSensitive(data, "failMsg"),
-                                &out->fail_msg) < 0))
+              provider_dup_code(cJSON_GetObjectItemCaseSensitive(data, "failMsg"), &out->fail_msg) <
+                  0))
         rc = -ENOMEM;
     if (rc == 0 && !(out->data_json = cJSON_PrintUnformatted(data)))
         rc = -ENOMEM;

@@ -1,0 +1,358 @@
+#include "provider.h"
+#include "tap.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdlib.h>
+
+#define NOW ((time_t)1700000000) /* Tue, 14 Nov 2023 22:13:20 GMT */
+
+static struct provider *prov;
+
+static int status(long http, const char *body, struct provider_status *st,
+                  struct provider_error *err)
+{
+    return provider_parse_status(prov, http, body, body ? strlen(body) : 0, NULL, NOW, st, err);
+}
+
+static int submit(long http, const char *body, const char *retry_after, struct provider_submit *s,
+                  struct provider_error *err)
+{
+    return provider_parse_submit(prov, http, body, body ? strlen(body) : 0, retry_after, NOW, s,
+                                 err);
+}
+
+static void test_requests(void)
+{
+    struct provider_request r;
+    struct provider *slash = provider_new_native("http://127.0.0.1:8080/api/");
+    TAP_EQ_INT(provider_build_submit(slash, "fal-ai/flux/dev", "{\"prompt\":\"a\"}", NULL, &r), 0,
+               "build submit");
+    TAP_EQ_STR(r.method, "POST", "  POST");
+    TAP_EQ_STR(r.url, "http://127.0.0.1:8080/api/generateTask/fal-ai/flux/dev",
+               "  trailing slash of base stripped, model slashes kept");
+    cJSON *b = cJSON_Parse(r.body);
+    const cJSON *in = cJSON_GetObjectItemCaseSensitive(b, "input");
+    TAP_EQ_STR(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(b, "request_type")), "async",
+               "  request_type async");
+    TAP_CHECK(!cJSON_HasObjectItem(b, "callback_url"), "  no callback_url");
+    TAP_EQ_STR(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(in, "prompt")), "a",
+               "  input object embedded");
+    cJSON_Delete(b);
+    provider_request_clear(&r);
+    TAP_CHECK(r.url == NULL && r.body == NULL, "request cleared");
+
+    TAP_EQ_INT(provider_build_submit(prov, "sora-2", "{\"prompt\":\"b\",\"n\":2}",
+                                     "https://me.example/hook/tok", &r),
+               0, "build callback submit");
+    TAP_EQ_STR(r.url, "http://sim.test/generateTask/sora-2", "  base without slash");
+    b = cJSON_Parse(r.body);
+    TAP_EQ_STR(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(b, "request_type")),
+               "callback", "  request_type callback");
+    TAP_EQ_STR(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(b, "callback_url")),
+               "https://me.example/hook/tok", "  callback_url");
+    in = cJSON_GetObjectItemCaseSensitive(b, "input");
+    TAP_EQ_INT(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(in, "n")), 2, "  input kept");
+    cJSON_Delete(b);
+    provider_request_clear(&r);
+
+    TAP_EQ_INT(provider_build_submit(prov, "m", "[1]", NULL, &r), -EINVAL, "input not an object");
+    TAP_EQ_INT(provider_build_submit(prov, "m", "{", NULL, &r), -EINVAL, "input not JSON");
+    TAP_EQ_INT(provider_build_submit(prov, "", "{}", NULL, &r), -EINVAL, "empty model");
+
+    TAP_EQ_INT(provider_build_status(slash, "fal-ai/flux/dev", "abc-123", NULL, &r), 0,
+               "build status");
+    TAP_EQ_STR(r.method, "GET", "  GET");
+    TAP_EQ_STR(r.url, "http://127.0.0.1:8080/api/generateTask/fal-ai/flux/dev/abc-123",
+               "  status URL");
+    TAP_CHECK(r.body == NULL, "  no body");
+    provider_request_clear(&r);
+    TAP_EQ_INT(provider_build_status(prov, "m x", "a/b?c", NULL, &r), 0, "odd names");
+    TAP_EQ_STR(r.url, "http://sim.test/generateTask/m%20x/a%2Fb%3Fc", "  percent-encoded");
+    provider_request_clear(&r);
+    TAP_EQ_INT(provider_build_status(prov, "m", "t", "https://other.test/poll/9", &r), 0,
+               "status with a given URL");
+    TAP_EQ_STR(r.url, "https://other.test/poll/9", "  given URL used");
+    provider_request_clear(&r);
+    TAP_EQ_INT(provider_build_status(prov, "m", "", NULL, &r), -EINVAL, "empty task id");
+    provider_free(slash);
+
+    char *h = provider_auth_header(prov, "sk-123");
+    TAP_EQ_STR(h, "Authorization: Bearer sk-123", "auth header");
+    free(h);
+    TAP_CHECK(provider_auth_header(prov, "sk\r\nX-Evil: 1") == NULL, "key with CRLF refused");
+}
+
+static void test_codes(void)
+{
+    static const struct {
+        long code;
+        int err;
+        bool retry;
+    } want[] = {
+        {200, 0, false},       {201, 0, false},       {400, -EINVAL, false}, {422, -EINVAL, false},
+        {401, -EACCES, false}, {403, -EACCES, false}, {402, -EDQUOT, false}, {404, -ENOENT, false},
+        {429, -EAGAIN, true},  {455, -EIO, true},     {500, -EIO, true},     {502, -EIO, true},
+        {503, -EIO, true},     {504, -EIO, true},     {501, -EIO, false},    {418, -EIO, false},
+        {302, -EIO, false},
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        TAP_CHECK(provider_errno_for_code(want[i].code) == want[i].err &&
+                      provider_code_retryable(want[i].code) == want[i].retry,
+                  "code %ld: errno %d, retryable %d", want[i].code, want[i].err, want[i].retry);
+    }
+
+    /* Each code as an HTTP status, with an envelope message, and as an
+     * envelope code inside an HTTP 200. */
+    for (size_t i = 2; i < sizeof(want) / sizeof(want[0]); i++) {
+        char body[128];
+        struct provider_submit s;
+        struct provider_error e;
+        snprintf(body, sizeof(body), "{\"code\":%ld,\"msg\":\"nope\\nreally\",\"data\":null}",
+                 want[i].code);
+        int rc = submit(want[i].code, body, NULL, &s, &e);
+        char code[16];
+        snprintf(code, sizeof(code), "(%ld: ", want[i].code);
+        TAP_CHECK(rc == want[i].err && e.err == rc && e.retryable == want[i].retry &&
+                      strstr(e.msg, code) && strstr(e.msg, "nope really") && !s.task_id,
+                  "HTTP %ld: %s", want[i].code, e.msg);
+        rc = submit(200, body, NULL, &s, &e);
+        TAP_CHECK(rc == want[i].err && e.retryable == want[i].retry && strstr(e.msg, code),
+                  "envelope code %ld in HTTP 200: %s", want[i].code, e.msg);
+    }
+    struct provider_submit s;
+    struct provider_error e;
+    submit(401, "<html>Unauthorized</html>", NULL, &s, &e);
+    TAP_EQ_STR(e.msg, "the provider refused the API key (401): check GENFS_API_KEY or key_file",
+               "401 message without an envelope");
+    submit(402, "", NULL, &s, &e);
+    TAP_EQ_STR(e.msg, "insufficient credits (402): top up the account", "402 message");
+    TAP_EQ_INT(
+        submit(200, "{\"code\":201,\"msg\":\"x\",\"data\":{\"taskId\":\"a\"}}", NULL, &s, &e),
+        -EPROTO, "envelope code 201 is not success");
+    TAP_CHECK(e.retryable, "  retryable");
+    TAP_EQ_INT(submit(0, NULL, NULL, &s, &e), -EIO, "no HTTP answer");
+    TAP_CHECK(e.retryable, "  retryable");
+}
+
+static void test_retry_after(void)
+{
+    TAP_EQ_INT(provider_parse_retry_after("7", NOW), 7000, "Retry-After seconds");
+    TAP_EQ_INT(provider_parse_retry_after(" 0 ", NOW), 0, "Retry-After 0, spaces");
+    TAP_EQ_INT(provider_parse_retry_after("Tue, 14 Nov 2023 22:13:50 GMT", NOW), 30000,
+               "Retry-After HTTP date");
+    TAP_EQ_INT(provider_parse_retry_after("Tue, 14 Nov 2023 22:00:00 GMT", NOW), 0,
+               "date in the past: now");
+    TAP_EQ_INT(provider_parse_retry_after("Thu, 01 Jan 1970 00:00:00 GMT", 0), 0, "the epoch");
+    TAP_EQ_INT(provider_parse_retry_after("Sun, 01 Mar 2026 00:00:10 GMT",
+                                          (time_t)1772323200), /* 2026-03-01 00:00:00 */
+               10000, "date after a February");
+    TAP_EQ_INT(provider_parse_retry_after("Thu, 29 Feb 2024 12:00:05 GMT", (time_t)1709208000),
+               5000, "leap day");
+    TAP_EQ_INT(provider_parse_retry_after("99999999", NOW), 3600000, "huge delay capped at 1 h");
+    TAP_EQ_INT(provider_parse_retry_after("99999999999999999999999999", NOW), 3600000,
+               "overflowing delay capped");
+    TAP_EQ_INT(provider_parse_retry_after("-5", NOW), -1, "negative refused");
+    TAP_EQ_INT(provider_parse_retry_after("5s", NOW), -1, "junk after seconds");
+    TAP_EQ_INT(provider_parse_retry_after("", NOW), -1, "empty");
+    TAP_EQ_INT(provider_parse_retry_after(NULL, NOW), -1, "NULL");
+    TAP_EQ_INT(provider_parse_retry_after("Tue, 14 Nov 2023 22:13:50 PST", NOW), -1, "not GMT");
+    TAP_EQ_INT(provider_parse_retry_after("Tue, 14 Foo 2023 22:13:50 GMT", NOW), -1, "bad month");
+    TAP_EQ_INT(provider_parse_retry_after("Tue, 14 Nov 2023 25:13:50 GMT", NOW), -1, "bad hour");
+    TAP_EQ_INT(provider_parse_retry_after("Tue, 14 Nov 2023 22:13:50 GMT x", NOW), -1,
+               "junk after date");
+
+    struct provider_submit s;
+    struct provider_error e;
+    submit(429, "{\"code\":429,\"msg\":\"slow down\"}", "12", &s, &e);
+    TAP_EQ_INT(e.retry_after_ms, 12000, "429 carries Retry-After");
+    TAP_EQ_INT(e.err, -EAGAIN, "  EAGAIN");
+    submit(503, "", "Tue, 14 Nov 2023 22:13:22 GMT", &s, &e);
+    TAP_EQ_INT(e.retry_after_ms, 2000, "503 carries a Retry-After date");
+    submit(429, "", NULL, &s, &e);
+    TAP_EQ_INT(e.retry_after_ms, -1, "429 without Retry-After");
+    submit(200, "{\"code\":429,\"msg\":\"busy\",\"data\":null}", "3", &s, &e);
+    TAP_EQ_INT(e.retry_after_ms, 3000, "envelope 429 honours Retry-After");
+    submit(500, "", "3", &s, &e);
+    TAP_EQ_INT(e.retry_after_ms, -1, "500 ignores Retry-After");
+}
+
+static void test_submit(void)
+{
+    struct provider_submit s;
+    struct provider_error e;
+    TAP_EQ_INT(submit(200, "{\"code\":200,\"msg\":\"ok\",\"data\":{\"taskId\":\"task_9f.A-1~\"}}",
+                      NULL, &s, &e),
+               0, "submit ok");
+    TAP_EQ_STR(s.task_id, "task_9f.A-1~", "  taskId");
+    TAP_CHECK(s.status_url == NULL, "  no status URL");
+    provider_submit_clear(&s);
+    TAP_CHECK(s.task_id == NULL, "submit cleared");
+    TAP_EQ_INT(
+        submit(201, "{\"code\":200,\"data\":{\"taskId\":\"x\",\"extra\":[1]}}", NULL, &s, &e), 0,
+        "HTTP 201, unknown fields ignored");
+    provider_submit_clear(&s);
+
+    char long_id[256];
+    memset(long_id, 'a', 201);
+    long_id[201] = '\0';
+    char body_long[300];
+    snprintf(body_long, sizeof(body_long), "{\"code\":200,\"data\":{\"taskId\":\"%s\"}}", long_id);
+    static const struct {
+        const char *body;
+        const char *what;
+    } bad[] = {
+        {"{\"code\":200,\"data\":{}}", "taskId is missing"},
+        {"{\"code\":200,\"data\":{\"taskId\":7}}", "not a string"},
+        {"{\"code\":200,\"data\":{\"taskId\":\"\"}}", "safe file name"},
+        {"{\"code\":200,\"data\":{\"taskId\":\"a/b\"}}", "safe file name"},
+        {"{\"code\":200,\"data\":{\"taskId\":\"..\"}}", "safe file name"},
+        {"{\"code\":200,\"data\":{\"taskId\":\".hidden\"}}", "safe file name"},
+        {"{\"code\":200,\"data\":{\"taskId\":\"a b\"}}", "safe file name"},
+        {"{\"code\":200,\"data\":\"t1\"}", "\"data\" is missing or not an object"},
+        {"{\"code\":200}", "\"data\" is missing"},
+        {"{\"code\":\"200\",\"data\":{\"taskId\":\"a\"}}", "\"code\" is missing or not a number"},
+        {"{\"data\":{\"taskId\":\"a\"}}", "\"code\" is missing"},
+        {"[200]", "not a JSON object"},
+        {"{\"code\":200,", "not valid JSON"},
+        {"", "empty"},
+        {"{\"code\":200,\"data\":{\"taskId\":\"a\"}} trailing", "not valid JSON"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int rc = submit(200, bad[i].body, NULL, &s, &e);
+        TAP_CHECK(rc == -EPROTO && e.err == -EPROTO && e.retryable && strstr(e.msg, bad[i].what) &&
+                      strstr(e.msg, "submit answer: ") == e.msg && !s.task_id,
+                  "malformed submit %zu: %s", i, e.msg);
+    }
+    TAP_EQ_INT(submit(200, body_long, NULL, &s, &e), -EPROTO, "taskId over 200 chars");
+    long_id[200] = '\0';
+    snprintf(body_long, sizeof(body_long), "{\"code\":200,\"data\":{\"taskId\":\"%s\"}}", long_id);
+    TAP_EQ_INT(submit(200, body_long, NULL, &s, &e), 0, "taskId of 200 chars");
+    provider_submit_clear(&s);
+
+    const char *ok = "{\"code\":200,\"data\":{\"taskId\":\"a\"}}";
+    TAP_EQ_INT(
+        provider_parse_submit(prov, 200, ok, (size_t)16 * 1024 * 1024 + 1, NULL, NOW, &s, &e),
+        -EPROTO, "body over 16 MiB refused unread");
+    TAP_CHECK(e.retryable && strstr(e.msg, "16 MiB"), "  %s", e.msg);
+    TAP_EQ_INT(provider_parse_submit(prov, 200, ok, 20, NULL, NOW, &s, &e), -EPROTO,
+               "length is honoured (truncated body)");
+}
+
+static const char *status_body(const char *data)
+{
+    static char buf[2048];
+    snprintf(buf, sizeof(buf), "{\"code\":200,\"msg\":\"success\",\"data\":%s}", data);
+    return buf;
+}
+
+static void test_status(void)
+{
+    struct provider_status st;
+    struct provider_error e;
+    const char *words[] = {"waiting", "queuing", "generating"};
+    for (int i = 0; i < 3; i++) {
+        char data[256];
+        snprintf(data, sizeof(data),
+                 "{\"taskId\":\"t\",\"state\":\"%s\",\"resultJson\":null,\"failCode\":null,"
+                 "\"createTime\":1700000000000,\"updateTime\":null}",
+                 words[i]);
+        TAP_EQ_INT(status(200, status_body(data), &st, &e), 0, words[i]);
+        TAP_EQ_INT(st.state, i, "  state");
+        TAP_CHECK(st.n_urls == 0 && !st.fail_code && st.progress == -1, "  nothing else");
+        TAP_EQ_INT(st.create_ms, INT64_C(1700000000000), "  createTime");
+        TAP_EQ_INT(st.update_ms, 0, "  null updateTime is 0");
+        TAP_EQ_STR(st.data_json, data, "  data_json is the compact data object");
+        provider_status_clear(&st);
+    }
+
+    const char *ok = "{\"taskId\":\"t\",\"state\":\"success\",\"progress\":100,"
+                     "\"resultJson\":\"{\\\"resultUrls\\\":[\\\"https://cdn.test/0.png\\\","
+                     "\\\"ftp://cdn.test/x\\\",7,\\\"http://cdn.test/1.png\\\"]}\","
+                     "\"completeTime\":1700000009000,\"futureField\":{\"a\":1}}";
+    TAP_EQ_INT(status(200, status_body(ok), &st, &e), 0, "success");
+    TAP_EQ_INT(st.state, TASK_SUCCESS, "  state success");
+    TAP_EQ_INT(st.progress, 100, "  progress");
+    TAP_EQ_INT(st.complete_ms, INT64_C(1700000009000), "  completeTime");
+    TAP_EQ_INT(st.n_urls, 2, "  only http(s) URLs kept");
+    TAP_CHECK(st.n_urls == 2 && strcmp(st.urls[0], "https://cdn.test/0.png") == 0 &&
+                  strcmp(st.urls[1], "http://cdn.test/1.png") == 0,
+              "  URLs in order");
+    provider_status_clear(&st);
+    TAP_CHECK(st.urls == NULL && st.n_urls == 0 && st.data_json == NULL, "status cleared");
+
+    TAP_EQ_INT(status(200, status_body("{\"state\":\"generating\",\"progress\":150.7}"), &st, &e),
+               0, "progress clamped");
+    TAP_EQ_INT(st.progress, 100, "  to 100");
+    provider_status_clear(&st);
+    TAP_EQ_INT(status(200, status_body("{\"state\":\"generating\",\"progress\":\"45%\"}"), &st, &e),
+               0, "progress of the wrong type ignored");
+    TAP_EQ_INT(st.progress, -1, "  unknown");
+    provider_status_clear(&st);
+
+    TAP_EQ_INT(status(200,
+                      status_body("{\"state\":\"fail\",\"failCode\":501,\"failMsg\":\"NSFW\","
+                                  "\"resultJson\":\"\"}"),
+                      &st, &e),
+               0, "fail with a numeric code");
+    TAP_EQ_INT(st.state, TASK_FAILED, "  state failed");
+    TAP_EQ_STR(st.fail_code, "501", "  numeric failCode as string");
+    TAP_EQ_STR(st.fail_msg, "NSFW", "  failMsg");
+    provider_status_clear(&st);
+    TAP_EQ_INT(
+        status(200, status_body("{\"state\":\"failed\",\"failCode\":\"E_TIMEOUT\"}"), &st, &e), 0,
+        "failed with a string code");
+    TAP_EQ_STR(st.fail_code, "E_TIMEOUT", "  failCode");
+    TAP_CHECK(st.fail_msg == NULL, "  no failMsg");
+    provider_status_clear(&st);
+
+    static const struct {
+        const char *data;
+        const char *what;
+    } bad[] = {
+        {"{\"state\":\"done\"}", "unknown state \"done\""},
+        {"{\"state\":\"SUCCESS\"}", "unknown state"},
+        {"{\"state\":3}", "state is missing or not a string"},
+        {"{\"progress\":3}", "state is missing"},
+        {"{\"state\":\"success\"}", "resultJson is not a string"},
+        {"{\"state\":\"success\",\"resultJson\":{\"resultUrls\":[\"https://a\"]}}",
+         "resultJson is not a string"},
+        {"{\"state\":\"success\",\"resultJson\":\"{oops\"}", "resultJson is not a JSON object"},
+        {"{\"state\":\"success\",\"resultJson\":\"[]\"}", "resultJson is not a JSON object"},
+        {"{\"state\":\"success\",\"resultJson\":\"{}\"}", "no resultUrls array"},
+        {"{\"state\":\"success\",\"resultJson\":\"{\\\"resultUrls\\\":\\\"https://a\\\"}\"}",
+         "no resultUrls array"},
+        {"{\"state\":\"success\",\"resultJson\":\"{\\\"resultUrls\\\":[]}\"}", "any http(s) URL"},
+        {"{\"state\":\"success\",\"resultJson\":\"{\\\"resultUrls\\\":[\\\"file:///etc/passwd\\\"]}"
+         "\"}",
+         "any http(s) URL"},
+        {"[]", "\"data\" is missing or not an object"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int rc = status(200, status_body(bad[i].data), &st, &e);
+        TAP_CHECK(rc == -EPROTO && e.retryable && strstr(e.msg, bad[i].what) &&
+                      strstr(e.msg, "status answer: ") == e.msg && st.n_urls == 0 && !st.urls &&
+                      !st.data_json,
+                  "malformed status %zu: %s", i, e.msg);
+    }
+    TAP_EQ_INT(status(200, "{\"code\":200,\"data\":{\"state\":", &st, &e), -EPROTO,
+               "truncated status body");
+    TAP_EQ_INT(status(404, "{\"code\":404,\"msg\":\"task not found\",\"data\":null}", &st, &e),
+               -ENOENT, "unknown task: ENOENT");
+    TAP_CHECK(!e.retryable && strstr(e.msg, "task not found"), "  %s", e.msg);
+    TAP_EQ_INT(status(200, "{\"code\":455,\"msg\":\"maintenance\",\"data\":null}", &st, &e), -EIO,
+               "455 in an HTTP 200");
+    TAP_CHECK(e.retryable, "  retryable");
+}
+
+int main(void)
+{
+    prov = provider_new_native("http://sim.test");
+    test_requests();
+    test_codes();
+    test_retry_after();
+    test_submit();
+    test_status();
+    provider_free(prov);
+    return tap_done();
+}
