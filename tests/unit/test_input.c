@@ -10,14 +10,15 @@ static int parse(const char *buf, size_t len, char **json, char **prompt, char *
     return input_parse(buf, len, json, prompt, msg, 256);
 }
 
-/* Parses s and checks the result's json and prompt. */
+/* Parses s and checks the result's json and prompt (a prompt may hold a
+ * newline, which must not reach the TAP output). */
 static void expect_ok(const char *s, const char *json, const char *prompt, const char *name)
 {
     char *j = NULL, *p = NULL, msg[256];
     int rc = parse(s, strlen(s), &j, &p, msg);
     TAP_EQ_INT(rc, 0, name);
     TAP_EQ_STR(j, json, "  json");
-    TAP_EQ_STR(p, prompt, "  prompt");
+    TAP_CHECK(p && strcmp(p, prompt) == 0, "  prompt");
     free(j);
     free(p);
 }
