@@ -1,0 +1,1262 @@
+/* genfs-sim: a local provider for genfs (SPEC 4 and 7). This file holds the I/O: command line,
+ * the libmicrohttpd server (thread per connection, so slow answers can simply sleep), the
+ * callback sender (libcurl multi on its own thread) and the one context struct. Decisions are
+ * made by the pure modules (sim_fault, sim_req, sim_task, sim_media, sim_model). */
+#include "sim_fault.h"
+#include "sim_media.h"
+#include "sim_model.h"
+#include "sim_req.h"
+#include "sim_rng.h"
+#include "sim_task.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SIM_BODY_MAX (2u << 20) /* genfs sends at most 1 MiB of input */
+#define SIM_CALLBACK_TIMEOUT_MS 5000L
+#define SIM_CALLBACK_RETRY_MS 1000
+#define SIM_HUGE_BODY (5u << 20)
+#define SIM_STATUS_MAX 600
+
+struct sim_callback {
+    char id[SIM_TASK_ID_LEN + 1];
+    uint64_t seq;
+    long long due_ms;
+    int attempt;
+};
+
+struct sim_cb_transfer {
+    struct sim_callback cb;
+    CURL *easy;
+    char *body;
+    struct curl_slist *headers;
+    struct sim_cb_transfer *next; /* in-flight list, so shutdown can free them */
+};
+
+static void sim_cb_transfer_free(struct sim_cb_transfer **list, struct sim_cb_transfer *x)
+{
+    for (struct sim_cb_transfer **p = list; *p; p = &(*p)->next) {
+        if (*p == x) {
+            *p = x->next;
+            break;
+        }
+    }
+    curl_slist_free_all(x->headers);
+    free(x->body);
+    free(x);
+}
+
+struct sim_figures {
+    long long submit, status, media, other;
+    long long callback_sent, callback_lost, callback_failed;
+    long long responses[SIM_STATUS_MAX];
+    long long faults[32];
+    long long duplicates, created_then_reset;
+};
+
+struct sim_ctx {
+    /* configuration, fixed after start */
+    char listen_host[256];
+    char listen_port[16];
+    const char *port_file;
+    uint64_t seed;
+    double time_scale;
+    char key[1024];
+    int have_key;
+    int quiet;
+    char base_url[320];
+    struct sim_models models;
+    struct MHD_Daemon *mhd;
+    pthread_t cb_thread;
+    atomic_int stopping;
+
+    /* everything below is guarded by lock */
+    pthread_mutex_t lock;
+    struct sim_faults faults;
+    struct sim_fault_state fault_state;
+    uint64_t api_reqno, media_reqno, task_counter;
+    struct sim_table tasks;  /* id -> struct sim_task */
+    struct sim_table dups;   /* model "\n" canonical input -> (void *)1 */
+    struct sim_task **order; /* submission order, for /_sim/tasks */
+    size_t ntasks, cap_tasks;
+    struct sim_callback *pending;
+    size_t npending, cap_pending;
+    struct sim_figures fig;
+};
+
+/* Per-connection upload buffer (MHD calls the handler several times per request). */
+struct sim_conn {
+    char *body;
+    size_t len, cap;
+    int too_big;
+};
+
+static long long sim_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sim_log(const struct sim_ctx *ctx, const char *fmt, ...)
+{
+    if (ctx->quiet)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("genfs-sim: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+/* Sleeps in small steps so that SIGTERM is never held up by a slow answer. */
+static void sim_sleep_ms(struct sim_ctx *ctx, long long ms)
+{
+    while (ms > 0 && !atomic_load(&ctx->stopping)) {
+        long long step = ms < 50 ? ms : 50;
+        struct timespec ts = {step / 1000, (step % 1000) * 1000000};
+        nanosleep(&ts, NULL);
+        ms -= step;
+    }
+}
+
+static void sim_fig_fault(struct sim_ctx *ctx, const char *name)
+{
+    for (int i = 0; name && sim_fault_counter_names[i]; i++) {
+        if (strcmp(sim_fault_counter_names[i], name) == 0) {
+            ctx->fig.faults[i]++;
+            return;
+        }
+    }
+}
+
+static void sim_fig_response(struct sim_ctx *ctx, int code)
+{
+    pthread_mutex_lock(&ctx->lock);
+    if (code >= 0 && code < SIM_STATUS_MAX)
+        ctx->fig.responses[code]++;
+    pthread_mutex_unlock(&ctx->lock);
+}
+
+/* ---- responses ---------------------------------------------------------------------------- */
+
+static enum MHD_Result sim_http_queue(struct MHD_Connection *c, int status, struct MHD_Response *r,
+                                      int retry_after)
+{
+    if (!r)
+        return MHD_NO;
+    if (retry_after > 0) {
+        char v[32];
+        snprintf(v, sizeof(v), "%d", retry_after);
+        MHD_add_response_header(r, "Retry-After", v);
+    }
+    enum MHD_Result ret = MHD_queue_response(c, (unsigned int)status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result sim_http_text(struct MHD_Connection *c, int status, char *body,
+                                     const char *type, int retry_after)
+{
+    if (!body)
+        return MHD_NO;
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, "Content-Type", type);
+    return sim_http_queue(c, status, r, retry_after);
+}
+
+/* Raw JSON (the /_sim/ endpoints); takes ownership of j. */
+static enum MHD_Result sim_http_raw_json(struct MHD_Connection *c, int status, cJSON *j)
+{
+    char *s = j ? cJSON_PrintUnformatted(j) : NULL;
+    cJSON_Delete(j);
+    if (!s)
+        return MHD_NO;
+    /* cJSON allocates with malloc by default, so MHD may free it. */
+    return sim_http_text(c, status, s, "application/json", 0);
+}
+
+/* The provider envelope {"code","msg","data"}; takes ownership of data. */
+static enum MHD_Result sim_http_envelope(struct sim_ctx *ctx, struct MHD_Connection *c, int code,
+                                         const char *msg, cJSON *data, int retry_after)
+{
+    cJSON *env = cJSON_CreateObject();
+    if (!env) {
+        cJSON_Delete(data);
+        return MHD_NO;
+    }
+    cJSON_AddNumberToObject(env, "code", code);
+    cJSON_AddStringToObject(env, "msg", msg);
+    cJSON_AddItemToObject(env, "data", data ? data : cJSON_CreateNull());
+    pthread_mutex_lock(&ctx->lock);
+    int in_body = ctx->faults.errors_in_body != 0;
+    pthread_mutex_unlock(&ctx->lock);
+    sim_fig_response(ctx, code);
+    return sim_http_text(c, in_body ? 200 : code, cJSON_PrintUnformatted(env), "application/json",
+                         retry_after);
+}
+
+static enum MHD_Result sim_http_error(struct sim_ctx *ctx, struct MHD_Connection *c, int code,
+                                      const char *msg, int retry_after)
+{
+    return sim_http_envelope(ctx, c, code, msg, NULL, retry_after);
+}
+
+static const char *sim_http_status_msg(int code)
+{
+    switch (code) {
+    case 429:
+        return "rate limited: too many requests";
+    case 455:
+        return "service unavailable: maintenance";
+    case 500:
+        return "internal server error";
+    case 502:
+        return "bad gateway";
+    case 503:
+        return "service unavailable";
+    case 504:
+        return "gateway timeout";
+    case 410:
+        return "media expired";
+    default:
+        return "error";
+    }
+}
+
+/* A broken 200 answer. For a submit every kind lacks a usable taskId, so a client can never
+ * mistake it for an accepted task. */
+static char *sim_http_malformed_body(enum sim_malformed_kind kind, int submit, const char *id)
+{
+    char buf[1024];
+    switch (kind) {
+    case SIM_MALFORMED_TRUNCATED:
+        snprintf(buf, sizeof(buf), "{\"code\":200,\"msg\":\"success\",\"data\":{\"taskId\":\"%s",
+                 id);
+        break;
+    case SIM_MALFORMED_NOT_JSON:
+        snprintf(buf, sizeof(buf),
+                 "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>\n");
+        break;
+    case SIM_MALFORMED_NO_DATA:
+        snprintf(buf, sizeof(buf), "{\"code\":200,\"msg\":\"success\"}");
+        break;
+    case SIM_MALFORMED_WRONG_TYPES:
+        snprintf(buf, sizeof(buf),
+                 "{\"code\":\"200\",\"msg\":200,\"data\":{\"taskId\":12345,\"state\":7,"
+                 "\"progress\":\"half\",\"resultJson\":42,\"createTime\":\"yesterday\"}}");
+        break;
+    case SIM_MALFORMED_RESULTJSON_OBJECT:
+        if (submit)
+            snprintf(buf, sizeof(buf),
+                     "{\"code\":200,\"msg\":\"success\",\"data\":{\"taskId\":\"\"}}");
+        else
+            snprintf(buf, sizeof(buf),
+                     "{\"code\":200,\"msg\":\"success\",\"data\":{\"taskId\":\"%s\",\"state\":"
+                     "\"success\",\"resultJson\":{\"resultUrls\":[\"http://127.0.0.1:9/x.png\"]},"
+                     "\"failCode\":\"\",\"failMsg\":\"\"}}",
+                     id);
+        break;
+    case SIM_MALFORMED_UNKNOWN_STATE:
+        if (submit)
+            snprintf(buf, sizeof(buf), "{\"code\":200,\"msg\":\"success\",\"data\":[]}");
+        else
+            snprintf(buf, sizeof(buf),
+                     "{\"code\":200,\"msg\":\"success\",\"data\":{\"taskId\":\"%s\",\"state\":"
+                     "\"exploding\",\"resultJson\":\"\",\"failCode\":\"\",\"failMsg\":\"\"}}",
+                     id);
+        break;
+    case SIM_MALFORMED_HUGE:
+    default: {
+        static const char head[] = "{\"code\":200,\"msg\":\"success\",\"data\":null,\"pad\":\"";
+        size_t n = SIM_HUGE_BODY;
+        char *s = malloc(n + 1);
+        if (!s)
+            return NULL;
+        memset(s, 'x', n);
+        memcpy(s, head, sizeof(head) - 1);
+        memcpy(s + n - 2, "\"}", 2);
+        s[n] = '\0';
+        return s;
+    }
+    }
+    return strdup(buf);
+}
+
+/* ---- handlers ----------------------------------------------------------------------------- */
+
+static int sim_http_authorized(struct sim_ctx *ctx, struct MHD_Connection *c)
+{
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+        return 0;
+    const char *tok = h + 7;
+    while (*tok == ' ')
+        tok++;
+    if (!ctx->have_key)
+        return *tok != '\0';
+    /* Compare the whole length whatever the content, not to leak a prefix by timing. */
+    size_t a = strlen(tok), b = strlen(ctx->key);
+    unsigned diff = (unsigned)(a != b);
+    for (size_t i = 0; i < a; i++)
+        diff |= (unsigned)(tok[i] ^ ctx->key[i % (b ? b : 1)]);
+    return diff == 0;
+}
+
+static void sim_ctx_schedule_callback(struct sim_ctx *ctx, const struct sim_task *t, long long due,
+                                      int attempt)
+{
+    if (ctx->npending == ctx->cap_pending) {
+        size_t cap = ctx->cap_pending ? ctx->cap_pending * 2 : 64;
+        struct sim_callback *p = realloc(ctx->pending, cap * sizeof(*p));
+        if (!p)
+            return;
+        ctx->pending = p;
+        ctx->cap_pending = cap;
+    }
+    struct sim_callback *cb = &ctx->pending[ctx->npending++];
+    memcpy(cb->id, t->id, sizeof(cb->id));
+    cb->seq = t->seq;
+    cb->due_ms = due;
+    cb->attempt = attempt;
+}
+
+/* Creates the task for a validated submit. Called with the lock held. */
+static struct sim_task *sim_ctx_create_task(struct sim_ctx *ctx, const struct sim_model *model,
+                                            const struct sim_submit *sub, const char *body,
+                                            size_t len, const char *canon)
+{
+    struct sim_task *t = calloc(1, sizeof(*t));
+    if (!t)
+        return NULL;
+    do {
+        t->seq = ++ctx->task_counter;
+        sim_model_task_id(ctx->seed, t->seq, t->id);
+    } while (sim_table_get(&ctx->tasks, t->id));
+    t->model = strdup(model->name);
+    t->kind = model->kind;
+    t->prompt = strdup(sub->prompt);
+    t->input_json = strdup(canon);
+    t->param = strndup(body, len);
+    t->callback_url = sub->callback ? strdup(sub->callback_url) : NULL;
+    t->submit_ms = sim_now_ms();
+    if (sub->duration_ms >= 0)
+        t->duration_ms = sim_model_scale_ms((double)sub->duration_ms, ctx->time_scale);
+    else
+        t->duration_ms =
+            sim_model_scale_ms(sim_model_draw_ms(model, ctx->seed, t->seq), ctx->time_scale);
+    t->complete_ms = t->submit_ms + t->duration_ms;
+    if (sub->outcome == SIM_OUTCOME_DRAW) {
+        t->failed = sim_fault_task_fails(&ctx->faults, model->fail_rate, ctx->seed, t->seq);
+        if (t->failed)
+            sim_fig_fault(ctx, "fail_rate");
+    } else {
+        t->failed = sub->outcome == SIM_OUTCOME_FAILED;
+    }
+    t->fail_code = strdup(sub->fail_code ? sub->fail_code : "500");
+    t->fail_msg = strdup(sub->fail_msg ? sub->fail_msg : "generation failed: content policy");
+    t->outputs = sub->outputs;
+    t->media_bytes = sub->media_bytes;
+    uint64_t h = sim_rng_hash_str(sim_rng_hash_u64(ctx->seed, 0x6d65646961ULL), model->name);
+    t->media_seed = sim_rng_hash_str(h, sub->prompt);
+    if (!t->model || !t->prompt || !t->input_json || !t->param || !t->fail_code || !t->fail_msg ||
+        (sub->callback && !t->callback_url)) {
+        sim_task_free(t);
+        return NULL;
+    }
+    if (ctx->ntasks == ctx->cap_tasks) {
+        size_t cap = ctx->cap_tasks ? ctx->cap_tasks * 2 : 1024;
+        struct sim_task **o = realloc(ctx->order, cap * sizeof(*o));
+        if (!o) {
+            sim_task_free(t);
+            return NULL;
+        }
+        ctx->order = o;
+        ctx->cap_tasks = cap;
+    }
+    if (sim_table_put(&ctx->tasks, t->id, t) != 0) {
+        sim_task_free(t);
+        return NULL;
+    }
+    ctx->order[ctx->ntasks++] = t;
+    if (t->callback_url)
+        sim_ctx_schedule_callback(ctx, t, t->complete_ms, 0);
+    return t;
+}
+
+static enum MHD_Result sim_handle_submit(struct sim_ctx *ctx, struct MHD_Connection *c,
+                                         const struct sim_route_info *ri, struct sim_conn *sc)
+{
+    struct sim_fault_decision fd;
+    pthread_mutex_lock(&ctx->lock);
+    ctx->fig.submit++;
+    sim_fault_decide_api(&ctx->faults, &ctx->fault_state, ctx->seed, ++ctx->api_reqno, sim_now_ms(),
+                         &fd);
+    sim_fig_fault(ctx, fd.name);
+    pthread_mutex_unlock(&ctx->lock);
+
+    if (fd.action == SIM_FAULT_STATUS)
+        return sim_http_error(ctx, c, fd.status, sim_http_status_msg(fd.status), fd.retry_after);
+    if (fd.action == SIM_FAULT_MALFORMED) {
+        sim_fig_response(ctx, 200);
+        return sim_http_text(c, 200, sim_http_malformed_body(fd.malformed_kind, 1, ""),
+                             "application/json", 0);
+    }
+    if (fd.action == SIM_FAULT_RESET && !fd.reset_after_create)
+        return MHD_NO;
+
+    if (!sim_http_authorized(ctx, c))
+        return fd.action == SIM_FAULT_RESET ? MHD_NO
+                                            : sim_http_error(ctx, c, 401, "unauthorized", 0);
+    const struct sim_model *model = sim_models_find(&ctx->models, ri->model);
+    if (!model)
+        return fd.action == SIM_FAULT_RESET ? MHD_NO
+                                            : sim_http_error(ctx, c, 404, "unknown model", 0);
+    char msg[256];
+    struct sim_submit sub;
+    int rc;
+    if (sc->too_big) {
+        memset(&sub, 0, sizeof(sub));
+        snprintf(msg, sizeof(msg), "body: larger than %u bytes", SIM_BODY_MAX);
+        rc = 422;
+    } else {
+        rc = sim_req_submit_parse(sc->body, sc->len, &sub, msg, sizeof(msg));
+    }
+    if (rc == 0 && sub.no_credits) {
+        snprintf(msg, sizeof(msg), "insufficient credits");
+        rc = 402;
+    }
+    if (rc != 0) {
+        sim_req_submit_free(&sub);
+        return fd.action == SIM_FAULT_RESET ? MHD_NO : sim_http_error(ctx, c, rc, msg, 0);
+    }
+    char *canon = sim_req_canonical_json(sub.input);
+    size_t klen = strlen(model->name) + (canon ? strlen(canon) : 0) + 2;
+    char *dkey = malloc(klen);
+    struct sim_task *t = NULL;
+    char id[SIM_TASK_ID_LEN + 1] = "";
+    if (canon && dkey) {
+        snprintf(dkey, klen, "%s\n%s", model->name, canon);
+        pthread_mutex_lock(&ctx->lock);
+        t = sim_ctx_create_task(ctx, model, &sub, sc->body, sc->len, canon);
+        if (t) {
+            memcpy(id, t->id, sizeof(id));
+            if (sim_table_get(&ctx->dups, dkey))
+                ctx->fig.duplicates++;
+            else
+                sim_table_put(&ctx->dups, dkey, (void *)1);
+            if (fd.action == SIM_FAULT_RESET)
+                ctx->fig.created_then_reset++;
+        }
+        pthread_mutex_unlock(&ctx->lock);
+    }
+    free(dkey);
+    free(canon);
+    sim_req_submit_free(&sub);
+    if (fd.action == SIM_FAULT_RESET)
+        return MHD_NO;
+    if (!t)
+        return sim_http_error(ctx, c, 500, "out of memory", 0);
+    sim_log(ctx, "task %s model %s created", id, ri->model);
+    if (fd.action == SIM_FAULT_SLOW)
+        sim_sleep_ms(ctx, fd.delay_ms);
+    cJSON *data = cJSON_CreateObject();
+    cJSON_AddStringToObject(data, "taskId", id);
+    return sim_http_envelope(ctx, c, 200, "success", data, 0);
+}
+
+static enum MHD_Result sim_handle_status(struct sim_ctx *ctx, struct MHD_Connection *c,
+                                         const struct sim_route_info *ri)
+{
+    struct sim_fault_decision fd;
+    pthread_mutex_lock(&ctx->lock);
+    ctx->fig.status++;
+    sim_fault_decide_api(&ctx->faults, &ctx->fault_state, ctx->seed, ++ctx->api_reqno, sim_now_ms(),
+                         &fd);
+    sim_fig_fault(ctx, fd.name);
+    pthread_mutex_unlock(&ctx->lock);
+
+    switch (fd.action) {
+    case SIM_FAULT_STATUS:
+        return sim_http_error(ctx, c, fd.status, sim_http_status_msg(fd.status), fd.retry_after);
+    case SIM_FAULT_RESET:
+        return MHD_NO;
+    case SIM_FAULT_MALFORMED:
+        sim_fig_response(ctx, 200);
+        return sim_http_text(c, 200, sim_http_malformed_body(fd.malformed_kind, 0, ri->task_id),
+                             "application/json", 0);
+    case SIM_FAULT_SLOW:
+        sim_sleep_ms(ctx, fd.delay_ms);
+        break;
+    default:
+        break;
+    }
+    if (!sim_http_authorized(ctx, c))
+        return sim_http_error(ctx, c, 401, "unauthorized", 0);
+    if (!sim_models_find(&ctx->models, ri->model))
+        return sim_http_error(ctx, c, 404, "unknown model", 0);
+    pthread_mutex_lock(&ctx->lock);
+    struct sim_task *t = sim_table_get(&ctx->tasks, ri->task_id);
+    cJSON *data = NULL;
+    if (t && strcmp(t->model, ri->model) == 0) {
+        t->status_requests++;
+        data = sim_task_status_json(t, sim_now_ms(), ctx->base_url);
+    }
+    pthread_mutex_unlock(&ctx->lock);
+    if (!data)
+        return sim_http_error(ctx, c, 404, "task not found", 0);
+    return sim_http_envelope(ctx, c, 200, "success", data, 0);
+}
+
+static ssize_t sim_http_media_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct sim_media *m = cls;
+    if (pos != m->pos && sim_media_seek(m, pos) != 0)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    size_t n = sim_media_read(m, (uint8_t *)buf, max);
+    if (n == 0)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    return (ssize_t)n;
+}
+
+static void sim_http_media_free(void *cls)
+{
+    sim_media_free(cls);
+}
+
+static enum MHD_Result sim_handle_media(struct sim_ctx *ctx, struct MHD_Connection *c,
+                                        const struct sim_route_info *ri)
+{
+    struct sim_fault_decision fd = {0};
+    enum sim_kind kind = SIM_KIND_IMAGE;
+    uint64_t seed = 0;
+    unsigned long long bytes = 0;
+    char redirect[sizeof(ctx->faults.media_redirect)] = "";
+    int found = 0;
+    long long now = sim_now_ms();
+
+    pthread_mutex_lock(&ctx->lock);
+    ctx->fig.media++;
+    struct sim_task *t = sim_table_get(&ctx->tasks, ri->task_id);
+    if (t && !t->failed && now >= t->complete_ms && ri->media_index < t->outputs &&
+        strcmp(ri->ext, sim_media_ext(t->kind)) == 0) {
+        found = 1;
+        t->media_requests++;
+        kind = t->kind;
+        seed = sim_task_media_seed(t, ri->media_index);
+        bytes = t->media_bytes;
+        sim_fault_decide_media(&ctx->faults, ctx->seed, ++ctx->media_reqno, now, t->complete_ms,
+                               &fd);
+        sim_fig_fault(ctx, fd.name);
+        memcpy(redirect, ctx->faults.media_redirect, sizeof(redirect));
+    }
+    pthread_mutex_unlock(&ctx->lock);
+
+    if (!found)
+        return sim_http_error(ctx, c, 404, "media not found", 0);
+    if (fd.action == SIM_FAULT_REDIRECT) {
+        struct MHD_Response *r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+        if (!r)
+            return MHD_NO;
+        MHD_add_response_header(r, "Location", redirect);
+        sim_fig_response(ctx, 302);
+        return sim_http_queue(c, 302, r, 0);
+    }
+    if (fd.action == SIM_FAULT_STATUS)
+        return sim_http_error(ctx, c, fd.status, sim_http_status_msg(fd.status), 0);
+    struct sim_media *m = sim_media_new(kind, seed, bytes);
+    if (!m)
+        return sim_http_error(ctx, c, 500, "out of memory", 0);
+    struct MHD_Response *r = MHD_create_response_from_callback(
+        sim_media_size(m), 64 * 1024, sim_http_media_reader, m, sim_http_media_free);
+    if (!r) {
+        sim_media_free(m);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, "Content-Type", sim_media_mime(kind));
+    sim_fig_response(ctx, 200);
+    return sim_http_queue(c, 200, r, 0);
+}
+
+static cJSON *sim_ctx_figures_json(struct sim_ctx *ctx)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    pthread_mutex_lock(&ctx->lock);
+    const struct sim_figures *f = &ctx->fig;
+    cJSON *rq = cJSON_AddObjectToObject(o, "requests");
+    cJSON_AddNumberToObject(rq, "submit", (double)f->submit);
+    cJSON_AddNumberToObject(rq, "status", (double)f->status);
+    cJSON_AddNumberToObject(rq, "media", (double)f->media);
+    cJSON_AddNumberToObject(rq, "callback_sent", (double)f->callback_sent);
+    cJSON_AddNumberToObject(rq, "callback_lost", (double)f->callback_lost);
+    cJSON_AddNumberToObject(rq, "callback_failed", (double)f->callback_failed);
+    cJSON_AddNumberToObject(rq, "other", (double)f->other);
+    cJSON_AddNumberToObject(rq, "total", (double)(f->submit + f->status + f->media + f->other));
+    cJSON *rs = cJSON_AddObjectToObject(o, "responses");
+    for (int i = 0; i < SIM_STATUS_MAX; i++) {
+        if (f->responses[i]) {
+            char k[8];
+            snprintf(k, sizeof(k), "%d", i);
+            cJSON_AddNumberToObject(rs, k, (double)f->responses[i]);
+        }
+    }
+    cJSON *fi = cJSON_AddObjectToObject(o, "faults_injected");
+    for (int i = 0; sim_fault_counter_names[i]; i++)
+        cJSON_AddNumberToObject(fi, sim_fault_counter_names[i], (double)f->faults[i]);
+    cJSON_AddNumberToObject(o, "tasks", (double)ctx->ntasks);
+    cJSON_AddNumberToObject(o, "duplicate_submissions", (double)f->duplicates);
+    cJSON_AddNumberToObject(o, "tasks_created_then_reset", (double)f->created_then_reset);
+    cJSON_AddNumberToObject(o, "pending_callbacks", (double)ctx->npending);
+    cJSON_AddNumberToObject(o, "seed", (double)ctx->seed);
+    cJSON_AddNumberToObject(o, "time_scale", ctx->time_scale);
+    pthread_mutex_unlock(&ctx->lock);
+    return o;
+}
+
+struct sim_sha_job {
+    char id[SIM_TASK_ID_LEN + 1];
+    uint64_t seq;
+    enum sim_kind kind;
+    uint64_t seeds[SIM_OUTPUTS_MAX];
+    unsigned long long bytes;
+    int outputs;
+    char (*sha)[65];
+};
+
+/* Fills the sha256 cache of the given tasks (all when id is NULL). Hashing big media takes a
+ * while, so it runs without the lock and the results are attached afterwards. */
+static void sim_ctx_fill_sha(struct sim_ctx *ctx, const char *id)
+{
+    struct sim_sha_job *jobs = NULL;
+    size_t n = 0;
+    pthread_mutex_lock(&ctx->lock);
+    size_t cap = id ? 1 : ctx->ntasks;
+    jobs = calloc(cap ? cap : 1, sizeof(*jobs));
+    for (size_t i = 0; jobs && i < ctx->ntasks && n < cap; i++) {
+        struct sim_task *t = ctx->order[i];
+        if (t->failed || t->sha256 || (id && strcmp(id, t->id) != 0))
+            continue;
+        struct sim_sha_job *j = &jobs[n++];
+        memcpy(j->id, t->id, sizeof(j->id));
+        j->seq = t->seq;
+        j->kind = t->kind;
+        j->bytes = t->media_bytes;
+        j->outputs = t->outputs;
+        for (int k = 0; k < t->outputs; k++)
+            j->seeds[k] = sim_task_media_seed(t, k);
+    }
+    pthread_mutex_unlock(&ctx->lock);
+    for (size_t i = 0; i < n; i++) {
+        jobs[i].sha = calloc((size_t)jobs[i].outputs, sizeof(*jobs[i].sha));
+        for (int k = 0; jobs[i].sha && k < jobs[i].outputs; k++)
+            sim_media_sha256_hex(jobs[i].kind, jobs[i].seeds[k], jobs[i].bytes, jobs[i].sha[k]);
+    }
+    pthread_mutex_lock(&ctx->lock);
+    for (size_t i = 0; i < n; i++) {
+        struct sim_task *t = sim_table_get(&ctx->tasks, jobs[i].id);
+        if (t && t->seq == jobs[i].seq && !t->sha256) {
+            t->sha256 = jobs[i].sha;
+            jobs[i].sha = NULL;
+        }
+        free(jobs[i].sha);
+    }
+    pthread_mutex_unlock(&ctx->lock);
+    free(jobs);
+}
+
+static enum MHD_Result sim_handle_tasks(struct sim_ctx *ctx, struct MHD_Connection *c,
+                                        const char *id)
+{
+    const char *q = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "sha256");
+    int want_sha = !(q && strcmp(q, "0") == 0);
+    if (want_sha)
+        sim_ctx_fill_sha(ctx, id);
+    long long now = sim_now_ms();
+    cJSON *out = NULL;
+    pthread_mutex_lock(&ctx->lock);
+    if (id) {
+        struct sim_task *t = sim_table_get(&ctx->tasks, id);
+        if (t)
+            out = sim_task_figure_json(t, now, ctx->base_url, t->sha256);
+    } else {
+        out = cJSON_CreateArray();
+        for (size_t i = 0; out && i < ctx->ntasks; i++) {
+            struct sim_task *t = ctx->order[i];
+            cJSON_AddItemToArray(out, sim_task_figure_json(t, now, ctx->base_url, t->sha256));
+        }
+    }
+    pthread_mutex_unlock(&ctx->lock);
+    if (!out && id) {
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "error", "task not found");
+        return sim_http_raw_json(c, 404, e);
+    }
+    return sim_http_raw_json(c, 200, out);
+}
+
+/* Called with the lock held. */
+static void sim_ctx_forget_tasks(struct sim_ctx *ctx)
+{
+    for (size_t i = 0; i < ctx->ntasks; i++)
+        sim_task_free(ctx->order[i]);
+    ctx->ntasks = 0;
+    sim_table_free(&ctx->tasks);
+    sim_table_free(&ctx->dups);
+    sim_table_init(&ctx->tasks);
+    sim_table_init(&ctx->dups);
+    ctx->npending = 0;
+}
+
+static enum MHD_Result sim_handle_sim(struct sim_ctx *ctx, struct MHD_Connection *c,
+                                      const struct sim_route_info *ri, struct sim_conn *sc)
+{
+    char err[256];
+    switch (ri->route) {
+    case SIM_ROUTE_FIGURES:
+        return sim_http_raw_json(c, 200, sim_ctx_figures_json(ctx));
+    case SIM_ROUTE_TASKS:
+        return sim_handle_tasks(ctx, c, NULL);
+    case SIM_ROUTE_TASK:
+        return sim_handle_tasks(ctx, c, ri->task_id);
+    case SIM_ROUTE_FAULTS_SET: {
+        cJSON *j = sc->len ? cJSON_ParseWithLength(sc->body, sc->len) : NULL;
+        pthread_mutex_lock(&ctx->lock);
+        int rc = j ? sim_fault_merge(&ctx->faults, j, err, sizeof(err)) : -1;
+        pthread_mutex_unlock(&ctx->lock);
+        cJSON_Delete(j);
+        if (rc != 0) {
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddStringToObject(e, "error", j ? err : "faults: body is not JSON");
+            return sim_http_raw_json(c, 400, e);
+        }
+    }
+    /* fall through - answer with the switches now in force */
+    case SIM_ROUTE_FAULTS_GET: {
+        pthread_mutex_lock(&ctx->lock);
+        cJSON *o = sim_fault_to_json(&ctx->faults);
+        pthread_mutex_unlock(&ctx->lock);
+        return sim_http_raw_json(c, 200, o);
+    }
+    case SIM_ROUTE_FAULTS_RESET: {
+        pthread_mutex_lock(&ctx->lock);
+        sim_fault_defaults(&ctx->faults);
+        memset(&ctx->fault_state, 0, sizeof(ctx->fault_state));
+        cJSON *o = sim_fault_to_json(&ctx->faults);
+        pthread_mutex_unlock(&ctx->lock);
+        return sim_http_raw_json(c, 200, o);
+    }
+    case SIM_ROUTE_RESET: {
+        pthread_mutex_lock(&ctx->lock);
+        sim_ctx_forget_tasks(ctx);
+        memset(&ctx->fig, 0, sizeof(ctx->fig));
+        pthread_mutex_unlock(&ctx->lock);
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddBoolToObject(o, "reset", 1);
+        return sim_http_raw_json(c, 200, o);
+    }
+    default:
+        return MHD_NO;
+    }
+}
+
+static enum MHD_Result sim_http_handler(void *cls, struct MHD_Connection *c, const char *url,
+                                        const char *method, const char *version, const char *upload,
+                                        size_t *upload_size, void **con_cls)
+{
+    struct sim_ctx *ctx = cls;
+    struct sim_conn *sc = *con_cls;
+    (void)version;
+    if (!sc) {
+        sc = calloc(1, sizeof(*sc));
+        if (!sc)
+            return MHD_NO;
+        *con_cls = sc;
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        size_t n = *upload_size;
+        *upload_size = 0;
+        if (sc->too_big || sc->len + n > SIM_BODY_MAX) {
+            sc->too_big = 1;
+            return MHD_YES;
+        }
+        if (sc->len + n + 1 > sc->cap) {
+            size_t cap = sc->cap ? sc->cap : 4096;
+            while (cap < sc->len + n + 1)
+                cap *= 2;
+            char *b = realloc(sc->body, cap);
+            if (!b)
+                return MHD_NO;
+            sc->body = b;
+            sc->cap = cap;
+        }
+        memcpy(sc->body + sc->len, upload, n);
+        sc->len += n;
+        sc->body[sc->len] = '\0';
+        return MHD_YES;
+    }
+    struct sim_route_info ri;
+    sim_req_route(method, url, &ri);
+    sim_log(ctx, "%s %s", method, url);
+    switch (ri.route) {
+    case SIM_ROUTE_SUBMIT:
+        return sim_handle_submit(ctx, c, &ri, sc);
+    case SIM_ROUTE_STATUS:
+        return sim_handle_status(ctx, c, &ri);
+    case SIM_ROUTE_MEDIA:
+        return sim_handle_media(ctx, c, &ri);
+    case SIM_ROUTE_NOT_FOUND:
+    case SIM_ROUTE_BAD_METHOD:
+        pthread_mutex_lock(&ctx->lock);
+        ctx->fig.other++;
+        pthread_mutex_unlock(&ctx->lock);
+        if (ri.route == SIM_ROUTE_BAD_METHOD)
+            return sim_http_error(ctx, c, 405, "method not allowed", 0);
+        return sim_http_error(ctx, c, 404, "not found", 0);
+    default:
+        return sim_handle_sim(ctx, c, &ri, sc);
+    }
+}
+
+static void sim_http_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                               enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)c;
+    (void)toe;
+    struct sim_conn *sc = *con_cls;
+    if (sc) {
+        free(sc->body);
+        free(sc);
+    }
+    *con_cls = NULL;
+}
+
+/* ---- callbacks ---------------------------------------------------------------------------- */
+
+static size_t sim_cb_discard(char *p, size_t size, size_t n, void *ud)
+{
+    (void)p;
+    (void)ud;
+    return size * n;
+}
+
+/* Moves the callbacks that are due into curl transfers (or drops the lost ones). */
+static void sim_cb_start_due(struct sim_ctx *ctx, CURLM *multi, struct sim_cb_transfer **list)
+{
+    long long now = sim_now_ms();
+    pthread_mutex_lock(&ctx->lock);
+    size_t i = 0;
+    while (i < ctx->npending) {
+        struct sim_callback cb = ctx->pending[i];
+        if (cb.due_ms > now) {
+            i++;
+            continue;
+        }
+        ctx->pending[i] = ctx->pending[--ctx->npending];
+        struct sim_task *t = sim_table_get(&ctx->tasks, cb.id);
+        if (!t || t->seq != cb.seq || !t->callback_url)
+            continue;
+        if (cb.attempt == 0 && sim_fault_callback_lost(&ctx->faults, ctx->seed, t->seq)) {
+            ctx->fig.callback_lost++;
+            sim_fig_fault(ctx, "lost_callback_rate");
+            continue;
+        }
+        cJSON *env = cJSON_CreateObject();
+        cJSON_AddNumberToObject(env, "code", 200);
+        cJSON_AddStringToObject(env, "msg", "success");
+        cJSON_AddItemToObject(
+            env, "data",
+            sim_task_status_json(t, now > t->complete_ms ? now : t->complete_ms, ctx->base_url));
+        struct sim_cb_transfer *x = calloc(1, sizeof(*x));
+        CURL *e = curl_easy_init();
+        if (x)
+            x->body = cJSON_PrintUnformatted(env);
+        cJSON_Delete(env);
+        if (!x || !e || !x->body) {
+            if (x)
+                free(x->body);
+            free(x);
+            if (e)
+                curl_easy_cleanup(e);
+            continue;
+        }
+        x->cb = cb;
+        x->headers = curl_slist_append(NULL, "Content-Type: application/json");
+        curl_easy_setopt(e, CURLOPT_URL, t->callback_url);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->body);
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers);
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, SIM_CALLBACK_TIMEOUT_MS);
+        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, sim_cb_discard);
+        curl_easy_setopt(e, CURLOPT_PRIVATE, x);
+        x->easy = e;
+        x->next = *list;
+        *list = x;
+        if (cb.attempt == 0)
+            ctx->fig.callback_sent++;
+        curl_multi_add_handle(multi, e);
+    }
+    pthread_mutex_unlock(&ctx->lock);
+}
+
+static void sim_cb_finish(struct sim_ctx *ctx, CURLM *multi, struct sim_cb_transfer **list)
+{
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(multi, &left))) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        CURL *e = msg->easy_handle;
+        struct sim_cb_transfer *x = NULL;
+        long code = 0;
+        curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&x);
+        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
+        int ok = msg->data.result == CURLE_OK && code >= 200 && code < 300;
+        curl_multi_remove_handle(multi, e);
+        curl_easy_cleanup(e);
+        pthread_mutex_lock(&ctx->lock);
+        struct sim_task *t = sim_table_get(&ctx->tasks, x->cb.id);
+        if (!ok && x->cb.attempt == 0 && t && t->seq == x->cb.seq) {
+            sim_ctx_schedule_callback(ctx, t, sim_now_ms() + SIM_CALLBACK_RETRY_MS, 1);
+        } else if (!ok) {
+            ctx->fig.callback_failed++;
+        }
+        pthread_mutex_unlock(&ctx->lock);
+        sim_log(ctx, "callback %s attempt %d: %s", x->cb.id, x->cb.attempt + 1,
+                ok ? "delivered" : "failed");
+        sim_cb_transfer_free(list, x);
+    }
+}
+
+static void *sim_cb_thread(void *arg)
+{
+    struct sim_ctx *ctx = arg;
+    CURLM *multi = curl_multi_init();
+    struct sim_cb_transfer *list = NULL;
+    if (!multi)
+        return NULL;
+    while (!atomic_load(&ctx->stopping)) {
+        int running = 0;
+        sim_cb_start_due(ctx, multi, &list);
+        curl_multi_perform(multi, &running);
+        sim_cb_finish(ctx, multi, &list);
+        /* 20 ms granularity: callbacks arrive promptly even at --time-scale 0.01. */
+        curl_multi_poll(multi, NULL, 0, 20, NULL);
+    }
+    /* Abandon transfers still in flight. */
+    while (list) {
+        curl_multi_remove_handle(multi, list->easy);
+        curl_easy_cleanup(list->easy);
+        sim_cb_transfer_free(&list, list);
+    }
+    curl_multi_cleanup(multi);
+    return NULL;
+}
+
+/* ---- start-up ----------------------------------------------------------------------------- */
+
+static void sim_usage(FILE *f)
+{
+    fputs("usage: genfs-sim [--listen ADDR:PORT] [--port-file FILE] [--seed N]\n"
+          "                 [--time-scale X] [--key KEY] [--key-file FILE] [--profile FILE]\n"
+          "                 [--fault NAME=VALUE]... [--quiet] [--help]\n"
+          "A local provider for genfs: the native protocol, real media, seeded timings and\n"
+          "faults. Key: --key, --key-file or env GENFS_SIM_KEY (none: any Bearer token).\n"
+          "See docs/simulator.md.\n",
+          f);
+}
+
+static char *sim_read_file(const char *path, size_t max)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = malloc(max + 1);
+    size_t n = buf ? fread(buf, 1, max, f) : 0;
+    int bad = ferror(f) || !buf;
+    fclose(f);
+    if (bad) {
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+static int sim_set_key(struct sim_ctx *ctx, const char *key)
+{
+    size_t n = strlen(key);
+    while (n &&
+           (key[n - 1] == '\n' || key[n - 1] == '\r' || key[n - 1] == ' ' || key[n - 1] == '\t'))
+        n--;
+    if (n == 0 || n >= sizeof(ctx->key))
+        return -1;
+    memcpy(ctx->key, key, n);
+    ctx->key[n] = '\0';
+    ctx->have_key = 1;
+    return 0;
+}
+
+static int sim_die(const char *fmt, const char *arg)
+{
+    fputs("genfs-sim: ", stderr);
+    fprintf(stderr, fmt, arg);
+    fputc('\n', stderr);
+    return 2;
+}
+
+static int sim_parse_listen(struct sim_ctx *ctx, const char *arg)
+{
+    const char *colon = strrchr(arg, ':');
+    if (!colon || colon == arg || !colon[1] || strlen(colon + 1) >= sizeof(ctx->listen_port))
+        return -1;
+    size_t hl = (size_t)(colon - arg);
+    if (arg[0] == '[' && hl >= 2 && arg[hl - 1] == ']') {
+        arg++;
+        hl -= 2;
+    }
+    if (hl >= sizeof(ctx->listen_host))
+        return -1;
+    memcpy(ctx->listen_host, arg, hl);
+    ctx->listen_host[hl] = '\0';
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    if (*end || p < 0 || p > 65535)
+        return -1;
+    snprintf(ctx->listen_port, sizeof(ctx->listen_port), "%ld", p);
+    return 0;
+}
+
+static int sim_parse_args(struct sim_ctx *ctx, int argc, char **argv)
+{
+    char err[256];
+    const char *key_file = NULL, *key = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            sim_usage(stdout);
+            exit(0);
+        } else if (strcmp(a, "--quiet") == 0) {
+            ctx->quiet = 1;
+            continue;
+        }
+        if (!v)
+            return sim_die("%s: missing value (see --help)", a);
+        i++;
+        char *end;
+        if (strcmp(a, "--listen") == 0) {
+            if (sim_parse_listen(ctx, v) != 0)
+                return sim_die("--listen wants ADDR:PORT, got \"%s\"", v);
+        } else if (strcmp(a, "--port-file") == 0) {
+            ctx->port_file = v;
+        } else if (strcmp(a, "--seed") == 0) {
+            errno = 0;
+            ctx->seed = strtoull(v, &end, 0);
+            if (errno || *end || !*v)
+                return sim_die("--seed wants an integer, got \"%s\"", v);
+        } else if (strcmp(a, "--time-scale") == 0) {
+            ctx->time_scale = strtod(v, &end);
+            if (*end || !*v || !(ctx->time_scale >= 0 && ctx->time_scale <= 1e6))
+                return sim_die("--time-scale wants a number >= 0, got \"%s\"", v);
+        } else if (strcmp(a, "--key") == 0) {
+            key = v;
+        } else if (strcmp(a, "--key-file") == 0) {
+            key_file = v;
+        } else if (strcmp(a, "--profile") == 0) {
+            char *text = sim_read_file(v, 4u << 20);
+            if (!text)
+                return sim_die("--profile: cannot read \"%s\"", v);
+            int rc = sim_models_load_profile(&ctx->models, text, err, sizeof(err));
+            free(text);
+            if (rc != 0)
+                return sim_die("%s", err);
+        } else if (strcmp(a, "--fault") == 0) {
+            if (sim_fault_merge_arg(&ctx->faults, v, err, sizeof(err)) != 0)
+                return sim_die("--fault: %s", err);
+        } else {
+            return sim_die("unknown option \"%s\" (see --help)", a);
+        }
+    }
+    if (key && sim_set_key(ctx, key) != 0)
+        return sim_die("--key: empty or too long%s", "");
+    if (!key && key_file) {
+        char *text = sim_read_file(key_file, sizeof(ctx->key));
+        if (!text || sim_set_key(ctx, text) != 0) {
+            free(text);
+            return sim_die("--key-file: cannot read a key from \"%s\"", key_file);
+        }
+        free(text);
+    }
+    const char *env = getenv("GENFS_SIM_KEY");
+    if (!key && !key_file && env && *env && sim_set_key(ctx, env) != 0)
+        return sim_die("GENFS_SIM_KEY: too long%s", "");
+    return 0;
+}
+
+static int sim_listen(struct sim_ctx *ctx, int *port_out)
+{
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    int rc = getaddrinfo(ctx->listen_host, ctx->listen_port, &hints, &res);
+    if (rc != 0) {
+        fprintf(stderr, "genfs-sim: --listen %s: %s\n", ctx->listen_host, gai_strerror(rc));
+        return -1;
+    }
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd >= 0)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (fd < 0 || bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 512) != 0) {
+        fprintf(stderr, "genfs-sim: cannot listen on %s:%s: %s\n", ctx->listen_host,
+                ctx->listen_port, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(res);
+        return -1;
+    }
+    int v6 = res->ai_family == AF_INET6;
+    freeaddrinfo(res);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    getsockname(fd, (struct sockaddr *)&ss, &sl);
+    *port_out =
+        ntohs(v6 ? ((struct sockaddr_in6 *)&ss)->sin6_port : ((struct sockaddr_in *)&ss)->sin_port);
+    /* Result URLs must name an address clients can reach, not the wildcard. */
+    const char *host = ctx->listen_host;
+    if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "") == 0)
+        host = "127.0.0.1";
+    else if (strcmp(host, "::") == 0)
+        host = "::1";
+    if (strchr(host, ':'))
+        snprintf(ctx->base_url, sizeof(ctx->base_url), "http://[%s]:%d", host, *port_out);
+    else
+        snprintf(ctx->base_url, sizeof(ctx->base_url), "http://%s:%d", host, *port_out);
+    return fd;
+}
+
+static int sim_write_port_file(const char *path, int port)
+{
+    size_t n = strlen(path) + 32;
+    char *tmp = malloc(n);
+    if (!tmp)
+        return -1;
+    snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    int rc = -1;
+    if (f) {
+        int ok = fprintf(f, "%d\n", port) > 0;
+        if (fclose(f) == 0 && ok && rename(tmp, path) == 0)
+            rc = 0;
+    }
+    if (rc != 0)
+        unlink(tmp);
+    free(tmp);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    struct sim_ctx ctx;
+    memset(&ctx, 0, sizeof(ctx));
+    snprintf(ctx.listen_host, sizeof(ctx.listen_host), "127.0.0.1");
+    snprintf(ctx.listen_port, sizeof(ctx.listen_port), "0");
+    ctx.seed = 1;
+    ctx.time_scale = 1.0;
+    sim_fault_defaults(&ctx.faults);
+    if (sim_models_init_default(&ctx.models) != 0)
+        return 1;
+    int rc = sim_parse_args(&ctx, argc, argv);
+    if (rc != 0) {
+        sim_models_free(&ctx.models);
+        return rc;
+    }
+    if (sim_table_init(&ctx.tasks) != 0 || sim_table_init(&ctx.dups) != 0)
+        return 1;
+    pthread_mutex_init(&ctx.lock, NULL);
+
+    /* Signals are taken synchronously by main via sigwait: block them before any thread
+     * starts so every thread inherits the mask. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    int port = 0;
+    int fd = sim_listen(&ctx, &port);
+    if (fd < 0)
+        return 1;
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    ctx.mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                                   MHD_USE_POLL | MHD_USE_ERROR_LOG,
+                               0, NULL, NULL, sim_http_handler, &ctx, MHD_OPTION_LISTEN_SOCKET, fd,
+                               MHD_OPTION_NOTIFY_COMPLETED, sim_http_completed, &ctx,
+                               MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)120,
+                               MHD_OPTION_CONNECTION_LIMIT, (unsigned int)4000, MHD_OPTION_END);
+    if (!ctx.mhd) {
+        fprintf(stderr, "genfs-sim: cannot start the HTTP server\n");
+        close(fd);
+        return 1;
+    }
+    if (pthread_create(&ctx.cb_thread, NULL, sim_cb_thread, &ctx) != 0) {
+        fprintf(stderr, "genfs-sim: cannot start the callback thread\n");
+        MHD_stop_daemon(ctx.mhd);
+        return 1;
+    }
+    if (ctx.port_file && sim_write_port_file(ctx.port_file, port) != 0) {
+        fprintf(stderr, "genfs-sim: cannot write --port-file %s: %s\n", ctx.port_file,
+                strerror(errno));
+        atomic_store(&ctx.stopping, 1);
+        pthread_join(ctx.cb_thread, NULL);
+        MHD_stop_daemon(ctx.mhd);
+        return 1;
+    }
+    fprintf(stderr, "genfs-sim listening on %s\n", ctx.base_url);
+    fflush(stderr);
+
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    sim_log(&ctx, "signal %d: stopping", sig);
+    atomic_store(&ctx.stopping, 1);
+    MHD_stop_daemon(ctx.mhd);
+    close(fd);
+    pthread_join(ctx.cb_thread, NULL);
+    curl_global_cleanup();
+    pthread_mutex_lock(&ctx.lock);
+    sim_ctx_forget_tasks(&ctx);
+    pthread_mutex_unlock(&ctx.lock);
+    sim_table_free(&ctx.tasks);
+    sim_table_free(&ctx.dups);
+    free(ctx.order);
+    free(ctx.pending);
+    sim_models_free(&ctx.models);
+    pthread_mutex_destroy(&ctx.lock);
+    return 0;
+}

@@ -1,0 +1,68 @@
+/* Request parsing for genfs-sim: which endpoint a method+path is, and validation of a submit
+ * body. Pure. */
+#ifndef SIM_REQ_H
+#define SIM_REQ_H
+
+#include "sim_model.h"
+
+#include <cjson/cJSON.h>
+#include <stddef.h>
+
+enum sim_route {
+    SIM_ROUTE_NOT_FOUND,
+    SIM_ROUTE_BAD_METHOD,
+    SIM_ROUTE_SUBMIT,
+    SIM_ROUTE_STATUS,
+    SIM_ROUTE_MEDIA,
+    SIM_ROUTE_FIGURES,
+    SIM_ROUTE_TASKS,
+    SIM_ROUTE_TASK,
+    SIM_ROUTE_FAULTS_GET,
+    SIM_ROUTE_FAULTS_SET,
+    SIM_ROUTE_FAULTS_RESET,
+    SIM_ROUTE_RESET,
+};
+
+struct sim_route_info {
+    enum sim_route route;
+    char model[SIM_MODEL_NAME_MAX + 1];
+    char task_id[65];
+    int media_index;
+    char ext[8];
+};
+
+/* Classifies method + path (no query string). Over-long model or task id: NOT_FOUND. */
+void sim_req_route(const char *method, const char *path, struct sim_route_info *out);
+/* Whether the request is one of the provider API endpoints (/generateTask...). */
+int sim_req_is_api(enum sim_route r);
+
+enum sim_outcome { SIM_OUTCOME_DRAW, SIM_OUTCOME_SUCCESS, SIM_OUTCOME_FAILED };
+
+#define SIM_OUTPUTS_MAX 8
+
+struct sim_submit {
+    cJSON *root; /* owned; free with sim_req_submit_free */
+    const cJSON *input;
+    const char *prompt;
+    int callback;
+    const char *callback_url;
+    long long duration_ms; /* -1 = draw from the model */
+    enum sim_outcome outcome;
+    const char *fail_code;
+    const char *fail_msg;
+    int outputs;
+    unsigned long long media_bytes; /* 0 = default size */
+    int no_credits;
+};
+
+/* Parses and validates a submit body. Returns 0, or the HTTP code to answer (422) with a message
+ * naming the field. */
+int sim_req_submit_parse(const char *body, size_t len, struct sim_submit *out, char *msg,
+                         size_t msglen);
+void sim_req_submit_free(struct sim_submit *s);
+
+/* Canonical JSON (object keys sorted, no spaces), malloc'd; NULL when out of memory. Two inputs
+ * that differ only in key order or spacing give the same text. */
+char *sim_req_canonical_json(const cJSON *item);
+
+#endif
