@@ -1,0 +1,115 @@
+/* genfs-sim tasks: the state seen over time, the status object, and the hash table. */
+#include "sim_task.h"
+#include "tap.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static struct sim_task *make(int failed)
+{
+    struct sim_task *t = calloc(1, sizeof(*t));
+    snprintf(t->id, sizeof(t->id), "tk0123456789abcdef0123");
+    t->model = strdup("nano-banana");
+    t->kind = SIM_KIND_IMAGE;
+    t->prompt = strdup("cat");
+    t->input_json = strdup("{\"prompt\":\"cat\"}");
+    t->param = strdup("{\"input\":{\"prompt\":\"cat\"}}");
+    t->submit_ms = 1000000;
+    t->duration_ms = 10000;
+    t->complete_ms = t->submit_ms + t->duration_ms;
+    t->failed = failed;
+    t->fail_code = strdup("500");
+    t->fail_msg = strdup("generation failed: content policy");
+    t->outputs = 2;
+    return t;
+}
+
+static const char *str(const cJSON *o, const char *k)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsString(it) ? it->valuestring : NULL;
+}
+
+int main(void)
+{
+    struct sim_task *t = make(0);
+    struct sim_task_view v;
+    sim_task_view_at(t, 1000000, &v);
+    TAP_EQ_STR(v.state, "waiting", "at submit: waiting");
+    sim_task_view_at(t, 1000999, &v);
+    TAP_EQ_STR(v.state, "waiting", "first 10%: waiting");
+    sim_task_view_at(t, 1001000, &v);
+    TAP_EQ_STR(v.state, "queuing", "10%: queuing");
+    sim_task_view_at(t, 1003000, &v);
+    TAP_EQ_STR(v.state, "generating", "30%: generating");
+    TAP_EQ_INT(v.progress, 0, "progress starts at 0");
+    sim_task_view_at(t, 1006500, &v);
+    TAP_EQ_INT(v.progress, 50, "progress halfway");
+    sim_task_view_at(t, 1009999, &v);
+    TAP_CHECK(v.progress == 99 && !v.done, "never 100 before the end");
+    sim_task_view_at(t, 1010000, &v);
+    TAP_CHECK(v.done && strcmp(v.state, "success") == 0 && v.progress == 100, "success at end");
+    sim_task_view_at(t, 999000, &v);
+    TAP_EQ_STR(v.state, "waiting", "clock before submit: waiting");
+
+    cJSON *d = sim_task_status_json(t, 1005000, "http://127.0.0.1:5");
+    TAP_EQ_STR(str(d, "state"), "generating", "status state");
+    TAP_EQ_STR(str(d, "resultJson"), "", "resultJson empty while running");
+    TAP_CHECK(cJSON_IsNull(cJSON_GetObjectItem(d, "completeTime")), "completeTime null");
+    TAP_EQ_STR(str(d, "param"), t->param, "param is the request body");
+    cJSON_Delete(d);
+    d = sim_task_status_json(t, 1010001, "http://127.0.0.1:5");
+    TAP_EQ_STR(str(d, "state"), "success", "status success");
+    cJSON *r = cJSON_Parse(str(d, "resultJson"));
+    cJSON *urls = cJSON_GetObjectItem(r, "resultUrls");
+    TAP_EQ_INT(cJSON_GetArraySize(urls), 2, "two result URLs");
+    TAP_EQ_STR(cJSON_GetArrayItem(urls, 1)->valuestring,
+               "http://127.0.0.1:5/media/tk0123456789abcdef0123/1.png", "URL form");
+    TAP_EQ_INT((long long)cJSON_GetObjectItem(d, "completeTime")->valuedouble, 1010000,
+               "completeTime");
+    TAP_EQ_STR(str(d, "failCode"), "", "no failCode on success");
+    cJSON_Delete(r);
+    cJSON_Delete(d);
+    sim_task_free(t);
+
+    t = make(1);
+    d = sim_task_status_json(t, 1005000, "http://h");
+    TAP_EQ_STR(str(d, "failCode"), "", "failCode empty before the end");
+    cJSON_Delete(d);
+    d = sim_task_status_json(t, 1020000, "http://h");
+    TAP_EQ_STR(str(d, "state"), "failed", "failed at end");
+    TAP_EQ_STR(str(d, "failCode"), "500", "failCode");
+    TAP_EQ_STR(str(d, "failMsg"), "generation failed: content policy", "failMsg");
+    TAP_EQ_STR(str(d, "resultJson"), "", "no results");
+    cJSON_Delete(d);
+    d = sim_task_figure_json(t, 1020000, "http://h", NULL);
+    TAP_EQ_STR(str(d, "final_state"), "failed", "figure final_state");
+    TAP_EQ_INT((long long)cJSON_GetObjectItem(d, "complete_ms")->valuedouble, 1010000,
+               "figure complete_ms");
+    cJSON_Delete(d);
+    sim_task_free(t);
+
+    struct sim_table tab;
+    sim_table_init(&tab);
+    char key[32];
+    static int vals[20000];
+    for (int i = 0; i < 20000; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        vals[i] = i;
+        sim_table_put(&tab, key, &vals[i]);
+    }
+    int found = 1;
+    for (int i = 0; i < 20000; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        int *p = sim_table_get(&tab, key);
+        found &= p && *p == i;
+    }
+    TAP_CHECK(found, "20000 keys stored and found (table grew to %zu slots)", tab.nslots);
+    TAP_EQ_INT(tab.count, 20000, "count");
+    TAP_CHECK(sim_table_get(&tab, "nope") == NULL, "absent key");
+    sim_table_put(&tab, "k5", &vals[7]);
+    TAP_CHECK(*(int *)sim_table_get(&tab, "k5") == 7 && tab.count == 20000, "replace");
+    sim_table_free(&tab);
+    return tap_done();
+}
