@@ -55,6 +55,7 @@ void log_set_syslog(struct log *lg, int use_syslog)
 void log_msg(struct log *lg, enum log_level lvl, const char *fmt, ...)
 {
     char msg[LOG_LINE_MAX - 48];
+    /* stamp(24) + level(5) + separators fit in the 48 spared above. */
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -68,14 +69,15 @@ void log_msg(struct log *lg, enum log_level lvl, const char *fmt, ...)
     time_t secs = (time_t)(now / 1000);
     struct tm tm;
     gmtime_r(&secs, &tm);
-    char stamp[32];
+    char stamp[64];
     snprintf(stamp, sizeof(stamp), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(now % 1000));
 
     pthread_mutex_lock(&lg->lock);
     /* The ring keeps info and above even when the console is quieter. */
     if (lvl <= LOG_LVL_INFO || lvl <= lg->level) {
-        snprintf(lg->lines[lg->head], LOG_LINE_MAX, "%s %s %s\n", stamp, level_names[lvl], msg);
+        snprintf(lg->lines[lg->head], LOG_LINE_MAX, "%.24s %.5s %.*s\n", stamp, level_names[lvl],
+                 (int)(LOG_LINE_MAX - 48), msg);
         lg->head = (lg->head + 1) % LOG_RING_LINES;
         if (lg->count < LOG_RING_LINES)
             lg->count++;

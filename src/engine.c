@@ -1,0 +1,1010 @@
+#include "engine.h"
+
+#include "clock.h"
+#include "rate.h"
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#define MAX_INFLIGHT 48
+#define MAX_BODY (16u * 1024 * 1024)
+#define SUBMIT_ATTEMPTS 5
+#define CONNECT_TIMEOUT_MS 10000L
+#define SUBMIT_TIMEOUT_MS 60000L
+#define STATUS_TIMEOUT_MS 30000L
+#define FLUSH_EVERY_MS 1000
+#define STOP_GRACE_MS 15000
+#define LAG_SAMPLES 4096
+
+enum xfer_kind { X_SUBMIT, X_STATUS, X_ADOPT };
+
+struct xfer {
+    enum xfer_kind kind;
+    struct xfer *next, *prev; /* in engine->xfers */
+    CURL *h;
+    struct curl_slist *hdrs;
+    struct provider_request req;
+    uint32_t task_idx;
+    struct engine_cmd *cmd;
+    char *buf;
+    size_t len, cap;
+    bool too_big;
+    char retry_after[64];
+};
+
+/* Per-task scheduling state, parallel to the store's task slots. */
+struct tsched {
+    int64_t due_ms;
+    uint32_t heap_pos; /* UINT32_MAX: not in the heap */
+    uint32_t fail_streak;
+    bool inflight;
+};
+
+struct counters {
+    uint64_t submit, status, adopt;
+    uint64_t retries, http_429, errors, transport_errors;
+    uint64_t polls_late; /* sent over 1 s after due */
+    double lag_ms[LAG_SAMPLES];
+    uint32_t n_lag, lag_head;
+};
+
+struct engine {
+    struct store *store;
+    struct provider *prov;
+    struct log *log;
+    struct engine_config cfg;
+    char *auth_header;
+    CURLM *multi;
+    pthread_t thread;
+    bool started;
+
+    pthread_mutex_t inbox_lock;
+    struct engine_cmd *inbox_head, *inbox_tail;
+    bool stopping; /* under inbox_lock */
+
+    /* engine-thread only */
+    struct engine_cmd *submits_head, *submits_tail;
+    struct tsched *ts;
+    uint32_t ts_cap;
+    uint32_t *heap;
+    uint32_t heap_len, heap_cap;
+    int inflight;
+    int submits_inflight;
+    struct xfer *xfers;
+    struct rate rate;
+    uint64_t rng;
+    int64_t last_flush_ms;
+
+    pthread_mutex_t stats_lock;
+    struct counters c;
+    double rate_now;
+};
+
+/* ---- heap of tasks by due time ---- */
+
+static bool heap_less(struct engine *e, uint32_t a, uint32_t b)
+{
+    return e->ts[e->heap[a]].due_ms < e->ts[e->heap[b]].due_ms;
+}
+
+static void heap_swap(struct engine *e, uint32_t a, uint32_t b)
+{
+    uint32_t t = e->heap[a];
+    e->heap[a] = e->heap[b];
+    e->heap[b] = t;
+    e->ts[e->heap[a]].heap_pos = a;
+    e->ts[e->heap[b]].heap_pos = b;
+}
+
+static void heap_up(struct engine *e, uint32_t i)
+{
+    while (i > 0) {
+        uint32_t p = (i - 1) / 2;
+        if (!heap_less(e, i, p))
+            break;
+        heap_swap(e, i, p);
+        i = p;
+    }
+}
+
+static void heap_down(struct engine *e, uint32_t i)
+{
+    for (;;) {
+        uint32_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < e->heap_len && heap_less(e, l, m))
+            m = l;
+        if (r < e->heap_len && heap_less(e, r, m))
+            m = r;
+        if (m == i)
+            return;
+        heap_swap(e, i, m);
+        i = m;
+    }
+}
+
+static int ts_ensure(struct engine *e, uint32_t idx)
+{
+    if (idx < e->ts_cap)
+        return 0;
+    uint32_t cap = e->ts_cap ? e->ts_cap : 1024;
+    while (cap <= idx)
+        cap *= 2;
+    struct tsched *ts = realloc(e->ts, cap * sizeof(*ts));
+    uint32_t *heap = realloc(e->heap, cap * sizeof(*heap));
+    if (ts)
+        e->ts = ts;
+    if (heap)
+        e->heap = heap;
+    if (!ts || !heap)
+        return -ENOMEM;
+    for (uint32_t i = e->ts_cap; i < cap; i++)
+        e->ts[i] = (struct tsched){.heap_pos = UINT32_MAX};
+    e->ts_cap = cap;
+    e->heap_cap = cap;
+    return 0;
+}
+
+static void heap_remove(struct engine *e, uint32_t idx)
+{
+    if (idx >= e->ts_cap || e->ts[idx].heap_pos == UINT32_MAX)
+        return;
+    uint32_t pos = e->ts[idx].heap_pos;
+    e->heap_len--;
+    if (pos != e->heap_len) {
+        heap_swap(e, pos, e->heap_len);
+        heap_up(e, pos);
+        heap_down(e, pos);
+    }
+    e->ts[idx].heap_pos = UINT32_MAX;
+}
+
+static void heap_set(struct engine *e, uint32_t idx, int64_t due)
+{
+    if (ts_ensure(e, idx) < 0) {
+        log_error(e->log, "out of memory scheduling a poll");
+        return;
+    }
+    struct tsched *t = &e->ts[idx];
+    t->due_ms = due;
+    if (t->heap_pos == UINT32_MAX) {
+        t->heap_pos = e->heap_len;
+        e->heap[e->heap_len++] = idx;
+        heap_up(e, t->heap_pos);
+    } else {
+        heap_up(e, t->heap_pos);
+        heap_down(e, t->heap_pos);
+    }
+}
+
+/* ---- profiles and schedule ---- */
+
+static void model_profile(struct engine *e, const char *model, struct sched_profile *p)
+{
+    for (size_t i = 0; i < e->cfg.n_models; i++)
+        if (e->cfg.models[i].has_profile && strcmp(e->cfg.models[i].name, model) == 0) {
+            *p = e->cfg.models[i].profile;
+            return;
+        }
+    sched_profile_default(model, p);
+}
+
+static struct sched_task sched_view(const struct task *t)
+{
+    return (struct sched_task){
+        .submit_ms = t->submit_ms, .last_poll_ms = t->last_poll_ms, .polls = t->polls};
+}
+
+int64_t engine_task_deadline(struct engine *e, const struct task *t, const char *model)
+{
+    struct sched_profile p;
+    model_profile(e, model, &p);
+    struct sched_task v = sched_view(t);
+    return sched_deadline(e->cfg.schedule, &p, &v);
+}
+
+/* Next poll of a pending task: the schedule's time, but never past the
+ * deadline, so readers hear of the give-up on time. */
+static void schedule_task(struct engine *e, const struct task *t, int64_t now)
+{
+    const struct model *m = store_model_at(e->store, t->model_idx);
+    struct sched_profile p;
+    model_profile(e, m->name, &p);
+    struct sched_task v = sched_view(t);
+    int64_t due = sched_next_due(e->cfg.schedule, &p, &v, now, &e->rng);
+    int64_t deadline = sched_deadline(e->cfg.schedule, &p, &v);
+    if (!t->gave_up && deadline > now && (due == SCHED_NEVER || due > deadline))
+        due = deadline;
+    if (due == SCHED_NEVER) {
+        log_info(e->log, "%s/%s: no answer within 24 h; polling stopped (rmdir it or adopt it "
+                         "again to retry)",
+                 m->name, t->id);
+        heap_remove(e, t->idx);
+        return;
+    }
+    heap_set(e, t->idx, due);
+}
+
+/* ---- transfers ---- */
+
+static size_t on_body(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+    struct xfer *x = arg;
+    size_t n = size * nmemb;
+    if (x->len + n > MAX_BODY) {
+        x->too_big = true;
+        return 0;
+    }
+    if (x->len + n + 1 > x->cap) {
+        size_t cap = x->cap ? x->cap : 4096;
+        while (cap < x->len + n + 1)
+            cap *= 2;
+        char *b = realloc(x->buf, cap);
+        if (!b)
+            return 0;
+        x->buf = b;
+        x->cap = cap;
+    }
+    memcpy(x->buf + x->len, ptr, n);
+    x->len += n;
+    x->buf[x->len] = '\0';
+    return n;
+}
+
+static size_t on_header(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+    struct xfer *x = arg;
+    size_t n = size * nmemb;
+    static const char name[] = "retry-after:";
+    if (n > sizeof(name) && strncasecmp(ptr, name, sizeof(name) - 1) == 0) {
+        const char *v = ptr + sizeof(name) - 1;
+        size_t vl = n - (sizeof(name) - 1);
+        while (vl && (*v == ' ' || *v == '\t'))
+            v++, vl--;
+        while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n' || v[vl - 1] == ' '))
+            vl--;
+        if (vl >= sizeof(x->retry_after))
+            vl = sizeof(x->retry_after) - 1;
+        memcpy(x->retry_after, v, vl);
+        x->retry_after[vl] = '\0';
+    }
+    return n;
+}
+
+static void xfer_detach(struct engine *e, struct xfer *x)
+{
+    curl_multi_remove_handle(e->multi, x->h);
+    e->inflight--;
+    e->submits_inflight -= x->kind == X_SUBMIT;
+    if (x->prev)
+        x->prev->next = x->next;
+    else
+        e->xfers = x->next;
+    if (x->next)
+        x->next->prev = x->prev;
+}
+
+static void xfer_free(struct xfer *x)
+{
+    if (!x)
+        return;
+    if (x->h)
+        curl_easy_cleanup(x->h);
+    curl_slist_free_all(x->hdrs);
+    provider_request_clear(&x->req);
+    free(x->buf);
+    free(x);
+}
+
+static int xfer_start(struct engine *e, struct xfer *x, long timeout_ms)
+{
+    x->h = curl_easy_init();
+    if (!x->h)
+        return -ENOMEM;
+    x->hdrs = curl_slist_append(x->hdrs, e->auth_header);
+    x->hdrs = curl_slist_append(x->hdrs, "Content-Type: application/json");
+    x->hdrs = curl_slist_append(x->hdrs, "Accept: application/json");
+    x->hdrs = curl_slist_append(x->hdrs, "Expect:");
+    CURL *h = x->h;
+    curl_easy_setopt(h, CURLOPT_URL, x->req.url);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, x->hdrs);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, CONNECT_TIMEOUT_MS);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
+    curl_easy_setopt(h, CURLOPT_USERAGENT, "genfs/" GENFS_VERSION);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, x);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, x);
+    curl_easy_setopt(h, CURLOPT_PRIVATE, x);
+    curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+    if (strcmp(x->req.method, "POST") == 0) {
+        curl_easy_setopt(h, CURLOPT_POST, 1L);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, x->req.body ? x->req.body : "");
+    }
+    if (curl_multi_add_handle(e->multi, h) != CURLM_OK)
+        return -EIO;
+    e->inflight++;
+    e->submits_inflight += x->kind == X_SUBMIT;
+    x->prev = NULL;
+    x->next = e->xfers;
+    if (e->xfers)
+        e->xfers->prev = x;
+    e->xfers = x;
+    return 0;
+}
+
+static void count(struct engine *e, uint64_t *field)
+{
+    pthread_mutex_lock(&e->stats_lock);
+    (*field)++;
+    pthread_mutex_unlock(&e->stats_lock);
+}
+
+static void record_lag(struct engine *e, double lag)
+{
+    pthread_mutex_lock(&e->stats_lock);
+    e->c.lag_ms[e->c.lag_head] = lag;
+    e->c.lag_head = (e->c.lag_head + 1) % LAG_SAMPLES;
+    if (e->c.n_lag < LAG_SAMPLES)
+        e->c.n_lag++;
+    pthread_mutex_unlock(&e->stats_lock);
+}
+
+/* ---- commands ---- */
+
+static void cmd_finish(struct engine_cmd *cmd, int err, const char *msg)
+{
+    if (cmd->done)
+        cmd->done(cmd, err, msg);
+}
+
+static void submit_queue(struct engine *e, struct engine_cmd *cmd)
+{
+    cmd->next = NULL;
+    if (e->submits_tail)
+        e->submits_tail->next = cmd;
+    else
+        e->submits_head = cmd;
+    e->submits_tail = cmd;
+}
+
+static int start_submit(struct engine *e, struct engine_cmd *cmd)
+{
+    const struct model *m = store_model_at(e->store, cmd->model_idx);
+    if (!m) {
+        cmd_finish(cmd, -ENOENT, "the model directory was removed");
+        return 0;
+    }
+    struct xfer *x = calloc(1, sizeof(*x));
+    if (!x || provider_build_submit(e->prov, m->name, cmd->input_json, NULL, &x->req) < 0) {
+        xfer_free(x);
+        cmd_finish(cmd, -ENOMEM, "out of memory building the request");
+        return 0;
+    }
+    x->kind = X_SUBMIT;
+    x->cmd = cmd;
+    cmd->attempts++;
+    if (xfer_start(e, x, SUBMIT_TIMEOUT_MS) < 0) {
+        xfer_free(x);
+        cmd_finish(cmd, -EIO, "cannot start the HTTP request");
+        return 0;
+    }
+    count(e, &e->c.submit);
+    return 1;
+}
+
+static void start_status(struct engine *e, uint32_t idx, struct engine_cmd *adopt)
+{
+    const char *model, *id, *status_url = NULL;
+    char *id_copy = NULL;
+    if (adopt) {
+        const struct model *m = store_model_at(e->store, adopt->model_idx);
+        if (!m) {
+            cmd_finish(adopt, -ENOENT, "the model directory was removed");
+            return;
+        }
+        model = m->name;
+        id = adopt->name;
+    } else {
+        const struct task *t = store_task_at(e->store, idx);
+        if (!t)
+            return;
+        model = store_model_at(e->store, t->model_idx)->name;
+        id = t->id;
+        status_url = t->status_url;
+    }
+    struct xfer *x = calloc(1, sizeof(*x));
+    if (!x || provider_build_status(e->prov, model, id, status_url, &x->req) < 0) {
+        xfer_free(x);
+        free(id_copy);
+        if (adopt)
+            cmd_finish(adopt, -ENOMEM, "out of memory building the request");
+        return;
+    }
+    x->kind = adopt ? X_ADOPT : X_STATUS;
+    x->cmd = adopt;
+    x->task_idx = idx;
+    if (xfer_start(e, x, STATUS_TIMEOUT_MS) < 0) {
+        xfer_free(x);
+        if (adopt)
+            cmd_finish(adopt, -EIO, "cannot start the HTTP request");
+        else
+            heap_set(e, idx, clock_now_ms() + 1000);
+        return;
+    }
+    if (adopt) {
+        count(e, &e->c.adopt);
+    } else {
+        e->ts[idx].inflight = true;
+        store_task_note_poll(e->store, idx, clock_now_ms());
+        count(e, &e->c.status);
+    }
+}
+
+static void handle_cmd(struct engine *e, struct engine_cmd *cmd)
+{
+    int rc;
+    uint32_t idx;
+    switch (cmd->kind) {
+    case ENGINE_SUBMIT:
+        cmd->not_before_ms = 0;
+        submit_queue(e, cmd);
+        break;
+    case ENGINE_ADOPT: {
+        const struct task *t = store_task_find(e->store, cmd->model_idx, cmd->name);
+        if (t) {
+            cmd->task_idx = t->idx;
+            cmd_finish(cmd, -EEXIST, "that task is already here");
+        } else {
+            start_status(e, STORE_NONE, cmd);
+        }
+        break;
+    }
+    case ENGINE_FORGET:
+        rc = store_task_remove(e->store, cmd->task_idx);
+        if (rc == 0 && cmd->task_idx < e->ts_cap)
+            heap_remove(e, cmd->task_idx);
+        cmd_finish(cmd, rc, rc ? "cannot forget the task: see the log" : NULL);
+        break;
+    case ENGINE_MODEL_ADD:
+        rc = store_model_add(e->store, cmd->name, &idx);
+        cmd->model_idx = idx;
+        cmd_finish(cmd, rc, rc == -EEXIST ? "the model exists" : rc ? "cannot add the model" : 0);
+        break;
+    case ENGINE_MODEL_REMOVE:
+        rc = store_model_remove(e->store, cmd->model_idx);
+        cmd_finish(cmd, rc, rc == -ENOTEMPTY ? "the model still holds tasks: rmdir them first" : 0);
+        break;
+    case ENGINE_POLL_NOW:
+        if (store_task_at(e->store, cmd->task_idx) && !e->ts[cmd->task_idx].inflight)
+            heap_set(e, cmd->task_idx, clock_now_ms());
+        cmd_finish(cmd, 0, NULL);
+        break;
+    }
+}
+
+/* ---- answers ---- */
+
+static int64_t backoff_ms(struct engine *e, uint32_t streak)
+{
+    int64_t b = 1000;
+    for (uint32_t i = 1; i < streak && b < 60000; i++)
+        b *= 2;
+    if (b > 60000)
+        b = 60000;
+    return b / 2 + (int64_t)(sched_rand(&e->rng) % (uint64_t)(b / 2 + 1));
+}
+
+static void transport_error_msg(CURLcode cc, char *msg, size_t len)
+{
+    snprintf(msg, len, "network error talking to the provider: %s", curl_easy_strerror(cc));
+}
+
+/* A submit may be retried only when the provider provably did not take it. */
+static bool submit_not_taken(CURLcode cc)
+{
+    return cc == CURLE_COULDNT_CONNECT || cc == CURLE_COULDNT_RESOLVE_HOST ||
+           cc == CURLE_COULDNT_RESOLVE_PROXY || cc == CURLE_SSL_CONNECT_ERROR;
+}
+
+static void on_submit_done(struct engine *e, struct xfer *x, CURLcode cc, long http, int64_t now)
+{
+    struct engine_cmd *cmd = x->cmd;
+    const struct model *m = store_model_at(e->store, cmd->model_idx);
+    char msg[300];
+    int err;
+    bool retry = false;
+    int64_t wait = -1;
+    if (cc != CURLE_OK) {
+        count(e, &e->c.transport_errors);
+        if (cc == CURLE_OPERATION_TIMEDOUT) {
+            err = -ETIMEDOUT;
+            snprintf(msg, sizeof(msg),
+                     "the provider did not answer the submission in time; the task may exist "
+                     "there: check the provider before writing again");
+        } else {
+            err = -EIO;
+            transport_error_msg(cc, msg, sizeof(msg));
+            retry = submit_not_taken(cc);
+            if (!retry)
+                snprintf(msg + strlen(msg), sizeof(msg) - strlen(msg),
+                         "; the task may exist at the provider");
+        }
+    } else {
+        struct provider_submit sub = {0};
+        struct provider_error perr = {0};
+        err = provider_parse_submit(e->prov, http, x->buf ? x->buf : "", x->len,
+                                    x->retry_after[0] ? x->retry_after : NULL, time(NULL), &sub,
+                                    &perr);
+        if (err == 0) {
+            uint32_t idx;
+            struct task_new tn = {.model_idx = cmd->model_idx,
+                                  .id = sub.task_id,
+                                  .input_json = cmd->input_json,
+                                  .prompt = cmd->prompt,
+                                  .status_url = sub.status_url,
+                                  .submit_ms = now};
+            err = store_task_insert(e->store, &tn, &idx);
+            if (err == 0) {
+                cmd->task_idx = idx;
+                log_info(e->log, "%s/%s: submitted", m ? m->name : "?", sub.task_id);
+                schedule_task(e, store_task_at(e->store, idx), now);
+                cmd_finish(cmd, 0, NULL);
+            } else {
+                log_error(e->log,
+                          "%s/%s: accepted by the provider but not stored (%s): adopt it with "
+                          "mkdir",
+                          m ? m->name : "?", sub.task_id, strerror(-err));
+                snprintf(msg, sizeof(msg), "task %s was accepted but could not be stored",
+                         sub.task_id);
+                cmd_finish(cmd, -EIO, msg);
+            }
+            provider_submit_clear(&sub);
+            return;
+        }
+        snprintf(msg, sizeof(msg), "%s", perr.msg);
+        if (http == 429 || perr.err == -EAGAIN) {
+            count(e, &e->c.http_429);
+            rate_on_throttle(&e->rate, now, perr.retry_after_ms);
+            retry = true;
+        } else if (http == 503 && perr.retry_after_ms >= 0) {
+            retry = true;
+        }
+        wait = perr.retry_after_ms;
+        if (!retry && perr.retryable && (http < 200 || http >= 300))
+            snprintf(msg + strlen(msg), sizeof(msg) - strlen(msg),
+                     "; the task may exist at the provider");
+        err = perr.err ? perr.err : -EIO;
+    }
+    if (retry && cmd->attempts < SUBMIT_ATTEMPTS) {
+        count(e, &e->c.retries);
+        int64_t b = backoff_ms(e, (uint32_t)cmd->attempts);
+        cmd->not_before_ms = now + (wait > b ? wait : b);
+        log_info(e->log, "%s: submission not taken (%s); retrying", m ? m->name : "?", msg);
+        submit_queue(e, cmd);
+        return;
+    }
+    count(e, &e->c.errors);
+    log_warn(e->log, "%s: submission failed: %s", m ? m->name : "?", msg);
+    cmd_finish(cmd, err, msg);
+}
+
+static void on_status_done(struct engine *e, struct xfer *x, CURLcode cc, long http, int64_t now)
+{
+    uint32_t idx = x->task_idx;
+    struct engine_cmd *adopt = x->kind == X_ADOPT ? x->cmd : NULL;
+    if (!adopt) {
+        if (idx < e->ts_cap)
+            e->ts[idx].inflight = false;
+        if (!store_task_at(e->store, idx))
+            return; /* forgotten meanwhile */
+    }
+    struct provider_status ps = {0};
+    struct provider_error perr = {0};
+    int err;
+    char msg[300];
+    if (cc != CURLE_OK) {
+        count(e, &e->c.transport_errors);
+        err = cc == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT : -EIO;
+        transport_error_msg(cc, msg, sizeof(msg));
+        perr.retryable = true;
+        perr.retry_after_ms = -1;
+    } else {
+        err = provider_parse_status(e->prov, http, x->buf ? x->buf : "", x->len,
+                                    x->retry_after[0] ? x->retry_after : NULL, time(NULL), &ps,
+                                    &perr);
+        snprintf(msg, sizeof(msg), "%s", perr.msg);
+        if (http == 429 || perr.err == -EAGAIN) {
+            count(e, &e->c.http_429);
+            rate_on_throttle(&e->rate, now, perr.retry_after_ms);
+        } else if (err == 0) {
+            rate_on_success(&e->rate);
+        }
+    }
+
+    if (adopt) {
+        const struct model *m = store_model_at(e->store, adopt->model_idx);
+        if (err == 0 && m) {
+            struct task_new tn = {.model_idx = adopt->model_idx,
+                                  .id = adopt->name,
+                                  .adopted = true,
+                                  .prompt = "",
+                                  .submit_ms = ps.create_ms > 0 ? ps.create_ms : now};
+            err = store_task_insert(e->store, &tn, &idx);
+            if (err == 0) {
+                store_task_apply_status(e->store, idx, &ps, now);
+                store_task_note_poll(e->store, idx, now);
+                const struct task *t = store_task_at(e->store, idx);
+                if (!task_state_final(t->state))
+                    schedule_task(e, t, now);
+                adopt->task_idx = idx;
+                log_info(e->log, "%s/%s: adopted (%s)", m->name, adopt->name,
+                         task_state_name(t->state));
+                cmd_finish(adopt, 0, NULL);
+            } else {
+                cmd_finish(adopt, err, "cannot store the adopted task");
+            }
+        } else {
+            if (err == -ENOENT)
+                snprintf(msg, sizeof(msg), "the provider knows no task %s for model %s",
+                         adopt->name, m ? m->name : "?");
+            cmd_finish(adopt, err ? err : -ENOENT, msg);
+        }
+        provider_status_clear(&ps);
+        return;
+    }
+
+    const struct task *t = store_task_at(e->store, idx);
+    const char *model = store_model_at(e->store, t->model_idx)->name;
+    if (err == 0) {
+        bool was_final = task_state_final(t->state);
+        e->ts[idx].fail_streak = 0;
+        store_task_apply_status(e->store, idx, &ps, now);
+        t = store_task_at(e->store, idx);
+        if (task_state_final(t->state)) {
+            heap_remove(e, idx);
+            if (!was_final) {
+                log_info(e->log, "%s/%s: %s", model, t->id, task_state_name(t->state));
+                if (ps.complete_ms > 0 && now >= ps.complete_ms)
+                    record_lag(e, (double)(now - ps.complete_ms));
+            }
+        } else {
+            if (!t->gave_up && now >= engine_task_deadline(e, t, model)) {
+                log_warn(e->log,
+                         "%s/%s: not done within the model's time limit; readers get "
+                         "ETIMEDOUT, polling goes on slowly for 24 h",
+                         model, t->id);
+                store_task_set_gave_up(e->store, idx, true);
+            }
+            schedule_task(e, t, now);
+        }
+    } else {
+        uint32_t streak = ++e->ts[idx].fail_streak;
+        count(e, &e->c.errors);
+        if (streak == 1 || streak % 20 == 0)
+            log_warn(e->log, "%s/%s: status poll failed (%s); will retry", model, t->id, msg);
+        int64_t wait = backoff_ms(e, streak);
+        if (perr.retry_after_ms > wait)
+            wait = perr.retry_after_ms;
+        count(e, &e->c.retries);
+        heap_set(e, idx, now + wait);
+    }
+    provider_status_clear(&ps);
+}
+
+static void drain_done(struct engine *e)
+{
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(e->multi, &left))) {
+        if (m->msg != CURLMSG_DONE)
+            continue;
+        struct xfer *x = NULL;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+        CURLcode cc = m->data.result;
+        long http = 0;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_RESPONSE_CODE, &http);
+        xfer_detach(e, x);
+        if (cc == CURLE_WRITE_ERROR && x->too_big) {
+            /* A huge body is a malformed answer: let the parser say so. */
+            cc = CURLE_OK;
+        }
+        int64_t now = clock_now_ms();
+        if (x->kind == X_SUBMIT)
+            on_submit_done(e, x, cc, http, now);
+        else
+            on_status_done(e, x, cc, http, now);
+        xfer_free(x);
+    }
+}
+
+/* ---- loop ---- */
+
+static bool is_stopping(struct engine *e)
+{
+    pthread_mutex_lock(&e->inbox_lock);
+    bool s = e->stopping;
+    pthread_mutex_unlock(&e->inbox_lock);
+    return s;
+}
+
+static void take_inbox(struct engine *e)
+{
+    pthread_mutex_lock(&e->inbox_lock);
+    struct engine_cmd *c = e->inbox_head;
+    e->inbox_head = e->inbox_tail = NULL;
+    pthread_mutex_unlock(&e->inbox_lock);
+    while (c) {
+        struct engine_cmd *next = c->next;
+        handle_cmd(e, c);
+        c = next;
+    }
+}
+
+/* Starts what is due and allowed; returns ms until something may be due. */
+static int64_t launch_due(struct engine *e, int64_t now, bool stopping)
+{
+    int64_t wait = FLUSH_EVERY_MS;
+    /* Submissions first: someone is blocked in write(2). */
+    while (e->submits_head && e->inflight < MAX_INFLIGHT) {
+        struct engine_cmd *c = e->submits_head;
+        if (stopping) {
+            e->submits_head = c->next;
+            if (!e->submits_head)
+                e->submits_tail = NULL;
+            cmd_finish(c, -EIO, "genfs is unmounting: the task was not submitted");
+            continue;
+        }
+        if (c->not_before_ms > now) {
+            int64_t w = c->not_before_ms - now;
+            /* Retries keep their order: the first blocks those behind it. */
+            if (w < wait)
+                wait = w;
+            break;
+        }
+        int64_t rw = rate_take(&e->rate, now);
+        if (rw > 0) {
+            if (rw < wait)
+                wait = rw;
+            return wait;
+        }
+        e->submits_head = c->next;
+        if (!e->submits_head)
+            e->submits_tail = NULL;
+        start_submit(e, c);
+    }
+    if (stopping)
+        return wait;
+    while (e->heap_len > 0 && e->inflight < MAX_INFLIGHT) {
+        uint32_t idx = e->heap[0];
+        int64_t due = e->ts[idx].due_ms;
+        if (due > now) {
+            if (due - now < wait)
+                wait = due - now;
+            break;
+        }
+        int64_t rw = rate_take(&e->rate, now);
+        if (rw > 0) {
+            if (rw < wait)
+                wait = rw;
+            break;
+        }
+        if (now - due > 1000)
+            count(e, &e->c.polls_late);
+        heap_remove(e, idx);
+        start_status(e, idx, NULL);
+    }
+    return wait;
+}
+
+static void *engine_main(void *arg)
+{
+    struct engine *e = arg;
+    int64_t stop_started = 0;
+    for (;;) {
+        take_inbox(e);
+        bool stopping = is_stopping(e);
+        int64_t now = clock_now_ms();
+        if (stopping && !stop_started)
+            stop_started = now;
+        int running = 0;
+        curl_multi_perform(e->multi, &running);
+        drain_done(e);
+        now = clock_now_ms();
+        int64_t wait = launch_due(e, now, stopping);
+        if (now - e->last_flush_ms >= FLUSH_EVERY_MS) {
+            store_flush(e->store);
+            e->last_flush_ms = now;
+        }
+        pthread_mutex_lock(&e->stats_lock);
+        e->rate_now = e->rate.current;
+        pthread_mutex_unlock(&e->stats_lock);
+        if (stopping) {
+            /* Status polls can be dropped; a submission in flight cannot. */
+            if (e->submits_inflight == 0 || now - stop_started > STOP_GRACE_MS)
+                break;
+            if (wait > 100)
+                wait = 100;
+        }
+        if (wait < 0)
+            wait = 0;
+        if (wait > FLUSH_EVERY_MS)
+            wait = FLUSH_EVERY_MS;
+        curl_multi_poll(e->multi, NULL, 0, (int)wait, NULL);
+    }
+    /* Whatever is still in flight: answer its waiter, drop the rest. */
+    while (e->xfers) {
+        struct xfer *x = e->xfers;
+        xfer_detach(e, x);
+        if (x->cmd)
+            cmd_finish(x->cmd, -EIO, "genfs is unmounting: the answer did not arrive in time");
+        xfer_free(x);
+    }
+    take_inbox(e);
+    store_flush(e->store);
+    return NULL;
+}
+
+/* ---- public ---- */
+
+struct engine *engine_new(struct store *st, struct provider *prov, struct log *lg,
+                          const struct engine_config *cfg)
+{
+    struct engine *e = calloc(1, sizeof(*e));
+    if (!e)
+        return NULL;
+    e->store = st;
+    e->prov = prov;
+    e->log = lg;
+    e->cfg = *cfg;
+    e->auth_header = provider_auth_header(prov, cfg->api_key);
+    e->multi = curl_multi_init();
+    pthread_mutex_init(&e->inbox_lock, NULL);
+    pthread_mutex_init(&e->stats_lock, NULL);
+    if (!e->auth_header || !e->multi) {
+        engine_free(e);
+        return NULL;
+    }
+    curl_multi_setopt(e->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)MAX_INFLIGHT);
+    curl_multi_setopt(e->multi, CURLMOPT_MAXCONNECTS, (long)MAX_INFLIGHT);
+    if (getrandom(&e->rng, sizeof(e->rng), 0) != sizeof(e->rng) || e->rng == 0)
+        e->rng = (uint64_t)clock_now_ms() | 1;
+    int64_t now = clock_now_ms();
+    rate_init(&e->rate, cfg->rate, now);
+    e->rate_now = cfg->rate;
+
+    /* Resume every unfinished task where its schedule left off. */
+    uint32_t n = store_task_slots(st);
+    if (n > 0 && ts_ensure(e, n) < 0) {
+        engine_free(e);
+        return NULL;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        const struct task *t = store_task_at(st, i);
+        if (t && !task_state_final(t->state))
+            schedule_task(e, t, now);
+    }
+    return e;
+}
+
+int engine_start(struct engine *e)
+{
+    int rc = pthread_create(&e->thread, NULL, engine_main, e);
+    if (rc != 0)
+        return -rc;
+    e->started = true;
+    return 0;
+}
+
+void engine_post(struct engine *e, struct engine_cmd *cmd)
+{
+    cmd->next = NULL;
+    pthread_mutex_lock(&e->inbox_lock);
+    if (e->inbox_tail)
+        e->inbox_tail->next = cmd;
+    else
+        e->inbox_head = cmd;
+    e->inbox_tail = cmd;
+    pthread_mutex_unlock(&e->inbox_lock);
+    curl_multi_wakeup(e->multi);
+}
+
+void engine_stop(struct engine *e)
+{
+    if (!e || !e->started)
+        return;
+    pthread_mutex_lock(&e->inbox_lock);
+    e->stopping = true;
+    pthread_mutex_unlock(&e->inbox_lock);
+    curl_multi_wakeup(e->multi);
+    pthread_join(e->thread, NULL);
+    e->started = false;
+}
+
+void engine_free(struct engine *e)
+{
+    if (!e)
+        return;
+    engine_stop(e);
+    if (e->multi)
+        curl_multi_cleanup(e->multi);
+    if (e->auth_header) {
+        explicit_bzero(e->auth_header, strlen(e->auth_header));
+        free(e->auth_header);
+    }
+    free(e->ts);
+    free(e->heap);
+    pthread_mutex_destroy(&e->inbox_lock);
+    pthread_mutex_destroy(&e->stats_lock);
+    free(e);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+char *engine_stats_json(struct engine *e)
+{
+    uint32_t states[TASK_STATE_COUNT];
+    store_rdlock(e->store);
+    store_count_states(e->store, states);
+    store_unlock(e->store);
+
+    pthread_mutex_lock(&e->stats_lock);
+    struct counters c = e->c;
+    double rate_now = e->rate_now;
+    pthread_mutex_unlock(&e->stats_lock);
+
+    cJSON *root = cJSON_CreateObject();
+    cJSON *tasks = cJSON_AddObjectToObject(root, "tasks");
+    for (int s = 0; s < TASK_STATE_COUNT; s++)
+        cJSON_AddNumberToObject(tasks, task_state_name((enum task_state)s), states[s]);
+    cJSON *req = cJSON_AddObjectToObject(root, "requests");
+    cJSON_AddNumberToObject(req, "submit", (double)c.submit);
+    cJSON_AddNumberToObject(req, "status", (double)(c.status + c.adopt));
+    cJSON_AddNumberToObject(req, "total", (double)(c.submit + c.status + c.adopt));
+    cJSON_AddNumberToObject(root, "retries", (double)c.retries);
+    cJSON_AddNumberToObject(root, "http_429", (double)c.http_429);
+    cJSON_AddNumberToObject(root, "errors", (double)c.errors);
+    cJSON_AddNumberToObject(root, "transport_errors", (double)c.transport_errors);
+    cJSON_AddNumberToObject(root, "polls_late", (double)c.polls_late);
+    cJSON_AddNumberToObject(root, "rate_limit", e->cfg.rate);
+    cJSON_AddNumberToObject(root, "rate_current", rate_now);
+    cJSON_AddStringToObject(root, "schedule", sched_kind_name(e->cfg.schedule));
+    cJSON *lag = cJSON_AddObjectToObject(root, "detection_lag_ms");
+    cJSON_AddNumberToObject(lag, "samples", c.n_lag);
+    if (c.n_lag > 0) {
+        qsort(c.lag_ms, c.n_lag, sizeof(double), cmp_double);
+        double sum = 0;
+        for (uint32_t i = 0; i < c.n_lag; i++)
+            sum += c.lag_ms[i];
+        cJSON_AddNumberToObject(lag, "mean", sum / c.n_lag);
+        cJSON_AddNumberToObject(lag, "p50", c.lag_ms[(c.n_lag - 1) / 2]);
+        cJSON_AddNumberToObject(lag, "p99", c.lag_ms[(uint32_t)((c.n_lag - 1) * 0.99)]);
+    }
+    uint32_t pending = states[TASK_WAITING] + states[TASK_QUEUING] + states[TASK_GENERATING];
+    cJSON_AddNumberToObject(root, "queue_depth", pending);
+    char *out = cJSON_Print(root);
+    cJSON_Delete(root);
+    if (out) {
+        size_t n = strlen(out);
+        char *o2 = realloc(out, n + 2);
+        if (o2) {
+            o2[n] = '\n';
+            o2[n + 1] = '\0';
+            out = o2;
+        }
+    }
+    return out;
+}

@@ -1,0 +1,72 @@
+/* The engine thread: one loop around curl_multi_poll with a timer heap of
+ * due status polls, the global rate limit, retries, and the commands that
+ * FUSE handlers post (submit, adopt, forget, models). Every task state
+ * change happens here, through the store. */
+#ifndef GENFS_ENGINE_H
+#define GENFS_ENGINE_H
+
+#include "log.h"
+#include "opts.h"
+#include "provider.h"
+#include "sched.h"
+#include "store.h"
+
+#include <stdint.h>
+
+struct engine;
+
+enum engine_cmd_kind {
+    ENGINE_SUBMIT,       /* model_idx, input_json, prompt -> task_idx */
+    ENGINE_ADOPT,        /* model_idx, name = task id -> task_idx */
+    ENGINE_FORGET,       /* task_idx */
+    ENGINE_MODEL_ADD,    /* name -> model_idx */
+    ENGINE_MODEL_REMOVE, /* model_idx */
+    ENGINE_POLL_NOW,     /* task_idx; no reply */
+};
+
+struct engine_cmd;
+/* Runs on the engine thread once the command is done. err: 0 or negative
+ * errno; msg: one line for the user when err != 0. Owns nothing: the poster
+ * frees the command (it may do so inside this callback). */
+typedef void (*engine_done_fn)(struct engine_cmd *cmd, int err, const char *msg);
+
+struct engine_cmd {
+    enum engine_cmd_kind kind;
+    uint32_t model_idx;
+    uint32_t task_idx;
+    char *name;
+    char *input_json;
+    char *prompt;
+    engine_done_fn done; /* may be NULL */
+    void *arg;
+    /* engine-private */
+    int attempts;
+    int64_t not_before_ms;
+    struct engine_cmd *next;
+};
+
+struct engine_config {
+    const char *api_key;
+    enum sched_kind schedule;
+    double rate;
+    const struct opts_model *models; /* profile overrides from the config */
+    size_t n_models;
+};
+
+struct engine *engine_new(struct store *st, struct provider *prov, struct log *lg,
+                          const struct engine_config *cfg);
+int engine_start(struct engine *e);
+/* Stops taking work, lets in-flight submissions finish (bounded), joins. */
+void engine_stop(struct engine *e);
+void engine_free(struct engine *e);
+
+/* Thread-safe: queue a command and wake the loop. */
+void engine_post(struct engine *e, struct engine_cmd *cmd);
+
+/* Thread-safe: the figures behind MOUNT/stats as JSON text (malloc'd). */
+char *engine_stats_json(struct engine *e);
+
+/* The deadline after which readers give up on this task (ms). */
+int64_t engine_task_deadline(struct engine *e, const struct task *t, const char *model);
+
+#endif

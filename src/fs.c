@@ -1,0 +1,1608 @@
+#include "fs.h"
+
+#include "clock.h"
+#include "input.h"
+#include "opts.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Inode numbers are derived, never stored (see docs/design.md). */
+#define INO_ROOT 1
+#define INO_README 2
+#define INO_EVENTS 3
+#define INO_STATS 4
+#define INO_LOG 5
+#define MODEL_BASE (UINT64_C(1) << 32)
+#define TASK_BASE (UINT64_C(1) << 40)
+#define TASK_SHIFT 12
+
+enum model_kind { MK_DIR = 0, MK_NEW = 1, MK_LATEST = 2 };
+enum task_kind {
+    TK_DIR = 0,
+    TK_STATE,
+    TK_RESULT,
+    TK_ERROR,
+    TK_PROMPT,
+    TK_INPUT,
+    TK_STATUS,
+    TK_COUNT
+};
+
+static const char *const task_file_names[TK_COUNT] = {
+    NULL, "state", "result", "error", "prompt", "input.json", "status.json"};
+
+#define ENTRY_TIMEOUT 60.0
+#define ATTR_TIMEOUT 60.0
+#define EVENT_RING 8192
+#define NEW_MAX_WRITE INPUT_MAX_BYTES
+
+enum node_type { N_NONE, N_ROOT, N_FIXED, N_MODEL, N_TASK };
+
+struct node {
+    enum node_type type;
+    fuse_ino_t fixed;
+    uint32_t idx; /* model or task index */
+    int kind;
+};
+
+static fuse_ino_t model_ino(uint32_t idx, enum model_kind k)
+{
+    return MODEL_BASE + ((fuse_ino_t)idx << 4) + k;
+}
+
+static fuse_ino_t task_ino(uint32_t idx, enum task_kind k)
+{
+    return TASK_BASE + ((fuse_ino_t)idx << TASK_SHIFT) + k;
+}
+
+static struct node node_of(fuse_ino_t ino)
+{
+    struct node n = {0};
+    if (ino == INO_ROOT) {
+        n.type = N_ROOT;
+    } else if (ino >= TASK_BASE) {
+        n.type = N_TASK;
+        n.idx = (uint32_t)((ino - TASK_BASE) >> TASK_SHIFT);
+        n.kind = (int)((ino - TASK_BASE) & ((1u << TASK_SHIFT) - 1));
+        if (n.kind >= TK_COUNT)
+            n.type = N_NONE;
+    } else if (ino >= MODEL_BASE) {
+        n.type = N_MODEL;
+        n.idx = (uint32_t)((ino - MODEL_BASE) >> 4);
+        n.kind = (int)((ino - MODEL_BASE) & 15);
+        if (n.kind > MK_LATEST)
+            n.type = N_NONE;
+    } else if (ino >= INO_README && ino <= INO_LOG) {
+        n.type = N_FIXED;
+        n.fixed = ino;
+    }
+    return n;
+}
+
+static const struct {
+    const char *name;
+    fuse_ino_t ino;
+} fixed_files[] = {
+    {"README", INO_README},
+    {"events", INO_EVENTS},
+    {"stats", INO_STATS},
+    {"log", INO_LOG},
+};
+
+/* ---- open files and deferred requests ---- */
+
+enum fh_kind { FH_PLAIN, FH_NEW, FH_STATE, FH_RESULT, FH_EVENTS, FH_SNAPSHOT };
+
+struct fh {
+    enum fh_kind kind;
+    uint32_t idx;
+    /* state/result: the task version this fd last read, for poll(2) */
+    uint64_t seen_version;
+    bool read_once;
+    struct fuse_pollhandle *ph;
+    struct fh *poll_next, *poll_prev; /* in fs->pollers while ph is set */
+    /* events */
+    uint64_t cursor;
+    /* stats/log snapshot */
+    char *snap;
+    size_t snap_len;
+    /* new */
+    char *task_id;
+    size_t id_pos;
+    char *partial; /* a max-size chunk that may be followed by more */
+    size_t partial_len;
+    bool submitting;
+};
+
+enum pend_kind { P_RESULT, P_EVENTS, P_OP };
+
+struct pending {
+    uint64_t id;
+    enum pend_kind kind;
+    fuse_req_t req;
+    uint32_t idx;
+    size_t size;
+    off_t off;
+    struct fh *fh;
+    struct pending *next, *prev;
+};
+
+enum op_kind { OP_WRITE, OP_FLUSH, OP_READ_ID, OP_MKDIR_MODEL, OP_MKDIR_TASK, OP_RMDIR };
+
+/* A request answered once the engine has done a command. */
+struct op {
+    struct engine_cmd cmd;
+    struct fs *fs;
+    enum op_kind kind;
+    struct pending p;
+    struct fh *fh;
+    size_t written;
+};
+
+struct event_line {
+    uint64_t seq;
+    char text[240];
+};
+
+struct fs {
+    struct store *store;
+    struct engine *engine;
+    struct log *log;
+    struct fuse_session *se;
+    pthread_mutex_t lock; /* pending, pollers, events, fh fields below */
+    struct pending *pending;
+    uint64_t next_pending_id;
+    struct fh *pollers;
+    struct event_line *events;
+    uint64_t event_seq; /* next sequence number */
+    int64_t event_mtime_ms;
+    bool shutting_down;
+    int64_t start_ms;
+};
+
+static struct fs *req_fs(fuse_req_t req)
+{
+    return fuse_req_userdata(req);
+}
+
+static void pending_link(struct fs *f, struct pending *p)
+{
+    p->id = ++f->next_pending_id;
+    p->prev = NULL;
+    p->next = f->pending;
+    if (f->pending)
+        f->pending->prev = p;
+    f->pending = p;
+}
+
+static void pending_unlink(struct fs *f, struct pending *p)
+{
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        f->pending = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    p->next = p->prev = NULL;
+}
+
+static struct pending *pending_by_id(struct fs *f, uint64_t id)
+{
+    for (struct pending *p = f->pending; p; p = p->next)
+        if (p->id == id)
+            return p;
+    return NULL;
+}
+
+static struct op *op_of(struct pending *p)
+{
+    return (struct op *)((char *)p - offsetof(struct op, p));
+}
+
+/* Interrupts find their request by id, never by a pointer that may be gone. */
+static void on_interrupt(fuse_req_t req, void *data)
+{
+    struct fs *f = req_fs(req);
+    uint64_t id = (uint64_t)(uintptr_t)data;
+    pthread_mutex_lock(&f->lock);
+    struct pending *p = pending_by_id(f, id);
+    if (p) {
+        pending_unlink(f, p);
+        if (p->kind == P_OP) {
+            /* The engine still holds the op and frees it when done; the fd may
+             * be closed before that, so the op lets go of it now. A submission
+             * still lands in the store: nothing accepted is lost. */
+            struct op *o = op_of(p);
+            o->p.req = NULL;
+            if (o->fh)
+                o->fh->submitting = false;
+            o->fh = NULL;
+        }
+    }
+    pthread_mutex_unlock(&f->lock);
+    if (p) {
+        fuse_reply_err(req, EINTR);
+        if (p->kind != P_OP)
+            free(p);
+    }
+}
+
+static void defer(struct fs *f, struct pending *p)
+{
+    pthread_mutex_lock(&f->lock);
+    pending_link(f, p);
+    uint64_t id = p->id;
+    pthread_mutex_unlock(&f->lock);
+    fuse_req_interrupt_func(p->req, on_interrupt, (void *)(uintptr_t)id);
+}
+
+/* ---- content of files ---- */
+
+static const char readme_text[] =
+    "genfs: hosted AI generation as files\n"
+    "\n"
+    "  echo 'a red fox in snow' > MODEL/new    submit a task (returns once accepted)\n"
+    "  cat MODEL/latest/result                 wait for it, print the result URLs\n"
+    "  cat MODEL/ID/state                      waiting|queuing|generating|success|failed\n"
+    "  cat MODEL/ID/error                      \"code: message\" once failed\n"
+    "  cat events                              one line per state change, from now on\n"
+    "  cat stats                               engine figures (JSON)\n"
+    "  cat log                                 the last 200 log lines\n"
+    "  mkdir MODEL                             add a model directory\n"
+    "  mkdir MODEL/ID                          adopt a task submitted elsewhere\n"
+    "  rmdir MODEL/ID                          forget a task\n"
+    "\n"
+    "A JSON object written to new is sent as the whole input. To get the id on the\n"
+    "same descriptor: exec 3<>MODEL/new; echo prompt >&3; read id <&3\n"
+    "Reading result blocks until the task ends (Ctrl-C works); it fails with EIO\n"
+    "when the task failed and ETIMEDOUT when it is overdue (genfs keeps polling).\n";
+
+/* Text of a task file, malloc'd. Caller holds the store read lock. */
+static char *task_file_text(const struct task *t, enum task_kind k, size_t *len)
+{
+    char *out = NULL;
+    size_t n = 0;
+    FILE *m = open_memstream(&out, &n);
+    if (!m)
+        return NULL;
+    switch (k) {
+    case TK_STATE:
+        fprintf(m, "%s\n", task_state_name(t->state));
+        break;
+    case TK_RESULT:
+        if (t->state == TASK_SUCCESS)
+            for (size_t i = 0; i < t->n_urls; i++)
+                fprintf(m, "%s\n", t->urls[i]);
+        break;
+    case TK_ERROR:
+        if (t->state == TASK_FAILED)
+            fprintf(m, "%s: %s\n", t->fail_code ? t->fail_code : "unknown",
+                    t->fail_msg ? t->fail_msg : "");
+        break;
+    case TK_PROMPT:
+        if (t->prompt && *t->prompt)
+            fprintf(m, "%s\n", t->prompt);
+        break;
+    case TK_INPUT:
+        if (t->input_json)
+            fprintf(m, "%s\n", t->input_json);
+        break;
+    case TK_STATUS:
+        if (t->status_json)
+            fprintf(m, "%s\n", t->status_json);
+        break;
+    default:
+        break;
+    }
+    fclose(m);
+    *len = n;
+    return out;
+}
+
+static int64_t task_file_mtime(const struct task *t, enum task_kind k)
+{
+    switch (k) {
+    case TK_STATE:
+    case TK_DIR:
+        return t->change_ms;
+    case TK_RESULT:
+    case TK_ERROR:
+        return task_state_final(t->state) ? t->change_ms : t->submit_ms;
+    case TK_STATUS:
+        return t->status_ms;
+    default:
+        return t->submit_ms;
+    }
+}
+
+static void set_time(struct stat *st, int64_t ms)
+{
+    st->st_mtim.tv_sec = ms / 1000;
+    st->st_mtim.tv_nsec = (ms % 1000) * 1000000;
+    st->st_ctim = st->st_mtim;
+    st->st_atim = st->st_mtim;
+}
+
+/* Fills st for ino; 0 or -ENOENT. Takes the store lock itself. */
+static int fs_stat(struct fs *f, fuse_ino_t ino, struct stat *st)
+{
+    memset(st, 0, sizeof(*st));
+    st->st_ino = ino;
+    st->st_uid = getuid();
+    st->st_gid = getgid();
+    st->st_blksize = 4096;
+    struct node n = node_of(ino);
+    int rc = 0;
+    store_rdlock(f->store);
+    switch (n.type) {
+    case N_ROOT: {
+        st->st_mode = S_IFDIR | 0755;
+        uint32_t models = 0;
+        for (uint32_t i = 0; i < store_model_slots(f->store); i++)
+            models += store_model_at(f->store, i) != NULL;
+        st->st_nlink = 2 + models;
+        set_time(st, f->start_ms);
+        break;
+    }
+    case N_FIXED:
+        st->st_mode = S_IFREG | 0444;
+        st->st_nlink = 1;
+        if (n.fixed == INO_README) {
+            st->st_size = sizeof(readme_text) - 1;
+            set_time(st, f->start_ms);
+        } else if (n.fixed == INO_EVENTS) {
+            /* event_mtime_ms is read racily on purpose: a torn mtime is harmless. */
+            set_time(st, __atomic_load_n(&f->event_mtime_ms, __ATOMIC_RELAXED));
+        } else if (n.fixed == INO_LOG) {
+            size_t len = 0;
+            int64_t mt = 0;
+            free(log_ring_text(f->log, &len, &mt));
+            st->st_size = (off_t)len;
+            set_time(st, mt);
+        } else {
+            char *stats = engine_stats_json(f->engine);
+            st->st_size = stats ? (off_t)strlen(stats) : 0;
+            free(stats);
+            set_time(st, clock_now_ms());
+        }
+        break;
+    case N_MODEL: {
+        const struct model *m = store_model_at(f->store, n.idx);
+        if (!m) {
+            rc = -ENOENT;
+            break;
+        }
+        set_time(st, m->mtime_ms);
+        if (n.kind == MK_DIR) {
+            st->st_mode = S_IFDIR | 0755;
+            st->st_nlink = 2 + m->n_tasks;
+        } else if (n.kind == MK_NEW) {
+            st->st_mode = S_IFREG | 0666;
+            st->st_nlink = 1;
+        } else {
+            const struct task *t = m->latest != STORE_NONE ? store_task_at(f->store, m->latest)
+                                                           : NULL;
+            if (!t) {
+                rc = -ENOENT;
+                break;
+            }
+            st->st_mode = S_IFLNK | 0777;
+            st->st_nlink = 1;
+            st->st_size = (off_t)strlen(t->id);
+            set_time(st, t->submit_ms);
+        }
+        break;
+    }
+    case N_TASK: {
+        const struct task *t = store_task_at(f->store, n.idx);
+        if (!t) {
+            rc = -ENOENT;
+            break;
+        }
+        set_time(st, task_file_mtime(t, (enum task_kind)n.kind));
+        if (n.kind == TK_DIR) {
+            st->st_mode = S_IFDIR | 0555;
+            st->st_nlink = 2;
+        } else {
+            st->st_mode = S_IFREG | 0444;
+            st->st_nlink = 1;
+            size_t len = 0;
+            free(task_file_text(t, (enum task_kind)n.kind, &len));
+            st->st_size = (off_t)len;
+        }
+        break;
+    }
+    default:
+        rc = -ENOENT;
+    }
+    store_unlock(f->store);
+    st->st_blocks = (st->st_size + 511) / 512;
+    return rc;
+}
+
+static double attr_timeout_for(fuse_ino_t ino)
+{
+    /* stats and log change all the time without a notification. */
+    return (ino == INO_STATS || ino == INO_LOG || ino == INO_EVENTS) ? 0.0 : ATTR_TIMEOUT;
+}
+
+static void reply_entry(fuse_req_t req, struct fs *f, fuse_ino_t ino)
+{
+    struct fuse_entry_param e = {0};
+    int rc = fs_stat(f, ino, &e.attr);
+    if (rc < 0) {
+        fuse_reply_err(req, -rc);
+        return;
+    }
+    e.ino = ino;
+    e.generation = 1;
+    e.attr_timeout = attr_timeout_for(ino);
+    e.entry_timeout = ENTRY_TIMEOUT;
+    fuse_reply_entry(req, &e);
+}
+
+/* ---- lookup, getattr, readdir ---- */
+
+static fuse_ino_t child_ino(struct fs *f, fuse_ino_t parent, const char *name)
+{
+    struct node n = node_of(parent);
+    fuse_ino_t ino = 0;
+    store_rdlock(f->store);
+    if (n.type == N_ROOT) {
+        for (size_t i = 0; i < sizeof(fixed_files) / sizeof(fixed_files[0]); i++)
+            if (strcmp(name, fixed_files[i].name) == 0)
+                ino = fixed_files[i].ino;
+        const struct model *m = ino ? NULL : store_model_find(f->store, name);
+        if (m)
+            ino = model_ino(m->idx, MK_DIR);
+    } else if (n.type == N_MODEL && n.kind == MK_DIR && store_model_at(f->store, n.idx)) {
+        const struct model *m = store_model_at(f->store, n.idx);
+        if (strcmp(name, "new") == 0) {
+            ino = model_ino(n.idx, MK_NEW);
+        } else if (strcmp(name, "latest") == 0) {
+            if (m->latest != STORE_NONE)
+                ino = model_ino(n.idx, MK_LATEST);
+        } else {
+            const struct task *t = store_task_find(f->store, n.idx, name);
+            if (t)
+                ino = task_ino(t->idx, TK_DIR);
+        }
+    } else if (n.type == N_TASK && n.kind == TK_DIR && store_task_at(f->store, n.idx)) {
+        for (int k = 1; k < TK_COUNT; k++)
+            if (strcmp(name, task_file_names[k]) == 0)
+                ino = task_ino(n.idx, (enum task_kind)k);
+    }
+    store_unlock(f->store);
+    return ino;
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    struct fs *f = req_fs(req);
+    fuse_ino_t ino = child_ino(f, parent, name);
+    if (!ino) {
+        fuse_reply_err(req, ENOENT);
+        return;
+    }
+    reply_entry(req, f, ino);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    (void)fi;
+    struct fs *f = req_fs(req);
+    struct stat st;
+    int rc = fs_stat(f, ino, &st);
+    if (rc < 0)
+        fuse_reply_err(req, -rc);
+    else
+        fuse_reply_attr(req, &st, attr_timeout_for(ino));
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+                       struct fuse_file_info *fi)
+{
+    (void)attr;
+    (void)fi;
+    struct node n = node_of(ino);
+    /* Truncating new is what "> new" does first: allowed, it holds nothing. */
+    if (n.type == N_MODEL && n.kind == MK_NEW && (to_set & ~(FUSE_SET_ATTR_SIZE |
+                                                             FUSE_SET_ATTR_ATIME |
+                                                             FUSE_SET_ATTR_MTIME |
+                                                             FUSE_SET_ATTR_ATIME_NOW |
+                                                             FUSE_SET_ATTR_MTIME_NOW |
+                                                             FUSE_SET_ATTR_CTIME)) == 0) {
+        op_getattr(req, ino, NULL);
+        return;
+    }
+    fuse_reply_err(req, (to_set & FUSE_SET_ATTR_SIZE) ? EACCES : EPERM);
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+    struct fs *f = req_fs(req);
+    struct node n = node_of(ino);
+    char target[256] = "";
+    if (n.type == N_MODEL && n.kind == MK_LATEST) {
+        store_rdlock(f->store);
+        const struct model *m = store_model_at(f->store, n.idx);
+        const struct task *t =
+            m && m->latest != STORE_NONE ? store_task_at(f->store, m->latest) : NULL;
+        if (t)
+            snprintf(target, sizeof(target), "%s", t->id);
+        store_unlock(f->store);
+    }
+    if (!target[0])
+        fuse_reply_err(req, ENOENT);
+    else
+        fuse_reply_readlink(req, target);
+}
+
+struct dirbuf {
+    fuse_req_t req;
+    char *buf;
+    size_t size, used;
+    bool plus;
+    struct fs *fs;
+};
+
+/* Adds one entry; false when the buffer is full. */
+static bool dir_add(struct dirbuf *d, const char *name, fuse_ino_t ino, mode_t mode, off_t next)
+{
+    size_t room = d->size - d->used;
+    size_t n;
+    if (d->plus) {
+        struct fuse_entry_param e = {0};
+        if (strcmp(name, ".") != 0 && strcmp(name, "..") != 0) {
+            if (fs_stat(d->fs, ino, &e.attr) < 0)
+                return true; /* vanished meanwhile: skip it */
+            e.ino = ino;
+            e.generation = 1;
+            e.attr_timeout = attr_timeout_for(ino);
+            e.entry_timeout = ENTRY_TIMEOUT;
+        } else {
+            e.attr.st_ino = ino;
+            e.attr.st_mode = mode;
+        }
+        n = fuse_add_direntry_plus(d->req, d->buf + d->used, room, name, &e, next);
+    } else {
+        struct stat st = {.st_ino = ino, .st_mode = mode};
+        n = fuse_add_direntry(d->req, d->buf + d->used, room, name, &st, next);
+    }
+    if (n > room)
+        return false;
+    d->used += n;
+    return true;
+}
+
+/* Directory offsets: 1 ".", 2 "..", then fixed entries, then store slots
+ * (slot index + base), so a listing resumes correctly while tasks come and go. */
+#define DOFF_SLOTS 16
+
+static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus)
+{
+    struct fs *f = req_fs(req);
+    struct node n = node_of(ino);
+    struct dirbuf d = {.req = req, .size = size, .plus = plus, .fs = f};
+    d.buf = malloc(size);
+    if (!d.buf) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    /* Names are copied out under the lock; stat of each takes it again. */
+    struct ent {
+        char name[256];
+        fuse_ino_t ino;
+        mode_t mode;
+        off_t next;
+    };
+    size_t cap = 64, cnt = 0;
+    struct ent *ents = malloc(cap * sizeof(*ents));
+    bool ok = ents != NULL;
+#define ADD_ENT(nm, in, md, nx)                                                                    \
+    do {                                                                                           \
+        if (cnt == cap) {                                                                          \
+            struct ent *ne = realloc(ents, cap * 2 * sizeof(*ents));                               \
+            if (!ne) {                                                                             \
+                ok = false;                                                                        \
+                break;                                                                             \
+            }                                                                                      \
+            ents = ne;                                                                             \
+            cap *= 2;                                                                              \
+        }                                                                                          \
+        snprintf(ents[cnt].name, sizeof(ents[cnt].name), "%s", nm);                               \
+        ents[cnt].ino = (in);                                                                      \
+        ents[cnt].mode = (md);                                                                     \
+        ents[cnt].next = (nx);                                                                     \
+        cnt++;                                                                                     \
+    } while (0)
+
+    /* A rough bound on how many entries fit, so huge dirs are not copied whole. */
+    size_t want = size / 24 + 4;
+    int err = 0;
+    store_rdlock(f->store);
+    if (n.type == N_ROOT) {
+        if (off < 1)
+            ADD_ENT(".", INO_ROOT, S_IFDIR, 1);
+        if (off < 2)
+            ADD_ENT("..", INO_ROOT, S_IFDIR, 2);
+        for (size_t i = 0; i < sizeof(fixed_files) / sizeof(fixed_files[0]); i++)
+            if (off < (off_t)(3 + i))
+                ADD_ENT(fixed_files[i].name, fixed_files[i].ino, S_IFREG, (off_t)(3 + i));
+        uint32_t start = off > DOFF_SLOTS ? (uint32_t)(off - DOFF_SLOTS) : 0;
+        for (uint32_t i = start; i < store_model_slots(f->store) && cnt < want; i++) {
+            const struct model *m = store_model_at(f->store, i);
+            if (m)
+                ADD_ENT(m->name, model_ino(i, MK_DIR), S_IFDIR, DOFF_SLOTS + i + 1);
+        }
+    } else if (n.type == N_MODEL && n.kind == MK_DIR && store_model_at(f->store, n.idx)) {
+        const struct model *m = store_model_at(f->store, n.idx);
+        if (off < 1)
+            ADD_ENT(".", ino, S_IFDIR, 1);
+        if (off < 2)
+            ADD_ENT("..", INO_ROOT, S_IFDIR, 2);
+        if (off < 3)
+            ADD_ENT("new", model_ino(n.idx, MK_NEW), S_IFREG, 3);
+        if (off < 4 && m->latest != STORE_NONE)
+            ADD_ENT("latest", model_ino(n.idx, MK_LATEST), S_IFLNK, 4);
+        uint32_t start = off > DOFF_SLOTS ? (uint32_t)(off - DOFF_SLOTS) : 0;
+        for (uint32_t i = start; i < store_task_slots(f->store) && cnt < want; i++) {
+            const struct task *t = store_task_at(f->store, i);
+            if (t && t->model_idx == n.idx)
+                ADD_ENT(t->id, task_ino(i, TK_DIR), S_IFDIR, DOFF_SLOTS + i + 1);
+        }
+    } else if (n.type == N_TASK && n.kind == TK_DIR && store_task_at(f->store, n.idx)) {
+        const struct task *t = store_task_at(f->store, n.idx);
+        const struct model *m = store_model_at(f->store, t->model_idx);
+        if (off < 1)
+            ADD_ENT(".", ino, S_IFDIR, 1);
+        if (off < 2)
+            ADD_ENT("..", model_ino(m->idx, MK_DIR), S_IFDIR, 2);
+        for (int k = 1; k < TK_COUNT; k++)
+            if (off < 2 + k)
+                ADD_ENT(task_file_names[k], task_ino(n.idx, (enum task_kind)k), S_IFREG, 2 + k);
+    } else {
+        err = ENOTDIR;
+    }
+    store_unlock(f->store);
+#undef ADD_ENT
+    if (!ok)
+        err = ENOMEM;
+    if (err) {
+        fuse_reply_err(req, err);
+    } else {
+        for (size_t i = 0; i < cnt; i++)
+            if (!dir_add(&d, ents[i].name, ents[i].ino, ents[i].mode, ents[i].next))
+                break;
+        fuse_reply_buf(req, d.buf, d.used);
+    }
+    free(ents);
+    free(d.buf);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                       struct fuse_file_info *fi)
+{
+    (void)fi;
+    readdir_common(req, ino, size, off, false);
+}
+
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                           struct fuse_file_info *fi)
+{
+    (void)fi;
+    readdir_common(req, ino, size, off, true);
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    struct node n = node_of(ino);
+    if (n.type == N_ROOT || (n.type == N_MODEL && n.kind == MK_DIR) ||
+        (n.type == N_TASK && n.kind == TK_DIR))
+        fuse_reply_open(req, fi);
+    else
+        fuse_reply_err(req, ENOTDIR);
+}
+
+/* ---- open, read ---- */
+
+static void reply_slice(fuse_req_t req, const char *text, size_t len, size_t size, off_t off)
+{
+    if (off < 0 || (size_t)off >= len)
+        fuse_reply_buf(req, NULL, 0);
+    else
+        fuse_reply_buf(req, text + off, len - (size_t)off < size ? len - (size_t)off : size);
+}
+
+static char *snapshot(struct fs *f, fuse_ino_t ino, size_t *len)
+{
+    if (ino == INO_STATS) {
+        char *s = engine_stats_json(f->engine);
+        *len = s ? strlen(s) : 0;
+        return s;
+    }
+    return log_ring_text(f->log, len, NULL);
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    struct fs *f = req_fs(req);
+    struct node n = node_of(ino);
+    int acc = fi->flags & O_ACCMODE;
+    struct fh *h = calloc(1, sizeof(*h));
+    if (!h) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    fi->direct_io = 1;
+    if (n.type == N_MODEL && n.kind == MK_NEW) {
+        h->kind = FH_NEW;
+        h->idx = n.idx;
+        fi->nonseekable = 1;
+    } else if (acc != O_RDONLY) {
+        free(h);
+        fuse_reply_err(req, EACCES);
+        return;
+    } else if (n.type == N_FIXED) {
+        if (ino == INO_EVENTS) {
+            h->kind = FH_EVENTS;
+            fi->nonseekable = 1;
+            pthread_mutex_lock(&f->lock);
+            h->cursor = f->event_seq;
+            pthread_mutex_unlock(&f->lock);
+        } else if (ino == INO_STATS || ino == INO_LOG) {
+            h->kind = FH_SNAPSHOT;
+            h->snap = snapshot(f, ino, &h->snap_len);
+        } else {
+            /* README is static: cached by the kernel, read without a handle. */
+            free(h);
+            h = NULL;
+            fi->direct_io = 0;
+            fi->keep_cache = 1;
+        }
+    } else if (n.type == N_TASK) {
+        store_rdlock(f->store);
+        bool exists = store_task_at(f->store, n.idx) != NULL;
+        store_unlock(f->store);
+        if (!exists) {
+            free(h);
+            fuse_reply_err(req, ENOENT);
+            return;
+        }
+        h->idx = n.idx;
+        h->kind = n.kind == TK_STATE ? FH_STATE : n.kind == TK_RESULT ? FH_RESULT : FH_PLAIN;
+    } else {
+        free(h);
+        fuse_reply_err(req, EISDIR);
+        return;
+    }
+    fi->fh = (uint64_t)(uintptr_t)h;
+    if (fuse_reply_open(req, fi) == -ENOENT && h) {
+        /* The opener was interrupted: no release will come for this handle. */
+        free(h->snap);
+        free(h);
+    }
+}
+
+static int new_submit(struct fs *f, fuse_req_t req, struct fh *h, enum op_kind kind,
+                      const char *buf, size_t len, size_t written, struct op **out);
+static void op_post(struct fs *f, struct op *o);
+
+/* Result content, or the errno a reader gets now, or 0 to wait. */
+static int result_ready(struct fs *f, uint32_t idx, char **text, size_t *len, uint64_t *version)
+{
+    int rc = 0;
+    store_rdlock(f->store);
+    const struct task *t = store_task_at(f->store, idx);
+    if (!t)
+        rc = -ENOENT;
+    else if (t->state == TASK_SUCCESS)
+        *text = task_file_text(t, TK_RESULT, len), rc = 1;
+    else if (t->state == TASK_FAILED)
+        rc = -EIO;
+    else if (t->gave_up)
+        rc = -ETIMEDOUT;
+    if (t && version)
+        *version = t->version;
+    store_unlock(f->store);
+    return rc;
+}
+
+static void answer_result(fuse_req_t req, int rc, char *text, size_t len, size_t size, off_t off)
+{
+    if (rc < 0)
+        fuse_reply_err(req, -rc);
+    else
+        reply_slice(req, text, len, size, off);
+    free(text);
+}
+
+static size_t events_fill(struct fs *f, struct fh *h, char *buf, size_t size)
+{
+    size_t used = 0;
+    uint64_t oldest = f->event_seq > EVENT_RING ? f->event_seq - EVENT_RING : 0;
+    if (h->cursor < oldest)
+        h->cursor = oldest; /* fell behind: the oldest lines are gone */
+    while (h->cursor < f->event_seq) {
+        const struct event_line *l = &f->events[h->cursor % EVENT_RING];
+        size_t n = strlen(l->text);
+        if (used + n > size)
+            break;
+        memcpy(buf + used, l->text, n);
+        used += n;
+        h->cursor++;
+    }
+    return used;
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                    struct fuse_file_info *fi)
+{
+    struct fs *f = req_fs(req);
+    struct fh *h = (struct fh *)(uintptr_t)fi->fh;
+    struct node n = node_of(ino);
+    if (!h) {
+        if (ino == INO_README)
+            reply_slice(req, readme_text, sizeof(readme_text) - 1, size, off);
+        else
+            fuse_reply_err(req, EBADF);
+        return;
+    }
+    switch (h->kind) {
+    case FH_NEW: {
+        pthread_mutex_lock(&f->lock);
+        if (h->partial && !h->submitting) {
+            /* A max-size write is only known complete now: submit it, then answer. */
+            char *pbuf = h->partial;
+            size_t plen = h->partial_len;
+            h->partial = NULL;
+            h->partial_len = 0;
+            struct op *o = NULL;
+            int rc = new_submit(f, req, h, OP_READ_ID, pbuf, plen, size, &o);
+            pthread_mutex_unlock(&f->lock);
+            free(pbuf);
+            if (rc < 0)
+                fuse_reply_err(req, -rc);
+            else
+                op_post(f, o);
+            return;
+        }
+        char line[256] = "";
+        if (h->task_id)
+            snprintf(line, sizeof(line), "%s\n", h->task_id);
+        size_t len = strlen(line), from = h->id_pos < len ? h->id_pos : len;
+        size_t n = len - from < size ? len - from : size;
+        h->id_pos = from + n;
+        pthread_mutex_unlock(&f->lock);
+        fuse_reply_buf(req, line + from, n);
+        return;
+    }
+    case FH_SNAPSHOT:
+        if (off == 0) {
+            free(h->snap);
+            h->snap = snapshot(f, ino, &h->snap_len);
+        }
+        reply_slice(req, h->snap, h->snap_len, size, off);
+        return;
+    case FH_EVENTS: {
+        char *buf = malloc(size);
+        if (!buf) {
+            fuse_reply_err(req, ENOMEM);
+            return;
+        }
+        pthread_mutex_lock(&f->lock);
+        size_t used = events_fill(f, h, buf, size);
+        bool wait = used == 0 && !f->shutting_down;
+        pthread_mutex_unlock(&f->lock);
+        if (used > 0 || !wait) {
+            fuse_reply_buf(req, buf, used);
+        } else if (fi->flags & O_NONBLOCK) {
+            fuse_reply_err(req, EAGAIN);
+        } else {
+            free(buf);
+            struct pending *p = calloc(1, sizeof(*p));
+            if (!p) {
+                fuse_reply_err(req, ENOMEM);
+                return;
+            }
+            *p = (struct pending){.kind = P_EVENTS, .req = req, .size = size, .fh = h};
+            defer(f, p);
+            return;
+        }
+        free(buf);
+        return;
+    }
+    case FH_RESULT: {
+        char *text = NULL;
+        size_t len = 0;
+        uint64_t version = 0;
+        int rc = result_ready(f, h->idx, &text, &len, &version);
+        h->seen_version = version;
+        h->read_once = true;
+        if (rc != 0) {
+            answer_result(req, rc, text, len, size, off);
+            return;
+        }
+        if (fi->flags & O_NONBLOCK) {
+            fuse_reply_err(req, EAGAIN);
+            return;
+        }
+        struct pending *p = calloc(1, sizeof(*p));
+        if (!p) {
+            fuse_reply_err(req, ENOMEM);
+            return;
+        }
+        *p = (struct pending){
+            .kind = P_RESULT, .req = req, .idx = h->idx, .size = size, .off = off, .fh = h};
+        pthread_mutex_lock(&f->lock);
+        /* The task may have ended between the check and now: check again under f->lock,
+         * which the observer also takes before waking readers. */
+        rc = result_ready(f, h->idx, &text, &len, NULL);
+        if (rc == 0 && !f->shutting_down) {
+            pending_link(f, p);
+            uint64_t id = p->id;
+            pthread_mutex_unlock(&f->lock);
+            fuse_req_interrupt_func(req, on_interrupt, (void *)(uintptr_t)id);
+            return;
+        }
+        pthread_mutex_unlock(&f->lock);
+        free(p);
+        answer_result(req, rc ? rc : -EIO, text, len, size, off);
+        return;
+    }
+    case FH_STATE:
+    case FH_PLAIN: {
+        size_t len = 0;
+        char *text = NULL;
+        store_rdlock(f->store);
+        const struct task *t = store_task_at(f->store, h->idx);
+        if (t) {
+            text = task_file_text(t, (enum task_kind)n.kind, &len);
+            h->seen_version = t->version;
+            h->read_once = true;
+        }
+        store_unlock(f->store);
+        if (!t) {
+            fuse_reply_err(req, ENOENT);
+            return;
+        }
+        reply_slice(req, text, len, size, off);
+        free(text);
+        return;
+    }
+    }
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    (void)ino;
+    struct fs *f = req_fs(req);
+    struct fh *h = (struct fh *)(uintptr_t)fi->fh;
+    if (h) {
+        pthread_mutex_lock(&f->lock);
+        if (h->ph) {
+            if (h->poll_prev)
+                h->poll_prev->poll_next = h->poll_next;
+            else
+                f->pollers = h->poll_next;
+            if (h->poll_next)
+                h->poll_next->poll_prev = h->poll_prev;
+            fuse_pollhandle_destroy(h->ph);
+        }
+        pthread_mutex_unlock(&f->lock);
+        free(h->snap);
+        free(h->task_id);
+        free(h->partial);
+        free(h);
+    }
+    fuse_reply_err(req, 0);
+}
+
+static void op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+                    struct fuse_pollhandle *ph)
+{
+    struct fs *f = req_fs(req);
+    struct fh *h = (struct fh *)(uintptr_t)fi->fh;
+    (void)ino;
+    unsigned revents = 0;
+    if (!h) {
+        if (ph)
+            fuse_pollhandle_destroy(ph);
+        fuse_reply_poll(req, POLLIN | POLLRDNORM);
+        return;
+    }
+    uint64_t version = 0;
+    bool final = false;
+    if (h->kind == FH_STATE || h->kind == FH_RESULT) {
+        store_rdlock(f->store);
+        const struct task *t = store_task_at(f->store, h->idx);
+        if (t) {
+            version = t->version;
+            final = task_state_final(t->state) || t->gave_up;
+        }
+        store_unlock(f->store);
+    }
+    pthread_mutex_lock(&f->lock);
+    switch (h->kind) {
+    case FH_STATE:
+        /* Readable when it changed since this descriptor last read it. */
+        if (!h->read_once || version != h->seen_version)
+            revents = POLLIN | POLLRDNORM;
+        break;
+    case FH_RESULT:
+        if (final)
+            revents = POLLIN | POLLRDNORM;
+        break;
+    case FH_EVENTS:
+        if (h->cursor < f->event_seq)
+            revents = POLLIN | POLLRDNORM;
+        break;
+    case FH_NEW:
+        revents = POLLOUT | POLLWRNORM | (h->task_id ? POLLIN | POLLRDNORM : 0);
+        break;
+    default:
+        revents = POLLIN | POLLRDNORM;
+    }
+    if (ph) {
+        if (h->ph) {
+            fuse_pollhandle_destroy(h->ph);
+        } else {
+            h->poll_prev = NULL;
+            h->poll_next = f->pollers;
+            if (f->pollers)
+                f->pollers->poll_prev = h;
+            f->pollers = h;
+        }
+        h->ph = ph;
+    }
+    pthread_mutex_unlock(&f->lock);
+    fuse_reply_poll(req, revents);
+}
+
+/* ---- engine-backed operations ---- */
+
+static void op_done(struct engine_cmd *cmd, int err, const char *msg);
+
+static struct op *op_new(struct fs *f, fuse_req_t req, enum op_kind kind)
+{
+    struct op *o = calloc(1, sizeof(*o));
+    if (!o)
+        return NULL;
+    o->fs = f;
+    o->kind = kind;
+    o->p.kind = P_OP;
+    o->p.req = req;
+    o->cmd.done = op_done;
+    o->cmd.arg = o;
+    return o;
+}
+
+static void op_post(struct fs *f, struct op *o)
+{
+    defer(f, &o->p);
+    engine_post(f->engine, &o->cmd);
+}
+
+static void op_free(struct op *o)
+{
+    free(o->cmd.name);
+    free(o->cmd.input_json);
+    free(o->cmd.prompt);
+    free(o);
+}
+
+static void op_done(struct engine_cmd *cmd, int err, const char *msg)
+{
+    struct op *o = cmd->arg;
+    struct fs *f = o->fs;
+    pthread_mutex_lock(&f->lock);
+    fuse_req_t req = o->p.req;
+    if (req)
+        pending_unlink(f, &o->p);
+    char idline[256] = "";
+    size_t idlen = 0;
+    if (o->fh) {
+        o->fh->submitting = false;
+        if (err == 0) {
+            free(o->fh->task_id);
+            store_rdlock(f->store);
+            const struct task *t = store_task_at(f->store, cmd->task_idx);
+            o->fh->task_id = t ? strdup(t->id) : NULL;
+            store_unlock(f->store);
+            o->fh->id_pos = 0;
+            if (o->kind == OP_READ_ID && o->fh->task_id) {
+                snprintf(idline, sizeof(idline), "%s\n", o->fh->task_id);
+                idlen = strlen(idline) < o->p.size ? strlen(idline) : o->p.size;
+                o->fh->id_pos = idlen;
+            }
+        }
+    }
+    pthread_mutex_unlock(&f->lock);
+    if (err && msg && o->kind != OP_RMDIR && err != -EEXIST)
+        log_warn(f->log, "%s", msg);
+    if (req) {
+        if (err)
+            fuse_reply_err(req, -err);
+        else if (o->kind == OP_WRITE)
+            fuse_reply_write(req, o->written);
+        else if (o->kind == OP_READ_ID)
+            fuse_reply_buf(req, idline, idlen);
+        else if (o->kind == OP_MKDIR_MODEL)
+            reply_entry(req, f, model_ino(cmd->model_idx, MK_DIR));
+        else if (o->kind == OP_MKDIR_TASK)
+            reply_entry(req, f, task_ino(cmd->task_idx, TK_DIR));
+        else
+            fuse_reply_err(req, 0);
+    }
+    op_free(o);
+}
+
+/* Called with f->lock held: builds the op; the caller posts it after unlocking. */
+static int new_submit(struct fs *f, fuse_req_t req, struct fh *h, enum op_kind kind,
+                      const char *buf, size_t len, size_t written, struct op **out)
+{
+    char msg[256] = "";
+    char *json = NULL, *prompt = NULL;
+    int rc = input_parse(buf, len, &json, &prompt, msg, sizeof(msg));
+    if (rc < 0) {
+        log_warn(f->log, "write to new refused: %s", msg);
+        return rc;
+    }
+    struct op *o = op_new(f, req, kind);
+    if (!o) {
+        free(json);
+        free(prompt);
+        return -ENOMEM;
+    }
+    o->fh = h;
+    o->written = written;
+    o->p.size = written;
+    o->cmd.kind = ENGINE_SUBMIT;
+    o->cmd.model_idx = h->idx;
+    o->cmd.input_json = json;
+    o->cmd.prompt = prompt;
+    h->submitting = true;
+    *out = o;
+    return 0;
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+                     struct fuse_file_info *fi)
+{
+    (void)ino;
+    struct fs *f = req_fs(req);
+    struct fh *h = (struct fh *)(uintptr_t)fi->fh;
+    if (!h || h->kind != FH_NEW) {
+        fuse_reply_err(req, EACCES);
+        return;
+    }
+    pthread_mutex_lock(&f->lock);
+    int rc = 0;
+    if (h->partial && (size_t)off == h->partial_len) {
+        /* The rest of one write(2) larger than the limit. */
+        free(h->partial);
+        h->partial = NULL;
+        h->partial_len = 0;
+        rc = -EFBIG;
+        log_warn(f->log, "write to new refused: over %d bytes; put large inputs at a URL",
+                 INPUT_MAX_BYTES);
+    } else if (h->submitting) {
+        rc = -EBUSY;
+    } else if (size == NEW_MAX_WRITE) {
+        /* The kernel splits writes at max_write: this may be followed by more.
+         * Keep it; it is submitted at the next read or close of this fd. */
+        free(h->partial);
+        h->partial = malloc(size);
+        if (!h->partial) {
+            rc = -ENOMEM;
+        } else {
+            memcpy(h->partial, buf, size);
+            h->partial_len = size;
+        }
+        pthread_mutex_unlock(&f->lock);
+        if (rc < 0)
+            fuse_reply_err(req, -rc);
+        else
+            fuse_reply_write(req, size);
+        return;
+    }
+    struct op *o = NULL;
+    if (rc == 0)
+        rc = new_submit(f, req, h, OP_WRITE, buf, size, size, &o);
+    pthread_mutex_unlock(&f->lock);
+    if (rc < 0)
+        fuse_reply_err(req, -rc);
+    else
+        op_post(f, o);
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    (void)ino;
+    struct fs *f = req_fs(req);
+    struct fh *h = (struct fh *)(uintptr_t)fi->fh;
+    int rc = 0;
+    pthread_mutex_lock(&f->lock);
+    if (h && h->kind == FH_NEW && h->partial && !h->submitting) {
+        char *buf = h->partial;
+        size_t len = h->partial_len;
+        h->partial = NULL;
+        h->partial_len = 0;
+        struct op *o = NULL;
+        rc = new_submit(f, req, h, OP_FLUSH, buf, len, 0, &o);
+        free(buf);
+        pthread_mutex_unlock(&f->lock);
+        if (rc < 0)
+            fuse_reply_err(req, -rc);
+        else
+            op_post(f, o);
+        return;
+    }
+    pthread_mutex_unlock(&f->lock);
+    fuse_reply_err(req, 0);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+    (void)mode;
+    struct fs *f = req_fs(req);
+    struct node n = node_of(parent);
+    struct op *o = NULL;
+    if (n.type == N_ROOT) {
+        if (child_ino(f, parent, name)) {
+            fuse_reply_err(req, EEXIST);
+            return;
+        }
+        if (!opts_model_name_valid(name)) {
+            log_warn(f->log, "mkdir %s refused: model names use letters, digits, '.', '_', '-'",
+                     name);
+            fuse_reply_err(req, EINVAL);
+            return;
+        }
+        o = op_new(f, req, OP_MKDIR_MODEL);
+        if (o) {
+            o->cmd.kind = ENGINE_MODEL_ADD;
+            o->cmd.name = strdup(name);
+        }
+    } else if (n.type == N_MODEL && n.kind == MK_DIR) {
+        if (child_ino(f, parent, name)) {
+            fuse_reply_err(req, EEXIST);
+            return;
+        }
+        if (strcmp(name, "new") == 0 || strcmp(name, "latest") == 0 || name[0] == '.' ||
+            strlen(name) > 200 || strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                               "0123456789._~-") != strlen(name)) {
+            fuse_reply_err(req, EINVAL);
+            return;
+        }
+        o = op_new(f, req, OP_MKDIR_TASK);
+        if (o) {
+            o->cmd.kind = ENGINE_ADOPT;
+            o->cmd.model_idx = n.idx;
+            o->cmd.name = strdup(name);
+        }
+    } else {
+        fuse_reply_err(req, EPERM);
+        return;
+    }
+    if (!o || !o->cmd.name) {
+        if (o)
+            op_free(o);
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    op_post(f, o);
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    struct fs *f = req_fs(req);
+    fuse_ino_t ino = child_ino(f, parent, name);
+    struct node n = node_of(ino);
+    if (!ino) {
+        fuse_reply_err(req, ENOENT);
+        return;
+    }
+    struct op *o = op_new(f, req, OP_RMDIR);
+    if (!o) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    if (n.type == N_MODEL && n.kind == MK_DIR) {
+        o->cmd.kind = ENGINE_MODEL_REMOVE;
+        o->cmd.model_idx = n.idx;
+    } else if (n.type == N_TASK && n.kind == TK_DIR) {
+        o->cmd.kind = ENGINE_FORGET;
+        o->cmd.task_idx = n.idx;
+    } else {
+        op_free(o);
+        fuse_reply_err(req, ENOTDIR);
+        return;
+    }
+    op_post(f, o);
+}
+
+static void op_refuse_name(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    (void)parent;
+    (void)name;
+    fuse_reply_err(req, EPERM);
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+                      struct fuse_file_info *fi)
+{
+    (void)mode;
+    (void)fi;
+    op_refuse_name(req, parent, name);
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+    (void)mode;
+    (void)rdev;
+    op_refuse_name(req, parent, name);
+}
+
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+    (void)link;
+    op_refuse_name(req, parent, name);
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+                      const char *newname, unsigned int flags)
+{
+    (void)newparent;
+    (void)newname;
+    (void)flags;
+    op_refuse_name(req, parent, name);
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+    (void)ino;
+    op_refuse_name(req, newparent, newname);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+    (void)ino;
+    struct statvfs sv = {.f_bsize = 4096, .f_frsize = 4096, .f_namemax = 255};
+    fuse_reply_statfs(req, &sv);
+}
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+    (void)userdata;
+    /* One write(2) of up to 1 MiB reaches us as one request. */
+    conn->max_write = NEW_MAX_WRITE;
+    if (conn->capable & FUSE_CAP_READDIRPLUS)
+        conn->want |= FUSE_CAP_READDIRPLUS;
+    conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS_AUTO;
+    if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+        conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+}
+
+static const struct fuse_lowlevel_ops ops = {
+    .init = op_init,
+    .lookup = op_lookup,
+    .getattr = op_getattr,
+    .setattr = op_setattr,
+    .readlink = op_readlink,
+    .mknod = op_mknod,
+    .mkdir = op_mkdir,
+    .unlink = op_refuse_name,
+    .rmdir = op_rmdir,
+    .symlink = op_symlink,
+    .rename = op_rename,
+    .link = op_link,
+    .open = op_open,
+    .read = op_read,
+    .write = op_write,
+    .flush = op_flush,
+    .release = op_release,
+    .opendir = op_opendir,
+    .readdir = op_readdir,
+    .readdirplus = op_readdirplus,
+    .statfs = op_statfs,
+    .create = op_create,
+    .poll = op_poll,
+};
+
+const struct fuse_lowlevel_ops *fs_ops(void)
+{
+    return &ops;
+}
+
+/* ---- store observer: runs on the engine thread ---- */
+
+static void events_append(struct fs *f, const struct store_change *c, const char *word)
+{
+    struct event_line *l = &f->events[f->event_seq % EVENT_RING];
+    l->seq = f->event_seq;
+    snprintf(l->text, sizeof(l->text), "%lld.%03d %s %s %s\n", (long long)(c->at_ms / 1000),
+             (int)(c->at_ms % 1000), c->model_name, c->task_id, word);
+    f->event_seq++;
+    __atomic_store_n(&f->event_mtime_ms, c->at_ms, __ATOMIC_RELAXED);
+}
+
+static void wake_events(struct fs *f)
+{
+    /* Called with f->lock held; replies go out after it is released. */
+    struct pending *p = f->pending, *ready = NULL;
+    while (p) {
+        struct pending *next = p->next;
+        if (p->kind == P_EVENTS) {
+            pending_unlink(f, p);
+            p->next = ready;
+            ready = p;
+        }
+        p = next;
+    }
+    while (ready) {
+        struct pending *next = ready->next;
+        char *buf = malloc(ready->size);
+        size_t used = buf ? events_fill(f, ready->fh, buf, ready->size) : 0;
+        pthread_mutex_unlock(&f->lock);
+        fuse_reply_buf(ready->req, buf, used);
+        pthread_mutex_lock(&f->lock);
+        free(buf);
+        free(ready);
+        ready = next;
+    }
+}
+
+static void wake_results(struct fs *f, uint32_t idx)
+{
+    pthread_mutex_lock(&f->lock);
+    struct pending *p = f->pending, *ready = NULL;
+    while (p) {
+        struct pending *next = p->next;
+        if (p->kind == P_RESULT && p->idx == idx) {
+            pending_unlink(f, p);
+            p->next = ready;
+            ready = p;
+        }
+        p = next;
+    }
+    pthread_mutex_unlock(&f->lock);
+    while (ready) {
+        struct pending *next = ready->next;
+        char *text = NULL;
+        size_t len = 0;
+        int rc = result_ready(f, idx, &text, &len, NULL);
+        answer_result(ready->req, rc ? rc : -EIO, text, len, ready->size, ready->off);
+        free(ready);
+        ready = next;
+    }
+}
+
+static void wake_pollers(struct fs *f, uint32_t idx)
+{
+    pthread_mutex_lock(&f->lock);
+    for (struct fh *h = f->pollers; h; h = h->poll_next)
+        if (h->ph && (h->kind == FH_EVENTS || h->idx == idx) &&
+            (h->kind == FH_STATE || h->kind == FH_RESULT || h->kind == FH_EVENTS))
+            fuse_lowlevel_notify_poll(h->ph);
+    pthread_mutex_unlock(&f->lock);
+}
+
+static void inval_task(struct fs *f, uint32_t idx)
+{
+    if (!f->se)
+        return;
+    static const enum task_kind kinds[] = {TK_DIR, TK_STATE, TK_RESULT, TK_ERROR, TK_STATUS};
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+        fuse_lowlevel_notify_inval_inode(f->se, task_ino(idx, kinds[i]), -1, 0);
+}
+
+static void on_store_change(void *arg, const struct store_change *c)
+{
+    struct fs *f = arg;
+    switch (c->kind) {
+    case STORE_TASK_ADDED:
+    case STORE_TASK_STATE:
+        pthread_mutex_lock(&f->lock);
+        events_append(f, c, task_state_name(c->new_state));
+        wake_events(f);
+        pthread_mutex_unlock(&f->lock);
+        if (c->kind == STORE_TASK_STATE) {
+            inval_task(f, c->task_idx);
+            if (task_state_final(c->new_state))
+                wake_results(f, c->task_idx);
+        } else if (f->se) {
+            fuse_lowlevel_notify_inval_inode(f->se, model_ino(c->model_idx, MK_DIR), -1, 0);
+            fuse_lowlevel_notify_inval_inode(f->se, model_ino(c->model_idx, MK_LATEST), -1, 0);
+        }
+        wake_pollers(f, c->task_idx);
+        break;
+    case STORE_TASK_STATUS:
+        if (f->se)
+            fuse_lowlevel_notify_inval_inode(f->se, task_ino(c->task_idx, TK_STATUS), -1, 0);
+        break;
+    case STORE_TASK_GAVE_UP:
+        wake_results(f, c->task_idx);
+        wake_pollers(f, c->task_idx);
+        break;
+    case STORE_TASK_REMOVED:
+        wake_results(f, c->task_idx);
+        break;
+    case STORE_MODEL_ADDED:
+    case STORE_MODEL_REMOVED:
+        break;
+    }
+}
+
+struct fs *fs_new(struct store *st, struct engine *eng, struct log *lg)
+{
+    struct fs *f = calloc(1, sizeof(*f));
+    if (!f)
+        return NULL;
+    f->events = calloc(EVENT_RING, sizeof(*f->events));
+    if (!f->events) {
+        free(f);
+        return NULL;
+    }
+    f->store = st;
+    f->engine = eng;
+    f->log = lg;
+    f->start_ms = clock_now_ms();
+    f->event_mtime_ms = f->start_ms;
+    pthread_mutex_init(&f->lock, NULL);
+    if (store_observe(st, on_store_change, f) < 0) {
+        fs_free(f);
+        return NULL;
+    }
+    return f;
+}
+
+void fs_set_session(struct fs *f, struct fuse_session *se)
+{
+    f->se = se;
+}
+
+void fs_shutdown(struct fs *f)
+{
+    pthread_mutex_lock(&f->lock);
+    f->shutting_down = true;
+    struct pending *p = f->pending;
+    f->pending = NULL;
+    for (struct fh *h = f->pollers; h; h = h->poll_next)
+        if (h->ph)
+            fuse_lowlevel_notify_poll(h->ph);
+    pthread_mutex_unlock(&f->lock);
+    while (p) {
+        struct pending *next = p->next;
+        if (p->kind == P_EVENTS) {
+            fuse_reply_buf(p->req, NULL, 0);
+            free(p);
+        } else if (p->kind == P_RESULT) {
+            fuse_reply_err(p->req, EIO);
+            free(p);
+        } else {
+            /* Ops are answered by the engine as it stops. */
+            fuse_reply_err(p->req, EIO);
+            op_of(p)->p.req = NULL;
+        }
+        p = next;
+    }
+}
+
+void fs_free(struct fs *f)
+{
+    if (!f)
+        return;
+    pthread_mutex_destroy(&f->lock);
+    free(f->events);
+    free(f);
+}

@@ -1,0 +1,23 @@
+/* The mount: inodes derived from store indexes, every FUSE low-level op,
+ * deferred replies (result, events, writes to new, mkdir/rmdir through the
+ * engine), poll handles and kernel cache invalidation. */
+#ifndef GENFS_FS_H
+#define GENFS_FS_H
+
+#include "engine.h"
+#include "log.h"
+#include "store.h"
+
+#include <fuse_lowlevel.h>
+
+struct fs;
+
+struct fs *fs_new(struct store *st, struct engine *eng, struct log *lg);
+void fs_free(struct fs *f);
+const struct fuse_lowlevel_ops *fs_ops(void);
+/* The session the kernel notifications go to; set before the loop runs. */
+void fs_set_session(struct fs *f, struct fuse_session *se);
+/* Answer every deferred request (the mount is going away). */
+void fs_shutdown(struct fs *f);
+
+#endif

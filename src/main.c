@@ -1,0 +1,147 @@
+/* genfs: start-up order, the context that owns every module, signals and a
+ * clean unmount. */
+#include "engine.h"
+#include "fs.h"
+#include "log.h"
+#include "opts.h"
+#include "provider.h"
+#include "store.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+struct genfs_ctx {
+    struct opts opts;
+    struct log *log;
+    struct store *store;
+    struct provider *provider;
+    struct engine *engine;
+    struct fs *fs;
+    struct fuse_session *se;
+};
+
+static int start_failed(const char *msg)
+{
+    fprintf(stderr, "genfs: %s\n", msg);
+    return 2;
+}
+
+static int run(struct genfs_ctx *c)
+{
+    char err[512];
+    struct opts *o = &c->opts;
+    c->log = log_new(o->debug ? LOG_LVL_DEBUG : LOG_LVL_INFO, 0);
+    if (!c->log)
+        return start_failed("out of memory");
+    if (store_open(o->state_dir, c->log, &c->store, err, sizeof(err)) < 0)
+        return start_failed(err);
+    c->provider = provider_new_native(o->api_url);
+    if (!c->provider)
+        return start_failed("out of memory");
+    /* Models named on the command line or in the config exist from the start. */
+    for (size_t i = 0; i < o->n_models; i++) {
+        uint32_t idx;
+        int rc = store_model_add(c->store, o->models[i].name, &idx);
+        if (rc < 0 && rc != -EEXIST) {
+            snprintf(err, sizeof(err), "cannot add model %s to the database", o->models[i].name);
+            return start_failed(err);
+        }
+    }
+    struct engine_config ec = {.api_key = o->api_key,
+                               .schedule = o->schedule,
+                               .rate = o->rate,
+                               .models = o->models,
+                               .n_models = o->n_models};
+    c->engine = engine_new(c->store, c->provider, c->log, &ec);
+    if (!c->engine)
+        return start_failed("cannot start the engine (out of memory, or a bad API key)");
+    /* The engine copied what it needs; the key need not stay around. */
+    explicit_bzero(o->api_key, strlen(o->api_key));
+    c->fs = fs_new(c->store, c->engine, c->log);
+    if (!c->fs)
+        return start_failed("out of memory");
+
+    c->se = fuse_session_new(&o->fuse_args, fs_ops(), sizeof(struct fuse_lowlevel_ops), c->fs);
+    if (!c->se)
+        return start_failed("invalid FUSE options (see genfs --help)");
+    fs_set_session(c->fs, c->se);
+    if (fuse_set_signal_handlers(c->se) != 0)
+        return start_failed("cannot install signal handlers");
+    if (fuse_session_mount(c->se, o->mountpoint) != 0) {
+        snprintf(err, sizeof(err),
+                 "cannot mount on %s: check that it is an empty directory you own (and "
+                 "that /dev/fuse is usable)",
+                 o->mountpoint);
+        fuse_remove_signal_handlers(c->se);
+        return start_failed(err);
+    }
+    if (fuse_daemonize(o->foreground) != 0) {
+        fuse_session_unmount(c->se);
+        fuse_remove_signal_handlers(c->se);
+        return start_failed("cannot go to the background");
+    }
+    if (!o->foreground)
+        log_set_syslog(c->log, 1);
+    store_write_pid(c->store);
+    if (engine_start(c->engine) < 0) {
+        log_error(c->log, "cannot start the engine thread");
+        fuse_session_unmount(c->se);
+        fuse_remove_signal_handlers(c->se);
+        return 1;
+    }
+    log_info(c->log, "mounted %s (provider %s, schedule %s, rate %.3g/s)", o->mountpoint,
+             o->api_url, sched_kind_name(o->schedule), o->rate);
+
+    struct fuse_loop_config *lc = fuse_loop_cfg_create();
+    fuse_loop_cfg_set_max_threads(lc, 16);
+    int rc = fuse_session_loop_mt(c->se, lc);
+    fuse_loop_cfg_destroy(lc);
+
+    log_info(c->log, "unmounting %s", o->mountpoint);
+    /* Waiting readers first, then the engine finishes submissions in flight. */
+    fs_shutdown(c->fs);
+    engine_stop(c->engine);
+    fuse_session_unmount(c->se);
+    fuse_remove_signal_handlers(c->se);
+    return rc == 0 ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    struct genfs_ctx c = {0};
+    char err[512] = "";
+    /* The key lives in this process's memory: keep it out of core dumps. */
+    prctl(PR_SET_DUMPABLE, 0);
+    if (opts_parse(argc, argv, &c.opts, err, sizeof(err)) < 0) {
+        opts_free(&c.opts);
+        return start_failed(err);
+    }
+    if (c.opts.show_help) {
+        opts_print_help(argv[0]);
+        opts_free(&c.opts);
+        return 0;
+    }
+    if (c.opts.show_version) {
+        printf("genfs %s (libfuse %s, %s)\n", GENFS_VERSION, fuse_pkgversion(),
+               curl_version());
+        opts_free(&c.opts);
+        return 0;
+    }
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    int rc = run(&c);
+    if (c.se)
+        fuse_session_destroy(c.se);
+    engine_free(c.engine);
+    fs_free(c.fs);
+    provider_free(c.provider);
+    store_close(c.store);
+    log_free(c.log);
+    opts_free(&c.opts);
+    curl_global_cleanup();
+    return rc;
+}
