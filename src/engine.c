@@ -17,8 +17,6 @@
 #define MAX_BODY (16u * 1024 * 1024)
 #define SUBMIT_ATTEMPTS 5
 #define CONNECT_TIMEOUT_MS 10000L
-#define SUBMIT_TIMEOUT_MS 60000L
-#define STATUS_TIMEOUT_MS 30000L
 #define FLUSH_EVERY_MS 1000
 #define STOP_GRACE_MS 15000
 #define LAG_SAMPLES 4096
@@ -317,7 +315,8 @@ static int xfer_start(struct engine *e, struct xfer *x, long timeout_ms)
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, CONNECT_TIMEOUT_MS);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
+                     timeout_ms < CONNECT_TIMEOUT_MS ? timeout_ms : CONNECT_TIMEOUT_MS);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
     curl_easy_setopt(h, CURLOPT_USERAGENT, "genfs/" GENFS_VERSION);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
@@ -393,7 +392,7 @@ static int start_submit(struct engine *e, struct engine_cmd *cmd)
     x->kind = X_SUBMIT;
     x->cmd = cmd;
     cmd->attempts++;
-    if (xfer_start(e, x, SUBMIT_TIMEOUT_MS) < 0) {
+    if (xfer_start(e, x, (long)(e->cfg.timeout_s * 1000)) < 0) {
         xfer_free(x);
         cmd_finish(cmd, -EIO, "cannot start the HTTP request");
         return 0;
@@ -433,7 +432,8 @@ static void start_status(struct engine *e, uint32_t idx, struct engine_cmd *adop
     x->kind = adopt ? X_ADOPT : X_STATUS;
     x->cmd = adopt;
     x->task_idx = idx;
-    if (xfer_start(e, x, STATUS_TIMEOUT_MS) < 0) {
+    /* A poll is cheap to repeat: half the submit's patience. */
+    if (xfer_start(e, x, (long)(e->cfg.timeout_s * 500)) < 0) {
         xfer_free(x);
         if (adopt)
             cmd_finish(adopt, -EIO, "cannot start the HTTP request");

@@ -49,6 +49,7 @@ struct engine_config {
     const char *api_key;
     enum sched_kind schedule;
     double rate;
+    double timeout_s;
     const struct opts_model *models; /* profile overrides from the config */
     size_t n_models;
 };

@@ -55,6 +55,7 @@ static int run(struct genfs_ctx *c)
     struct engine_config ec = {.api_key = o->api_key,
                                .schedule = o->schedule,
                                .rate = o->rate,
+                               .timeout_s = o->timeout_s,
                                .models = o->models,
                                .n_models = o->n_models};
     c->engine = engine_new(c->store, c->provider, c->log, &ec);

@@ -28,6 +28,7 @@ struct raw_opts {
     char *notify;
     char *callback_url;
     char *callback_listen;
+    char *timeout;
     char *mountpoint;
     int foreground;
     int debug;
@@ -50,6 +51,7 @@ static const struct fuse_opt opt_spec[] = {
     RAW("notify=%s", notify),
     RAW("callback_url=%s", callback_url),
     RAW("callback_listen=%s", callback_listen),
+    RAW("timeout=%s", timeout),
     FUSE_OPT_KEY("-h", KEY_HELP),
     FUSE_OPT_KEY("--help", KEY_HELP),
     FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -363,6 +365,8 @@ int opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen)
     struct raw_opts r = {0};
     o->fuse_args = (struct fuse_args)FUSE_ARGS_INIT(0, NULL);
     fuse_opt_add_arg(&o->fuse_args, argv[0]);
+    /* /proc/mounts shows "genfs ... fuse.genfs"; the user's own -o may override. */
+    fuse_opt_add_arg(&o->fuse_args, "-osubtype=genfs,fsname=genfs");
     struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
     if (fuse_opt_parse(&args, &r, opt_spec, opt_proc) != 0) {
         fuse_opt_free_args(&args);
@@ -394,6 +398,12 @@ int opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen)
         rc = fail(err, errlen, "invalid rate '%s': give requests per second, e.g. -o rate=10",
                   r.rate);
     free(r.rate);
+    o->timeout_s = 60;
+    if (rc == 0 && r.timeout && (parse_rate(r.timeout, &o->timeout_s) < 0 || o->timeout_s > 3600))
+        rc = fail(err, errlen,
+                  "invalid timeout '%s': give seconds for one request, e.g. -o timeout=60",
+                  r.timeout);
+    free(r.timeout);
     bool explicit_config = r.config != NULL;
     o->config_path = r.config;
     if (rc < 0 || o->show_help || o->show_version)
@@ -475,6 +485,7 @@ void opts_print_help(const char *prog)
            "  -o models=a:b:c        model directories to create at mount\n"
            "  -o schedule=NAME       fixed | adaptive | exponential | learned (default adaptive)\n"
            "  -o rate=N              at most N API requests per second (default 10)\n"
+           "  -o timeout=SECONDS     time limit of one API request (default 60)\n"
            "  -o provider=NAME       wire protocol profile (default native)\n"
            "  -o notify=on|off       inotify announcements for watchers (default on)\n"
            "  -o allow_other         let other users see the mount (needs user_allow_other)\n"

@@ -33,6 +33,7 @@ struct opts {
     char *callback_listen;
     char *models_arg;
     double rate;
+    double timeout_s; /* one API request's time limit */
     enum sched_kind schedule;
     bool notify;
     struct opts_model *models;

@@ -1,0 +1,114 @@
+# Helpers to mount genfs against genfs-sim in bats tests.
+#
+#   genfs_setup [SIM_ARGS...]   start the simulator (sim_start) and make MNT, STATE_DIR, CACHE_DIR
+#   genfs_mount [GENFS_ARGS...] mount build/genfs on $MNT in the foreground (background job),
+#                               wait until the mount answers; exports GENFS_PID, GENFS_LOG.
+#                               Default -o: api_url=$SIM_URL, state_dir, cache_dir,
+#                               models=$GENFS_MODELS (default test-image:test-audio:test-video)
+#   genfs_unmount               fusermount3 -u, then -uz, then kill -9 by PID; waits for exit
+#   genfs_teardown              genfs_unmount and sim_stop; safe to call twice
+#   genfs_submit MODEL TEXT     write TEXT to MODEL/new on one fd and print the task id
+#   wait_for CMD... [timeout]   use wait_until SECONDS CMD...: retry CMD every 0.1 s
+#
+# Every test's teardown must call genfs_teardown so nothing is left mounted.
+
+GENFS_HELPERS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=sim_helpers.bash
+source "$GENFS_HELPERS_DIR/sim_helpers.bash"
+GENFS_REPO_ROOT="$(cd "$GENFS_HELPERS_DIR/../.." && pwd)"
+
+genfs_bin() {
+    local dir="${BUILD_DIR:-build}"
+    case "$dir" in
+    /*) ;;
+    *) dir="$GENFS_REPO_ROOT/$dir" ;;
+    esac
+    printf '%s\n' "$dir/genfs"
+}
+
+genfs_setup() {
+    local base="${BATS_TEST_TMPDIR:-$(mktemp -d)}"
+    MNT="$base/mnt"
+    STATE_DIR="$base/state"
+    CACHE_DIR="$base/cache"
+    mkdir -p "$MNT"
+    export MNT STATE_DIR CACHE_DIR
+    sim_start "$@"
+}
+
+# wait_until SECONDS CMD...: true once CMD succeeds, false after SECONDS.
+wait_until() {
+    local limit=$1
+    shift
+    local end=$((SECONDS + limit))
+    while [ "$SECONDS" -le "$end" ]; do
+        if "$@" 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    return 1
+}
+
+genfs_is_mounted() {
+    grep -q " $MNT fuse" /proc/mounts
+}
+
+genfs_mount() {
+    local bin
+    bin="$(genfs_bin)"
+    GENFS_LOG="${BATS_TEST_TMPDIR:-/tmp}/genfs.log"
+    export GENFS_LOG
+    local models="${GENFS_MODELS:-test-image:test-audio:test-video}"
+    GENFS_API_KEY="$GENFS_SIM_KEY" "$bin" -f \
+        -o "api_url=$SIM_URL,state_dir=$STATE_DIR,cache_dir=$CACHE_DIR,models=$models" \
+        "$@" "$MNT" >>"$GENFS_LOG" 2>&1 3>&- &
+    GENFS_PID=$!
+    export GENFS_PID
+    if ! wait_until 10 test -e "$MNT/README"; then
+        echo "genfs_mount: the mount did not come up; log:" >&2
+        cat "$GENFS_LOG" >&2
+        return 1
+    fi
+}
+
+genfs_unmount() {
+    [ -n "${MNT:-}" ] || return 0
+    if genfs_is_mounted; then
+        fusermount3 -u "$MNT" 2>/dev/null || true
+    fi
+    if [ -n "${GENFS_PID:-}" ]; then
+        local i
+        for i in $(seq 1 100); do
+            kill -0 "$GENFS_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$GENFS_PID" 2>/dev/null; then
+            fusermount3 -uz "$MNT" 2>/dev/null || true
+            kill -9 "$GENFS_PID" 2>/dev/null || true
+        fi
+        wait "$GENFS_PID" 2>/dev/null
+        GENFS_EXIT_STATUS=$?
+        GENFS_PID=
+    fi
+    if genfs_is_mounted; then
+        fusermount3 -uz "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true
+    fi
+}
+
+genfs_teardown() {
+    genfs_unmount
+    sim_stop 2>/dev/null || true
+}
+
+genfs_submit() {
+    local model=$1 text=$2 id
+    exec {fd}<>"$MNT/$model/new" || return 1
+    printf '%s\n' "$text" >&"$fd" || {
+        exec {fd}>&-
+        return 1
+    }
+    read -r id <&"$fd"
+    exec {fd}>&-
+    printf '%s\n' "$id"
+}
