@@ -1064,6 +1064,14 @@ static int sim_parse_args(struct sim_ctx *ctx, int argc, char **argv)
             ctx->quiet = 1;
             continue;
         }
+        static const char *const with_value[] = {"--listen",     "--port-file", "--seed",
+                                                 "--time-scale", "--key",       "--key-file",
+                                                 "--profile",    "--fault",     NULL};
+        int known = 0;
+        for (int k = 0; with_value[k]; k++)
+            known |= strcmp(a, with_value[k]) == 0;
+        if (!known)
+            return sim_die("unknown option \"%s\" (see --help)", a);
         if (!v)
             return sim_die("%s: missing value (see --help)", a);
         i++;

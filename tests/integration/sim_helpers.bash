@@ -1,0 +1,178 @@
+# Helpers to run genfs-sim from bats tests (sim.bats and the genfs tests).
+#
+#   sim_start [ARGS...]   start $BUILD_DIR/genfs-sim on a free loopback port; exports SIM_PID,
+#                         SIM_PORT, SIM_URL, SIM_LOG and the test key (GENFS_SIM_KEY and
+#                         GENFS_API_KEY, made at run time unless already set; the sim reads
+#                         GENFS_SIM_KEY). SIM_NO_KEY=1: start it without a key.
+#   sim_stop              SIGTERM, wait up to 5 s, then SIGKILL; sets SIM_EXIT_STATUS
+#   sim_faults JSON       merge fault switches (POST /_sim/faults); prints the switches now set
+#   sim_faults_reset      all fault switches off
+#   sim_figures           GET /_sim/figures
+#   sim_task ID           GET /_sim/tasks/ID (true completion time, media sha256, ...)
+#   sim_tasks             GET /_sim/tasks
+#   sim_reset             forget all tasks and zero the figures
+#   sim_submit MODEL JSON POST /generateTask/MODEL with the key; prints the answer body
+#   sim_status MODEL ID   GET /generateTask/MODEL/ID with the key; prints the answer body
+#   sim_wait_done MODEL ID [SECONDS]  poll until success/failed; prints the last answer
+#   sim_json EXPR         reads JSON on stdin, prints EXPR evaluated in Python with the
+#                         document as d (strings raw, anything else as JSON)
+#
+# BUILD_DIR defaults to "build" under the repository root (found from this file's place); a
+# relative BUILD_DIR is taken from the repository root. SIM_BIN overrides the binary.
+
+SIM_HELPERS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+SIM_REPO_ROOT="$(cd "$SIM_HELPERS_DIR/../.." && pwd)"
+
+sim_bin() {
+    if [ -n "${SIM_BIN:-}" ]; then
+        printf '%s\n' "$SIM_BIN"
+        return 0
+    fi
+    local dir="${BUILD_DIR:-build}"
+    case "$dir" in
+    /*) ;;
+    *) dir="$SIM_REPO_ROOT/$dir" ;;
+    esac
+    # The meson target lives in sim/; the top level may also put one at the build root.
+    local b
+    for b in "$dir/genfs-sim" "$dir/sim/genfs-sim"; do
+        if [ -x "$b" ]; then
+            printf '%s\n' "$b"
+            return 0
+        fi
+    done
+    echo "sim_bin: no genfs-sim in $dir (build it: meson compile -C $dir genfs-sim)" >&2
+    return 1
+}
+
+sim_key_init() {
+    if [ -z "${GENFS_SIM_KEY:-}" ]; then
+        GENFS_SIM_KEY="sk-$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    fi
+    export GENFS_SIM_KEY
+    export GENFS_API_KEY="$GENFS_SIM_KEY"
+}
+
+sim_start() {
+    local bin dir pf i
+    bin="$(sim_bin)" || return 1
+    sim_key_init
+    dir="${BATS_TEST_TMPDIR:-}"
+    if [ -z "$dir" ] || [ ! -d "$dir" ]; then
+        dir="$(mktemp -d "${TMPDIR:-/tmp}/genfs-sim.XXXXXX")"
+    fi
+    pf="$dir/sim-port.$$.$RANDOM"
+    rm -f "$pf"
+    SIM_LOG="$dir/sim.log"
+    # fd 3 closed: bats waits for whoever holds it, and the sim outlives this function.
+    # SIM_NO_KEY=1 starts it with no key at all (then any Bearer token is accepted).
+    if [ -n "${SIM_NO_KEY:-}" ]; then
+        env -u GENFS_SIM_KEY "$bin" --listen 127.0.0.1:0 --port-file "$pf" "$@" \
+            >>"$SIM_LOG" 2>&1 3>&- &
+    else
+        "$bin" --listen 127.0.0.1:0 --port-file "$pf" "$@" >>"$SIM_LOG" 2>&1 3>&- &
+    fi
+    SIM_PID=$!
+    export SIM_PID SIM_LOG
+    for i in $(seq 1 200); do
+        if [ -s "$pf" ]; then
+            SIM_PORT="$(cat "$pf")"
+            SIM_URL="http://127.0.0.1:$SIM_PORT"
+            export SIM_PORT SIM_URL
+            return 0
+        fi
+        if ! kill -0 "$SIM_PID" 2>/dev/null; then
+            echo "sim_start: genfs-sim exited at start; log:" >&2
+            cat "$SIM_LOG" >&2
+            wait "$SIM_PID" 2>/dev/null
+            SIM_PID=
+            return 1
+        fi
+        sleep 0.05
+    done
+    echo "sim_start: no port after 10 s; log:" >&2
+    cat "$SIM_LOG" >&2
+    sim_stop
+    return 1
+}
+
+sim_stop() {
+    SIM_EXIT_STATUS=
+    [ -n "${SIM_PID:-}" ] || return 0
+    local i
+    kill -TERM "$SIM_PID" 2>/dev/null
+    for i in $(seq 1 100); do
+        kill -0 "$SIM_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    if kill -0 "$SIM_PID" 2>/dev/null; then
+        echo "sim_stop: genfs-sim $SIM_PID ignored SIGTERM for 5 s, killing" >&2
+        kill -KILL "$SIM_PID" 2>/dev/null
+    fi
+    wait "$SIM_PID" 2>/dev/null
+    SIM_EXIT_STATUS=$?
+    SIM_PID=
+    return 0
+}
+
+sim_curl() {
+    curl -sS --max-time "${SIM_CURL_TIMEOUT:-30}" "$@"
+}
+
+sim_faults() {
+    sim_curl -f -X POST -H 'Content-Type: application/json' --data-binary "$1" \
+        "$SIM_URL/_sim/faults"
+}
+
+sim_faults_reset() {
+    sim_curl -f -X POST "$SIM_URL/_sim/faults/reset"
+}
+
+sim_figures() {
+    sim_curl -f "$SIM_URL/_sim/figures"
+}
+
+sim_task() {
+    sim_curl -f "$SIM_URL/_sim/tasks/$1"
+}
+
+sim_tasks() {
+    sim_curl -f "$SIM_URL/_sim/tasks"
+}
+
+sim_reset() {
+    sim_curl -f -X POST "$SIM_URL/_sim/reset"
+}
+
+sim_submit() {
+    sim_curl -X POST -H "Authorization: Bearer $GENFS_SIM_KEY" \
+        -H 'Content-Type: application/json' --data-binary "$2" "$SIM_URL/generateTask/$1"
+}
+
+sim_status() {
+    sim_curl -H "Authorization: Bearer $GENFS_SIM_KEY" "$SIM_URL/generateTask/$1/$2"
+}
+
+sim_wait_done() {
+    local model="$1" id="$2" secs="${3:-30}" body state i
+    for i in $(seq 1 $((secs * 10))); do
+        body="$(sim_status "$model" "$id")"
+        state="$(printf '%s' "$body" | sim_json 'd["data"]["state"]' 2>/dev/null)"
+        if [ "$state" = success ] || [ "$state" = failed ]; then
+            printf '%s\n' "$body"
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "sim_wait_done: $model/$id not done after $secs s: $body" >&2
+    return 1
+}
+
+sim_json() {
+    python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+v = eval(sys.argv[1], {"d": d, "json": json})
+print(v if isinstance(v, str) else json.dumps(v))
+' "$1"
+}
