@@ -211,8 +211,9 @@ static enum MHD_Result sim_http_envelope(struct sim_ctx *ctx, struct MHD_Connect
     int in_body = ctx->faults.errors_in_body != 0;
     pthread_mutex_unlock(&ctx->lock);
     sim_fig_response(ctx, code);
-    return sim_http_text(c, in_body ? 200 : code, cJSON_PrintUnformatted(env), "application/json",
-                         retry_after);
+    char *text = cJSON_PrintUnformatted(env);
+    cJSON_Delete(env);
+    return sim_http_text(c, in_body ? 200 : code, text, "application/json", retry_after);
 }
 
 static enum MHD_Result sim_http_error(struct sim_ctx *ctx, struct MHD_Connection *c, int code,
@@ -1223,7 +1224,7 @@ int main(int argc, char **argv)
         return 1;
     curl_global_init(CURL_GLOBAL_DEFAULT);
     ctx.mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                                   MHD_USE_POLL | MHD_USE_ERROR_LOG,
+                                   MHD_USE_POLL | (ctx.quiet ? 0 : MHD_USE_ERROR_LOG),
                                0, NULL, NULL, sim_http_handler, &ctx, MHD_OPTION_LISTEN_SOCKET, fd,
                                MHD_OPTION_NOTIFY_COMPLETED, sim_http_completed, &ctx,
                                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)120,
