@@ -112,3 +112,59 @@ genfs_submit() {
     exec {fd}>&-
     printf '%s\n' "$id"
 }
+
+# ---- added for the fs_*.bats suites (issue 3) ----
+#   gfs ARGS...                 run tests/integration/py/gfs.py (write/submit/read/pollwait/...)
+#   genfs_fast_config [MAX_MS]  write a config whose test-* profiles poll every 100 ms (give up
+#                               after MAX_MS, default 600000); prints its path
+#   genfs_wait_exit SECONDS     wait until $GENFS_PID has exited (zombie or gone), reap it into
+#                               GENFS_EXIT_STATUS and clear GENFS_PID; false on timeout
+#   genfs_stats_get EXPR        cat MOUNT/stats | sim_json EXPR
+#   sigdfl CMD...               exec CMD with SIGINT/SIGQUIT at their default action (background
+#                               jobs of a non-interactive shell otherwise ignore them)
+
+gfs() {
+    python3 "$GENFS_HELPERS_DIR/py/gfs.py" "$@"
+}
+
+genfs_fast_config() {
+    local max=${1:-600000}
+    local f="${BATS_TEST_TMPDIR:-/tmp}/genfs-config.json"
+    cat >"$f" <<JSON
+{"models": {
+  "test-image": {"initial_ms": 100, "interval_ms": 100, "max_ms": $max},
+  "test-audio": {"initial_ms": 100, "interval_ms": 100, "max_ms": $max},
+  "test-video": {"initial_ms": 100, "interval_ms": 100, "max_ms": $max}}}
+JSON
+    printf '%s\n' "$f"
+}
+
+genfs_wait_exit() {
+    local limit=$1 st
+    [ -n "${GENFS_PID:-}" ] || return 1
+    local end=$((SECONDS + limit))
+    while [ "$SECONDS" -le "$end" ]; do
+        st=$(ps -o stat= -p "$GENFS_PID" 2>/dev/null)
+        case "$st" in
+        "" | Z*)
+            wait "$GENFS_PID" 2>/dev/null
+            GENFS_EXIT_STATUS=$?
+            GENFS_PID=
+            return 0
+            ;;
+        esac
+        sleep 0.1
+    done
+    return 1
+}
+
+genfs_stats_get() {
+    cat "$MNT/stats" | sim_json "$1"
+}
+
+sigdfl() {
+    python3 -c 'import os, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_DFL)
+signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+os.execvp(sys.argv[1], sys.argv[1:])' "$@"
+}
