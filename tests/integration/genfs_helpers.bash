@@ -120,8 +120,10 @@ genfs_submit() {
 #   genfs_wait_exit SECONDS     wait until $GENFS_PID has exited (zombie or gone), reap it into
 #                               GENFS_EXIT_STATUS and clear GENFS_PID; false on timeout
 #   genfs_stats_get EXPR        cat MOUNT/stats | sim_json EXPR
-#   sigdfl CMD...               exec CMD with SIGINT/SIGQUIT at their default action (background
-#                               jobs of a non-interactive shell otherwise ignore them)
+#   $GENFS_SIGDFL CMD...        (a plain command, so $! is CMD's own pid when run with &)
+#                               exec CMD with SIGINT/SIGQUIT at their default action: background
+#                               jobs of a non-interactive shell otherwise ignore them
+#   pid_gone PID                true once PID has exited (gone or a zombie)
 
 gfs() {
     python3 "$GENFS_HELPERS_DIR/py/gfs.py" "$@"
@@ -162,9 +164,13 @@ genfs_stats_get() {
     cat "$MNT/stats" | sim_json "$1"
 }
 
-sigdfl() {
-    python3 -c 'import os, signal, sys
-signal.signal(signal.SIGINT, signal.SIG_DFL)
-signal.signal(signal.SIGQUIT, signal.SIG_DFL)
-os.execvp(sys.argv[1], sys.argv[1:])' "$@"
+GENFS_SIGDFL="$GENFS_HELPERS_DIR/py/sigdfl.py"
+
+pid_gone() {
+    local st
+    st=$(ps -o stat= -p "$1" 2>/dev/null)
+    case "$st" in
+    "" | Z*) return 0 ;;
+    esac
+    return 1
 }
