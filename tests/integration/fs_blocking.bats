@@ -29,7 +29,7 @@ mount_fast() {
 }
 
 sim_urls() {
-    sim_task "$1" | sim_json '"\n".join(d["result_urls"])'
+    sim_curl -f "$SIM_URL/_sim/tasks/$1?sha256=0" | sim_json '"\n".join(d["result_urls"])'
 }
 
 is_pending_word() {
