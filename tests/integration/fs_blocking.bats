@@ -16,6 +16,7 @@ teardown() {
     local p
     for p in "${BG_PIDS[@]}"; do
         kill -KILL "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
     done
     genfs_teardown
 }

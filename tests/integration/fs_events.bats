@@ -1,0 +1,143 @@
+#!/usr/bin/env bats
+# MOUNT/events (one line per task state change, each open starts at "now") and what stat(2)
+# says of the live files (size = what cat returns, mtime moves with the state). SPEC 3.
+# The sim runs in real time so that each phase of a task lasts long enough to be seen.
+
+load '/usr/lib/bats/bats-support/load'
+load '/usr/lib/bats/bats-assert/load'
+load 'genfs_helpers'
+
+setup() {
+    genfs_setup
+    genfs_mount -o "config=$(genfs_fast_config),schedule=adaptive"
+    BG_PIDS=()
+}
+
+teardown() {
+    local p
+    for p in "${BG_PIDS[@]}"; do
+        kill -KILL "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+    genfs_teardown
+}
+
+# start_events FILE: cat MOUNT/events into FILE in the background, once it has the file open
+start_events() {
+    cat "$MNT/events" >"$1" 2>&1 3>&- &
+    EV_PID=$!
+    BG_PIDS+=("$EV_PID")
+    wait_until 10 has_open "$EV_PID" "$MNT/events"
+}
+
+has_open() {
+    ls -l "/proc/$1/fd" 2>/dev/null | grep -qF -- "$2"
+}
+
+# states_of FILE ID: the state words of ID's lines in FILE, space-separated
+states_of() {
+    awk -v id="$2" '$3 == id { printf "%s%s", sep, $4; sep = " " } END { print "" }' "$1"
+}
+
+@test "events: lines '<secs.millis> <model> <taskId> <state>' from waiting to success, in order" {
+    start_events "$BATS_TEST_TMPDIR/ev"
+    id=$(genfs_submit test-image '{"prompt": "eventful", "sim_duration_ms": 4000}')
+    wait_until 30 grep -q " $id success\$" "$BATS_TEST_TMPDIR/ev"
+    evlines=$(grep -F " $id " "$BATS_TEST_TMPDIR/ev")
+    # Every line of the stream has the format, not only this task's.
+    run grep -cvE '^[0-9]{10}\.[0-9]{3} [A-Za-z0-9._-]+ [A-Za-z0-9._~-]+ (waiting|queuing|generating|success|failed)$' "$BATS_TEST_TMPDIR/ev"
+    assert_output 0
+    run states_of "$BATS_TEST_TMPDIR/ev" "$id"
+    assert_output --regexp '^waiting( queuing)? generating success$'
+    # Model column, and times that never go back and are close to now.
+    run awk -v id="$id" '$3 == id { print $2 }' "$BATS_TEST_TMPDIR/ev"
+    refute_output --partial test-audio
+    now=$(date +%s)
+    run python3 -c '
+import sys
+ts = [float(l.split()[0]) for l in sys.stdin.read().splitlines()]
+now = float(sys.argv[1])
+print("ordered" if ts == sorted(ts) else "unordered", all(abs(now - t) < 120 for t in ts))
+' "$now" <<<"$evlines"
+    assert_output "ordered True"
+}
+
+@test "events: a failed task ends with a failed line" {
+    start_events "$BATS_TEST_TMPDIR/ev"
+    id=$(genfs_submit test-video '{"prompt": "doomed", "sim_duration_ms": 1000, "sim_outcome": "failed"}')
+    wait_until 30 grep -q " $id failed\$" "$BATS_TEST_TMPDIR/ev"
+    run states_of "$BATS_TEST_TMPDIR/ev" "$id"
+    assert_output --regexp '^waiting .*failed$'
+    run grep -c " test-video $id " "$BATS_TEST_TMPDIR/ev"
+    refute_output 0
+}
+
+@test "events: each open starts at now, with no old lines; an older reader sees everything" {
+    start_events "$BATS_TEST_TMPDIR/ev1"
+    id1=$(genfs_submit test-image '{"prompt": "first", "sim_duration_ms": 500}')
+    wait_until 30 grep -q " $id1 success\$" "$BATS_TEST_TMPDIR/ev1"
+    start_events "$BATS_TEST_TMPDIR/ev2"
+    id2=$(genfs_submit test-image '{"prompt": "second", "sim_duration_ms": 500}')
+    wait_until 30 grep -q " $id2 success\$" "$BATS_TEST_TMPDIR/ev2"
+    run grep -c -F "$id1" "$BATS_TEST_TMPDIR/ev2"
+    assert_output 0
+    run states_of "$BATS_TEST_TMPDIR/ev2" "$id2"
+    assert_output --regexp '^waiting .*success$'
+    wait_until 10 grep -q " $id2 success\$" "$BATS_TEST_TMPDIR/ev1"
+    run states_of "$BATS_TEST_TMPDIR/ev1" "$id2"
+    assert_output --regexp '^waiting .*success$'
+}
+
+@test "events: a reader with nothing new blocks, and SIGTERM ends it" {
+    start_events "$BATS_TEST_TMPDIR/ev"
+    sleep 1
+    ! pid_gone "$EV_PID"
+    [ ! -s "$BATS_TEST_TMPDIR/ev" ]
+    kill -TERM "$EV_PID"
+    wait_until 5 pid_gone "$EV_PID"
+}
+
+@test "stat: the size of state, result, error, prompt, input.json is what cat returns" {
+    id=$(genfs_submit test-image '{"prompt": "measure me", "sim_duration_ms": 1500}')
+    f=$MNT/test-image/$id
+    for n in state prompt input.json error; do
+        [ "$(stat -c %s "$f/$n")" -eq "$(cat "$f/$n" | wc -c)" ]
+    done
+    run timeout 60 cat "$f/result"
+    assert_success
+    for n in state result prompt input.json error status.json; do
+        size=$(stat -c %s "$f/$n")
+        bytes=$(cat "$f/$n" | wc -c)
+        [ "$size" -eq "$bytes" ] || { echo "$n: stat says $size, cat gives $bytes" >&2; false; }
+    done
+    [ "$(stat -c %s "$f/state")" -eq 8 ] # "success\n"
+    id2=$(genfs_submit test-image '{"prompt": "fail me", "sim_duration_ms": 300, "sim_outcome": "failed", "sim_fail_code": "500", "sim_fail_msg": "out of paint"}')
+    wait_until 30 grep -qx failed "$MNT/test-image/$id2/state"
+    [ "$(stat -c %s "$MNT/test-image/$id2/error")" -eq "$(cat "$MNT/test-image/$id2/error" | wc -c)" ]
+    run cat "$MNT/test-image/$id2/error"
+    assert_output "500: out of paint"
+}
+
+@test "stat: the mtime of state moves when the state changes" {
+    id=$(genfs_submit test-image '{"prompt": "tick", "sim_duration_ms": 6000}')
+    f=$MNT/test-image/$id/state
+    run cat "$f"
+    assert_output waiting
+    m1=$(gfs mtime "$f")
+    sleep 0.3
+    [ "$(gfs mtime "$f")" -eq "$m1" ]
+    run timeout 60 cat "$MNT/test-image/$id/result"
+    assert_success
+    m2=$(gfs mtime "$f")
+    [ "$m2" -gt "$m1" ]
+    # ... to about when it ended: within a minute of now.
+    now_ns=$(date +%s%N)
+    [ $((now_ns - m2)) -lt 60000000000 ]
+}
+
+@test "stat: the size of log is what cat returns" {
+    genfs_submit test-image '{"prompt": "say something", "sim_duration_ms": 100}' >/dev/null
+    gfs write "$MNT/test-image/new" 'text:{' || true
+    [ "$(stat -c %s "$MNT/log")" -eq "$(cat "$MNT/log" | wc -c)" ]
+    [ "$(stat -c %s "$MNT/log")" -gt 0 ]
+}
