@@ -146,11 +146,11 @@ genfs_wait_exit() {
     [ -n "${GENFS_PID:-}" ] || return 1
     local end=$((SECONDS + limit))
     while [ "$SECONDS" -le "$end" ]; do
-        st=$(ps -o stat= -p "$GENFS_PID" 2>/dev/null)
+        st=$(ps -o stat= -p "$GENFS_PID" 2>/dev/null) || st=
         case "$st" in
         "" | Z*)
-            wait "$GENFS_PID" 2>/dev/null
-            GENFS_EXIT_STATUS=$?
+            GENFS_EXIT_STATUS=0
+            wait "$GENFS_PID" 2>/dev/null || GENFS_EXIT_STATUS=$?
             GENFS_PID=
             return 0
             ;;
@@ -168,7 +168,7 @@ GENFS_SIGDFL="$GENFS_HELPERS_DIR/py/sigdfl.py"
 
 pid_gone() {
     local st
-    st=$(ps -o stat= -p "$1" 2>/dev/null)
+    st=$(ps -o stat= -p "$1" 2>/dev/null) || st=
     case "$st" in
     "" | Z*) return 0 ;;
     esac

@@ -1,0 +1,69 @@
+#!/usr/bin/env bats
+# Clean shutdown: SIGTERM with a blocked reader, fusermount3 -u with nothing open, and what
+# survives for the next mount.
+
+load '/usr/lib/bats/bats-support/load'
+load '/usr/lib/bats/bats-assert/load'
+load 'genfs_helpers'
+
+setup() {
+    genfs_setup
+    genfs_mount -o "config=$(genfs_fast_config),schedule=adaptive"
+    BG_PIDS=()
+}
+
+teardown() {
+    local p
+    for p in "${BG_PIDS[@]}"; do
+        kill -KILL "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+    genfs_teardown
+}
+
+@test "SIGTERM with a blocked cat result: the cat gets an error, genfs exits 0, nothing mounted" {
+    id=$(genfs_submit test-image '{"prompt": "long wait", "sim_duration_ms": 600000}')
+    cat "$MNT/test-image/$id/result" >"$BATS_TEST_TMPDIR/out" 2>"$BATS_TEST_TMPDIR/err" 3>&- &
+    cat_pid=$!
+    BG_PIDS+=("$cat_pid")
+    sleep 1
+    ! pid_gone "$cat_pid"
+    kill -TERM "$GENFS_PID"
+    wait_until 10 pid_gone "$cat_pid"
+    st=0
+    wait "$cat_pid" || st=$?
+    [ "$st" -ne 0 ]
+    [ ! -s "$BATS_TEST_TMPDIR/out" ]
+    [ -s "$BATS_TEST_TMPDIR/err" ]
+    genfs_wait_exit 30
+    [ "$GENFS_EXIT_STATUS" -eq 0 ]
+    run grep -F " $MNT " /proc/mounts
+    assert_failure
+}
+
+@test "fusermount3 -u with nothing open unmounts, and genfs exits 0" {
+    id=$(genfs_submit test-image '{"prompt": "done", "sim_duration_ms": 100}')
+    timeout 60 cat "$MNT/test-image/$id/result" >/dev/null
+    run fusermount3 -u "$MNT"
+    assert_success
+    genfs_wait_exit 30
+    [ "$GENFS_EXIT_STATUS" -eq 0 ]
+    run grep -F " $MNT " /proc/mounts
+    assert_failure
+    [ ! -e "$MNT/README" ]
+}
+
+@test "a task pending at SIGTERM is polled again after the next mount and completes" {
+    id=$(genfs_submit test-image '{"prompt": "resume me", "sim_duration_ms": 4000}')
+    run cat "$MNT/test-image/$id/state"
+    assert_output --regexp '^(waiting|queuing|generating)$'
+    kill -TERM "$GENFS_PID"
+    genfs_wait_exit 30
+    [ "$GENFS_EXIT_STATUS" -eq 0 ]
+    genfs_mount -o "config=$(genfs_fast_config),schedule=adaptive"
+    run timeout 60 cat "$MNT/test-image/$id/result"
+    assert_success
+    assert_output "$(sim_curl -f "$SIM_URL/_sim/tasks/$id?sha256=0" | sim_json '"\n".join(d["result_urls"])')"
+    run cat "$MNT/test-image/$id/prompt"
+    assert_output "resume me"
+}
