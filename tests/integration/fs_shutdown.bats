@@ -36,7 +36,7 @@ teardown() {
     [ ! -s "$BATS_TEST_TMPDIR/out" ]
     [ -s "$BATS_TEST_TMPDIR/err" ]
     genfs_wait_exit 30
-    [ "$GENFS_EXIT_STATUS" -eq 0 ]
+    [ "$GENFS_EXIT_STATUS" -eq 0 ] || { echo "genfs exited with status $GENFS_EXIT_STATUS" >&2; false; }
     run grep -F " $MNT " /proc/mounts
     assert_failure
 }
@@ -47,7 +47,7 @@ teardown() {
     run fusermount3 -u "$MNT"
     assert_success
     genfs_wait_exit 30
-    [ "$GENFS_EXIT_STATUS" -eq 0 ]
+    [ "$GENFS_EXIT_STATUS" -eq 0 ] || { echo "genfs exited with status $GENFS_EXIT_STATUS" >&2; false; }
     run grep -F " $MNT " /proc/mounts
     assert_failure
     [ ! -e "$MNT/README" ]
@@ -59,7 +59,7 @@ teardown() {
     assert_output --regexp '^(waiting|queuing|generating)$'
     kill -TERM "$GENFS_PID"
     genfs_wait_exit 30
-    [ "$GENFS_EXIT_STATUS" -eq 0 ]
+    ! genfs_is_mounted
     genfs_mount -o "config=$(genfs_fast_config),schedule=adaptive"
     run timeout 60 cat "$MNT/test-image/$id/result"
     assert_success
