@@ -143,6 +143,8 @@ is_pending_word() {
     mount_fast
     # waiting for 4 s, queuing until 12 s: no status change inside those phases.
     id=$(genfs_submit test-image '{"prompt": "watch me", "sim_duration_ms": 40000}')
+    # After the first status answer nothing changes until the state moves at 4 s.
+    wait_until 10 test -s "$MNT/test-image/$id/status.json"
     run timeout 30 python3 "$GENFS_HELPERS_DIR/py/gfs.py" pollwait "$MNT/test-image/$id/state" 1
     assert_success
     assert_line "before: waiting"
@@ -153,6 +155,23 @@ is_pending_word() {
     assert_line "before: waiting"
     assert_line "after: queuing"
     assert_line --regexp '^woke: yes '
+}
+
+@test "poll(2) on state: a status.json-only change (same state word) is no change of state" {
+    # The first status poll comes 3 s after the submission; the state moves at 8 s.
+    cat >"$BATS_TEST_TMPDIR/slow-first.json" <<'JSON'
+{"models": {"test-image": {"initial_ms": 3000, "interval_ms": 30000, "max_ms": 600000}}}
+JSON
+    genfs_mount -o "config=$BATS_TEST_TMPDIR/slow-first.json,schedule=adaptive"
+    id=$(genfs_submit test-image '{"prompt": "quiet", "sim_duration_ms": 80000}')
+    run timeout 30 python3 "$GENFS_HELPERS_DIR/py/gfs.py" pollwait "$MNT/test-image/$id/state" 5
+    assert_success
+    # The status poll did happen meanwhile ...
+    [ -s "$MNT/test-image/$id/status.json" ]
+    # ... but state said waiting before and after: poll must not report it readable.
+    assert_line "before: waiting"
+    assert_line "after: waiting"
+    assert_line --regexp '^woke: no '
 }
 
 @test "poll(2) on result wakes when the task ends; the result is then there" {

@@ -173,6 +173,14 @@ assert_refused() {
     genfs_try GENFS_API_KEY="$KEY" -- -f -o "api_url=$NOURL,config=$BATS_TEST_TMPDIR/adir,state_dir=$STATE_DIR,cache_dir=$CACHE_DIR" "$MNT"
     assert_refused
     [[ "$stderr" == *adir* ]]
+    # Mode 000 only stops someone other than root.
+    if [ "$(id -u)" -ne 0 ]; then
+        printf '{}\n' >"$BATS_TEST_TMPDIR/locked.json"
+        chmod 000 "$BATS_TEST_TMPDIR/locked.json"
+        genfs_try GENFS_API_KEY="$KEY" -- -f -o "api_url=$NOURL,config=$BATS_TEST_TMPDIR/locked.json,state_dir=$STATE_DIR,cache_dir=$CACHE_DIR" "$MNT"
+        assert_refused
+        [[ "$stderr" == *locked.json* ]]
+    fi
 }
 
 @test "a bad model name in -o models: exit 2, one line" {
