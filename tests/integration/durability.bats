@@ -1,0 +1,205 @@
+#!/usr/bin/env bats
+# Issue 4: nothing the provider accepted is ever lost: crashes, remounts,
+# adoption, forgetting, and one state_dir per mount.
+
+load '/usr/lib/bats/bats-support/load'
+load '/usr/lib/bats/bats-assert/load'
+load 'genfs_helpers'
+
+setup() {
+    genfs_setup
+    CONFIG="$BATS_TEST_TMPDIR/config.json"
+    # Quick polls so the test is about durability, not waiting.
+    cat >"$CONFIG" <<'JSON'
+{"models": {"test-image": {"initial_ms": 300, "interval_ms": 400, "max_ms": 120000}}}
+JSON
+}
+
+teardown() {
+    genfs_teardown
+}
+
+# Every task dir of MODEL with its state, "id state" per line, sorted.
+mount_states() {
+    local d
+    for d in "$MNT/$1"/*/; do
+        [ -f "$d/state" ] || continue
+        printf '%s %s\n' "$(basename "$d")" "$(cat "$d/state")"
+    done | sort
+}
+
+all_final() {
+    local n
+    n=$(mount_states test-image | grep -cvE ' (success|failed)$' || true)
+    [ "$n" -eq 0 ]
+}
+
+@test "kill -9 with 100 tasks in flight: after remounts every accepted task ends right, none doubled" {
+    genfs_mount -o config="$CONFIG"
+    ids="$BATS_TEST_TMPDIR/ids"
+    : >"$ids"
+    writers=()
+    # 100 writers; each records the id only when its write returned it.
+    for i in $(seq 1 100); do
+        (
+            dur=$(( (i * 7919) % 6000 + 500 ))
+            outcome=success
+            [ $((i % 10)) -eq 0 ] && outcome=failed
+            id=$(genfs_submit test-image "{\"prompt\": \"crash test $i\", \"sim_duration_ms\": $dur, \"sim_outcome\": \"$outcome\"}" 2>/dev/null) &&
+                [ -n "$id" ] && echo "$id" >>"$ids"
+        ) &
+        writers+=($!)
+        # Kill the daemon at a pseudo-random point while writes are still going on.
+        if [ "$i" -eq 60 ]; then
+            sleep 0.$((RANDOM % 5 + 1))
+            kill -9 "$GENFS_PID"
+        fi
+    done
+    wait_until 30 bash -c "! kill -0 $GENFS_PID" || true
+    for w in "${writers[@]}"; do timeout 30 tail --pid="$w" -f /dev/null || true; done
+    fusermount3 -uz "$MNT" 2>/dev/null || true
+    GENFS_PID=
+
+    genfs_mount -o config="$CONFIG"
+    # Submit the rest of the batch against the remounted daemon, then kill it again mid-poll.
+    for i in $(seq 101 120); do
+        id=$(genfs_submit test-image "{\"prompt\": \"after crash $i\", \"sim_duration_ms\": 3000}") &&
+            echo "$id" >>"$ids"
+    done
+    sleep 1
+    kill -9 "$GENFS_PID"
+    wait "$GENFS_PID" 2>/dev/null || true
+    fusermount3 -uz "$MNT" 2>/dev/null || true
+    GENFS_PID=
+    genfs_mount -o config="$CONFIG"
+
+    wait_until 90 all_final
+    accepted=$(sort -u "$ids" | wc -l)
+    [ "$accepted" -ge 20 ]
+
+    # Every task whose write returned an id is here, final, and as the simulator says.
+    sim_tasks >"$BATS_TEST_TMPDIR/sim.json"
+    while read -r id; do
+        [ -d "$MNT/test-image/$id" ] || fail "accepted task $id is missing after the crashes"
+        truth=$(sim_json "[t for t in d if t['taskId']=='$id'][0]['final_state']" <"$BATS_TEST_TMPDIR/sim.json")
+        got=$(cat "$MNT/test-image/$id/state")
+        [ "$got" = "$truth" ] || fail "task $id: state $got, the simulator says $truth"
+        if [ "$truth" = success ]; then
+            want=$(sim_json "[t for t in d if t['taskId']=='$id'][0]['result_urls'][0]" <"$BATS_TEST_TMPDIR/sim.json")
+            run timeout 20 cat "$MNT/test-image/$id/result"
+            assert_output "$want"
+        fi
+    done < <(sort -u "$ids")
+
+    run sim_figures
+    dup=$(echo "$output" | sim_json 'd["duplicate_submissions"]')
+    assert_equal "$dup" 0
+}
+
+@test "unmount and remount keep finished tasks, their files and latest" {
+    genfs_mount -o config="$CONFIG"
+    id=$(genfs_submit test-image '{"prompt": "keep me", "sim_duration_ms": 200}')
+    run timeout 30 cat "$MNT/test-image/$id/result"
+    assert_success
+    result_before=$output
+    status_before=$(cat "$MNT/test-image/$id/status.json")
+    genfs_unmount
+    [ "$GENFS_EXIT_STATUS" -eq 0 ]
+
+    genfs_mount -o config="$CONFIG"
+    run cat "$MNT/test-image/$id/state"
+    assert_output success
+    run cat "$MNT/test-image/$id/result"
+    assert_output "$result_before"
+    run cat "$MNT/test-image/$id/prompt"
+    assert_output "keep me"
+    run cat "$MNT/test-image/$id/status.json"
+    assert_output "$status_before"
+    run readlink "$MNT/test-image/latest"
+    assert_output "$id"
+}
+
+@test "a task pending at unmount resumes polling after remount and completes" {
+    genfs_mount -o config="$CONFIG"
+    id=$(genfs_submit test-image '{"prompt": "resume me", "sim_duration_ms": 4000}')
+    genfs_unmount
+    genfs_mount -o config="$CONFIG"
+    run timeout 30 cat "$MNT/test-image/$id/result"
+    assert_success
+    run cat "$MNT/test-image/$id/state"
+    assert_output success
+}
+
+@test "mkdir MODEL/ID adopts a task submitted elsewhere; an unknown id is ENOENT and creates nothing" {
+    genfs_mount -o config="$CONFIG"
+    body=$(sim_submit test-image '{"request_type": "async", "input": {"prompt": "made elsewhere", "sim_duration_ms": 800}}')
+    id=$(echo "$body" | sim_json 'd["data"]["taskId"]')
+    run mkdir "$MNT/test-image/$id"
+    assert_success
+    run timeout 30 cat "$MNT/test-image/$id/result"
+    assert_success
+    want=$(sim_task "$id" | sim_json 'd["result_urls"][0]')
+    assert_output "$want"
+
+    run mkdir "$MNT/test-image/tknosuchtask0000"
+    assert_failure
+    assert_output --partial "No such file or directory"
+    [ ! -e "$MNT/test-image/tknosuchtask0000" ]
+
+    # Adopted tasks survive a remount too.
+    genfs_unmount
+    genfs_mount -o config="$CONFIG"
+    run cat "$MNT/test-image/$id/state"
+    assert_output success
+}
+
+@test "rmdir MODEL/ID forgets a task for good; rmdir MODEL only when empty" {
+    genfs_mount -o config="$CONFIG"
+    id=$(genfs_submit test-image '{"prompt": "forget me", "sim_duration_ms": 200}')
+    timeout 30 cat "$MNT/test-image/$id/result" >/dev/null
+    run rmdir "$MNT/test-image"
+    assert_failure
+    assert_output --partial "not empty"
+    run rmdir "$MNT/test-image/$id"
+    assert_success
+    [ ! -e "$MNT/test-image/$id" ]
+    run rmdir "$MNT/test-image"
+    assert_success
+    [ ! -e "$MNT/test-image" ]
+    genfs_unmount
+    # (the config would add test-image back: it names it)
+    GENFS_MODELS=test-audio genfs_mount
+    [ ! -e "$MNT/test-image" ]
+    run ls "$MNT"
+    refute_output --partial "test-image"
+}
+
+@test "a second mount on the same state_dir refuses to start with one clear line" {
+    genfs_mount
+    other="$BATS_TEST_TMPDIR/mnt2"
+    mkdir -p "$other"
+    run timeout 20 env GENFS_API_KEY="$GENFS_SIM_KEY" "$(genfs_bin)" -f \
+        -o "api_url=$SIM_URL,state_dir=$STATE_DIR" "$other"
+    assert_equal "$status" 2
+    assert_output --partial "in use by another genfs"
+    [ "${#lines[@]}" -eq 1 ]
+    ! grep -q " $other fuse" /proc/mounts
+}
+
+@test "a corrupt database is refused at start with a message saying what to do" {
+    mkdir -p "$STATE_DIR"
+    head -c 8192 /dev/urandom >"$STATE_DIR/tasks.db"
+    run timeout 20 env GENFS_API_KEY="$GENFS_SIM_KEY" "$(genfs_bin)" -f \
+        -o "api_url=$SIM_URL,state_dir=$STATE_DIR" "$MNT"
+    assert_equal "$status" 2
+    assert_output --partial "move it aside"
+    ! genfs_is_mounted
+}
+
+@test "the database and state_dir are private to the user" {
+    genfs_mount
+    run stat -c %a "$STATE_DIR"
+    assert_output 700
+    run stat -c %a "$STATE_DIR/tasks.db"
+    assert_output 600
+}
