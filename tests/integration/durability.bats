@@ -61,21 +61,25 @@ all_final() {
     GENFS_PID=
 
     genfs_mount -o config="$CONFIG"
-    # Submit the rest of the batch against the remounted daemon, then kill it again mid-poll.
-    for i in $(seq 101 120); do
-        id=$(genfs_submit test-image "{\"prompt\": \"after crash $i\", \"sim_duration_ms\": 3000}") &&
+    # Top the batch up to 100 accepted tasks, then kill again at random points of their life.
+    have=$(sort -u "$ids" | wc -l)
+    for i in $(seq 1 $((100 - have))); do
+        dur=$(( (i * 4999) % 7000 + 500 ))
+        id=$(genfs_submit test-image "{\"prompt\": \"after crash $i\", \"sim_duration_ms\": $dur}") &&
             echo "$id" >>"$ids"
     done
-    sleep 1
-    kill -9 "$GENFS_PID"
-    wait "$GENFS_PID" 2>/dev/null || true
-    fusermount3 -uz "$MNT" 2>/dev/null || true
-    GENFS_PID=
-    genfs_mount -o config="$CONFIG"
+    for round in 1 2; do
+        sleep "$((RANDOM % 3)).$((RANDOM % 10))"
+        kill -9 "$GENFS_PID"
+        wait "$GENFS_PID" 2>/dev/null || true
+        fusermount3 -uz "$MNT" 2>/dev/null || true
+        GENFS_PID=
+        genfs_mount -o config="$CONFIG"
+    done
 
     wait_until 90 all_final
     accepted=$(sort -u "$ids" | wc -l)
-    [ "$accepted" -ge 20 ]
+    [ "$accepted" -eq 100 ]
 
     # Every task whose write returned an id is here, final, and as the simulator says.
     sim_tasks >"$BATS_TEST_TMPDIR/sim.json"
