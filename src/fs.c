@@ -37,13 +37,15 @@ enum task_kind {
     TK_COUNT
 };
 
-static const char *const task_file_names[TK_COUNT] = {
-    NULL, "state", "result", "error", "prompt", "input.json", "status.json"};
+static const char *const task_file_names[TK_COUNT] = {NULL,     "state",      "result",     "error",
+                                                      "prompt", "input.json", "status.json"};
 
 #define ENTRY_TIMEOUT 60.0
 #define ATTR_TIMEOUT 60.0
 #define EVENT_RING 8192
 #define NEW_MAX_WRITE INPUT_MAX_BYTES
+/* Pieces at least this big may be the first of a split write(2). */
+#define NEW_SPLIT_MIN (NEW_MAX_WRITE - 4096)
 
 enum node_type { N_NONE, N_ROOT, N_FIXED, N_MODEL, N_TASK };
 
@@ -105,8 +107,8 @@ enum fh_kind { FH_PLAIN, FH_NEW, FH_STATE, FH_RESULT, FH_EVENTS, FH_SNAPSHOT };
 struct fh {
     enum fh_kind kind;
     uint32_t idx;
-    /* state/result: the task version this fd last read, for poll(2) */
-    uint64_t seen_version;
+    /* state: the word this fd last read, for poll(2) */
+    enum task_state seen_state;
     bool read_once;
     struct fuse_pollhandle *ph;
     struct fh *poll_next, *poll_prev; /* in fs->pollers while ph is set */
@@ -121,6 +123,7 @@ struct fh {
     char *partial; /* a max-size chunk that may be followed by more */
     size_t partial_len;
     bool submitting;
+    bool too_big; /* a write(2) went over the limit: refuse the rest */
 };
 
 enum pend_kind { P_RESULT, P_EVENTS, P_OP };
@@ -389,8 +392,8 @@ static int fs_stat(struct fs *f, fuse_ino_t ino, struct stat *st)
             st->st_mode = S_IFREG | 0666;
             st->st_nlink = 1;
         } else {
-            const struct task *t = m->latest != STORE_NONE ? store_task_at(f->store, m->latest)
-                                                           : NULL;
+            const struct task *t =
+                m->latest != STORE_NONE ? store_task_at(f->store, m->latest) : NULL;
             if (!t) {
                 rc = -ENOENT;
                 break;
@@ -515,12 +518,10 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
     (void)fi;
     struct node n = node_of(ino);
     /* Truncating new is what "> new" does first: allowed, it holds nothing. */
-    if (n.type == N_MODEL && n.kind == MK_NEW && (to_set & ~(FUSE_SET_ATTR_SIZE |
-                                                             FUSE_SET_ATTR_ATIME |
-                                                             FUSE_SET_ATTR_MTIME |
-                                                             FUSE_SET_ATTR_ATIME_NOW |
-                                                             FUSE_SET_ATTR_MTIME_NOW |
-                                                             FUSE_SET_ATTR_CTIME)) == 0) {
+    if (n.type == N_MODEL && n.kind == MK_NEW &&
+        (to_set & ~(FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME |
+                    FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME)) ==
+            0) {
         op_getattr(req, ino, NULL);
         return;
     }
@@ -619,7 +620,7 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
             ents = ne;                                                                             \
             cap *= 2;                                                                              \
         }                                                                                          \
-        snprintf(ents[cnt].name, sizeof(ents[cnt].name), "%s", nm);                               \
+        snprintf(ents[cnt].name, sizeof(ents[cnt].name), "%s", nm);                                \
         ents[cnt].ino = (in);                                                                      \
         ents[cnt].mode = (md);                                                                     \
         ents[cnt].next = (nx);                                                                     \
@@ -798,7 +799,7 @@ static int new_submit(struct fs *f, fuse_req_t req, struct fh *h, enum op_kind k
 static void op_post(struct fs *f, struct op *o);
 
 /* Result content, or the errno a reader gets now, or 0 to wait. */
-static int result_ready(struct fs *f, uint32_t idx, char **text, size_t *len, uint64_t *version)
+static int result_ready(struct fs *f, uint32_t idx, char **text, size_t *len)
 {
     int rc = 0;
     store_rdlock(f->store);
@@ -811,8 +812,6 @@ static int result_ready(struct fs *f, uint32_t idx, char **text, size_t *len, ui
         rc = -EIO;
     else if (t->gave_up)
         rc = -ETIMEDOUT;
-    if (t && version)
-        *version = t->version;
     store_unlock(f->store);
     return rc;
 }
@@ -924,10 +923,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     case FH_RESULT: {
         char *text = NULL;
         size_t len = 0;
-        uint64_t version = 0;
-        int rc = result_ready(f, h->idx, &text, &len, &version);
-        h->seen_version = version;
-        h->read_once = true;
+        int rc = result_ready(f, h->idx, &text, &len);
         if (rc != 0) {
             answer_result(req, rc, text, len, size, off);
             return;
@@ -946,7 +942,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         pthread_mutex_lock(&f->lock);
         /* The task may have ended between the check and now: check again under f->lock,
          * which the observer also takes before waking readers. */
-        rc = result_ready(f, h->idx, &text, &len, NULL);
+        rc = result_ready(f, h->idx, &text, &len);
         if (rc == 0 && !f->shutting_down) {
             pending_link(f, p);
             uint64_t id = p->id;
@@ -967,7 +963,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         const struct task *t = store_task_at(f->store, h->idx);
         if (t) {
             text = task_file_text(t, (enum task_kind)n.kind, &len);
-            h->seen_version = t->version;
+            h->seen_state = t->state;
             h->read_once = true;
         }
         store_unlock(f->store);
@@ -1020,13 +1016,13 @@ static void op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
         fuse_reply_poll(req, POLLIN | POLLRDNORM);
         return;
     }
-    uint64_t version = 0;
+    enum task_state state = TASK_WAITING;
     bool final = false;
     if (h->kind == FH_STATE || h->kind == FH_RESULT) {
         store_rdlock(f->store);
         const struct task *t = store_task_at(f->store, h->idx);
         if (t) {
-            version = t->version;
+            state = t->state;
             final = task_state_final(t->state) || t->gave_up;
         }
         store_unlock(f->store);
@@ -1034,8 +1030,8 @@ static void op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
     pthread_mutex_lock(&f->lock);
     switch (h->kind) {
     case FH_STATE:
-        /* Readable when it changed since this descriptor last read it. */
-        if (!h->read_once || version != h->seen_version)
+        /* Readable when the word changed since this descriptor last read it. */
+        if (!h->read_once || state != h->seen_state)
             revents = POLLIN | POLLRDNORM;
         break;
     case FH_RESULT:
@@ -1187,37 +1183,66 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
     }
     pthread_mutex_lock(&f->lock);
     int rc = 0;
-    if (h->partial && (size_t)off == h->partial_len) {
-        /* The rest of one write(2) larger than the limit. */
-        free(h->partial);
-        h->partial = NULL;
-        h->partial_len = 0;
+    const char *data = buf;
+    size_t len = size;
+    if (h->too_big) {
         rc = -EFBIG;
-        log_warn(f->log, "write to new refused: over %d bytes; put large inputs at a URL",
-                 INPUT_MAX_BYTES);
     } else if (h->submitting) {
         rc = -EBUSY;
-    } else if (size == NEW_MAX_WRITE) {
-        /* The kernel splits writes at max_write: this may be followed by more.
-         * Keep it; it is submitted at the next read or close of this fd. */
+    } else if (h->partial && (size_t)off == h->partial_len) {
+        /* The next piece of one write(2) that the kernel split. */
+        if (h->partial_len + size > INPUT_MAX_BYTES) {
+            rc = -EFBIG;
+        } else {
+            memcpy(h->partial + h->partial_len, buf, size);
+            h->partial_len += size;
+            if (size < NEW_SPLIT_MIN) {
+                /* A short piece ends the write(2): submit the whole of it. */
+                data = h->partial;
+                len = h->partial_len;
+            } else {
+                pthread_mutex_unlock(&f->lock);
+                fuse_reply_write(req, size);
+                return;
+            }
+        }
+    } else if (size >= NEW_SPLIT_MIN) {
+        /* The kernel splits big writes into pieces of at most max_write (less
+         * when the buffer is not page aligned): more may follow. Keep it; a
+         * short next piece, a read or the close of this fd submits it. */
         free(h->partial);
-        h->partial = malloc(size);
+        h->partial = malloc(INPUT_MAX_BYTES);
         if (!h->partial) {
             rc = -ENOMEM;
         } else {
             memcpy(h->partial, buf, size);
             h->partial_len = size;
-        }
-        pthread_mutex_unlock(&f->lock);
-        if (rc < 0)
-            fuse_reply_err(req, -rc);
-        else
+            pthread_mutex_unlock(&f->lock);
             fuse_reply_write(req, size);
-        return;
+            return;
+        }
+    }
+    if (rc == -EFBIG) {
+        /* The rest of this write(2) would arrive as if it were a new one:
+         * the descriptor is spent. */
+        if (!h->too_big)
+            log_warn(f->log,
+                     "write to new refused: over %d bytes; put large inputs at a URL "
+                     "(reopen new to write again)",
+                     INPUT_MAX_BYTES);
+        h->too_big = true;
+        free(h->partial);
+        h->partial = NULL;
+        h->partial_len = 0;
     }
     struct op *o = NULL;
     if (rc == 0)
-        rc = new_submit(f, req, h, OP_WRITE, buf, size, size, &o);
+        rc = new_submit(f, req, h, OP_WRITE, data, len, size, &o);
+    if (data == h->partial) {
+        free(h->partial);
+        h->partial = NULL;
+        h->partial_len = 0;
+    }
     pthread_mutex_unlock(&f->lock);
     if (rc < 0)
         fuse_reply_err(req, -rc);
@@ -1279,8 +1304,9 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
             return;
         }
         if (strcmp(name, "new") == 0 || strcmp(name, "latest") == 0 || name[0] == '.' ||
-            strlen(name) > 200 || strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                                               "0123456789._~-") != strlen(name)) {
+            strlen(name) > 200 ||
+            strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                         "0123456789._~-") != strlen(name)) {
             fuse_reply_err(req, EINVAL);
             return;
         }
@@ -1480,7 +1506,7 @@ static void wake_results(struct fs *f, uint32_t idx)
         struct pending *next = ready->next;
         char *text = NULL;
         size_t len = 0;
-        int rc = result_ready(f, idx, &text, &len, NULL);
+        int rc = result_ready(f, idx, &text, &len);
         answer_result(ready->req, rc ? rc : -EIO, text, len, ready->size, ready->off);
         free(ready);
         ready = next;
@@ -1537,6 +1563,7 @@ static void on_store_change(void *arg, const struct store_change *c)
     case STORE_TASK_REMOVED:
         wake_results(f, c->task_idx);
         break;
+    case STORE_FILE_CHANGED:
     case STORE_MODEL_ADDED:
     case STORE_MODEL_REMOVED:
         break;

@@ -109,7 +109,8 @@ static int run(struct genfs_ctx *c)
     engine_stop(c->engine);
     fuse_session_unmount(c->se);
     fuse_remove_signal_handlers(c->se);
-    return rc == 0 ? 0 : 1;
+    /* The loop returns the signal's number after SIGTERM/SIGINT: a clean stop. */
+    return rc < 0 ? 1 : 0;
 }
 
 int main(int argc, char **argv)
@@ -128,8 +129,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (c.opts.show_version) {
-        printf("genfs %s (libfuse %s, %s)\n", GENFS_VERSION, fuse_pkgversion(),
-               curl_version());
+        printf("genfs %s (libfuse %s, %s)\n", GENFS_VERSION, fuse_pkgversion(), curl_version());
         opts_free(&c.opts);
         return 0;
     }

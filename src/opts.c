@@ -37,7 +37,10 @@ struct raw_opts {
     int extra_nonopt;
 };
 
-#define RAW(t, f) {t, offsetof(struct raw_opts, f), 1}
+#define RAW(t, f)                                                                                  \
+    {                                                                                              \
+        t, offsetof(struct raw_opts, f), 1                                                         \
+    }
 static const struct fuse_opt opt_spec[] = {
     RAW("api_url=%s", api_url),
     RAW("key_file=%s", key_file),
@@ -219,8 +222,7 @@ static int load_key(struct opts *o, char *err, size_t errlen)
     if (o->key_file) {
         struct stat st;
         if (stat(o->key_file, &st) != 0)
-            return fail(err, errlen, "cannot read key_file %s: %s", o->key_file,
-                        strerror(errno));
+            return fail(err, errlen, "cannot read key_file %s: %s", o->key_file, strerror(errno));
         if (st.st_mode & (S_IRWXG | S_IRWXO))
             return fail(err, errlen,
                         "key_file %s is accessible by other users (mode %03o): run chmod 600 %s",
@@ -440,7 +442,7 @@ int opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen)
         return fail(err, errlen, "api_url '%s' must start with http:// or https://", o->api_url);
 
     if (!o->schedule_name)
-        o->schedule_name = strdup("adaptive");
+        o->schedule_name = strdup("learned");
     if (sched_kind_parse(o->schedule_name, &o->schedule) < 0)
         return fail(err, errlen,
                     "unknown schedule '%s': use fixed, adaptive, exponential or learned",
@@ -458,8 +460,9 @@ int opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen)
         return fail(err, errlen, "unknown provider '%s': this build speaks 'native'",
                     o->provider_name);
     if (o->callback_url || o->callback_listen)
-        return fail(err, errlen, "callback mode is not available in this build yet: drop "
-                                 "callback_url/callback_listen to poll instead");
+        return fail(err, errlen,
+                    "callback mode is not available in this build yet: drop "
+                    "callback_url/callback_listen to poll instead");
     if (!o->state_dir)
         o->state_dir = xdg_dir("XDG_STATE_HOME", ".local/state");
     if (!o->cache_dir)
@@ -483,7 +486,7 @@ void opts_print_help(const char *prog)
            "  -o state_dir=DIR       task database (default $XDG_STATE_HOME/genfs)\n"
            "  -o cache_dir=DIR       downloaded media (default $XDG_CACHE_HOME/genfs)\n"
            "  -o models=a:b:c        model directories to create at mount\n"
-           "  -o schedule=NAME       fixed | adaptive | exponential | learned (default adaptive)\n"
+           "  -o schedule=NAME       fixed | adaptive | exponential | learned (default learned)\n"
            "  -o rate=N              at most N API requests per second (default 10)\n"
            "  -o timeout=SECONDS     time limit of one API request (default 60)\n"
            "  -o provider=NAME       wire protocol profile (default native)\n"

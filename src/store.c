@@ -1,6 +1,7 @@
 #include "store.h"
 
 #include "clock.h"
+#include "media.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -115,6 +116,7 @@ static void task_free(struct task *t)
     for (size_t i = 0; i < t->n_urls; i++)
         free(t->urls[i]);
     free(t->urls);
+    free(t->files);
     free(t->fail_code);
     free(t->fail_msg);
     free(t);
@@ -133,7 +135,7 @@ static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS tasks("
     " model TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL,"
     " state TEXT NOT NULL, adopted INTEGER NOT NULL DEFAULT 0, gave_up INTEGER NOT NULL DEFAULT 0,"
-    " input TEXT, prompt TEXT, status_json TEXT, status_url TEXT, urls TEXT,"
+    " input TEXT, prompt TEXT, status_json TEXT, status_url TEXT, urls TEXT, files TEXT,"
     " fail_code TEXT, fail_msg TEXT, submit_ms INTEGER NOT NULL, change_ms INTEGER NOT NULL,"
     " status_ms INTEGER NOT NULL DEFAULT 0, complete_ms INTEGER NOT NULL DEFAULT 0,"
     " last_poll_ms INTEGER NOT NULL DEFAULT 0, polls INTEGER NOT NULL DEFAULT 0,"
@@ -203,6 +205,55 @@ static void urls_from_json(struct task *t, const char *text)
         }
     }
     cJSON_Delete(a);
+}
+
+/* File entries for the task's URLs, named from the URL until a download
+ * says better; saved names and sizes (of whole files) come from the row. */
+static int files_init(struct task *t, const char *saved)
+{
+    if (t->n_urls == 0)
+        return 0;
+    t->files = calloc(t->n_urls, sizeof(*t->files));
+    if (!t->files)
+        return -ENOMEM;
+    for (size_t i = 0; i < t->n_urls; i++) {
+        media_file_name((unsigned)i, t->urls[i], NULL, t->files[i].name, sizeof(t->files[i].name));
+        t->files[i].size = -1;
+        t->files[i].state = FILE_PENDING;
+    }
+    cJSON *a = saved ? cJSON_Parse(saved) : NULL;
+    const cJSON *it;
+    size_t i = 0;
+    cJSON_ArrayForEach(it, a)
+    {
+        if (i >= t->n_urls)
+            break;
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(it, "name");
+        const cJSON *size = cJSON_GetObjectItemCaseSensitive(it, "size");
+        if (cJSON_IsString(name) && strlen(name->valuestring) < sizeof(t->files[i].name) &&
+            !strchr(name->valuestring, '/'))
+            snprintf(t->files[i].name, sizeof(t->files[i].name), "%s", name->valuestring);
+        if (cJSON_IsNumber(size))
+            t->files[i].size = (int64_t)size->valuedouble;
+        i++;
+    }
+    cJSON_Delete(a);
+    return 0;
+}
+
+static char *files_to_json(const struct task *t)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (size_t i = 0; i < t->n_urls; i++) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "name", t->files[i].name);
+        if (t->files[i].state == FILE_DONE)
+            cJSON_AddNumberToObject(o, "size", (double)t->files[i].size);
+        cJSON_AddItemToArray(a, o);
+    }
+    char *out = cJSON_PrintUnformatted(a);
+    cJSON_Delete(a);
+    return out;
 }
 
 static const char *col_text(sqlite3_stmt *st, int i)
@@ -310,7 +361,7 @@ static int load_all(struct store *s)
     rc = db_prepare(s,
                     "SELECT model, id, seq, state, adopted, gave_up, input, prompt, status_json,"
                     " status_url, urls, fail_code, fail_msg, submit_ms, change_ms, status_ms,"
-                    " complete_ms, last_poll_ms, polls FROM tasks ORDER BY seq",
+                    " complete_ms, last_poll_ms, polls, files FROM tasks ORDER BY seq",
                     &st);
     if (rc < 0)
         return rc;
@@ -348,6 +399,8 @@ static int load_all(struct store *s)
         t->complete_ms = sqlite3_column_int64(st, 16);
         t->last_poll_ms = sqlite3_column_int64(st, 17);
         t->polls = (uint32_t)sqlite3_column_int64(st, 18);
+        if (t->state == TASK_SUCCESS)
+            files_init(t, col_text(st, 19));
         t->version = 1;
         if (task_append(s, t) < 0) {
             task_free(t);
@@ -404,8 +457,7 @@ static int mkdir_p(const char *dir, mode_t mode)
     return 0;
 }
 
-int store_open(const char *state_dir, struct log *lg, struct store **out, char *err,
-               size_t errlen)
+int store_open(const char *state_dir, struct log *lg, struct store **out, char *err, size_t errlen)
 {
     struct store *s = calloc(1, sizeof(*s));
     if (!s)
@@ -436,8 +488,7 @@ int store_open(const char *state_dir, struct log *lg, struct store **out, char *
     }
     sqlite3_busy_timeout(s->db, 2000);
     char *msg = NULL;
-    if (sqlite3_exec(s->db,
-                     "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA quick_check;",
+    if (sqlite3_exec(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA quick_check;",
                      NULL, NULL, &msg) != SQLITE_OK ||
         sqlite3_exec(s->db, schema_sql, NULL, NULL, &msg) != SQLITE_OK) {
         rc = fail(err, errlen, -EIO,
@@ -461,8 +512,7 @@ int store_open(const char *state_dir, struct log *lg, struct store **out, char *
         }
     }
     if (load_all(s) < 0) {
-        rc = fail(err, errlen, -EIO, "cannot load tasks from %s: %s", path,
-                  sqlite3_errmsg(s->db));
+        rc = fail(err, errlen, -EIO, "cannot load tasks from %s: %s", path, sqlite3_errmsg(s->db));
         goto out_fail;
     }
     *out = s;
@@ -725,6 +775,7 @@ int store_task_apply_status(struct store *s, uint32_t idx, const struct provider
         if (ps->state == TASK_SUCCESS) {
             t->urls = urls;
             t->n_urls = n_urls;
+            files_init(t, NULL);
         } else if (ps->state == TASK_FAILED) {
             t->fail_code = fcode;
             t->fail_msg = fmsg;
@@ -836,8 +887,7 @@ int store_flush(struct store *s)
     if (rc < 0)
         return rc;
     sqlite3_stmt *st;
-    if ((rc = db_prepare(s,
-                         "UPDATE tasks SET last_poll_ms=?1, polls=?2 WHERE model=?3 AND id=?4",
+    if ((rc = db_prepare(s, "UPDATE tasks SET last_poll_ms=?1, polls=?2 WHERE model=?3 AND id=?4",
                          &st)) < 0) {
         db_exec(s, "ROLLBACK");
         return rc;
@@ -867,4 +917,44 @@ void store_count_states(struct store *s, uint32_t counts[TASK_STATE_COUNT])
     for (uint32_t i = 0; i < s->n_tasks; i++)
         if (s->tasks[i])
             counts[s->tasks[i]->state]++;
+}
+
+int store_file_set(struct store *s, uint32_t idx, uint32_t n, enum file_state st, const char *name,
+                   int64_t size)
+{
+    struct task *t = idx < s->n_tasks ? s->tasks[idx] : NULL;
+    if (!t || !t->files || n >= t->n_urls)
+        return -ENOENT;
+    struct task_file *f = &t->files[n];
+    wrlock(s);
+    f->state = st;
+    if (name)
+        snprintf(f->name, sizeof(f->name), "%s", name);
+    if (size >= -1)
+        f->size = size;
+    t->version++;
+    store_unlock(s);
+    int rc = 0;
+    if (st == FILE_DONE) {
+        sqlite3_stmt *q;
+        char *files = files_to_json(t);
+        rc = db_prepare(s, "UPDATE tasks SET files=?1 WHERE model=?2 AND id=?3", &q);
+        if (rc == 0) {
+            bind_text(q, 1, files);
+            sqlite3_bind_text(q, 2, s->models[t->model_idx]->name, -1, SQLITE_STATIC);
+            sqlite3_bind_text(q, 3, t->id, -1, SQLITE_STATIC);
+            rc = db_step_done(s, q);
+        }
+        free(files);
+    }
+    notify(s, &(struct store_change){.kind = STORE_FILE_CHANGED,
+                                     .task_idx = idx,
+                                     .model_idx = t->model_idx,
+                                     .file_n = n,
+                                     .old_state = t->state,
+                                     .new_state = t->state,
+                                     .task_id = t->id,
+                                     .model_name = s->models[t->model_idx]->name,
+                                     .at_ms = clock_now_ms()});
+    return rc;
 }

@@ -15,19 +15,36 @@
 
 #define STORE_NONE UINT32_MAX
 
+enum file_state {
+    FILE_PENDING,     /* not on disk: to be downloaded */
+    FILE_DOWNLOADING, /* a transfer is writing it */
+    FILE_DONE,        /* whole, in the cache */
+    FILE_FAILED,      /* retries used up: readers get EIO */
+    FILE_EXPIRED,     /* the URL answered 403/404/410: readers get ENOENT */
+};
+
+/* One downloaded result, files/<name>, for the URL of the same index. */
+struct task_file {
+    char name[32];
+    int64_t size; /* -1 while unknown */
+    enum file_state state;
+    int64_t atime_ms; /* last opened: for least-recently-used eviction (atomic) */
+};
+
 struct task {
     uint32_t idx; /* stable for the life of the daemon: inode numbers derive from it */
     uint32_t model_idx;
     char *id;
     enum task_state state;
-    bool adopted;  /* mkdir'ed, not submitted from this mount */
-    bool gave_up;  /* past the schedule's deadline: readers get ETIMEDOUT */
+    bool adopted; /* mkdir'ed, not submitted from this mount */
+    bool gave_up; /* past the schedule's deadline: readers get ETIMEDOUT */
     char *input_json;
     char *prompt;
     char *status_json; /* last status object as received, or NULL */
     char *status_url;
     char **urls;
     size_t n_urls;
+    struct task_file *files; /* n_urls of them once the task succeeded */
     char *fail_code;
     char *fail_msg;
     int64_t submit_ms;   /* provider accepted it (or adoption time) */
@@ -54,14 +71,16 @@ enum store_change_kind {
     STORE_TASK_STATUS,  /* status.json changed, state did not */
     STORE_TASK_GAVE_UP, /* deadline passed: readers get ETIMEDOUT */
     STORE_TASK_REMOVED,
+    STORE_FILE_CHANGED, /* files[file_n] changed state, name or size */
     STORE_MODEL_ADDED,
     STORE_MODEL_REMOVED,
 };
 
 struct store_change {
     enum store_change_kind kind;
-    uint32_t task_idx;  /* STORE_NONE for model changes */
+    uint32_t task_idx; /* STORE_NONE for model changes */
     uint32_t model_idx;
+    uint32_t file_n;
     enum task_state old_state, new_state;
     const char *task_id; /* valid during the callback only */
     const char *model_name;
@@ -74,8 +93,7 @@ struct store;
 
 /* Creates state_dir (0700), takes an exclusive lock on it, opens or creates
  * the database and loads everything. Errors: negative errno and one line in err. */
-int store_open(const char *state_dir, struct log *lg, struct store **out, char *err,
-               size_t errlen);
+int store_open(const char *state_dir, struct log *lg, struct store **out, char *err, size_t errlen);
 void store_close(struct store *s);
 /* Record this process's pid in the state_dir lock (after daemonizing). */
 void store_write_pid(struct store *s);
@@ -113,6 +131,10 @@ int store_task_apply_status(struct store *s, uint32_t idx, const struct provider
 void store_task_note_poll(struct store *s, uint32_t idx, int64_t now_ms);
 int store_task_set_gave_up(struct store *s, uint32_t idx, bool gave_up);
 int store_task_remove(struct store *s, uint32_t idx);
+/* Engine thread: a result file's new state (name NULL keeps the name, size
+ * < -1 keeps the size). A file that became DONE is persisted. */
+int store_file_set(struct store *s, uint32_t idx, uint32_t n, enum file_state st, const char *name,
+                   int64_t size);
 /* Persist pending poll bookkeeping in one transaction. */
 int store_flush(struct store *s);
 
