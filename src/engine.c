@@ -220,8 +220,9 @@ static void schedule_task(struct engine *e, const struct task *t, int64_t now)
     if (!t->gave_up && deadline > now && (due == SCHED_NEVER || due > deadline))
         due = deadline;
     if (due == SCHED_NEVER) {
-        log_info(e->log, "%s/%s: no answer within 24 h; polling stopped (rmdir it or adopt it "
-                         "again to retry)",
+        log_info(e->log,
+                 "%s/%s: no answer within 24 h; polling stopped (rmdir it or adopt it "
+                 "again to retry)",
                  m->name, t->id);
         heap_remove(e, t->idx);
         return;

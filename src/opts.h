@@ -38,7 +38,7 @@ struct opts {
     bool notify;
     struct opts_model *models;
     size_t n_models;
-    char *api_key; /* secret: never logged, never in argv */
+    char *api_key;              /* secret: never logged, never in argv */
     struct fuse_args fuse_args; /* what libfuse gets (allow_other, ...) */
 };
 

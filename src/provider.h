@@ -20,10 +20,10 @@ struct provider_request {
 };
 
 struct provider_error {
-    int err;             /* negative errno (SPEC 3 mapping) */
-    bool retryable;      /* transient: worth retrying (429, 455, 5xx, malformed) */
+    int err;                /* negative errno (SPEC 3 mapping) */
+    bool retryable;         /* transient: worth retrying (429, 455, 5xx, malformed) */
     int64_t retry_after_ms; /* from Retry-After, or -1 */
-    char msg[256];       /* one line: what went wrong */
+    char msg[256];          /* one line: what went wrong */
 };
 
 struct provider_submit {
@@ -33,13 +33,13 @@ struct provider_submit {
 
 struct provider_status {
     enum task_state state;
-    int progress;         /* 0..100, -1 unknown */
-    char **urls;          /* result URLs (success), malloc'd array of malloc'd */
+    int progress; /* 0..100, -1 unknown */
+    char **urls;  /* result URLs (success), malloc'd array of malloc'd */
     size_t n_urls;
-    char *fail_code;      /* malloc'd or NULL */
-    char *fail_msg;       /* malloc'd or NULL */
+    char *fail_code;                           /* malloc'd or NULL */
+    char *fail_msg;                            /* malloc'd or NULL */
     int64_t create_ms, update_ms, complete_ms; /* 0 when absent */
-    char *data_json;      /* the status object as received (compact), malloc'd */
+    char *data_json; /* the status object as received (compact), malloc'd */
 };
 
 /* base_url without trailing slash is fine either way. NULL on ENOMEM. */

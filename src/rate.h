@@ -9,7 +9,7 @@ struct rate {
     double limit;   /* configured requests per second */
     double current; /* in force now (<= limit) */
     double tokens;
-    double burst;   /* bucket size */
+    double burst; /* bucket size */
     int64_t last_ms;
     int64_t blocked_until_ms; /* Retry-After: no request before this */
 };

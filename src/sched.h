@@ -25,8 +25,8 @@ struct sched_task {
 };
 
 #define SCHED_NEVER INT64_C(-1)
-#define SCHED_SLOW_INTERVAL_MS INT64_C(300000)   /* after give-up: every 5 min */
-#define SCHED_LATE_WINDOW_MS INT64_C(86400000)   /* ... for 24 h after submit */
+#define SCHED_SLOW_INTERVAL_MS INT64_C(300000) /* after give-up: every 5 min */
+#define SCHED_LATE_WINDOW_MS INT64_C(86400000) /* ... for 24 h after submit */
 
 /* "fixed" | "adaptive" | "exponential" | "learned" -> 0, else -EINVAL. */
 int sched_kind_parse(const char *name, enum sched_kind *out);
@@ -38,7 +38,8 @@ void sched_profile_default(const char *model, struct sched_profile *out);
 
 /* Time (ms) after which readers of result get ETIMEDOUT:
  * fixed/adaptive/learned: submit + profile max; exponential: submit + 10 min. */
-int64_t sched_deadline(enum sched_kind k, const struct sched_profile *p, const struct sched_task *t);
+int64_t sched_deadline(enum sched_kind k, const struct sched_profile *p,
+                       const struct sched_task *t);
 
 /* Absolute due time of the next status poll, jitter included (+-10% of the
  * gap, drawn from *rng which is advanced), never earlier than now_ms.
