@@ -1,17 +1,23 @@
 #include "engine.h"
 
+#include "cachepath.h"
 #include "clock.h"
+#include "media.h"
 #include "rate.h"
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define MAX_INFLIGHT 48
 #define MAX_BODY (16u * 1024 * 1024)
@@ -21,7 +27,11 @@
 #define STOP_GRACE_MS 15000
 #define LAG_SAMPLES 4096
 
-enum xfer_kind { X_SUBMIT, X_STATUS, X_ADOPT };
+enum xfer_kind { X_SUBMIT, X_STATUS, X_ADOPT, X_DOWNLOAD };
+
+#define MAX_DOWNLOADS 4
+#define DOWNLOAD_ATTEMPTS 4
+#define MAX_REDIRECTS 5L
 
 struct xfer {
     enum xfer_kind kind;
@@ -35,6 +45,22 @@ struct xfer {
     size_t len, cap;
     bool too_big;
     char retry_after[64];
+    /* downloads */
+    uint32_t file_n;
+    int attempt;
+    int64_t cap_bytes;
+    int fd;
+    int64_t written;
+    char content_type[128];
+};
+
+/* A result file waiting to be downloaded. */
+struct dl_job {
+    uint32_t task_idx;
+    uint32_t file_n;
+    int attempts;
+    int64_t not_before_ms;
+    struct dl_job *next;
 };
 
 /* Per-task scheduling state, parallel to the store's task slots. */
@@ -46,7 +72,7 @@ struct tsched {
 };
 
 struct counters {
-    uint64_t submit, status, adopt;
+    uint64_t submit, status, adopt, downloads, download_bytes, evictions;
     uint64_t retries, http_429, errors, transport_errors;
     uint64_t polls_late; /* sent over 1 s after due */
     double lag_ms[LAG_SAMPLES];
@@ -79,9 +105,13 @@ struct engine {
     struct rate rate;
     uint64_t rng;
     int64_t last_flush_ms;
+    struct dl_job *dl_head, *dl_tail;
+    int downloads;
+    int64_t cache_bytes; /* whole files in the cache */
 
     pthread_mutex_t stats_lock;
     struct counters c;
+    int64_t cache_bytes_now;
     double rate_now;
 };
 
@@ -260,6 +290,21 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *arg)
 {
     struct xfer *x = arg;
     size_t n = size * nmemb;
+    static const char ctype[] = "content-type:";
+    if (n > 5 && strncmp(ptr, "HTTP/", 5) == 0)
+        x->content_type[0] = '\0'; /* a new response (after a redirect) */
+    if (n > sizeof(ctype) && strncasecmp(ptr, ctype, sizeof(ctype) - 1) == 0) {
+        const char *v = ptr + sizeof(ctype) - 1;
+        size_t vl = n - (sizeof(ctype) - 1);
+        while (vl && (*v == ' ' || *v == '\t'))
+            v++, vl--;
+        while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n' || v[vl - 1] == ' '))
+            vl--;
+        if (vl >= sizeof(x->content_type))
+            vl = sizeof(x->content_type) - 1;
+        memcpy(x->content_type, v, vl);
+        x->content_type[vl] = '\0';
+    }
     static const char name[] = "retry-after:";
     if (n > sizeof(name) && strncasecmp(ptr, name, sizeof(name) - 1) == 0) {
         const char *v = ptr + sizeof(name) - 1;
@@ -279,7 +324,7 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *arg)
 static void xfer_detach(struct engine *e, struct xfer *x)
 {
     curl_multi_remove_handle(e->multi, x->h);
-    e->inflight--;
+    e->inflight -= x->kind != X_DOWNLOAD;
     e->submits_inflight -= x->kind == X_SUBMIT;
     if (x->prev)
         x->prev->next = x->next;
@@ -293,12 +338,29 @@ static void xfer_free(struct xfer *x)
 {
     if (!x)
         return;
+    if (x->kind == X_DOWNLOAD && x->fd >= 0)
+        close(x->fd);
     if (x->h)
         curl_easy_cleanup(x->h);
     curl_slist_free_all(x->hdrs);
     provider_request_clear(&x->req);
     free(x->buf);
     free(x);
+}
+
+static int xfer_add(struct engine *e, struct xfer *x)
+{
+    if (curl_multi_add_handle(e->multi, x->h) != CURLM_OK)
+        return -EIO;
+    /* Downloads have their own limit: they go to other hosts. */
+    e->inflight += x->kind != X_DOWNLOAD;
+    e->submits_inflight += x->kind == X_SUBMIT;
+    x->prev = NULL;
+    x->next = e->xfers;
+    if (e->xfers)
+        e->xfers->prev = x;
+    e->xfers = x;
+    return 0;
 }
 
 static int xfer_start(struct engine *e, struct xfer *x, long timeout_ms)
@@ -330,16 +392,7 @@ static int xfer_start(struct engine *e, struct xfer *x, long timeout_ms)
         curl_easy_setopt(h, CURLOPT_POST, 1L);
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, x->req.body ? x->req.body : "");
     }
-    if (curl_multi_add_handle(e->multi, h) != CURLM_OK)
-        return -EIO;
-    e->inflight++;
-    e->submits_inflight += x->kind == X_SUBMIT;
-    x->prev = NULL;
-    x->next = e->xfers;
-    if (e->xfers)
-        e->xfers->prev = x;
-    e->xfers = x;
-    return 0;
+    return xfer_add(e, x);
 }
 
 static void count(struct engine *e, uint64_t *field)
@@ -357,6 +410,300 @@ static void record_lag(struct engine *e, double lag)
     if (e->c.n_lag < LAG_SAMPLES)
         e->c.n_lag++;
     pthread_mutex_unlock(&e->stats_lock);
+}
+
+static int64_t backoff_ms(struct engine *e, uint32_t streak)
+{
+    int64_t b = 1000;
+    for (uint32_t i = 1; i < streak && b < 60000; i++)
+        b *= 2;
+    if (b > 60000)
+        b = 60000;
+    return b / 2 + (int64_t)(sched_rand(&e->rng) % (uint64_t)(b / 2 + 1));
+}
+
+/* ---- downloads of result files ---- */
+
+static const char *model_of(struct engine *e, const struct task *t)
+{
+    return store_model_at(e->store, t->model_idx)->name;
+}
+
+static void dl_queue(struct engine *e, uint32_t idx, uint32_t n, bool front)
+{
+    for (struct dl_job *j = e->dl_head; j; j = j->next)
+        if (j->task_idx == idx && j->file_n == n)
+            return;
+    struct dl_job *j = calloc(1, sizeof(*j));
+    if (!j) {
+        log_error(e->log, "out of memory queueing a download");
+        return;
+    }
+    j->task_idx = idx;
+    j->file_n = n;
+    if (front || !e->dl_tail) {
+        j->next = e->dl_head;
+        e->dl_head = j;
+        if (!e->dl_tail)
+            e->dl_tail = j;
+    } else {
+        e->dl_tail->next = j;
+        e->dl_tail = j;
+    }
+}
+
+static void dl_queue_task(struct engine *e, const struct task *t)
+{
+    for (uint32_t n = 0; t->files && n < t->n_urls; n++)
+        if (t->files[n].state == FILE_PENDING)
+            dl_queue(e, t->idx, n, false);
+}
+
+static int mkdir_parents(char *path, mode_t mode)
+{
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        int rc = mkdir(path, mode);
+        *p = '/';
+        if (rc != 0 && errno != EEXIST)
+            return -errno;
+    }
+    return 0;
+}
+
+static size_t on_file_body(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+    struct xfer *x = arg;
+    size_t n = size * nmemb;
+    if (x->written + (int64_t)n > x->cap_bytes) {
+        x->too_big = true;
+        return 0;
+    }
+    size_t done = 0;
+    while (done < n) {
+        ssize_t w = write(x->fd, ptr + done, n - done);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return 0;
+        }
+        done += (size_t)w;
+    }
+    x->written += (int64_t)n;
+    return n;
+}
+
+static void start_download(struct engine *e, struct dl_job *j)
+{
+    const struct task *t = store_task_at(e->store, j->task_idx);
+    if (!t || !t->files || j->file_n >= t->n_urls || t->files[j->file_n].state == FILE_DONE ||
+        t->files[j->file_n].state == FILE_DOWNLOADING) {
+        free(j);
+        return;
+    }
+    char part[4096];
+    struct xfer *x = calloc(1, sizeof(*x));
+    if (!x) {
+        free(j);
+        return;
+    }
+    x->kind = X_DOWNLOAD;
+    x->fd = -1;
+    x->task_idx = j->task_idx;
+    x->file_n = j->file_n;
+    x->attempt = j->attempts + 1;
+    x->cap_bytes = e->cfg.file_max_bytes;
+    if (cache_part_path(part, sizeof(part), e->cfg.cache_dir, model_of(e, t), t->id, j->file_n) <
+            0 ||
+        mkdir_parents(part, 0700) < 0 ||
+        (x->fd = open(part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0) {
+        log_error(e->log, "%s/%s: cannot write to the cache (%s): check cache_dir %s",
+                  model_of(e, t), t->id, strerror(errno), e->cfg.cache_dir);
+        store_file_set(e->store, j->task_idx, j->file_n, FILE_FAILED, NULL, -2);
+        xfer_free(x);
+        free(j);
+        return;
+    }
+    x->h = curl_easy_init();
+    CURL *h = x->h;
+    /* A plain GET: the API key never goes to a result host. */
+    curl_easy_setopt(h, CURLOPT_URL, t->urls[j->file_n]);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(h, CURLOPT_MAXREDIRS, MAX_REDIRECTS);
+    curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)e->cfg.file_max_bytes);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, CONNECT_TIMEOUT_MS);
+    /* Big files take long: give up only when the transfer stalls. */
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 60L);
+    curl_easy_setopt(h, CURLOPT_USERAGENT, "genfs/" GENFS_VERSION);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_file_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, x);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, x);
+    curl_easy_setopt(h, CURLOPT_PRIVATE, x);
+    if (xfer_add(e, x) < 0) {
+        store_file_set(e->store, j->task_idx, j->file_n, FILE_FAILED, NULL, -2);
+        xfer_free(x);
+        free(j);
+        return;
+    }
+    e->downloads++;
+    count(e, &e->c.downloads);
+    store_file_set(e->store, j->task_idx, j->file_n, FILE_DOWNLOADING, NULL, -2);
+    free(j);
+}
+
+/* Least recently opened whole files go first, until the cache fits its cap. */
+static void evict_if_needed(struct engine *e)
+{
+    while (e->cfg.cache_max_bytes > 0 && e->cache_bytes > e->cfg.cache_max_bytes) {
+        const struct task *victim = NULL;
+        uint32_t vn = 0;
+        int64_t oldest = INT64_MAX;
+        for (uint32_t i = 0; i < store_task_slots(e->store); i++) {
+            const struct task *t = store_task_at(e->store, i);
+            for (uint32_t n = 0; t && t->files && n < t->n_urls; n++) {
+                int64_t at = __atomic_load_n(&t->files[n].atime_ms, __ATOMIC_RELAXED);
+                if (t->files[n].state == FILE_DONE && at < oldest) {
+                    oldest = at;
+                    victim = t;
+                    vn = n;
+                }
+            }
+        }
+        if (!victim)
+            return;
+        char path[4096];
+        if (cache_file_path(path, sizeof(path), e->cfg.cache_dir, model_of(e, victim), victim->id,
+                            victim->files[vn].name) == 0)
+            unlink(path);
+        e->cache_bytes -= victim->files[vn].size;
+        count(e, &e->c.evictions);
+        log_info(e->log, "%s/%s: evicted files/%s from the cache (fetched again when read)",
+                 model_of(e, victim), victim->id, victim->files[vn].name);
+        store_file_set(e->store, victim->idx, vn, FILE_PENDING, NULL, -2);
+    }
+}
+
+static void on_download_done(struct engine *e, struct xfer *x, CURLcode cc, long http, int64_t now)
+{
+    e->downloads--;
+    const struct task *t = store_task_at(e->store, x->task_idx);
+    char part[4096];
+    if (!t) {
+        return; /* forgotten meanwhile: its cache dir is gone */
+    }
+    const char *model = model_of(e, t);
+    cache_part_path(part, sizeof(part), e->cfg.cache_dir, model, t->id, x->file_n);
+    const char *url = t->urls[x->file_n];
+    char why[256] = "";
+    enum file_state final = FILE_FAILED;
+    bool retry = false;
+    if (cc == CURLE_OK && http >= 200 && http < 300) {
+        char name[32], path[4096];
+        media_file_name(x->file_n, url, x->content_type[0] ? x->content_type : NULL, name,
+                        sizeof(name));
+        if (fsync(x->fd) != 0 ||
+            cache_file_path(path, sizeof(path), e->cfg.cache_dir, model, t->id, name) < 0 ||
+            rename(part, path) != 0) {
+            snprintf(why, sizeof(why), "cannot store it in the cache: %s", strerror(errno));
+        } else {
+            store_file_set(e->store, x->task_idx, x->file_n, FILE_DONE, name, x->written);
+            __atomic_store_n(&t->files[x->file_n].atime_ms, now, __ATOMIC_RELAXED);
+            e->cache_bytes += x->written;
+            pthread_mutex_lock(&e->stats_lock);
+            e->c.download_bytes += (uint64_t)x->written;
+            pthread_mutex_unlock(&e->stats_lock);
+            evict_if_needed(e);
+            return;
+        }
+    } else if (cc == CURLE_OK && (http == 403 || http == 404 || http == 410)) {
+        final = FILE_EXPIRED;
+        snprintf(why, sizeof(why),
+                 "the result URL expired (HTTP %ld): the provider no longer "
+                 "serves it",
+                 http);
+    } else if (cc == CURLE_OK) {
+        snprintf(why, sizeof(why), "HTTP %ld", http);
+        retry = http == 408 || http == 429 || http >= 500;
+    } else if (cc == CURLE_UNSUPPORTED_PROTOCOL) {
+        snprintf(why, sizeof(why), "refused: it leads to a URL that is not http(s)");
+    } else if (cc == CURLE_TOO_MANY_REDIRECTS) {
+        snprintf(why, sizeof(why), "refused: more than %ld redirects", MAX_REDIRECTS);
+    } else if (cc == CURLE_FILESIZE_EXCEEDED || (cc == CURLE_WRITE_ERROR && x->too_big)) {
+        snprintf(why, sizeof(why), "refused: larger than the %lld-byte file_max",
+                 (long long)e->cfg.file_max_bytes);
+    } else {
+        snprintf(why, sizeof(why), "%s", curl_easy_strerror(cc));
+        retry = cc != CURLE_WRITE_ERROR;
+    }
+    unlink(part);
+    if (retry && x->attempt < DOWNLOAD_ATTEMPTS) {
+        count(e, &e->c.retries);
+        log_info(e->log, "%s/%s: download of files/%u failed (%s); retrying", model, t->id,
+                 x->file_n, why);
+        store_file_set(e->store, x->task_idx, x->file_n, FILE_PENDING, NULL, -2);
+        dl_queue(e, x->task_idx, x->file_n, false);
+        for (struct dl_job *j = e->dl_head; j; j = j->next)
+            if (j->task_idx == x->task_idx && j->file_n == x->file_n) {
+                j->attempts = x->attempt;
+                j->not_before_ms = now + backoff_ms(e, (uint32_t)x->attempt);
+            }
+        return;
+    }
+    log_warn(e->log, "%s/%s: download of files/%u failed: %s (%s)", model, t->id, x->file_n, why,
+             url);
+    store_file_set(e->store, x->task_idx, x->file_n, final, NULL, -2);
+}
+
+/* Removes a task's cache directory and what is in it. */
+static void cache_forget(struct engine *e, const struct task *t)
+{
+    char dir[4096];
+    if (cache_task_dir(dir, sizeof(dir), e->cfg.cache_dir, model_of(e, t), t->id) < 0)
+        return;
+    for (uint32_t n = 0; t->files && n < t->n_urls; n++)
+        if (t->files[n].state == FILE_DONE)
+            e->cache_bytes -= t->files[n].size;
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d)))
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+            unlinkat(dirfd(d), de->d_name, 0);
+    closedir(d);
+    rmdir(dir);
+}
+
+/* At start: what is already in the cache is served from there; the rest of
+ * every finished task's files is downloaded again. */
+static void cache_scan(struct engine *e)
+{
+    for (uint32_t i = 0; i < store_task_slots(e->store); i++) {
+        const struct task *t = store_task_at(e->store, i);
+        for (uint32_t n = 0; t && t->files && n < t->n_urls; n++) {
+            char path[4096];
+            struct stat st;
+            if (cache_file_path(path, sizeof(path), e->cfg.cache_dir, model_of(e, t), t->id,
+                                t->files[n].name) == 0 &&
+                stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
+                (t->files[n].size < 0 || st.st_size == t->files[n].size)) {
+                store_file_set(e->store, i, n, FILE_DONE, NULL, st.st_size);
+                int64_t at = (int64_t)st.st_atim.tv_sec * 1000;
+                __atomic_store_n(&t->files[n].atime_ms, at, __ATOMIC_RELAXED);
+                e->cache_bytes += st.st_size;
+            } else {
+                dl_queue(e, i, n, false);
+            }
+        }
+    }
+    evict_if_needed(e);
 }
 
 /* ---- commands ---- */
@@ -471,6 +818,8 @@ static void handle_cmd(struct engine *e, struct engine_cmd *cmd)
         break;
     }
     case ENGINE_FORGET:
+        if (store_task_at(e->store, cmd->task_idx))
+            cache_forget(e, store_task_at(e->store, cmd->task_idx));
         rc = store_task_remove(e->store, cmd->task_idx);
         if (rc == 0 && cmd->task_idx < e->ts_cap)
             heap_remove(e, cmd->task_idx);
@@ -485,6 +834,18 @@ static void handle_cmd(struct engine *e, struct engine_cmd *cmd)
         rc = store_model_remove(e->store, cmd->model_idx);
         cmd_finish(cmd, rc, rc == -ENOTEMPTY ? "the model still holds tasks: rmdir them first" : 0);
         break;
+    case ENGINE_FETCH: {
+        const struct task *t = store_task_at(e->store, cmd->task_idx);
+        if (t && t->files && cmd->file_n < t->n_urls) {
+            enum file_state fs = t->files[cmd->file_n].state;
+            if (fs == FILE_FAILED)
+                store_file_set(e->store, cmd->task_idx, cmd->file_n, FILE_PENDING, NULL, -2);
+            if (fs == FILE_FAILED || fs == FILE_PENDING)
+                dl_queue(e, cmd->task_idx, cmd->file_n, true);
+        }
+        cmd_finish(cmd, 0, NULL);
+        break;
+    }
     case ENGINE_POLL_NOW:
         if (store_task_at(e->store, cmd->task_idx) && !e->ts[cmd->task_idx].inflight)
             heap_set(e, cmd->task_idx, clock_now_ms());
@@ -494,16 +855,6 @@ static void handle_cmd(struct engine *e, struct engine_cmd *cmd)
 }
 
 /* ---- answers ---- */
-
-static int64_t backoff_ms(struct engine *e, uint32_t streak)
-{
-    int64_t b = 1000;
-    for (uint32_t i = 1; i < streak && b < 60000; i++)
-        b *= 2;
-    if (b > 60000)
-        b = 60000;
-    return b / 2 + (int64_t)(sched_rand(&e->rng) % (uint64_t)(b / 2 + 1));
-}
 
 static void transport_error_msg(CURLcode cc, char *msg, size_t len)
 {
@@ -647,6 +998,8 @@ static void on_status_done(struct engine *e, struct xfer *x, CURLcode cc, long h
                 const struct task *t = store_task_at(e->store, idx);
                 if (!task_state_final(t->state))
                     schedule_task(e, t, now);
+                else
+                    dl_queue_task(e, t);
                 adopt->task_idx = idx;
                 log_info(e->log, "%s/%s: adopted (%s)", m->name, adopt->name,
                          task_state_name(t->state));
@@ -673,6 +1026,8 @@ static void on_status_done(struct engine *e, struct xfer *x, CURLcode cc, long h
         t = store_task_at(e->store, idx);
         if (task_state_final(t->state)) {
             heap_remove(e, idx);
+            if (!was_final)
+                dl_queue_task(e, t);
             if (!was_final) {
                 log_info(e->log, "%s/%s: %s", model, t->id, task_state_name(t->state));
                 if (ps.complete_ms > 0 && now >= ps.complete_ms)
@@ -720,7 +1075,9 @@ static void drain_done(struct engine *e)
             cc = CURLE_OK;
         }
         int64_t now = clock_now_ms();
-        if (x->kind == X_SUBMIT)
+        if (x->kind == X_DOWNLOAD)
+            on_download_done(e, x, cc, http, now);
+        else if (x->kind == X_SUBMIT)
             on_submit_done(e, x, cc, http, now);
         else
             on_status_done(e, x, cc, http, now);
@@ -785,6 +1142,23 @@ static int64_t launch_due(struct engine *e, int64_t now, bool stopping)
     }
     if (stopping)
         return wait;
+    /* Downloads: the first ready ones, up to their own limit. */
+    for (struct dl_job **jp = &e->dl_head; *jp && e->downloads < MAX_DOWNLOADS;) {
+        struct dl_job *j = *jp;
+        if (j->not_before_ms > now) {
+            if (j->not_before_ms - now < wait)
+                wait = j->not_before_ms - now;
+            jp = &j->next;
+            continue;
+        }
+        *jp = j->next;
+        if (e->dl_tail == j) {
+            e->dl_tail = NULL;
+            for (struct dl_job *k = e->dl_head; k; k = k->next)
+                e->dl_tail = k;
+        }
+        start_download(e, j);
+    }
     while (e->heap_len > 0 && e->inflight < MAX_INFLIGHT) {
         uint32_t idx = e->heap[0];
         int64_t due = e->ts[idx].due_ms;
@@ -828,6 +1202,7 @@ static void *engine_main(void *arg)
         }
         pthread_mutex_lock(&e->stats_lock);
         e->rate_now = e->rate.current;
+        e->cache_bytes_now = e->cache_bytes;
         pthread_mutex_unlock(&e->stats_lock);
         if (stopping) {
             /* Status polls can be dropped; a submission in flight cannot. */
@@ -894,6 +1269,8 @@ struct engine *engine_new(struct store *st, struct provider *prov, struct log *l
         if (t && !task_state_final(t->state))
             schedule_task(e, t, now);
     }
+    cache_scan(e);
+    e->cache_bytes_now = e->cache_bytes;
     return e;
 }
 
@@ -942,6 +1319,11 @@ void engine_free(struct engine *e)
         explicit_bzero(e->auth_header, strlen(e->auth_header));
         free(e->auth_header);
     }
+    while (e->dl_head) {
+        struct dl_job *j = e->dl_head;
+        e->dl_head = j->next;
+        free(j);
+    }
     free(e->ts);
     free(e->heap);
     pthread_mutex_destroy(&e->inbox_lock);
@@ -965,6 +1347,7 @@ char *engine_stats_json(struct engine *e)
     pthread_mutex_lock(&e->stats_lock);
     struct counters c = e->c;
     double rate_now = e->rate_now;
+    int64_t cache_bytes = e->cache_bytes_now;
     pthread_mutex_unlock(&e->stats_lock);
 
     cJSON *root = cJSON_CreateObject();
@@ -975,6 +1358,11 @@ char *engine_stats_json(struct engine *e)
     cJSON_AddNumberToObject(req, "submit", (double)c.submit);
     cJSON_AddNumberToObject(req, "status", (double)(c.status + c.adopt));
     cJSON_AddNumberToObject(req, "total", (double)(c.submit + c.status + c.adopt));
+    cJSON *dl = cJSON_AddObjectToObject(root, "downloads");
+    cJSON_AddNumberToObject(dl, "started", (double)c.downloads);
+    cJSON_AddNumberToObject(dl, "bytes", (double)c.download_bytes);
+    cJSON_AddNumberToObject(dl, "evictions", (double)c.evictions);
+    cJSON_AddNumberToObject(dl, "cache_bytes", (double)cache_bytes);
     cJSON_AddNumberToObject(root, "retries", (double)c.retries);
     cJSON_AddNumberToObject(root, "http_429", (double)c.http_429);
     cJSON_AddNumberToObject(root, "errors", (double)c.errors);

@@ -22,6 +22,7 @@ enum engine_cmd_kind {
     ENGINE_MODEL_ADD,    /* name -> model_idx */
     ENGINE_MODEL_REMOVE, /* model_idx */
     ENGINE_POLL_NOW,     /* task_idx; no reply */
+    ENGINE_FETCH,        /* task_idx, file_n: download (again) now */
 };
 
 struct engine_cmd;
@@ -34,6 +35,7 @@ struct engine_cmd {
     enum engine_cmd_kind kind;
     uint32_t model_idx;
     uint32_t task_idx;
+    uint32_t file_n;
     char *name;
     char *input_json;
     char *prompt;
@@ -50,6 +52,9 @@ struct engine_config {
     enum sched_kind schedule;
     double rate;
     double timeout_s;
+    const char *cache_dir;
+    int64_t file_max_bytes;          /* one result file */
+    int64_t cache_max_bytes;         /* all whole files; 0 = no limit */
     const struct opts_model *models; /* profile overrides from the config */
     size_t n_models;
 };

@@ -1,5 +1,6 @@
 #include "fs.h"
 
+#include "cachepath.h"
 #include "clock.h"
 #include "input.h"
 #include "opts.h"
@@ -34,8 +35,11 @@ enum task_kind {
     TK_PROMPT,
     TK_INPUT,
     TK_STATUS,
-    TK_COUNT
+    TK_COUNT,      /* the plain files above */
+    TK_FILES = 7,  /* files/ */
+    TK_FILE0 = 16, /* files/<n>: TK_FILE0 + n */
 };
+#define MAX_FILES ((1u << TASK_SHIFT) - TK_FILE0)
 
 static const char *const task_file_names[TK_COUNT] = {NULL,     "state",      "result",     "error",
                                                       "prompt", "input.json", "status.json"};
@@ -75,7 +79,7 @@ static struct node node_of(fuse_ino_t ino)
         n.type = N_TASK;
         n.idx = (uint32_t)((ino - TASK_BASE) >> TASK_SHIFT);
         n.kind = (int)((ino - TASK_BASE) & ((1u << TASK_SHIFT) - 1));
-        if (n.kind >= TK_COUNT)
+        if (n.kind >= TK_COUNT && n.kind != TK_FILES && n.kind < TK_FILE0)
             n.type = N_NONE;
     } else if (ino >= MODEL_BASE) {
         n.type = N_MODEL;
@@ -102,7 +106,7 @@ static const struct {
 
 /* ---- open files and deferred requests ---- */
 
-enum fh_kind { FH_PLAIN, FH_NEW, FH_STATE, FH_RESULT, FH_EVENTS, FH_SNAPSHOT };
+enum fh_kind { FH_PLAIN, FH_NEW, FH_STATE, FH_RESULT, FH_EVENTS, FH_SNAPSHOT, FH_MEDIA };
 
 struct fh {
     enum fh_kind kind;
@@ -114,6 +118,9 @@ struct fh {
     struct fh *poll_next, *poll_prev; /* in fs->pollers while ph is set */
     /* events */
     uint64_t cursor;
+    /* files/<n>: the cache file once whole */
+    uint32_t file_n;
+    int fd;
     /* stats/log snapshot */
     char *snap;
     size_t snap_len;
@@ -126,13 +133,14 @@ struct fh {
     bool too_big; /* a write(2) went over the limit: refuse the rest */
 };
 
-enum pend_kind { P_RESULT, P_EVENTS, P_OP };
+enum pend_kind { P_RESULT, P_EVENTS, P_OP, P_FILE };
 
 struct pending {
     uint64_t id;
     enum pend_kind kind;
     fuse_req_t req;
     uint32_t idx;
+    uint32_t file_n;
     size_t size;
     off_t off;
     struct fh *fh;
@@ -157,6 +165,7 @@ struct event_line {
 };
 
 struct fs {
+    char *cache_dir;
     struct store *store;
     struct engine *engine;
     struct log *log;
@@ -414,7 +423,25 @@ static int fs_stat(struct fs *f, fuse_ino_t ino, struct stat *st)
         set_time(st, task_file_mtime(t, (enum task_kind)n.kind));
         if (n.kind == TK_DIR) {
             st->st_mode = S_IFDIR | 0555;
+            st->st_nlink = t->files ? 3 : 2;
+        } else if (n.kind == TK_FILES) {
+            if (!t->files) {
+                rc = -ENOENT;
+                break;
+            }
+            set_time(st, t->change_ms);
+            st->st_mode = S_IFDIR | 0555;
             st->st_nlink = 2;
+        } else if (n.kind >= TK_FILE0) {
+            uint32_t fn = (uint32_t)(n.kind - TK_FILE0);
+            if (!t->files || fn >= t->n_urls) {
+                rc = -ENOENT;
+                break;
+            }
+            set_time(st, t->change_ms);
+            st->st_mode = S_IFREG | 0444;
+            st->st_nlink = 1;
+            st->st_size = t->files[fn].size > 0 ? t->files[fn].size : 0;
         } else {
             st->st_mode = S_IFREG | 0444;
             st->st_nlink = 1;
@@ -483,6 +510,13 @@ static fuse_ino_t child_ino(struct fs *f, fuse_ino_t parent, const char *name)
         for (int k = 1; k < TK_COUNT; k++)
             if (strcmp(name, task_file_names[k]) == 0)
                 ino = task_ino(n.idx, (enum task_kind)k);
+        if (strcmp(name, "files") == 0 && store_task_at(f->store, n.idx)->files)
+            ino = task_ino(n.idx, TK_FILES);
+    } else if (n.type == N_TASK && n.kind == TK_FILES && store_task_at(f->store, n.idx)) {
+        const struct task *t = store_task_at(f->store, n.idx);
+        for (uint32_t i = 0; t->files && i < t->n_urls && i < MAX_FILES; i++)
+            if (strcmp(name, t->files[i].name) == 0)
+                ino = task_ino(n.idx, (enum task_kind)(TK_FILE0 + i));
     }
     store_unlock(f->store);
     return ino;
@@ -671,6 +705,19 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
         for (int k = 1; k < TK_COUNT; k++)
             if (off < 2 + k)
                 ADD_ENT(task_file_names[k], task_ino(n.idx, (enum task_kind)k), S_IFREG, 2 + k);
+        if (off < 2 + TK_COUNT && t->files)
+            ADD_ENT("files", task_ino(n.idx, TK_FILES), S_IFDIR, 2 + TK_COUNT);
+    } else if (n.type == N_TASK && n.kind == TK_FILES && store_task_at(f->store, n.idx) &&
+               store_task_at(f->store, n.idx)->files) {
+        const struct task *t = store_task_at(f->store, n.idx);
+        if (off < 1)
+            ADD_ENT(".", ino, S_IFDIR, 1);
+        if (off < 2)
+            ADD_ENT("..", task_ino(n.idx, TK_DIR), S_IFDIR, 2);
+        for (uint32_t i = 0; i < t->n_urls && i < MAX_FILES; i++)
+            if (off < (off_t)(3 + i))
+                ADD_ENT(t->files[i].name, task_ino(n.idx, (enum task_kind)(TK_FILE0 + i)), S_IFREG,
+                        (off_t)(3 + i));
     } else {
         err = ENOTDIR;
     }
@@ -708,7 +755,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
     struct node n = node_of(ino);
     if (n.type == N_ROOT || (n.type == N_MODEL && n.kind == MK_DIR) ||
-        (n.type == N_TASK && n.kind == TK_DIR))
+        (n.type == N_TASK && (n.kind == TK_DIR || n.kind == TK_FILES)))
         fuse_reply_open(req, fi);
     else
         fuse_reply_err(req, ENOTDIR);
@@ -732,6 +779,85 @@ static char *snapshot(struct fs *f, fuse_ino_t ino, size_t *len)
         return s;
     }
     return log_ring_text(f->log, len, NULL);
+}
+
+/* The cache file of files/<n> when it is whole, else -1; touch marks it
+ * used for the least-recently-used eviction. */
+static int media_open(struct fs *f, uint32_t idx, uint32_t n, bool touch)
+{
+    char path[4096];
+    int fd = -1;
+    store_rdlock(f->store);
+    const struct task *t = store_task_at(f->store, idx);
+    if (t && t->files && n < t->n_urls && t->files[n].state == FILE_DONE) {
+        const struct model *m = store_model_at(f->store, t->model_idx);
+        if (cache_file_path(path, sizeof(path), f->cache_dir, m->name, t->id, t->files[n].name) ==
+            0)
+            fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (touch)
+            __atomic_store_n(&t->files[n].atime_ms, clock_now_ms(), __ATOMIC_RELAXED);
+    }
+    store_unlock(f->store);
+    return fd;
+}
+
+static enum file_state media_state(struct fs *f, uint32_t idx, uint32_t n)
+{
+    enum file_state st = FILE_EXPIRED;
+    store_rdlock(f->store);
+    const struct task *t = store_task_at(f->store, idx);
+    if (t && t->files && n < t->n_urls)
+        st = t->files[n].state;
+    store_unlock(f->store);
+    return st;
+}
+
+static void reply_fd(fuse_req_t req, int fd, size_t size, off_t off)
+{
+    struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
+    bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+    bv.buf[0].fd = fd;
+    bv.buf[0].pos = off;
+    fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
+}
+
+static void fetch_done(struct engine_cmd *cmd, int err, const char *msg)
+{
+    (void)err;
+    (void)msg;
+    free(cmd);
+}
+
+static void post_fetch(struct fs *f, uint32_t idx, uint32_t n)
+{
+    struct engine_cmd *c = calloc(1, sizeof(*c));
+    if (!c)
+        return;
+    c->kind = ENGINE_FETCH;
+    c->task_idx = idx;
+    c->file_n = n;
+    c->done = fetch_done;
+    engine_post(f->engine, c);
+}
+
+/* What a reader of files/<n> gets now: 1 (cache file open in *fd), a
+ * negative errno, or 0 to wait for the download. */
+static int media_ready(struct fs *f, uint32_t idx, uint32_t n, int *fd)
+{
+    *fd = media_open(f, idx, n, false);
+    if (*fd >= 0)
+        return 1;
+    switch (media_state(f, idx, n)) {
+    case FILE_FAILED:
+        return -EIO;
+    case FILE_EXPIRED:
+        return -ENOENT;
+    case FILE_DONE: /* evicted between the two looks */
+    case FILE_PENDING:
+    case FILE_DOWNLOADING:
+        return 0;
+    }
+    return -EIO;
 }
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -781,6 +907,17 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         }
         h->idx = n.idx;
         h->kind = n.kind == TK_STATE ? FH_STATE : n.kind == TK_RESULT ? FH_RESULT : FH_PLAIN;
+        h->fd = -1;
+        if (n.kind >= TK_FILE0) {
+            h->kind = FH_MEDIA;
+            h->file_n = (uint32_t)(n.kind - TK_FILE0);
+            h->fd = media_open(f, h->idx, h->file_n, true);
+            if (h->fd >= 0) {
+                /* Whole and immutable: let the page cache keep it. */
+                fi->direct_io = 0;
+                fi->keep_cache = 1;
+            }
+        }
     } else {
         free(h);
         fuse_reply_err(req, EISDIR);
@@ -955,6 +1092,69 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         answer_result(req, rc ? rc : -EIO, text, len, size, off);
         return;
     }
+    case FH_MEDIA: {
+        if (h->fd >= 0) {
+            reply_fd(req, h->fd, size, off);
+            return;
+        }
+        int fd;
+        int rc = media_ready(f, h->idx, h->file_n, &fd);
+        if (rc == 1) {
+            reply_fd(req, fd, size, off);
+            pthread_mutex_lock(&f->lock);
+            if (h->fd < 0)
+                h->fd = fd, fd = -1;
+            pthread_mutex_unlock(&f->lock);
+            if (fd >= 0)
+                close(fd);
+            return;
+        }
+        if (rc == -EIO) {
+            /* Tell this reader now; try once more in the background. */
+            post_fetch(f, h->idx, h->file_n);
+            log_warn(f->log, "read of a result file failed: its download failed (see above)");
+        }
+        if (rc < 0) {
+            fuse_reply_err(req, -rc);
+            return;
+        }
+        if (fi->flags & O_NONBLOCK) {
+            fuse_reply_err(req, EAGAIN);
+            return;
+        }
+        struct pending *p = calloc(1, sizeof(*p));
+        if (!p) {
+            fuse_reply_err(req, ENOMEM);
+            return;
+        }
+        *p = (struct pending){.kind = P_FILE,
+                              .req = req,
+                              .idx = h->idx,
+                              .file_n = h->file_n,
+                              .size = size,
+                              .off = off,
+                              .fh = h};
+        pthread_mutex_lock(&f->lock);
+        rc = media_ready(f, h->idx, h->file_n, &fd);
+        if (rc == 0 && !f->shutting_down) {
+            pending_link(f, p);
+            uint64_t id = p->id;
+            pthread_mutex_unlock(&f->lock);
+            fuse_req_interrupt_func(req, on_interrupt, (void *)(uintptr_t)id);
+            /* An evicted file comes back on demand. */
+            post_fetch(f, h->idx, h->file_n);
+            return;
+        }
+        pthread_mutex_unlock(&f->lock);
+        free(p);
+        if (rc == 1) {
+            reply_fd(req, fd, size, off);
+            close(fd);
+        } else {
+            fuse_reply_err(req, rc ? -rc : EIO);
+        }
+        return;
+    }
     case FH_STATE:
     case FH_PLAIN: {
         size_t len = 0;
@@ -995,6 +1195,8 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
             fuse_pollhandle_destroy(h->ph);
         }
         pthread_mutex_unlock(&f->lock);
+        if (h->kind == FH_MEDIA && h->fd >= 0)
+            close(h->fd);
         free(h->snap);
         free(h->task_id);
         free(h->partial);
@@ -1417,6 +1619,9 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
     conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS_AUTO;
     if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
         conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+    /* Cached media goes from the cache file to the reader without a copy here. */
+    if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+        conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
 }
 
 static const struct fuse_lowlevel_ops ops = {
@@ -1513,6 +1718,37 @@ static void wake_results(struct fs *f, uint32_t idx)
     }
 }
 
+static void wake_files(struct fs *f, uint32_t idx, uint32_t n)
+{
+    int fd;
+    int rc = media_ready(f, idx, n, &fd);
+    if (rc == 0)
+        return;
+    pthread_mutex_lock(&f->lock);
+    struct pending *p = f->pending, *ready = NULL;
+    while (p) {
+        struct pending *next = p->next;
+        if (p->kind == P_FILE && p->idx == idx && p->file_n == n) {
+            pending_unlink(f, p);
+            p->next = ready;
+            ready = p;
+        }
+        p = next;
+    }
+    pthread_mutex_unlock(&f->lock);
+    while (ready) {
+        struct pending *next = ready->next;
+        if (rc == 1)
+            reply_fd(ready->req, fd, ready->size, ready->off);
+        else
+            fuse_reply_err(ready->req, -rc);
+        free(ready);
+        ready = next;
+    }
+    if (fd >= 0)
+        close(fd);
+}
+
 static void wake_pollers(struct fs *f, uint32_t idx)
 {
     pthread_mutex_lock(&f->lock);
@@ -1564,17 +1800,25 @@ static void on_store_change(void *arg, const struct store_change *c)
         wake_results(f, c->task_idx);
         break;
     case STORE_FILE_CHANGED:
+        if (f->se) {
+            fuse_lowlevel_notify_inval_inode(
+                f->se, task_ino(c->task_idx, (enum task_kind)(TK_FILE0 + c->file_n)), -1, 0);
+            fuse_lowlevel_notify_inval_inode(f->se, task_ino(c->task_idx, TK_FILES), -1, 0);
+        }
+        wake_files(f, c->task_idx, c->file_n);
+        break;
     case STORE_MODEL_ADDED:
     case STORE_MODEL_REMOVED:
         break;
     }
 }
 
-struct fs *fs_new(struct store *st, struct engine *eng, struct log *lg)
+struct fs *fs_new(struct store *st, struct engine *eng, struct log *lg, const char *cache_dir)
 {
     struct fs *f = calloc(1, sizeof(*f));
     if (!f)
         return NULL;
+    f->cache_dir = strdup(cache_dir);
     f->events = calloc(EVENT_RING, sizeof(*f->events));
     if (!f->events) {
         free(f);
@@ -1613,7 +1857,7 @@ void fs_shutdown(struct fs *f)
         if (p->kind == P_EVENTS) {
             fuse_reply_buf(p->req, NULL, 0);
             free(p);
-        } else if (p->kind == P_RESULT) {
+        } else if (p->kind == P_RESULT || p->kind == P_FILE) {
             fuse_reply_err(p->req, EIO);
             free(p);
         } else {
@@ -1631,5 +1875,6 @@ void fs_free(struct fs *f)
         return;
     pthread_mutex_destroy(&f->lock);
     free(f->events);
+    free(f->cache_dir);
     free(f);
 }

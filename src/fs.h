@@ -12,7 +12,7 @@
 
 struct fs;
 
-struct fs *fs_new(struct store *st, struct engine *eng, struct log *lg);
+struct fs *fs_new(struct store *st, struct engine *eng, struct log *lg, const char *cache_dir);
 void fs_free(struct fs *f);
 const struct fuse_lowlevel_ops *fs_ops(void);
 /* The session the kernel notifications go to; set before the loop runs. */

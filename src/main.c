@@ -56,6 +56,9 @@ static int run(struct genfs_ctx *c)
                                .schedule = o->schedule,
                                .rate = o->rate,
                                .timeout_s = o->timeout_s,
+                               .cache_dir = o->cache_dir,
+                               .file_max_bytes = o->file_max_bytes,
+                               .cache_max_bytes = o->cache_max_bytes,
                                .models = o->models,
                                .n_models = o->n_models};
     c->engine = engine_new(c->store, c->provider, c->log, &ec);
@@ -63,7 +66,7 @@ static int run(struct genfs_ctx *c)
         return start_failed("cannot start the engine (out of memory, or a bad API key)");
     /* The engine copied what it needs; the key need not stay around. */
     explicit_bzero(o->api_key, strlen(o->api_key));
-    c->fs = fs_new(c->store, c->engine, c->log);
+    c->fs = fs_new(c->store, c->engine, c->log, o->cache_dir);
     if (!c->fs)
         return start_failed("out of memory");
 

@@ -29,6 +29,8 @@ struct raw_opts {
     char *callback_url;
     char *callback_listen;
     char *timeout;
+    char *file_max;
+    char *cache_max;
     char *mountpoint;
     int foreground;
     int debug;
@@ -55,6 +57,8 @@ static const struct fuse_opt opt_spec[] = {
     RAW("callback_url=%s", callback_url),
     RAW("callback_listen=%s", callback_listen),
     RAW("timeout=%s", timeout),
+    RAW("file_max=%s", file_max),
+    RAW("cache_max=%s", cache_max),
     FUSE_OPT_KEY("-h", KEY_HELP),
     FUSE_OPT_KEY("--help", KEY_HELP),
     FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -124,6 +128,45 @@ bool opts_model_name_valid(const char *name)
             return false;
     }
     return true;
+}
+
+/* "2G", "500M", "4096": bytes; -EINVAL when not a size. */
+static int parse_size(const char *s, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || v < 0)
+        return -EINVAL;
+    double mul = 1;
+    switch (*end) {
+    case 'k':
+    case 'K':
+        mul = 1024.0, end++;
+        break;
+    case 'm':
+    case 'M':
+        mul = 1024.0 * 1024, end++;
+        break;
+    case 'g':
+    case 'G':
+        mul = 1024.0 * 1024 * 1024, end++;
+        break;
+    case 't':
+    case 'T':
+        mul = 1024.0 * 1024 * 1024 * 1024, end++;
+        break;
+    default:
+        break;
+    }
+    if (*end == 'i' || *end == 'B')
+        end += *end == 'i' ? 1 : 0;
+    if (*end == 'B')
+        end++;
+    if (*end || v * mul > 9.0e18)
+        return -EINVAL;
+    *out = (int64_t)(v * mul);
+    return 0;
 }
 
 static char *xdg_dir(const char *env, const char *fallback_rel)
@@ -319,6 +362,12 @@ static int load_config(struct opts *o, bool explicit_path, char *err, size_t err
                 rc = fail(err, errlen, "config: rate must be a positive number");
             else if (o->rate <= 0)
                 o->rate = it->valuedouble;
+        } else if (strcmp(k, "file_max_bytes") == 0 || strcmp(k, "cache_max_bytes") == 0) {
+            int64_t *slot = k[0] == 'f' ? &o->file_max_bytes : &o->cache_max_bytes;
+            if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble > 9.0e18)
+                rc = fail(err, errlen, "config: %s must be a number of bytes", k);
+            else if (*slot < 0)
+                *slot = (int64_t)it->valuedouble;
         } else if (strcmp(k, "models") == 0) {
             const cJSON *m;
             if (cJSON_IsArray(it)) {
@@ -406,6 +455,16 @@ int opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen)
                   "invalid timeout '%s': give seconds for one request, e.g. -o timeout=60",
                   r.timeout);
     free(r.timeout);
+    o->file_max_bytes = -1;
+    o->cache_max_bytes = -1;
+    if (rc == 0 && r.file_max &&
+        (parse_size(r.file_max, &o->file_max_bytes) < 0 || o->file_max_bytes < 1))
+        rc = fail(err, errlen, "invalid file_max '%s': give a size such as 2G or 500M", r.file_max);
+    if (rc == 0 && r.cache_max && parse_size(r.cache_max, &o->cache_max_bytes) < 0)
+        rc = fail(err, errlen, "invalid cache_max '%s': give a size such as 10G (0: no limit)",
+                  r.cache_max);
+    free(r.file_max);
+    free(r.cache_max);
     bool explicit_config = r.config != NULL;
     o->config_path = r.config;
     if (rc < 0 || o->show_help || o->show_version)
@@ -463,6 +522,10 @@ int opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen)
         return fail(err, errlen,
                     "callback mode is not available in this build yet: drop "
                     "callback_url/callback_listen to poll instead");
+    if (o->file_max_bytes < 0)
+        o->file_max_bytes = INT64_C(2) << 30;
+    if (o->cache_max_bytes < 0)
+        o->cache_max_bytes = INT64_C(10) << 30;
     if (!o->state_dir)
         o->state_dir = xdg_dir("XDG_STATE_HOME", ".local/state");
     if (!o->cache_dir)
@@ -489,6 +552,8 @@ void opts_print_help(const char *prog)
            "  -o schedule=NAME       fixed | adaptive | exponential | learned (default learned)\n"
            "  -o rate=N              at most N API requests per second (default 10)\n"
            "  -o timeout=SECONDS     time limit of one API request (default 60)\n"
+           "  -o file_max=SIZE       largest result file downloaded (default 2G)\n"
+           "  -o cache_max=SIZE      cache size; least recently used files go (default 10G)\n"
            "  -o provider=NAME       wire protocol profile (default native)\n"
            "  -o notify=on|off       inotify announcements for watchers (default on)\n"
            "  -o allow_other         let other users see the mount (needs user_allow_other)\n"

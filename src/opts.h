@@ -34,6 +34,8 @@ struct opts {
     char *models_arg;
     double rate;
     double timeout_s; /* one API request's time limit */
+    int64_t file_max_bytes;
+    int64_t cache_max_bytes;
     enum sched_kind schedule;
     bool notify;
     struct opts_model *models;
