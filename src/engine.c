@@ -26,6 +26,8 @@
 #define FLUSH_EVERY_MS 1000
 #define STOP_GRACE_MS 15000
 #define LAG_SAMPLES 4096
+#define LOG_ONCE_SLOTS 64
+#define LOG_ONCE_MS 600000
 
 enum xfer_kind { X_SUBMIT, X_STATUS, X_ADOPT, X_DOWNLOAD };
 
@@ -45,6 +47,7 @@ struct xfer {
     size_t len, cap;
     bool too_big;
     char retry_after[64];
+    bool fresh; /* no connection reuse (submissions) */
     /* downloads */
     uint32_t file_n;
     int attempt;
@@ -106,6 +109,10 @@ struct engine {
     uint64_t rng;
     int64_t last_flush_ms;
     struct dl_job *dl_head, *dl_tail;
+    struct {
+        uint64_t hash;
+        int64_t at_ms;
+    } logged[LOG_ONCE_SLOTS];
     int downloads;
     int64_t cache_bytes; /* whole files in the cache */
 
@@ -239,7 +246,8 @@ int64_t engine_task_deadline(struct engine *e, const struct task *t, const char 
 
 /* Next poll of a pending task: the schedule's time, but never past the
  * deadline, so readers hear of the give-up on time. */
-static void schedule_task(struct engine *e, const struct task *t, int64_t now)
+static void schedule_task_after(struct engine *e, const struct task *t, int64_t now,
+                                int64_t not_before)
 {
     const struct model *m = store_model_at(e->store, t->model_idx);
     struct sched_profile p;
@@ -249,6 +257,8 @@ static void schedule_task(struct engine *e, const struct task *t, int64_t now)
     int64_t deadline = sched_deadline(e->cfg.schedule, &p, &v);
     if (!t->gave_up && deadline > now && (due == SCHED_NEVER || due > deadline))
         due = deadline;
+    if (due != SCHED_NEVER && due < not_before)
+        due = not_before;
     if (due == SCHED_NEVER) {
         log_info(e->log,
                  "%s/%s: no answer within 24 h; polling stopped (rmdir it or adopt it "
@@ -258,6 +268,11 @@ static void schedule_task(struct engine *e, const struct task *t, int64_t now)
         return;
     }
     heap_set(e, t->idx, due);
+}
+
+static void schedule_task(struct engine *e, const struct task *t, int64_t now)
+{
+    schedule_task_after(e, t, now, 0);
 }
 
 /* ---- transfers ---- */
@@ -388,6 +403,8 @@ static int xfer_start(struct engine *e, struct xfer *x, long timeout_ms)
     curl_easy_setopt(h, CURLOPT_HEADERDATA, x);
     curl_easy_setopt(h, CURLOPT_PRIVATE, x);
     curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+    if (x->fresh)
+        curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, 1L);
     if (strcmp(x->req.method, "POST") == 0) {
         curl_easy_setopt(h, CURLOPT_POST, 1L);
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, x->req.body ? x->req.body : "");
@@ -420,6 +437,30 @@ static int64_t backoff_ms(struct engine *e, uint32_t streak)
     if (b > 60000)
         b = 60000;
     return b / 2 + (int64_t)(sched_rand(&e->rng) % (uint64_t)(b / 2 + 1));
+}
+
+/* True when this message was not logged in the last 10 minutes: a flaky
+ * provider must not flood the log with one line per poll. */
+static bool log_once(struct engine *e, const char *msg)
+{
+    uint64_t h = 1469598103934665603u;
+    for (const unsigned char *p = (const unsigned char *)msg; *p; p++)
+        h = (h ^ *p) * 1099511628211u;
+    int64_t now = clock_now_ms();
+    size_t oldest = 0;
+    for (size_t i = 0; i < LOG_ONCE_SLOTS; i++) {
+        if (e->logged[i].hash == h) {
+            if (now - e->logged[i].at_ms < LOG_ONCE_MS)
+                return false;
+            e->logged[i].at_ms = now;
+            return true;
+        }
+        if (e->logged[i].at_ms < e->logged[oldest].at_ms)
+            oldest = i;
+    }
+    e->logged[oldest].hash = h;
+    e->logged[oldest].at_ms = now;
+    return true;
 }
 
 /* ---- downloads of result files ---- */
@@ -740,6 +781,10 @@ static int start_submit(struct engine *e, struct engine_cmd *cmd)
     x->kind = X_SUBMIT;
     x->cmd = cmd;
     cmd->attempts++;
+    /* libcurl silently resends a request whose reused connection died before
+     * any answer; for a submit that can create the task twice. A fresh
+     * connection is never resent. */
+    x->fresh = true;
     if (xfer_start(e, x, (long)(e->cfg.timeout_s * 1000)) < 0) {
         xfer_free(x);
         cmd_finish(cmd, -EIO, "cannot start the HTTP request");
@@ -899,6 +944,7 @@ static void on_submit_done(struct engine *e, struct xfer *x, CURLcode cc, long h
                                     &perr);
         if (err == 0) {
             uint32_t idx;
+            rate_on_success(&e->rate);
             struct task_new tn = {.model_idx = cmd->model_idx,
                                   .id = sub.task_id,
                                   .input_json = cmd->input_json,
@@ -1044,15 +1090,19 @@ static void on_status_done(struct engine *e, struct xfer *x, CURLcode cc, long h
             schedule_task(e, t, now);
         }
     } else {
+        /* A failed poll is a missed look: the schedule's next poll is the retry,
+         * pushed back further while failures go on, so a struggling provider
+         * gets fewer requests, not more. */
         uint32_t streak = ++e->ts[idx].fail_streak;
         count(e, &e->c.errors);
-        if (streak == 1 || streak % 20 == 0)
-            log_warn(e->log, "%s/%s: status poll failed (%s); will retry", model, t->id, msg);
+        if (log_once(e, msg))
+            log_warn(e->log, "%s/%s: status poll failed (%s); will retry (said once per 10 min)",
+                     model, t->id, msg);
         int64_t wait = backoff_ms(e, streak);
         if (perr.retry_after_ms > wait)
             wait = perr.retry_after_ms;
         count(e, &e->c.retries);
-        heap_set(e, idx, now + wait);
+        schedule_task_after(e, t, now, now + wait);
     }
     provider_status_clear(&ps);
 }
