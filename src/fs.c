@@ -459,10 +459,25 @@ static int fs_stat(struct fs *f, fuse_ino_t ino, struct stat *st)
     return rc;
 }
 
-static double attr_timeout_for(fuse_ino_t ino)
+static double attr_timeout_for(struct fs *f, fuse_ino_t ino)
 {
     /* stats and log change all the time without a notification. */
-    return (ino == INO_STATS || ino == INO_LOG || ino == INO_EVENTS) ? 0.0 : ATTR_TIMEOUT;
+    if (ino == INO_STATS || ino == INO_LOG || ino == INO_EVENTS)
+        return 0.0;
+    /* A result file not yet whole: its size will change, and a reader that
+     * opens it just as it becomes whole must not see the old size. */
+    struct node n = node_of(ino);
+    if (n.type == N_TASK && n.kind >= TK_FILE0) {
+        bool whole = false;
+        store_rdlock(f->store);
+        const struct task *t = store_task_at(f->store, n.idx);
+        uint32_t fn = (uint32_t)(n.kind - TK_FILE0);
+        if (t && t->files && fn < t->n_urls)
+            whole = t->files[fn].state == FILE_DONE;
+        store_unlock(f->store);
+        return whole ? ATTR_TIMEOUT : 0.0;
+    }
+    return ATTR_TIMEOUT;
 }
 
 static void reply_entry(fuse_req_t req, struct fs *f, fuse_ino_t ino)
@@ -475,7 +490,7 @@ static void reply_entry(fuse_req_t req, struct fs *f, fuse_ino_t ino)
     }
     e.ino = ino;
     e.generation = 1;
-    e.attr_timeout = attr_timeout_for(ino);
+    e.attr_timeout = attr_timeout_for(f, ino);
     e.entry_timeout = ENTRY_TIMEOUT;
     fuse_reply_entry(req, &e);
 }
@@ -542,7 +557,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     if (rc < 0)
         fuse_reply_err(req, -rc);
     else
-        fuse_reply_attr(req, &st, attr_timeout_for(ino));
+        fuse_reply_attr(req, &st, attr_timeout_for(f, ino));
 }
 
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
@@ -602,7 +617,7 @@ static bool dir_add(struct dirbuf *d, const char *name, fuse_ino_t ino, mode_t m
                 return true; /* vanished meanwhile: skip it */
             e.ino = ino;
             e.generation = 1;
-            e.attr_timeout = attr_timeout_for(ino);
+            e.attr_timeout = attr_timeout_for(d->fs, ino);
             e.entry_timeout = ENTRY_TIMEOUT;
         } else {
             e.attr.st_ino = ino;

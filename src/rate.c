@@ -6,6 +6,7 @@
 #include <math.h>
 
 #define RATE_FLOOR 0.2 /* requests/s: throttling never stops us entirely */
+#define RATE_CUT_EVERY_MS 1000
 
 static void rate_refill(struct rate *r, int64_t now_ms)
 {
@@ -30,6 +31,7 @@ void rate_init(struct rate *r, double per_second, int64_t now_ms)
     r->tokens = r->burst;
     r->last_ms = now_ms;
     r->blocked_until_ms = INT64_MIN;
+    r->last_cut_ms = INT64_MIN;
 }
 
 int64_t rate_take(struct rate *r, int64_t now_ms)
@@ -49,7 +51,10 @@ void rate_on_throttle(struct rate *r, int64_t now_ms, int64_t retry_after_ms)
 {
     /* Credit the time elapsed so far at the old rate before slowing down. */
     rate_refill(r, now_ms);
-    rate_set_current(r, fmax(r->current / 2.0, RATE_FLOOR));
+    if (r->last_cut_ms == INT64_MIN || now_ms - r->last_cut_ms >= RATE_CUT_EVERY_MS) {
+        rate_set_current(r, fmax(r->current / 2.0, RATE_FLOOR));
+        r->last_cut_ms = now_ms;
+    }
     /* End the burst in progress: one request may go, then the new pace. */
     r->tokens = fmin(r->tokens, 1.0);
     if (retry_after_ms > 0 && now_ms + retry_after_ms > r->blocked_until_ms) {
