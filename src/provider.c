@@ -1,6 +1,8 @@
-/* The native provider profile (SPEC 4): request building and answer
- * parsing. Every answer is untrusted: anything malformed becomes -EPROTO,
- * retryable, with a message naming what was wrong. */
+/* The provider profile interpreter: one generic reading of a profile (JSON
+ * data: how to authenticate, submit, find the task id, poll, map states,
+ * find result URLs and errors) for every provider. Every answer is
+ * untrusted: anything malformed becomes -EPROTO, retryable, with a message
+ * naming what was wrong. */
 #include "provider.h"
 
 #include <cjson/cJSON.h>
@@ -14,24 +16,397 @@
 
 #define PROVIDER_MAX_BODY ((size_t)16 * 1024 * 1024)
 #define PROVIDER_MAX_TASK_ID 200
+#define PROVIDER_MAX_URLS 64
 /* A provider asking for a longer pause would freeze every task; cap it. */
 #define PROVIDER_MAX_RETRY_AFTER_MS INT64_C(3600000)
 
-struct provider {
-    char *base_url; /* without trailing slash */
+enum time_format { TIMES_NONE, TIMES_MS, TIMES_ISO };
+
+struct state_word {
+    char *word;
+    enum task_state state;
 };
+
+struct provider {
+    char *name;
+    char *base_url; /* without trailing slash, or NULL */
+    char *auth_header;
+    char *auth_value; /* holds {key} */
+    /* envelope around every answer, or none */
+    char *env_code, *env_message, *env_data;
+    long env_ok;
+    char **error_message; /* where a non-2xx body says what went wrong */
+    size_t n_error_message;
+    /* submit */
+    char *submit_method, *submit_url;
+    cJSON *submit_body, *callback_body, *callback_query;
+    char *submit_task_id, *submit_status_url, *submit_result_url;
+    /* status */
+    char *status_url, *state_path, *progress_path, *result_path, *urls_path;
+    bool result_is_json_string;
+    char *failed_if, *error_code_path, *error_msg_path;
+    struct state_word *states;
+    size_t n_states;
+    enum time_format times;
+    char *create_path, *update_path, *complete_path;
+    /* separate result request */
+    bool has_result;
+    char *result_url, *result_urls_path, *result_error_code, *result_error_msg;
+};
+
+/* ---- profile loading ---- */
+
+struct loader {
+    const char *source;
+    char *err;
+    size_t errlen;
+    bool failed;
+};
+
+static void load_fail(struct loader *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void load_fail(struct loader *l, const char *fmt, ...)
+{
+    if (l->failed)
+        return;
+    l->failed = true;
+    int n = snprintf(l->err, l->errlen, "provider profile %s: ", l->source);
+    va_list ap;
+    va_start(ap, fmt);
+    if (n >= 0 && (size_t)n < l->errlen)
+        vsnprintf(l->err + n, l->errlen - (size_t)n, fmt, ap);
+    va_end(ap);
+}
+
+/* Every key of obj must be in allowed (NULL-terminated). */
+static void load_keys(struct loader *l, const cJSON *obj, const char *where,
+                      const char *const *allowed)
+{
+    const cJSON *it;
+    cJSON_ArrayForEach(it, obj)
+    {
+        bool ok = false;
+        for (const char *const *a = allowed; *a && !ok; a++)
+            ok = strcmp(*a, it->string) == 0;
+        if (!ok)
+            load_fail(l, "unknown key %s%s%s", where, *where ? "." : "", it->string);
+    }
+}
+
+static char *load_str(struct loader *l, const cJSON *obj, const char *where, const char *key,
+                      bool required)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v || cJSON_IsNull(v)) {
+        if (required)
+            load_fail(l, "missing key %s.%s", where, key);
+        return NULL;
+    }
+    if (!cJSON_IsString(v)) {
+        load_fail(l, "%s.%s must be a string", where, key);
+        return NULL;
+    }
+    return strdup(v->valuestring);
+}
+
+static const cJSON *load_obj(struct loader *l, const cJSON *obj, const char *where, const char *key,
+                             bool required)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v || cJSON_IsNull(v)) {
+        if (required)
+            load_fail(l, "missing key %s%s%s", where, *where ? "." : "", key);
+        return NULL;
+    }
+    if (!cJSON_IsObject(v)) {
+        load_fail(l, "%s%s%s must be an object", where, *where ? "." : "", key);
+        return NULL;
+    }
+    return v;
+}
+
+static bool load_bool(struct loader *l, const cJSON *obj, const char *where, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v || cJSON_IsNull(v))
+        return false;
+    if (!cJSON_IsBool(v))
+        load_fail(l, "%s.%s must be true or false", where, key);
+    return cJSON_IsTrue(v);
+}
+
+/* A body template: an object or the string "{input}". */
+static cJSON *load_body(struct loader *l, const cJSON *obj, const char *where, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v || cJSON_IsNull(v))
+        return NULL;
+    if (!cJSON_IsObject(v) && !(cJSON_IsString(v) && strcmp(v->valuestring, "{input}") == 0)) {
+        load_fail(l, "%s.%s must be an object or \"{input}\"", where, key);
+        return NULL;
+    }
+    return cJSON_Duplicate(v, true);
+}
+
+static bool url_template_ok(const char *t)
+{
+    return t && (strncmp(t, "{base}", 6) == 0 || strncmp(t, "http://", 7) == 0 ||
+                 strncmp(t, "https://", 8) == 0 || strncmp(t, "{result_url}", 12) == 0);
+}
+
+static void load_error_message(struct loader *l, struct provider *p, const cJSON *root)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "error_message");
+    if (!v)
+        return;
+    if (cJSON_IsString(v)) {
+        p->error_message = calloc(1, sizeof(char *));
+        if (p->error_message)
+            p->error_message[p->n_error_message++] = strdup(v->valuestring);
+        return;
+    }
+    if (!cJSON_IsArray(v)) {
+        load_fail(l, "error_message must be a string or an array of strings");
+        return;
+    }
+    p->error_message = calloc((size_t)cJSON_GetArraySize(v) + 1, sizeof(char *));
+    const cJSON *it;
+    cJSON_ArrayForEach(it, v)
+    {
+        if (!cJSON_IsString(it)) {
+            load_fail(l, "error_message must be a string or an array of strings");
+            return;
+        }
+        if (p->error_message)
+            p->error_message[p->n_error_message++] = strdup(it->valuestring);
+    }
+}
+
+static void load_states(struct loader *l, struct provider *p, const cJSON *status)
+{
+    const cJSON *st = load_obj(l, status, "status", "states", true);
+    if (!st)
+        return;
+    p->states = calloc((size_t)cJSON_GetArraySize(st) + 1, sizeof(*p->states));
+    const cJSON *it;
+    cJSON_ArrayForEach(it, st)
+    {
+        enum task_state s;
+        if (!cJSON_IsString(it) || task_state_parse(it->valuestring, &s) < 0) {
+            load_fail(l,
+                      "status.states.%s must be one of waiting, queuing, generating, success, "
+                      "failed",
+                      it->string);
+            return;
+        }
+        if (p->states) {
+            p->states[p->n_states].word = strdup(it->string);
+            p->states[p->n_states++].state = s;
+        }
+    }
+    if (p->n_states == 0)
+        load_fail(l, "status.states is empty");
+}
+
+static void load_envelope(struct loader *l, struct provider *p, const cJSON *root)
+{
+    const cJSON *env = load_obj(l, root, "", "envelope", false);
+    if (!env)
+        return;
+    static const char *const keys[] = {"code", "ok", "message", "data", NULL};
+    load_keys(l, env, "envelope", keys);
+    p->env_code = load_str(l, env, "envelope", "code", true);
+    p->env_message = load_str(l, env, "envelope", "message", false);
+    p->env_data = load_str(l, env, "envelope", "data", true);
+    const cJSON *ok = cJSON_GetObjectItemCaseSensitive(env, "ok");
+    if (!cJSON_IsNumber(ok))
+        load_fail(l, "envelope.ok must be a number (the code of success)");
+    else
+        p->env_ok = (long)ok->valuedouble;
+}
+
+static void load_submit(struct loader *l, struct provider *p, const cJSON *root)
+{
+    const cJSON *sub = load_obj(l, root, "", "submit", true);
+    if (!sub)
+        return;
+    static const char *const keys[] = {
+        "method",     "url",        "body", "callback_body", "callback_query", "task_id",
+        "status_url", "result_url", NULL};
+    load_keys(l, sub, "submit", keys);
+    p->submit_method = load_str(l, sub, "submit", "method", false);
+    if (!p->submit_method)
+        p->submit_method = strdup("POST");
+    else if (strcmp(p->submit_method, "POST") != 0 && strcmp(p->submit_method, "PUT") != 0)
+        load_fail(l, "submit.method must be POST or PUT");
+    p->submit_url = load_str(l, sub, "submit", "url", true);
+    if (p->submit_url && !url_template_ok(p->submit_url))
+        load_fail(l, "submit.url must start with {base} or http(s)://");
+    p->submit_body = load_body(l, sub, "submit", "body");
+    if (!p->submit_body && !l->failed)
+        load_fail(l, "missing key submit.body");
+    p->callback_body = load_body(l, sub, "submit", "callback_body");
+    const cJSON *q = load_obj(l, sub, "submit", "callback_query", false);
+    if (q) {
+        const cJSON *it;
+        cJSON_ArrayForEach(it, q)
+        {
+            if (!cJSON_IsString(it))
+                load_fail(l, "submit.callback_query.%s must be a string", it->string);
+        }
+        p->callback_query = cJSON_Duplicate(q, true);
+    }
+    p->submit_task_id = load_str(l, sub, "submit", "task_id", true);
+    p->submit_status_url = load_str(l, sub, "submit", "status_url", false);
+    p->submit_result_url = load_str(l, sub, "submit", "result_url", false);
+}
+
+static void load_status(struct loader *l, struct provider *p, const cJSON *root)
+{
+    const cJSON *st = load_obj(l, root, "", "status", true);
+    if (!st)
+        return;
+    static const char *const keys[] = {"url",           "state",         "states",
+                                       "progress",      "result",        "result_is_json_string",
+                                       "urls",          "failed_if",     "error_code",
+                                       "error_message", "times",         "create_time",
+                                       "update_time",   "complete_time", NULL};
+    load_keys(l, st, "status", keys);
+    p->status_url = load_str(l, st, "status", "url", true);
+    if (p->status_url && !url_template_ok(p->status_url))
+        load_fail(l, "status.url must start with {base} or http(s)://");
+    p->state_path = load_str(l, st, "status", "state", true);
+    load_states(l, p, st);
+    p->progress_path = load_str(l, st, "status", "progress", false);
+    p->result_path = load_str(l, st, "status", "result", false);
+    p->result_is_json_string = load_bool(l, st, "status", "result_is_json_string");
+    p->urls_path = load_str(l, st, "status", "urls", false);
+    p->failed_if = load_str(l, st, "status", "failed_if", false);
+    p->error_code_path = load_str(l, st, "status", "error_code", false);
+    p->error_msg_path = load_str(l, st, "status", "error_message", false);
+    char *times = load_str(l, st, "status", "times", false);
+    p->times = !times                      ? TIMES_NONE
+               : strcmp(times, "ms") == 0  ? TIMES_MS
+               : strcmp(times, "iso") == 0 ? TIMES_ISO
+                                           : TIMES_NONE;
+    if (times && p->times == TIMES_NONE)
+        load_fail(l, "status.times must be \"ms\" or \"iso\"");
+    free(times);
+    p->create_path = load_str(l, st, "status", "create_time", false);
+    p->update_path = load_str(l, st, "status", "update_time", false);
+    p->complete_path = load_str(l, st, "status", "complete_time", false);
+}
+
+static void load_result(struct loader *l, struct provider *p, const cJSON *root)
+{
+    const cJSON *r = load_obj(l, root, "", "result", false);
+    if (!r) {
+        if (!p->result_path && !l->failed)
+            load_fail(l, "no way to the result: give status.result or a result section");
+        return;
+    }
+    static const char *const keys[] = {"url", "urls", "error_code", "error_message", NULL};
+    load_keys(l, r, "result", keys);
+    p->has_result = true;
+    p->result_url = load_str(l, r, "result", "url", true);
+    if (p->result_url && !url_template_ok(p->result_url))
+        load_fail(l, "result.url must start with {base}, {result_url} or http(s)://");
+    p->result_urls_path = load_str(l, r, "result", "urls", false);
+    if (!p->result_urls_path)
+        p->result_urls_path = strdup("");
+    p->result_error_code = load_str(l, r, "result", "error_code", false);
+    p->result_error_msg = load_str(l, r, "result", "error_message", false);
+}
+
+struct provider *provider_load_json(const char *text, const char *source, char *err, size_t errlen)
+{
+    struct loader l = {.source = source, .err = err, .errlen = errlen};
+    cJSON *root = cJSON_Parse(text);
+    if (!cJSON_IsObject(root)) {
+        load_fail(&l, "not a valid JSON object");
+        cJSON_Delete(root);
+        return NULL;
+    }
+    struct provider *p = calloc(1, sizeof(*p));
+    if (!p) {
+        load_fail(&l, "out of memory");
+        cJSON_Delete(root);
+        return NULL;
+    }
+    static const char *const keys[] = {"name",          "about",  "base_url", "auth",   "envelope",
+                                       "error_message", "submit", "status",   "result", NULL};
+    load_keys(&l, root, "", keys);
+    p->name = load_str(&l, root, "profile", "name", true);
+    p->base_url = load_str(&l, root, "profile", "base_url", false);
+    if (p->base_url && provider_set_base_url(p, p->base_url) < 0)
+        load_fail(&l, "base_url must start with http:// or https://");
+    const cJSON *auth = load_obj(&l, root, "", "auth", true);
+    if (auth) {
+        static const char *const akeys[] = {"header", "value", NULL};
+        load_keys(&l, auth, "auth", akeys);
+        p->auth_header = load_str(&l, auth, "auth", "header", true);
+        p->auth_value = load_str(&l, auth, "auth", "value", true);
+        if (p->auth_value && !strstr(p->auth_value, "{key}"))
+            load_fail(&l, "auth.value must hold {key}");
+        if (p->auth_header && (!*p->auth_header || strpbrk(p->auth_header, ": \r\n")))
+            load_fail(&l, "auth.header must be a plain header name");
+    }
+    load_envelope(&l, p, root);
+    load_error_message(&l, p, root);
+    load_submit(&l, p, root);
+    load_status(&l, p, root);
+    load_result(&l, p, root);
+    cJSON_Delete(root);
+    if (l.failed) {
+        provider_free(p);
+        return NULL;
+    }
+    return p;
+}
+
+struct provider *provider_load_builtin(const char *name, char *err, size_t errlen)
+{
+    for (const struct provider_builtin *b = provider_builtins; b->name; b++) {
+        if (strcmp(b->name, name) == 0) {
+            char source[64];
+            snprintf(source, sizeof(source), "built-in %s", name);
+            return provider_load_json(b->json, source, err, errlen);
+        }
+    }
+    snprintf(err, errlen, "no built-in provider profile '%s'", name);
+    return NULL;
+}
+
+int provider_set_base_url(struct provider *p, const char *base_url)
+{
+    if (strncmp(base_url, "http://", 7) != 0 && strncmp(base_url, "https://", 8) != 0)
+        return -EINVAL;
+    size_t n = strlen(base_url);
+    while (n > 0 && base_url[n - 1] == '/')
+        n--;
+    char *copy = strndup(base_url, n);
+    if (!copy)
+        return -ENOMEM;
+    free(p->base_url);
+    p->base_url = copy;
+    return 0;
+}
+
+const char *provider_name(const struct provider *p)
+{
+    return p->name;
+}
+
+const char *provider_base_url(const struct provider *p)
+{
+    return p->base_url;
+}
 
 struct provider *provider_new_native(const char *base_url)
 {
-    struct provider *p = calloc(1, sizeof(*p));
-    if (!p)
-        return NULL;
-    size_t n = strlen(base_url);
-    if (n > 0 && base_url[n - 1] == '/')
-        n--;
-    p->base_url = strndup(base_url, n);
-    if (!p->base_url) {
-        free(p);
+    char err[256];
+    struct provider *p = provider_load_builtin("native", err, sizeof(err));
+    if (p && provider_set_base_url(p, base_url) < 0) {
+        provider_free(p);
         return NULL;
     }
     return p;
@@ -41,20 +416,58 @@ void provider_free(struct provider *p)
 {
     if (!p)
         return;
-    free(p->base_url);
+    char **strs[] = {&p->name,
+                     &p->base_url,
+                     &p->auth_header,
+                     &p->auth_value,
+                     &p->env_code,
+                     &p->env_message,
+                     &p->env_data,
+                     &p->submit_method,
+                     &p->submit_url,
+                     &p->submit_task_id,
+                     &p->submit_status_url,
+                     &p->submit_result_url,
+                     &p->status_url,
+                     &p->state_path,
+                     &p->progress_path,
+                     &p->result_path,
+                     &p->urls_path,
+                     &p->failed_if,
+                     &p->error_code_path,
+                     &p->error_msg_path,
+                     &p->create_path,
+                     &p->update_path,
+                     &p->complete_path,
+                     &p->result_url,
+                     &p->result_urls_path,
+                     &p->result_error_code,
+                     &p->result_error_msg};
+    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
+        free(*strs[i]);
+    for (size_t i = 0; i < p->n_error_message; i++)
+        free(p->error_message[i]);
+    free(p->error_message);
+    for (size_t i = 0; i < p->n_states; i++)
+        free(p->states[i].word);
+    free(p->states);
+    cJSON_Delete(p->submit_body);
+    cJSON_Delete(p->callback_body);
+    cJSON_Delete(p->callback_query);
     free(p);
 }
 
 char *provider_auth_header(const struct provider *p, const char *key)
 {
-    (void)p;
     /* A CR or LF in the key would smuggle extra header lines into requests. */
     for (const char *c = key; *c; c++) {
         if (iscntrl((unsigned char)*c))
             return NULL;
     }
+    const char *at = strstr(p->auth_value, "{key}");
     char *line = NULL;
-    if (asprintf(&line, "Authorization: Bearer %s", key) < 0)
+    if (asprintf(&line, "%s: %.*s%s%s", p->auth_header, (int)(at - p->auth_value), p->auth_value,
+                 key, at + 5) < 0)
         return NULL;
     return line;
 }
@@ -70,6 +483,7 @@ void provider_submit_clear(struct provider_submit *s)
 {
     free(s->task_id);
     free(s->status_url);
+    free(s->result_url);
     *s = (struct provider_submit){0};
 }
 
@@ -89,40 +503,125 @@ void provider_status_clear(struct provider_status *s)
 /* Appends s to the string being built in *out (len bytes so far),
  * percent-encoding every byte outside RFC 3986's unreserved set (and '/'
  * when keep_slash, since model ids with slashes are path segments). */
-static int provider_append_path(char **out, size_t *len, const char *s, bool keep_slash)
+static int provider_append_enc(char **out, size_t *len, const char *s, size_t n, bool keep_slash)
 {
-    char *grown = realloc(*out, *len + 3 * strlen(s) + 1);
+    char *grown = realloc(*out, *len + 3 * n + 1);
     if (!grown)
         return -ENOMEM;
     *out = grown;
-    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
-        if (isalnum(*c) || strchr("-._~", *c) || (keep_slash && *c == '/'))
-            grown[(*len)++] = (char)*c;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (isalnum(c) || strchr("-._~", c) || (keep_slash && c == '/'))
+            grown[(*len)++] = (char)c;
         else
-            *len += (size_t)sprintf(grown + *len, "%%%02X", *c);
+            *len += (size_t)sprintf(grown + *len, "%%%02X", c);
     }
     grown[*len] = '\0';
     return 0;
 }
 
-static char *provider_task_url(const struct provider *p, const char *model, const char *task_id)
+static int provider_append_raw(char **out, size_t *len, const char *s, size_t n)
 {
-    char *url = strdup(p->base_url);
-    size_t len = strlen(p->base_url);
-    if (!url || provider_append_path(&url, &len, "/generateTask/", true) < 0 ||
-        provider_append_path(&url, &len, model, true) < 0 ||
-        (task_id && (provider_append_path(&url, &len, "/", true) < 0 ||
-                     provider_append_path(&url, &len, task_id, false) < 0))) {
-        free(url);
-        return NULL;
+    char *grown = realloc(*out, *len + n + 1);
+    if (!grown)
+        return -ENOMEM;
+    *out = grown;
+    memcpy(grown + *len, s, n);
+    *len += n;
+    grown[*len] = '\0';
+    return 0;
+}
+
+struct vars {
+    const char *base, *model, *id, *callback_url, *result_url;
+};
+
+/* Expands {base} {model} {id} {callback_url} {result_url} in a URL template:
+ * the model keeps its slashes, the id and callback URL are encoded. */
+static char *provider_expand(const char *tmpl, const struct vars *v)
+{
+    char *out = strdup("");
+    size_t len = 0;
+    const char *p = tmpl;
+    while (out && *p) {
+        const char *open = strchr(p, '{');
+        size_t lit = open ? (size_t)(open - p) : strlen(p);
+        int rc = provider_append_raw(&out, &len, p, lit);
+        p += lit;
+        if (rc == 0 && open) {
+            const char *close = strchr(open, '}');
+            size_t nl = close ? (size_t)(close - open + 1) : 0;
+            const char *val = NULL;
+            bool raw = false, slash = false;
+            if (nl == 6 && strncmp(open, "{base}", 6) == 0)
+                val = v->base, raw = true;
+            else if (nl == 7 && strncmp(open, "{model}", 7) == 0)
+                val = v->model, slash = true;
+            else if (nl == 4 && strncmp(open, "{id}", 4) == 0)
+                val = v->id;
+            else if (nl == 14 && strncmp(open, "{callback_url}", 14) == 0)
+                val = v->callback_url;
+            else if (nl == 12 && strncmp(open, "{result_url}", 12) == 0)
+                val = v->result_url, raw = true;
+            if (!val) {
+                free(out);
+                return NULL; /* a variable this request has no value for */
+            }
+            rc = raw ? provider_append_raw(&out, &len, val, strlen(val))
+                     : provider_append_enc(&out, &len, val, strlen(val), slash);
+            p = open + nl;
+        }
+        if (rc < 0) {
+            free(out);
+            return NULL;
+        }
     }
-    return url;
+    return out;
+}
+
+/* A copy of a body template with "{input}" replaced by the input object and
+ * the other variables expanded inside strings. */
+static cJSON *provider_fill(const cJSON *tmpl, const cJSON *input, const struct vars *v)
+{
+    if (cJSON_IsString(tmpl)) {
+        if (strcmp(tmpl->valuestring, "{input}") == 0)
+            return cJSON_Duplicate(input, true);
+        if (strcmp(tmpl->valuestring, "{callback_url}") == 0)
+            return v->callback_url ? cJSON_CreateString(v->callback_url) : NULL;
+        if (strcmp(tmpl->valuestring, "{model}") == 0)
+            return cJSON_CreateString(v->model);
+        return cJSON_Duplicate(tmpl, true);
+    }
+    if (cJSON_IsObject(tmpl) || cJSON_IsArray(tmpl)) {
+        cJSON *out = cJSON_IsObject(tmpl) ? cJSON_CreateObject() : cJSON_CreateArray();
+        const cJSON *it;
+        cJSON_ArrayForEach(it, tmpl)
+        {
+            cJSON *c = provider_fill(it, input, v);
+            if (!c) {
+                cJSON_Delete(out);
+                return NULL;
+            }
+            if (cJSON_IsObject(tmpl))
+                cJSON_AddItemToObject(out, it->string, c);
+            else
+                cJSON_AddItemToArray(out, c);
+        }
+        return out;
+    }
+    return cJSON_Duplicate(tmpl, true);
+}
+
+static const char *provider_base(const struct provider *p)
+{
+    return p->base_url ? p->base_url : "";
 }
 
 int provider_build_submit(const struct provider *p, const char *model, const char *input_json,
                           const char *callback_url, struct provider_request *out)
 {
-    *out = (struct provider_request){.method = "POST"};
+    *out =
+        (struct provider_request){.method = strcmp(p->submit_method, "PUT") == 0 ? "PUT" : "POST"};
     if (!model || !*model || !input_json)
         return -EINVAL;
     cJSON *input = cJSON_Parse(input_json);
@@ -130,17 +629,34 @@ int provider_build_submit(const struct provider *p, const char *model, const cha
         cJSON_Delete(input);
         return -EINVAL;
     }
-    cJSON *root = cJSON_CreateObject();
-    bool ok = root &&
-              cJSON_AddStringToObject(root, "request_type", callback_url ? "callback" : "async") &&
-              (!callback_url || cJSON_AddStringToObject(root, "callback_url", callback_url));
-    if (ok)
-        ok = cJSON_AddItemToObject(root, "input", input);
-    else
-        cJSON_Delete(input);
-    out->body = ok ? cJSON_PrintUnformatted(root) : NULL;
-    cJSON_Delete(root);
-    out->url = provider_task_url(p, model, NULL);
+    struct vars v = {.base = provider_base(p), .model = model, .callback_url = callback_url};
+    const cJSON *tmpl = callback_url && p->callback_body ? p->callback_body : p->submit_body;
+    cJSON *body = provider_fill(tmpl, input, &v);
+    cJSON_Delete(input);
+    out->body = body ? cJSON_PrintUnformatted(body) : NULL;
+    cJSON_Delete(body);
+    out->url = provider_expand(p->submit_url, &v);
+    /* Providers that take the callback in the query string. */
+    if (out->url && callback_url && p->callback_query) {
+        size_t len = strlen(out->url);
+        const cJSON *it;
+        bool first = !strchr(out->url, '?');
+        cJSON_ArrayForEach(it, p->callback_query)
+        {
+            char *val = provider_expand(it->valuestring, &v);
+            if (!val || provider_append_raw(&out->url, &len, first ? "?" : "&", 1) < 0 ||
+                provider_append_enc(&out->url, &len, it->string, strlen(it->string), false) < 0 ||
+                provider_append_raw(&out->url, &len, "=", 1) < 0 ||
+                provider_append_enc(&out->url, &len, val, strlen(val), false) < 0) {
+                free(val);
+                free(out->url);
+                out->url = NULL;
+                break;
+            }
+            free(val);
+            first = false;
+        }
+    }
     if (!out->body || !out->url) {
         provider_request_clear(out);
         return -ENOMEM;
@@ -148,16 +664,48 @@ int provider_build_submit(const struct provider *p, const char *model, const cha
     return 0;
 }
 
+/* A URL the provider handed us is only followed on the provider's own
+ * origin: the API key goes with it. */
+static bool provider_same_origin(const struct provider *p, const char *url)
+{
+    const char *base = p->base_url;
+    if (!base || !url)
+        return false;
+    const char *bh = strstr(base, "://"), *uh = strstr(url, "://");
+    if (!bh || !uh || (bh - base) != (uh - url) || strncmp(base, url, (size_t)(bh - base)) != 0)
+        return false;
+    size_t bl = strcspn(bh + 3, "/?#"), ul = strcspn(uh + 3, "/?#");
+    return bl == ul && strncasecmp(bh + 3, uh + 3, bl) == 0;
+}
+
 int provider_build_status(const struct provider *p, const char *model, const char *task_id,
                           const char *status_url, struct provider_request *out)
 {
     *out = (struct provider_request){.method = "GET"};
-    if (status_url) {
+    if (status_url && provider_same_origin(p, status_url)) {
         out->url = strdup(status_url);
     } else {
         if (!model || !*model || !task_id || !*task_id)
             return -EINVAL;
-        out->url = provider_task_url(p, model, task_id);
+        struct vars v = {.base = provider_base(p), .model = model, .id = task_id};
+        out->url = provider_expand(p->status_url, &v);
+    }
+    return out->url ? 0 : -ENOMEM;
+}
+
+int provider_build_result(const struct provider *p, const char *model, const char *task_id,
+                          const char *result_url, struct provider_request *out)
+{
+    *out = (struct provider_request){.method = "GET"};
+    if (!p->has_result)
+        return -EINVAL;
+    if (result_url && provider_same_origin(p, result_url)) {
+        out->url = strdup(result_url);
+    } else {
+        if (!model || !*model || !task_id || !*task_id)
+            return -EINVAL;
+        struct vars v = {.base = provider_base(p), .model = model, .id = task_id};
+        out->url = provider_expand(p->result_url, &v);
     }
     return out->url ? 0 : -ENOMEM;
 }
@@ -307,106 +855,7 @@ int64_t provider_parse_retry_after(const char *value, time_t now)
     return ms < PROVIDER_MAX_RETRY_AFTER_MS ? ms : PROVIDER_MAX_RETRY_AFTER_MS;
 }
 
-/* ---- answers ---- */
-
-static int provider_fail(struct provider_error *err, int code, bool retryable, const char *fmt, ...)
-{
-    err->err = code;
-    err->retryable = retryable;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-    va_end(ap);
-    return code;
-}
-
-/* Copies the provider's own message into a one-line, bounded form. */
-static void provider_clean_msg(const cJSON *root, char *out, size_t outlen)
-{
-    const cJSON *m = cJSON_GetObjectItemCaseSensitive(root, "msg");
-    out[0] = '\0';
-    if (!cJSON_IsString(m) || !m->valuestring[0])
-        return;
-    size_t n = 0;
-    for (const char *c = m->valuestring; *c && n + 1 < outlen; c++)
-        out[n++] = iscntrl((unsigned char)*c) ? ' ' : *c;
-    out[n] = '\0';
-}
-
-static int provider_fail_code(struct provider_error *err, long code, const cJSON *root,
-                              const char *retry_after, time_t now)
-{
-    char pmsg[120];
-    const char *what, *advice;
-    provider_clean_msg(root, pmsg, sizeof(pmsg));
-    provider_code_text(code, &what, &advice);
-    int e = provider_errno_for_code(code);
-    if (code == 429 || code == 503)
-        err->retry_after_ms = provider_parse_retry_after(retry_after, now);
-    return provider_fail(err, e ? e : -EPROTO, provider_code_retryable(code) || !e,
-                         "%s (%ld%s%s)%s%s", what, code, pmsg[0] ? ": " : "", pmsg,
-                         advice ? ": " : "", advice ? advice : "");
-}
-
-/* The whole body must be one JSON value; trailing whitespace is fine. */
-static cJSON *provider_parse_json(const char *body, size_t len)
-{
-    const char *end = NULL;
-    cJSON *doc = cJSON_ParseWithLengthOpts(body, len, &end, false);
-    while (doc && end < body + len && isspace((unsigned char)*end))
-        end++;
-    if (doc && end != body + len) {
-        cJSON_Delete(doc);
-        return NULL;
-    }
-    return doc;
-}
-
-/* Checks the HTTP status and the envelope; on success *root holds the
- * parsed body and *data its "data" object. */
-static int provider_parse_envelope(const char *what, long http_status, const char *body, size_t len,
-                                   const char *retry_after, time_t now, cJSON **root,
-                                   const cJSON **data, struct provider_error *err)
-{
-    *err = (struct provider_error){.retry_after_ms = -1};
-    *root = NULL;
-    if (len > PROVIDER_MAX_BODY)
-        body = NULL;
-    if (http_status == 0)
-        return provider_fail(err, -EIO, true, "%s: no HTTP answer from the provider", what);
-    cJSON *doc = body && len ? provider_parse_json(body, len) : NULL;
-    if (http_status < 200 || http_status > 299) {
-        int rc = provider_fail_code(err, http_status, cJSON_IsObject(doc) ? doc : NULL, retry_after,
-                                    now);
-        cJSON_Delete(doc);
-        return rc;
-    }
-    if (len > PROVIDER_MAX_BODY)
-        return provider_fail(err, -EPROTO, true, "%s: the body of %zu bytes is over 16 MiB", what,
-                             len);
-    if (!doc || !cJSON_IsObject(doc)) {
-        cJSON_Delete(doc);
-        return provider_fail(err, -EPROTO, true, "%s: the body is %s", what,
-                             !body || !len ? "empty"
-                             : doc         ? "not a JSON object"
-                                           : "not valid JSON");
-    }
-    const cJSON *code = cJSON_GetObjectItemCaseSensitive(doc, "code");
-    int rc;
-    if (!cJSON_IsNumber(code))
-        rc = provider_fail(err, -EPROTO, true, "%s: \"code\" is missing or not a number", what);
-    else if (code->valuedouble != 200)
-        rc = provider_fail_code(err, (long)code->valuedouble, doc, retry_after, now);
-    else if (!cJSON_IsObject(*data = cJSON_GetObjectItemCaseSensitive(doc, "data")))
-        rc = provider_fail(err, -EPROTO, true, "%s: \"data\" is missing or not an object", what);
-    else
-        rc = 0;
-    if (rc < 0)
-        cJSON_Delete(doc);
-    else
-        *root = doc;
-    return rc;
-}
+/* ---- helpers for answers ---- */
 
 /* Task ids become directory names: refuse anything that is not a plain,
  * harmless file name. */
@@ -420,76 +869,6 @@ static bool provider_task_id_ok(const char *id)
             return false;
     }
     return true;
-}
-
-int provider_parse_submit(const struct provider *p, long http_status, const char *body, size_t len,
-                          const char *retry_after, time_t now, struct provider_submit *out,
-                          struct provider_error *err)
-{
-    (void)p;
-    *out = (struct provider_submit){0};
-    cJSON *root;
-    const cJSON *data;
-    int rc = provider_parse_envelope("submit answer", http_status, body, len, retry_after, now,
-                                     &root, &data, err);
-    if (rc < 0)
-        return rc;
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(data, "taskId");
-    if (!cJSON_IsString(id))
-        rc = provider_fail(err, -EPROTO, true, "submit answer: taskId is missing or not a string");
-    else if (!provider_task_id_ok(id->valuestring))
-        rc = provider_fail(err, -EPROTO, true,
-                           "submit answer: taskId \"%.60s\" is empty, too long or not a safe "
-                           "file name",
-                           id->valuestring);
-    else if (!(out->task_id = strdup(id->valuestring)))
-        rc = provider_fail(err, -ENOMEM, true, "submit answer: out of memory");
-    cJSON_Delete(root);
-    return rc;
-}
-
-static int64_t provider_time_ms(const cJSON *data, const char *name)
-{
-    const cJSON *t = cJSON_GetObjectItemCaseSensitive(data, name);
-    if (!cJSON_IsNumber(t) || !isfinite(t->valuedouble) || t->valuedouble < 0 ||
-        t->valuedouble > 9.0e15)
-        return 0;
-    return (int64_t)t->valuedouble;
-}
-
-/* "resultJson": a string holding {"resultUrls": [...]}; keeps the http(s) URLs. */
-static int provider_parse_result(const cJSON *data, struct provider_status *out,
-                                 struct provider_error *err)
-{
-    const cJSON *rj = cJSON_GetObjectItemCaseSensitive(data, "resultJson");
-    if (!cJSON_IsString(rj))
-        return provider_fail(err, -EPROTO, true, "status answer: resultJson is not a string");
-    cJSON *result = cJSON_Parse(rj->valuestring);
-    const cJSON *list = cJSON_GetObjectItemCaseSensitive(result, "resultUrls");
-    int rc = 0;
-    if (!cJSON_IsObject(result))
-        rc = provider_fail(err, -EPROTO, true, "status answer: resultJson is not a JSON object");
-    else if (!cJSON_IsArray(list))
-        rc = provider_fail(err, -EPROTO, true, "status answer: resultJson has no resultUrls array");
-    else if (!(out->urls = calloc((size_t)cJSON_GetArraySize(list) + 1, sizeof(char *))))
-        rc = -ENOMEM;
-    const cJSON *u, *items = rc == 0 ? list : NULL;
-    cJSON_ArrayForEach(u, items)
-    {
-        if (!cJSON_IsString(u) || (strncmp(u->valuestring, "https://", 8) != 0 &&
-                                   strncmp(u->valuestring, "http://", 7) != 0))
-            continue;
-        if (!(out->urls[out->n_urls] = strdup(u->valuestring))) {
-            rc = -ENOMEM;
-            break;
-        }
-        out->n_urls++;
-    }
-    if (rc == 0 && out->n_urls == 0)
-        rc = provider_fail(err, -EPROTO, true,
-                           "status answer: success without any http(s) URL in resultUrls");
-    cJSON_Delete(result);
-    return rc;
 }
 
 /* failCode may be a string or a number; either way a string for us. */
@@ -513,48 +892,402 @@ static int provider_dup_code(const cJSON *c, char **out)
     return *out ? 0 : -ENOMEM;
 }
 
+/* The whole body must be one JSON value; trailing whitespace is fine. */
+static cJSON *provider_parse_json(const char *body, size_t len)
+{
+    const char *end = NULL;
+    cJSON *doc = cJSON_ParseWithLengthOpts(body, len, &end, false);
+    while (doc && end < body + len && isspace((unsigned char)*end))
+        end++;
+    if (doc && end != body + len) {
+        cJSON_Delete(doc);
+        return NULL;
+    }
+    return doc;
+}
+
+/* ---- answers ---- */
+
+static int provider_fail(struct provider_error *err, int code, bool retryable, const char *fmt, ...)
+{
+    err->err = code;
+    err->retryable = retryable;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+/* The value at a dotted path ("urls.get", "images.0.url"); "" is the value itself. */
+static const cJSON *provider_at(const cJSON *v, const char *path)
+{
+    if (!path)
+        return NULL;
+    const char *p = path;
+    while (v && *p) {
+        size_t n = strcspn(p, ".");
+        char key[128];
+        if (n >= sizeof(key))
+            return NULL;
+        memcpy(key, p, n);
+        key[n] = '\0';
+        if (cJSON_IsArray(v) && n > 0 && strspn(key, "0123456789") == n)
+            v = cJSON_GetArrayItem(v, atoi(key));
+        else if (cJSON_IsObject(v))
+            v = cJSON_GetObjectItemCaseSensitive(v, key);
+        else
+            return NULL;
+        p += n;
+        if (*p == '.')
+            p++;
+    }
+    return v;
+}
+
+/* Copies a provider's text into a one-line, bounded form. */
+static void provider_clean(const char *s, char *out, size_t outlen)
+{
+    size_t n = 0;
+    for (const char *c = s; c && *c && n + 1 < outlen; c++)
+        out[n++] = iscntrl((unsigned char)*c) ? ' ' : *c;
+    out[n] = '\0';
+}
+
+/* What the body of an error answer says, from the profile's error_message paths. */
+static void provider_error_text(const struct provider *p, const cJSON *root, char *out,
+                                size_t outlen)
+{
+    out[0] = '\0';
+    for (size_t i = 0; root && i < p->n_error_message; i++) {
+        const cJSON *m = provider_at(root, p->error_message[i]);
+        if (cJSON_IsString(m) && m->valuestring[0]) {
+            provider_clean(m->valuestring, out, outlen);
+            return;
+        }
+    }
+}
+
+static int provider_fail_code(const struct provider *p, struct provider_error *err, long code,
+                              const cJSON *root, const char *retry_after, time_t now)
+{
+    char pmsg[120];
+    const char *what, *advice;
+    provider_error_text(p, root, pmsg, sizeof(pmsg));
+    provider_code_text(code, &what, &advice);
+    int e = provider_errno_for_code(code);
+    if (code == 429 || code == 503)
+        err->retry_after_ms = provider_parse_retry_after(retry_after, now);
+    return provider_fail(err, e ? e : -EPROTO, provider_code_retryable(code) || !e,
+                         "%s (%ld%s%s)%s%s", what, code, pmsg[0] ? ": " : "", pmsg,
+                         advice ? ": " : "", advice ? advice : "");
+}
+
+/* Checks the HTTP status and, for profiles with one, the envelope; on
+ * success *root holds the parsed body and *data the object to read. */
+static int provider_open(const struct provider *p, const char *what, long http_status,
+                         const char *body, size_t len, const char *retry_after, time_t now,
+                         cJSON **root, const cJSON **data, struct provider_error *err)
+{
+    *err = (struct provider_error){.retry_after_ms = -1};
+    *root = NULL;
+    if (len > PROVIDER_MAX_BODY)
+        body = NULL;
+    if (http_status == 0)
+        return provider_fail(err, -EIO, true, "%s: no HTTP answer from the provider", what);
+    cJSON *doc = body && len ? provider_parse_json(body, len) : NULL;
+    if (http_status < 200 || http_status > 299) {
+        int rc = provider_fail_code(p, err, http_status, cJSON_IsObject(doc) ? doc : NULL,
+                                    retry_after, now);
+        cJSON_Delete(doc);
+        return rc;
+    }
+    if (len > PROVIDER_MAX_BODY)
+        return provider_fail(err, -EPROTO, true, "%s: the body of %zu bytes is over 16 MiB", what,
+                             len);
+    if (!doc || !cJSON_IsObject(doc)) {
+        cJSON_Delete(doc);
+        return provider_fail(err, -EPROTO, true, "%s: the body is %s", what,
+                             !body || !len ? "empty"
+                             : doc         ? "not a JSON object"
+                                           : "not valid JSON");
+    }
+    int rc = 0;
+    if (!p->env_code) {
+        *data = doc;
+    } else {
+        const cJSON *code = provider_at(doc, p->env_code);
+        if (!cJSON_IsNumber(code))
+            rc = provider_fail(err, -EPROTO, true, "%s: \"%s\" is missing or not a number", what,
+                               p->env_code);
+        else if ((long)code->valuedouble != p->env_ok)
+            rc = provider_fail_code(p, err, (long)code->valuedouble, doc, retry_after, now);
+        else if (!cJSON_IsObject(*data = provider_at(doc, p->env_data)))
+            rc = provider_fail(err, -EPROTO, true, "%s: \"%s\" is missing or not an object", what,
+                               p->env_data);
+    }
+    if (rc < 0)
+        cJSON_Delete(doc);
+    else
+        *root = doc;
+    return rc;
+}
+
+static bool provider_is_url(const char *s)
+{
+    return strncmp(s, "https://", 8) == 0 || strncmp(s, "http://", 7) == 0;
+}
+
+/* Result URLs wherever they sit: a string, an array of them, or objects
+ * holding "url", at any depth. Only http(s) URLs count. */
+static int provider_collect(const cJSON *v, struct provider_status *out, int depth)
+{
+    if (!v || depth > 16)
+        return 0;
+    if (cJSON_IsString(v)) {
+        if (!provider_is_url(v->valuestring) || out->n_urls >= PROVIDER_MAX_URLS)
+            return 0;
+        char **grown = realloc(out->urls, (out->n_urls + 1) * sizeof(char *));
+        if (!grown)
+            return -ENOMEM;
+        out->urls = grown;
+        if (!(grown[out->n_urls] = strdup(v->valuestring)))
+            return -ENOMEM;
+        out->n_urls++;
+        return 0;
+    }
+    if (cJSON_IsArray(v)) {
+        const cJSON *it;
+        cJSON_ArrayForEach(it, v)
+        {
+            int rc = provider_collect(it, out, depth + 1);
+            if (rc < 0)
+                return rc;
+        }
+        return 0;
+    }
+    if (cJSON_IsObject(v)) {
+        const cJSON *u = cJSON_GetObjectItemCaseSensitive(v, "url");
+        if (cJSON_IsString(u))
+            return provider_collect(u, out, depth + 1);
+        const cJSON *it;
+        cJSON_ArrayForEach(it, v)
+        {
+            if (cJSON_IsString(it))
+                continue; /* a plain field of an object is no result */
+            int rc = provider_collect(it, out, depth + 1);
+            if (rc < 0)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+/* The URLs of a finished task from value, named field in messages (a
+ * JSON object inside a string first, when json_string). */
+static int provider_urls(const char *what, const char *field, const cJSON *value, bool json_string,
+                         const char *urls_path, struct provider_status *out,
+                         struct provider_error *err)
+{
+    cJSON *parsed = NULL;
+    if (json_string) {
+        if (!cJSON_IsString(value))
+            return provider_fail(err, -EPROTO, true, "%s: %s is not a string", what, field);
+        parsed = cJSON_Parse(value->valuestring);
+        if (!cJSON_IsObject(parsed)) {
+            cJSON_Delete(parsed);
+            return provider_fail(err, -EPROTO, true, "%s: %s is not a JSON object", what, field);
+        }
+        value = parsed;
+    }
+    const char *path = urls_path ? urls_path : "";
+    const cJSON *list = value ? provider_at(value, path) : NULL;
+    int rc = 0;
+    if (!list)
+        rc = provider_fail(err, -EPROTO, true, "%s: %s has no %s", what, field,
+                           *path ? path : "value");
+    else if ((rc = provider_collect(list, out, 0)) < 0)
+        provider_fail(err, rc, true, "%s: out of memory", what);
+    else if (out->n_urls == 0)
+        rc = provider_fail(err, -EPROTO, true, "%s: success without any http(s) URL in %s", what,
+                           *path ? path : field);
+    cJSON_Delete(parsed);
+    return rc;
+}
+
+/* "2024-05-01T12:34:56.789Z" or with an offset: Unix ms, 0 if not a time. */
+static int64_t provider_iso_ms(const char *s)
+{
+    int y, mo, d, h, mi;
+    double sec;
+    int used = 0;
+    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%lf%n", &y, &mo, &d, &h, &mi, &sec, &used) != 6)
+        return 0;
+    const char *z = s + used;
+    int off = 0;
+    if (*z == '+' || *z == '-') {
+        int oh = 0, om = 0;
+        if (sscanf(z + 1, "%2d:%2d", &oh, &om) < 1)
+            return 0;
+        off = (oh * 60 + om) * (*z == '-' ? -1 : 1);
+    } else if (*z != 'Z' && *z != '\0') {
+        return 0;
+    }
+    if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec < 0 || sec >= 61)
+        return 0;
+    int64_t days = provider_days_from_civil(y, mo, d);
+    double ms = ((double)days * 86400 + h * 3600 + mi * 60 - off * 60 + sec) * 1000.0;
+    return ms > 0 && ms < 9.0e15 ? (int64_t)ms : 0;
+}
+
+static int64_t provider_time(const struct provider *p, const cJSON *data, const char *path)
+{
+    const cJSON *t = path ? provider_at(data, path) : NULL;
+    if (p->times == TIMES_MS && cJSON_IsNumber(t) && isfinite(t->valuedouble) &&
+        t->valuedouble >= 0 && t->valuedouble <= 9.0e15)
+        return (int64_t)t->valuedouble;
+    if (p->times == TIMES_ISO && cJSON_IsString(t))
+        return provider_iso_ms(t->valuestring);
+    return 0;
+}
+
+int provider_parse_submit(const struct provider *p, long http_status, const char *body, size_t len,
+                          const char *retry_after, time_t now, struct provider_submit *out,
+                          struct provider_error *err)
+{
+    *out = (struct provider_submit){0};
+    cJSON *root;
+    const cJSON *data;
+    int rc = provider_open(p, "submit answer", http_status, body, len, retry_after, now, &root,
+                           &data, err);
+    if (rc < 0)
+        return rc;
+    const cJSON *id = provider_at(data, p->submit_task_id);
+    if (!cJSON_IsString(id))
+        rc = provider_fail(err, -EPROTO, true, "submit answer: %s is missing or not a string",
+                           p->submit_task_id);
+    else if (!provider_task_id_ok(id->valuestring))
+        rc = provider_fail(err, -EPROTO, true,
+                           "submit answer: %s \"%.60s\" is empty, too long or not a safe "
+                           "file name",
+                           p->submit_task_id, id->valuestring);
+    else if (!(out->task_id = strdup(id->valuestring)))
+        rc = provider_fail(err, -ENOMEM, true, "submit answer: out of memory");
+    /* Provider-given URLs are kept only when they stay on the provider's origin. */
+    const cJSON *su = provider_at(data, p->submit_status_url);
+    const cJSON *ru = provider_at(data, p->submit_result_url);
+    if (rc == 0 && cJSON_IsString(su) && provider_same_origin(p, su->valuestring))
+        out->status_url = strdup(su->valuestring);
+    if (rc == 0 && cJSON_IsString(ru) && provider_same_origin(p, ru->valuestring))
+        out->result_url = strdup(ru->valuestring);
+    if (rc < 0)
+        provider_submit_clear(out);
+    cJSON_Delete(root);
+    return rc;
+}
+
+static bool provider_state_of(const struct provider *p, const char *word, enum task_state *out)
+{
+    for (size_t i = 0; i < p->n_states; i++) {
+        if (strcmp(p->states[i].word, word) == 0) {
+            *out = p->states[i].state;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* failCode may be a string or a number: a string for us. */
+static int provider_dup_at(const cJSON *data, const char *path, char **out)
+{
+    return path ? provider_dup_code(provider_at(data, path), out) : 0;
+}
+
 int provider_parse_status(const struct provider *p, long http_status, const char *body, size_t len,
                           const char *retry_after, time_t now, struct provider_status *out,
                           struct provider_error *err)
 {
-    (void)p;
     *out = (struct provider_status){.progress = -1};
     cJSON *root;
     const cJSON *data;
-    int rc = provider_parse_envelope("status answer", http_status, body, len, retry_after, now,
-                                     &root, &data, err);
+    int rc = provider_open(p, "status answer", http_status, body, len, retry_after, now, &root,
+                           &data, err);
     if (rc < 0)
         return rc;
-    const cJSON *state = cJSON_GetObjectItemCaseSensitive(data, "state");
+    const cJSON *state = provider_at(data, p->state_path);
+    const cJSON *failed = p->failed_if ? provider_at(data, p->failed_if) : NULL;
     if (!cJSON_IsString(state)) {
-        rc = provider_fail(err, -EPROTO, true, "status answer: state is missing or not a string");
+        rc = provider_fail(err, -EPROTO, true, "status answer: %s is missing or not a string",
+                           p->state_path);
         goto out;
     }
-    if (task_state_parse(state->valuestring, &out->state) < 0) {
+    if (!provider_state_of(p, state->valuestring, &out->state)) {
         rc = provider_fail(err, -EPROTO, true, "status answer: unknown state \"%.40s\"",
                            state->valuestring);
         goto out;
     }
+    /* A provider that says "done" and carries an error means failed. */
+    if (out->state == TASK_SUCCESS && failed && !cJSON_IsNull(failed) &&
+        !(cJSON_IsString(failed) && !failed->valuestring[0]) && !cJSON_IsFalse(failed))
+        out->state = TASK_FAILED;
     /* progress and times are cosmetic: a wrong type is ignored, not fatal. */
-    const cJSON *progress = cJSON_GetObjectItemCaseSensitive(data, "progress");
+    const cJSON *progress = p->progress_path ? provider_at(data, p->progress_path) : NULL;
     if (cJSON_IsNumber(progress) && isfinite(progress->valuedouble))
         out->progress = (int)fmin(100.0, fmax(0.0, progress->valuedouble));
-    out->create_ms = provider_time_ms(data, "createTime");
-    out->update_ms = provider_time_ms(data, "updateTime");
-    out->complete_ms = provider_time_ms(data, "completeTime");
-    if (out->state == TASK_SUCCESS)
-        rc = provider_parse_result(data, out, err);
-    else if (out->state == TASK_FAILED &&
-             (provider_dup_code(cJSON_GetObjectItemCaseSensitive(data, "failCode"),
-                                &out->fail_code) < 0 ||
-              provider_dup_code(cJSON_GetObjectItemCaseSensitive(data, "failMsg"), &out->fail_msg) <
-                  0))
-        rc = -ENOMEM;
+    out->create_ms = provider_time(p, data, p->create_path);
+    out->update_ms = provider_time(p, data, p->update_path);
+    out->complete_ms = provider_time(p, data, p->complete_path);
+    if (out->state == TASK_SUCCESS) {
+        if (p->result_path)
+            rc = provider_urls("status answer", p->result_path, provider_at(data, p->result_path),
+                               p->result_is_json_string, p->urls_path, out, err);
+        else
+            out->needs_result = true;
+    } else if (out->state == TASK_FAILED) {
+        if (provider_dup_at(data, p->error_code_path, &out->fail_code) < 0 ||
+            provider_dup_at(data, p->error_msg_path, &out->fail_msg) < 0)
+            rc = -ENOMEM;
+    }
     if (rc == 0 && !(out->data_json = cJSON_PrintUnformatted(data)))
         rc = -ENOMEM;
 out:
     if (rc == -ENOMEM)
         provider_fail(err, rc, true, "status answer: out of memory");
+    if (rc < 0)
+        provider_status_clear(out);
+    cJSON_Delete(root);
+    return rc;
+}
+
+int provider_parse_result(const struct provider *p, long http_status, const char *body, size_t len,
+                          const char *retry_after, time_t now, struct provider_status *out,
+                          struct provider_error *err)
+{
+    *out = (struct provider_status){.progress = -1, .state = TASK_SUCCESS};
+    /* A request that failed answers its result with 400/422 and the reason. */
+    if (http_status == 400 || http_status == 422) {
+        cJSON *doc = body && len <= PROVIDER_MAX_BODY ? provider_parse_json(body, len) : NULL;
+        out->state = TASK_FAILED;
+        if (provider_dup_at(doc, p->result_error_code, &out->fail_code) < 0 ||
+            provider_dup_at(doc, p->result_error_msg, &out->fail_msg) < 0) {
+            cJSON_Delete(doc);
+            provider_status_clear(out);
+            return provider_fail(err, -ENOMEM, true, "result answer: out of memory");
+        }
+        if (!out->fail_code && asprintf(&out->fail_code, "%ld", http_status) < 0)
+            out->fail_code = NULL;
+        cJSON_Delete(doc);
+        return 0;
+    }
+    cJSON *root;
+    const cJSON *data;
+    int rc = provider_open(p, "result answer", http_status, body, len, retry_after, now, &root,
+                           &data, err);
+    if (rc < 0)
+        return rc;
+    rc = provider_urls("result answer", "the result", data, false, p->result_urls_path, out, err);
+    if (rc == 0 && !(out->data_json = cJSON_PrintUnformatted(data)))
+        rc = provider_fail(err, -ENOMEM, true, "result answer: out of memory");
     if (rc < 0)
         provider_status_clear(out);
     cJSON_Delete(root);

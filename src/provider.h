@@ -1,6 +1,6 @@
-/* Pure protocol layer: builds the HTTP requests of a provider profile and
- * parses its answers into genfs terms; maps HTTP/envelope codes to errno.
- * Today the native profile of SPEC 4; issue 13 makes profiles data. */
+/* Pure protocol layer: a generic interpreter of provider profiles (JSON data,
+ * see docs/providers.md). It builds the HTTP requests of a profile and parses
+ * the answers into genfs terms; maps HTTP/envelope codes to errno. */
 #ifndef GENFS_PROVIDER_H
 #define GENFS_PROVIDER_H
 
@@ -29,6 +29,7 @@ struct provider_error {
 struct provider_submit {
     char *task_id;    /* malloc'd */
     char *status_url; /* malloc'd or NULL: a provider-given URL to poll */
+    char *result_url; /* malloc'd or NULL: where the result is fetched once done */
 };
 
 struct provider_status {
@@ -39,14 +40,32 @@ struct provider_status {
     char *fail_code;                           /* malloc'd or NULL */
     char *fail_msg;                            /* malloc'd or NULL */
     int64_t create_ms, update_ms, complete_ms; /* 0 when absent */
-    char *data_json; /* the status object as received (compact), malloc'd */
+    char *data_json;   /* the status object as received (compact), malloc'd */
+    bool needs_result; /* done: the URLs come from a separate result request */
 };
 
-/* base_url without trailing slash is fine either way. NULL on ENOMEM. */
+/* Built-in profiles, generated from the files in profiles/ at build time. */
+struct provider_builtin {
+    const char *name;
+    const char *json;
+};
+extern const struct provider_builtin provider_builtins[];
+
+/* A profile from JSON text; source names it in messages (a file path or
+ * "built-in NAME"). NULL with one line in err naming the bad key. */
+struct provider *provider_load_json(const char *text, const char *source, char *err, size_t errlen);
+/* A built-in profile by name ("native", "replicate", "fal"), or NULL. */
+struct provider *provider_load_builtin(const char *name, char *err, size_t errlen);
+/* Overrides the profile's base URL (api_url); a trailing slash is dropped. */
+int provider_set_base_url(struct provider *p, const char *base_url);
+const char *provider_name(const struct provider *p);
+const char *provider_base_url(const struct provider *p); /* NULL if none */
+/* The built-in native profile with base_url. NULL on ENOMEM. */
 struct provider *provider_new_native(const char *base_url);
 void provider_free(struct provider *p);
 
-/* "Authorization: Bearer KEY" (malloc'd header line for curl). */
+/* The profile's auth header line for curl, e.g. "Authorization: Bearer KEY"
+ * (malloc'd); NULL if the key holds control characters. */
 char *provider_auth_header(const struct provider *p, const char *key);
 
 void provider_request_clear(struct provider_request *r);
@@ -56,8 +75,12 @@ void provider_status_clear(struct provider_status *s);
 /* input_json: the input object text; callback_url NULL for async. */
 int provider_build_submit(const struct provider *p, const char *model, const char *input_json,
                           const char *callback_url, struct provider_request *out);
+/* status_url: from the submit answer, or NULL for the profile's template. */
 int provider_build_status(const struct provider *p, const char *model, const char *task_id,
                           const char *status_url, struct provider_request *out);
+/* For profiles whose status answer does not hold the result (needs_result). */
+int provider_build_result(const struct provider *p, const char *model, const char *task_id,
+                          const char *result_url, struct provider_request *out);
 
 /* http_status: the HTTP status (0 if none); retry_after: the Retry-After
  * header value or NULL; now: for HTTP dates. Returns 0 and fills out, or
@@ -66,6 +89,13 @@ int provider_parse_submit(const struct provider *p, long http_status, const char
                           const char *retry_after, time_t now, struct provider_submit *out,
                           struct provider_error *err);
 int provider_parse_status(const struct provider *p, long http_status, const char *body, size_t len,
+                          const char *retry_after, time_t now, struct provider_status *out,
+                          struct provider_error *err);
+
+/* The answer to provider_build_result: out gets state success with the
+ * URLs, or failed with the provider's code and message; transient trouble is
+ * a negative errno with err->retryable. */
+int provider_parse_result(const struct provider *p, long http_status, const char *body, size_t len,
                           const char *retry_after, time_t now, struct provider_status *out,
                           struct provider_error *err);
 
