@@ -29,7 +29,7 @@
 #define LOG_ONCE_SLOTS 64
 #define LOG_ONCE_MS 600000
 
-enum xfer_kind { X_SUBMIT, X_STATUS, X_ADOPT, X_DOWNLOAD };
+enum xfer_kind { X_SUBMIT, X_STATUS, X_ADOPT, X_RESULT, X_DOWNLOAD };
 
 #define MAX_DOWNLOADS 4
 #define DOWNLOAD_ATTEMPTS 4
@@ -843,6 +843,31 @@ static void start_status(struct engine *e, uint32_t idx, struct engine_cmd *adop
     }
 }
 
+/* Profiles whose status says only "done" keep the result at another URL. */
+static void start_result(struct engine *e, uint32_t idx)
+{
+    const struct task *t = store_task_at(e->store, idx);
+    if (!t)
+        return;
+    const char *model = store_model_at(e->store, t->model_idx)->name;
+    struct xfer *x = calloc(1, sizeof(*x));
+    if (!x || provider_build_result(e->prov, model, t->id, t->result_url, &x->req) < 0) {
+        xfer_free(x);
+        log_error(e->log, "%s/%s: cannot build the result request", model, t->id);
+        heap_set(e, idx, clock_now_ms() + 5000);
+        return;
+    }
+    x->kind = X_RESULT;
+    x->task_idx = idx;
+    if (xfer_start(e, x, (long)(e->cfg.timeout_s * 500)) < 0) {
+        xfer_free(x);
+        heap_set(e, idx, clock_now_ms() + 1000);
+        return;
+    }
+    e->ts[idx].inflight = true;
+    count(e, &e->c.status);
+}
+
 static void handle_cmd(struct engine *e, struct engine_cmd *cmd)
 {
     int rc;
@@ -950,6 +975,7 @@ static void on_submit_done(struct engine *e, struct xfer *x, CURLcode cc, long h
                                   .input_json = cmd->input_json,
                                   .prompt = cmd->prompt,
                                   .status_url = sub.status_url,
+                                  .result_url = sub.result_url,
                                   .submit_ms = now};
             err = store_task_insert(e->store, &tn, &idx);
             if (err == 0) {
@@ -1017,9 +1043,11 @@ static void on_status_done(struct engine *e, struct xfer *x, CURLcode cc, long h
         perr.retryable = true;
         perr.retry_after_ms = -1;
     } else {
-        err = provider_parse_status(e->prov, http, x->buf ? x->buf : "", x->len,
-                                    x->retry_after[0] ? x->retry_after : NULL, time(NULL), &ps,
-                                    &perr);
+        int (*parse)(const struct provider *, long, const char *, size_t, const char *, time_t,
+                     struct provider_status *, struct provider_error *) =
+            x->kind == X_RESULT ? provider_parse_result : provider_parse_status;
+        err = parse(e->prov, http, x->buf ? x->buf : "", x->len,
+                    x->retry_after[0] ? x->retry_after : NULL, time(NULL), &ps, &perr);
         snprintf(msg, sizeof(msg), "%s", perr.msg);
         if (http == 429 || perr.err == -EAGAIN) {
             count(e, &e->c.http_429);
@@ -1038,11 +1066,16 @@ static void on_status_done(struct engine *e, struct xfer *x, CURLcode cc, long h
                                   .prompt = "",
                                   .submit_ms = ps.create_ms > 0 ? ps.create_ms : now};
             err = store_task_insert(e->store, &tn, &idx);
+            if (err == 0 && ts_ensure(e, idx) < 0)
+                err = -ENOMEM;
             if (err == 0) {
-                store_task_apply_status(e->store, idx, &ps, now);
+                if (!ps.needs_result)
+                    store_task_apply_status(e->store, idx, &ps, now);
                 store_task_note_poll(e->store, idx, now);
                 const struct task *t = store_task_at(e->store, idx);
-                if (!task_state_final(t->state))
+                if (ps.needs_result)
+                    start_result(e, idx);
+                else if (!task_state_final(t->state))
                     schedule_task(e, t, now);
                 else
                     dl_queue_task(e, t);
@@ -1065,7 +1098,10 @@ static void on_status_done(struct engine *e, struct xfer *x, CURLcode cc, long h
 
     const struct task *t = store_task_at(e->store, idx);
     const char *model = store_model_at(e->store, t->model_idx)->name;
-    if (err == 0) {
+    if (err == 0 && ps.needs_result && !task_state_final(t->state)) {
+        e->ts[idx].fail_streak = 0;
+        start_result(e, idx);
+    } else if (err == 0) {
         bool was_final = task_state_final(t->state);
         e->ts[idx].fail_streak = 0;
         store_task_apply_status(e->store, idx, &ps, now);

@@ -359,8 +359,10 @@ static int fs_stat(struct fs *f, fuse_ino_t ino, struct stat *st)
     case N_ROOT: {
         st->st_mode = S_IFDIR | 0755;
         uint32_t models = 0;
-        for (uint32_t i = 0; i < store_model_slots(f->store); i++)
-            models += store_model_at(f->store, i) != NULL;
+        for (uint32_t i = 0; i < store_model_slots(f->store); i++) {
+            const struct model *m = store_model_at(f->store, i);
+            models += m && m->parent == STORE_NONE;
+        }
         st->st_nlink = 2 + models;
         set_time(st, f->start_ms);
         break;
@@ -396,7 +398,9 @@ static int fs_stat(struct fs *f, fuse_ino_t ino, struct stat *st)
         set_time(st, m->mtime_ms);
         if (n.kind == MK_DIR) {
             st->st_mode = S_IFDIR | 0755;
-            st->st_nlink = 2 + m->n_tasks;
+            st->st_nlink = 2 + (m->ns ? m->n_children : m->n_tasks);
+        } else if (m->ns) {
+            rc = -ENOENT;
         } else if (n.kind == MK_NEW) {
             st->st_mode = S_IFREG | 0666;
             st->st_nlink = 1;
@@ -506,12 +510,16 @@ static fuse_ino_t child_ino(struct fs *f, fuse_ino_t parent, const char *name)
         for (size_t i = 0; i < sizeof(fixed_files) / sizeof(fixed_files[0]); i++)
             if (strcmp(name, fixed_files[i].name) == 0)
                 ino = fixed_files[i].ino;
-        const struct model *m = ino ? NULL : store_model_find(f->store, name);
+        const struct model *m = ino ? NULL : store_model_child(f->store, STORE_NONE, name);
         if (m)
             ino = model_ino(m->idx, MK_DIR);
     } else if (n.type == N_MODEL && n.kind == MK_DIR && store_model_at(f->store, n.idx)) {
         const struct model *m = store_model_at(f->store, n.idx);
-        if (strcmp(name, "new") == 0) {
+        if (m->ns) {
+            const struct model *c = store_model_child(f->store, m->idx, name);
+            if (c)
+                ino = model_ino(c->idx, MK_DIR);
+        } else if (strcmp(name, "new") == 0) {
             ino = model_ino(n.idx, MK_NEW);
         } else if (strcmp(name, "latest") == 0) {
             if (m->latest != STORE_NONE)
@@ -691,15 +699,30 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
         uint32_t start = off > DOFF_SLOTS ? (uint32_t)(off - DOFF_SLOTS) : 0;
         for (uint32_t i = start; i < store_model_slots(f->store) && cnt < want; i++) {
             const struct model *m = store_model_at(f->store, i);
-            if (m)
-                ADD_ENT(m->name, model_ino(i, MK_DIR), S_IFDIR, DOFF_SLOTS + i + 1);
+            if (m && m->parent == STORE_NONE)
+                ADD_ENT(m->leaf, model_ino(i, MK_DIR), S_IFDIR, DOFF_SLOTS + i + 1);
+        }
+    } else if (n.type == N_MODEL && n.kind == MK_DIR && store_model_at(f->store, n.idx) &&
+               store_model_at(f->store, n.idx)->ns) {
+        const struct model *ns = store_model_at(f->store, n.idx);
+        if (off < 1)
+            ADD_ENT(".", ino, S_IFDIR, 1);
+        if (off < 2)
+            ADD_ENT("..", ns->parent == STORE_NONE ? INO_ROOT : model_ino(ns->parent, MK_DIR),
+                    S_IFDIR, 2);
+        uint32_t start = off > DOFF_SLOTS ? (uint32_t)(off - DOFF_SLOTS) : 0;
+        for (uint32_t i = start; i < store_model_slots(f->store) && cnt < want; i++) {
+            const struct model *m = store_model_at(f->store, i);
+            if (m && m->parent == ns->idx)
+                ADD_ENT(m->leaf, model_ino(i, MK_DIR), S_IFDIR, DOFF_SLOTS + i + 1);
         }
     } else if (n.type == N_MODEL && n.kind == MK_DIR && store_model_at(f->store, n.idx)) {
         const struct model *m = store_model_at(f->store, n.idx);
         if (off < 1)
             ADD_ENT(".", ino, S_IFDIR, 1);
         if (off < 2)
-            ADD_ENT("..", INO_ROOT, S_IFDIR, 2);
+            ADD_ENT("..", m->parent == STORE_NONE ? INO_ROOT : model_ino(m->parent, MK_DIR),
+                    S_IFDIR, 2);
         if (off < 3)
             ADD_ENT("new", model_ino(n.idx, MK_NEW), S_IFREG, 3);
         if (off < 4 && m->latest != STORE_NONE)
@@ -1493,18 +1516,36 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     fuse_reply_err(req, 0);
 }
 
+static bool segment_valid(const char *name)
+{
+    return !strchr(name, '/') && opts_model_name_valid(name);
+}
+
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
     (void)mode;
     struct fs *f = req_fs(req);
     struct node n = node_of(parent);
     struct op *o = NULL;
-    if (n.type == N_ROOT) {
+    char model_name[512] = "";
+    uint32_t model_idx = STORE_NONE;
+    bool in_ns = false;
+    if (n.type == N_MODEL && n.kind == MK_DIR) {
+        store_rdlock(f->store);
+        const struct model *m = store_model_at(f->store, n.idx);
+        if (m && m->ns) {
+            in_ns = true;
+            snprintf(model_name, sizeof(model_name), "%s/%s", m->name, name);
+        }
+        model_idx = m ? m->idx : STORE_NONE;
+        store_unlock(f->store);
+    }
+    if (n.type == N_ROOT || in_ns) {
         if (child_ino(f, parent, name)) {
             fuse_reply_err(req, EEXIST);
             return;
         }
-        if (!opts_model_name_valid(name)) {
+        if (!segment_valid(name) || strlen(model_name) > 200) {
             log_warn(f->log, "mkdir %s refused: model names use letters, digits, '.', '_', '-'",
                      name);
             fuse_reply_err(req, EINVAL);
@@ -1513,9 +1554,9 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
         o = op_new(f, req, OP_MKDIR_MODEL);
         if (o) {
             o->cmd.kind = ENGINE_MODEL_ADD;
-            o->cmd.name = strdup(name);
+            o->cmd.name = strdup(in_ns ? model_name : name);
         }
-    } else if (n.type == N_MODEL && n.kind == MK_DIR) {
+    } else if (n.type == N_MODEL && n.kind == MK_DIR && model_idx != STORE_NONE) {
         if (child_ino(f, parent, name)) {
             fuse_reply_err(req, EEXIST);
             return;

@@ -40,9 +40,40 @@ static int run(struct genfs_ctx *c)
         return start_failed("out of memory");
     if (store_open(o->state_dir, c->log, &c->store, err, sizeof(err)) < 0)
         return start_failed(err);
-    c->provider = provider_new_native(o->api_url);
+    if (o->provider_file) {
+        char *text = NULL;
+        size_t len = 0;
+        FILE *fp = fopen(o->provider_file, "r");
+        if (fp) {
+            FILE *mem = open_memstream(&text, &len);
+            char buf[4096];
+            size_t n;
+            while (mem && (n = fread(buf, 1, sizeof(buf), fp)) > 0 && len < (1u << 20))
+                fwrite(buf, 1, n, mem);
+            if (mem)
+                fclose(mem);
+            fclose(fp);
+        }
+        if (!text) {
+            snprintf(err, sizeof(err), "cannot read provider profile %s: %s", o->provider_file,
+                     strerror(errno));
+            return start_failed(err);
+        }
+        c->provider = provider_load_json(text, o->provider_file, err, sizeof(err));
+        free(text);
+    } else {
+        c->provider = provider_load_builtin(o->provider_name, err, sizeof(err));
+        if (!c->provider)
+            snprintf(err, sizeof(err),
+                     "unknown provider '%s': use native, replicate, fal, or a profile file",
+                     o->provider_name);
+    }
     if (!c->provider)
-        return start_failed("out of memory");
+        return start_failed(err);
+    if (o->api_url && provider_set_base_url(c->provider, o->api_url) < 0)
+        return start_failed("api_url must start with http:// or https://");
+    if (!provider_base_url(c->provider))
+        return start_failed("no provider URL: pass -o api_url=URL or set GENFS_API_URL");
     /* Models named on the command line or in the config exist from the start. */
     for (size_t i = 0; i < o->n_models; i++) {
         uint32_t idx;
@@ -98,8 +129,9 @@ static int run(struct genfs_ctx *c)
         fuse_remove_signal_handlers(c->se);
         return 1;
     }
-    log_info(c->log, "mounted %s (provider %s, schedule %s, rate %.3g/s)", o->mountpoint,
-             o->api_url, sched_kind_name(o->schedule), o->rate);
+    log_info(c->log, "mounted %s (provider %s at %s, schedule %s, rate %.3g/s)", o->mountpoint,
+             provider_name(c->provider), provider_base_url(c->provider),
+             sched_kind_name(o->schedule), o->rate);
 
     struct fuse_loop_config *lc = fuse_loop_cfg_create();
     fuse_loop_cfg_set_max_threads(lc, 16);

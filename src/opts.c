@@ -1,6 +1,7 @@
 #include "opts.h"
 
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -117,17 +118,28 @@ bool opts_model_name_valid(const char *name)
         return false;
     static const char *const reserved[] = {"README", "events", "stats", "log"};
     for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
-        if (strcmp(name, reserved[i]) == 0)
+        if (strcmp(name, reserved[i]) == 0 ||
+            (strncmp(name, reserved[i], strlen(reserved[i])) == 0 &&
+             name[strlen(reserved[i])] == '/'))
             return false;
-    if (name[0] == '.')
-        return false;
+    /* Segments separated by '/', none empty, none starting with '.'. */
+    bool seg_start = true;
     for (const char *p = name; *p; p++) {
         char c = *p;
+        if (c == '/') {
+            if (seg_start)
+                return false;
+            seg_start = true;
+            continue;
+        }
+        if (seg_start && c == '.')
+            return false;
+        seg_start = false;
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
               c == '.' || c == '_' || c == '-'))
             return false;
     }
-    return true;
+    return !seg_start;
 }
 
 /* "2G", "500M", "4096": bytes; -EINVAL when not a size. */
@@ -138,29 +150,16 @@ static int parse_size(const char *s, int64_t *out)
     double v = strtod(s, &end);
     if (errno || end == s || v < 0)
         return -EINVAL;
+    static const char units[] = "kmgt";
     double mul = 1;
-    switch (*end) {
-    case 'k':
-    case 'K':
-        mul = 1024.0, end++;
-        break;
-    case 'm':
-    case 'M':
-        mul = 1024.0 * 1024, end++;
-        break;
-    case 'g':
-    case 'G':
-        mul = 1024.0 * 1024 * 1024, end++;
-        break;
-    case 't':
-    case 'T':
-        mul = 1024.0 * 1024 * 1024 * 1024, end++;
-        break;
-    default:
-        break;
+    const char *u = *end ? strchr(units, tolower((unsigned char)*end)) : NULL;
+    if (u) {
+        for (const char *k = units; k <= u; k++)
+            mul *= 1024.0;
+        end++;
+        if (*end == 'i')
+            end++;
     }
-    if (*end == 'i' || *end == 'B')
-        end += *end == 'i' ? 1 : 0;
     if (*end == 'B')
         end++;
     if (*end || v * mul > 9.0e18)
@@ -188,8 +187,8 @@ static int add_model(struct opts *o, const char *name, char *err, size_t errlen)
 {
     if (!opts_model_name_valid(name))
         return fail(err, errlen,
-                    "invalid model name '%s': use letters, digits, '.', '_' and '-' (not a "
-                    "leading '.', not README/events/stats/log)",
+                    "invalid model name '%s': use letters, digits, '.', '_' and '-', '/' between "
+                    "segments (no segment starting with '.', not README/events/stats/log)",
                     name);
     for (size_t i = 0; i < o->n_models; i++)
         if (strcmp(o->models[i].name, name) == 0)
@@ -355,6 +354,8 @@ static int load_config(struct opts *o, bool explicit_path, char *err, size_t err
             rc = set_string(&o->cache_dir, it, k, err, errlen);
         } else if (strcmp(k, "schedule") == 0) {
             rc = set_string(&o->schedule_name, it, k, err, errlen);
+        } else if (strcmp(k, "provider") == 0) {
+            rc = set_string(&o->provider_name, it, k, err, errlen);
         } else if (strcmp(k, "key_file") == 0) {
             rc = set_string(&o->key_file, it, k, err, errlen);
         } else if (strcmp(k, "rate") == 0) {
@@ -495,9 +496,8 @@ int opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen)
 
     if (!o->api_url && getenv("GENFS_API_URL"))
         o->api_url = strdup(getenv("GENFS_API_URL"));
-    if (!o->api_url)
-        return fail(err, errlen, "no provider URL: pass -o api_url=URL or set GENFS_API_URL");
-    if (strncmp(o->api_url, "http://", 7) != 0 && strncmp(o->api_url, "https://", 8) != 0)
+    if (o->api_url && strncmp(o->api_url, "http://", 7) != 0 &&
+        strncmp(o->api_url, "https://", 8) != 0)
         return fail(err, errlen, "api_url '%s' must start with http:// or https://", o->api_url);
 
     if (!o->schedule_name)
@@ -515,9 +515,19 @@ int opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen)
         else if (strcmp(o->notify_word, "on") != 0)
             return fail(err, errlen, "notify must be on or off, not '%s'", o->notify_word);
     }
-    if (o->provider_name && strcmp(o->provider_name, "native") != 0)
-        return fail(err, errlen, "unknown provider '%s': this build speaks 'native'",
-                    o->provider_name);
+    if (!o->provider_name)
+        o->provider_name = strdup("native");
+    if (!strchr(o->provider_name, '/')) {
+        /* A profile of the user's own shadows a built-in of the same name. */
+        char *dir = xdg_dir("XDG_CONFIG_HOME", ".config");
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/profiles/%s.json", dir, o->provider_name);
+        free(dir);
+        if (access(path, F_OK) == 0)
+            o->provider_file = strdup(path);
+    } else {
+        o->provider_file = strdup(o->provider_name);
+    }
     if (o->callback_url || o->callback_listen)
         return fail(err, errlen,
                     "callback mode is not available in this build yet: drop "
@@ -554,7 +564,8 @@ void opts_print_help(const char *prog)
            "  -o timeout=SECONDS     time limit of one API request (default 60)\n"
            "  -o file_max=SIZE       largest result file downloaded (default 2G)\n"
            "  -o cache_max=SIZE      cache size; least recently used files go (default 10G)\n"
-           "  -o provider=NAME       wire protocol profile (default native)\n"
+           "  -o provider=NAME|FILE  provider profile: native (default), replicate, fal, or a\n"
+           "                         profile file (see docs/providers.md)\n"
            "  -o notify=on|off       inotify announcements for watchers (default on)\n"
            "  -o allow_other         let other users see the mount (needs user_allow_other)\n"
            "  -h, --help             this help\n"
@@ -572,6 +583,7 @@ void opts_free(struct opts *o)
     free(o->cache_dir);
     free(o->schedule_name);
     free(o->provider_name);
+    free(o->provider_file);
     free(o->notify_word);
     free(o->callback_url);
     free(o->callback_listen);

@@ -28,6 +28,7 @@ struct opts {
     char *cache_dir;
     char *schedule_name;
     char *provider_name;
+    char *provider_file; /* a profile file to load, else provider_name is built in */
     char *notify_word;
     char *callback_url;
     char *callback_listen;
@@ -51,7 +52,7 @@ void opts_free(struct opts *o);
 void opts_print_help(const char *prog);
 
 /* Model id rules shared by the command line and mkdir: segments of
- * [A-Za-z0-9._-] separated by '/', none "." or "..", none starting with '.'. */
+ * [A-Za-z0-9._-] separated by '/', none empty or starting with '.'. */
 bool opts_model_name_valid(const char *name);
 
 #endif

@@ -113,6 +113,7 @@ static void task_free(struct task *t)
     free(t->prompt);
     free(t->status_json);
     free(t->status_url);
+    free(t->result_url);
     for (size_t i = 0; i < t->n_urls; i++)
         free(t->urls[i]);
     free(t->urls);
@@ -135,7 +136,8 @@ static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS tasks("
     " model TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL,"
     " state TEXT NOT NULL, adopted INTEGER NOT NULL DEFAULT 0, gave_up INTEGER NOT NULL DEFAULT 0,"
-    " input TEXT, prompt TEXT, status_json TEXT, status_url TEXT, urls TEXT, files TEXT,"
+    " input TEXT, prompt TEXT, status_json TEXT, status_url TEXT, result_url TEXT, urls TEXT,"
+    " files TEXT,"
     " fail_code TEXT, fail_msg TEXT, submit_ms INTEGER NOT NULL, change_ms INTEGER NOT NULL,"
     " status_ms INTEGER NOT NULL DEFAULT 0, complete_ms INTEGER NOT NULL DEFAULT 0,"
     " last_poll_ms INTEGER NOT NULL DEFAULT 0, polls INTEGER NOT NULL DEFAULT 0,"
@@ -292,7 +294,7 @@ static int task_write(struct store *s, const struct task *t)
 
 /* ---- in-memory tables ---- */
 
-static int model_append(struct store *s, const char *name, int64_t mtime, uint32_t *idx)
+static int model_append(struct store *s, const char *name, int64_t mtime, bool ns, uint32_t *idx)
 {
     if (s->n_models == s->cap_models) {
         uint32_t cap = s->cap_models ? s->cap_models * 2 : 16;
@@ -310,9 +312,57 @@ static int model_append(struct store *s, const char *name, int64_t mtime, uint32
     m->idx = s->n_models;
     m->latest = STORE_NONE;
     m->mtime_ms = mtime;
+    m->ns = ns;
+    const char *slash = strrchr(m->name, '/');
+    m->leaf = slash ? slash + 1 : m->name;
+    m->parent = STORE_NONE;
+    if (slash) {
+        char *prefix = strndup(m->name, (size_t)(slash - m->name));
+        const struct model *p = prefix ? store_model_find(s, prefix) : NULL;
+        free(prefix);
+        if (p) {
+            m->parent = p->idx;
+            s->models[p->idx]->n_children++;
+        }
+    }
     s->models[s->n_models++] = m;
     *idx = m->idx;
     return 0;
+}
+
+/* The namespaces above name, made as needed; -ENOTDIR if one is a model. */
+static int model_prefixes(struct store *s, const char *name, int64_t mtime)
+{
+    for (const char *p = strchr(name, '/'); p; p = strchr(p + 1, '/')) {
+        char *prefix = strndup(name, (size_t)(p - name));
+        if (!prefix)
+            return -ENOMEM;
+        const struct model *m = store_model_find(s, prefix);
+        int rc = 0;
+        uint32_t idx;
+        if (m && !m->ns)
+            rc = -ENOTDIR;
+        else if (!m)
+            rc = model_append(s, prefix, mtime, true, &idx);
+        free(prefix);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int model_load(struct store *s, const char *name, int64_t mtime, uint32_t *idx)
+{
+    const struct model *m = store_model_find(s, name);
+    if (m && !m->ns) {
+        *idx = m->idx;
+        return 0;
+    }
+    if (m || model_prefixes(s, name, mtime) < 0) {
+        log_warn(s->log, "model %s clashes with another model's directories: not shown", name);
+        return -ENOTDIR;
+    }
+    return model_append(s, name, mtime, false, idx);
 }
 
 static int task_append(struct store *s, struct task *t)
@@ -351,7 +401,7 @@ static int load_all(struct store *s)
         return rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         uint32_t idx;
-        if (model_append(s, col_text(st, 0), sqlite3_column_int64(st, 1), &idx) < 0)
+        if (model_load(s, col_text(st, 0), sqlite3_column_int64(st, 1), &idx) == -ENOMEM)
             break;
     }
     sqlite3_finalize(st);
@@ -361,19 +411,14 @@ static int load_all(struct store *s)
     rc = db_prepare(s,
                     "SELECT model, id, seq, state, adopted, gave_up, input, prompt, status_json,"
                     " status_url, urls, fail_code, fail_msg, submit_ms, change_ms, status_ms,"
-                    " complete_ms, last_poll_ms, polls, files FROM tasks ORDER BY seq",
+                    " complete_ms, last_poll_ms, polls, files, result_url FROM tasks ORDER BY seq",
                     &st);
     if (rc < 0)
         return rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const struct model *m = store_model_find(s, col_text(st, 0));
         uint32_t midx;
-        if (!m) {
-            if (model_append(s, col_text(st, 0), 0, &midx) < 0)
-                break;
-        } else {
-            midx = m->idx;
-        }
+        if (model_load(s, col_text(st, 0), 0, &midx) < 0)
+            continue;
         struct task *t = calloc(1, sizeof(*t));
         if (!t)
             break;
@@ -401,6 +446,7 @@ static int load_all(struct store *s)
         t->polls = (uint32_t)sqlite3_column_int64(st, 18);
         if (t->state == TASK_SUCCESS)
             files_init(t, col_text(st, 19));
+        t->result_url = dup_or_null(col_text(st, 20));
         t->version = 1;
         if (task_append(s, t) < 0) {
             task_free(t);
@@ -605,6 +651,16 @@ const struct model *store_model_find(struct store *s, const char *name)
     return NULL;
 }
 
+const struct model *store_model_child(struct store *s, uint32_t parent, const char *leaf)
+{
+    for (uint32_t i = 0; i < s->n_models; i++) {
+        const struct model *m = s->models[i];
+        if (m && m->parent == parent && strcmp(m->leaf, leaf) == 0)
+            return m;
+    }
+    return NULL;
+}
+
 static void wrlock(struct store *s)
 {
     pthread_rwlock_wrlock(&s->lock);
@@ -617,6 +673,13 @@ int store_model_add(struct store *s, const char *name, uint32_t *idx)
         *idx = m->idx;
         return -EEXIST;
     }
+    for (const char *p = strchr(name, '/'); p; p = strchr(p + 1, '/')) {
+        char prefix[256];
+        snprintf(prefix, sizeof(prefix), "%.*s", (int)(p - name), name);
+        const struct model *pm = store_model_find(s, prefix);
+        if (pm && !pm->ns)
+            return -ENOTDIR;
+    }
     sqlite3_stmt *st;
     int64_t now = clock_now_ms();
     int rc = db_prepare(s, "INSERT OR IGNORE INTO models(name, created_ms) VALUES(?1, ?2)", &st);
@@ -627,7 +690,9 @@ int store_model_add(struct store *s, const char *name, uint32_t *idx)
     if ((rc = db_step_done(s, st)) < 0)
         return rc;
     wrlock(s);
-    rc = model_append(s, name, now, idx);
+    rc = model_prefixes(s, name, now);
+    if (rc == 0)
+        rc = model_append(s, name, now, false, idx);
     store_unlock(s);
     if (rc == 0)
         notify(s, &(struct store_change){.kind = STORE_MODEL_ADDED,
@@ -643,17 +708,21 @@ int store_model_remove(struct store *s, uint32_t idx)
     struct model *m = idx < s->n_models ? s->models[idx] : NULL;
     if (!m)
         return -ENOENT;
-    if (m->n_tasks > 0)
+    if (m->n_tasks > 0 || m->n_children > 0)
         return -ENOTEMPTY;
-    sqlite3_stmt *st;
-    int rc = db_prepare(s, "DELETE FROM models WHERE name=?1", &st);
-    if (rc < 0)
-        return rc;
-    sqlite3_bind_text(st, 1, m->name, -1, SQLITE_STATIC);
-    if ((rc = db_step_done(s, st)) < 0)
-        return rc;
+    if (!m->ns) {
+        sqlite3_stmt *st;
+        int rc = db_prepare(s, "DELETE FROM models WHERE name=?1", &st);
+        if (rc < 0)
+            return rc;
+        sqlite3_bind_text(st, 1, m->name, -1, SQLITE_STATIC);
+        if ((rc = db_step_done(s, st)) < 0)
+            return rc;
+    }
     wrlock(s);
     s->models[idx] = NULL;
+    if (m->parent != STORE_NONE && s->models[m->parent])
+        s->models[m->parent]->n_children--;
     store_unlock(s);
     notify(s, &(struct store_change){.kind = STORE_MODEL_REMOVED,
                                      .task_idx = STORE_NONE,
@@ -670,6 +739,8 @@ int store_task_insert(struct store *s, const struct task_new *tn, uint32_t *idx)
     struct model *m = tn->model_idx < s->n_models ? s->models[tn->model_idx] : NULL;
     if (!m)
         return -ENOENT;
+    if (m->ns)
+        return -EISDIR;
     if (store_task_find(s, tn->model_idx, tn->id))
         return -EEXIST;
     struct task *t = calloc(1, sizeof(*t));
@@ -682,6 +753,7 @@ int store_task_insert(struct store *s, const struct task_new *tn, uint32_t *idx)
     t->input_json = dup_or_null(tn->input_json);
     t->prompt = dup_or_null(tn->prompt);
     t->status_url = dup_or_null(tn->status_url);
+    t->result_url = dup_or_null(tn->result_url);
     t->submit_ms = tn->submit_ms;
     t->change_ms = tn->submit_ms;
     t->status_ms = tn->submit_ms;
@@ -690,8 +762,8 @@ int store_task_insert(struct store *s, const struct task_new *tn, uint32_t *idx)
     sqlite3_stmt *st;
     int rc = db_prepare(s,
                         "INSERT INTO tasks(model, id, seq, state, adopted, input, prompt,"
-                        " status_url, submit_ms, change_ms, status_ms)"
-                        " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?9)",
+                        " status_url, submit_ms, change_ms, status_ms, result_url)"
+                        " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?9, ?10)",
                         &st);
     if (rc < 0) {
         task_free(t);
@@ -706,6 +778,7 @@ int store_task_insert(struct store *s, const struct task_new *tn, uint32_t *idx)
     bind_text(st, 7, t->prompt);
     bind_text(st, 8, t->status_url);
     sqlite3_bind_int64(st, 9, t->submit_ms);
+    bind_text(st, 10, t->result_url);
     if ((rc = db_step_done(s, st)) < 0) {
         task_free(t);
         return rc;

@@ -42,6 +42,7 @@ struct task {
     char *prompt;
     char *status_json; /* last status object as received, or NULL */
     char *status_url;
+    char *result_url;
     char **urls;
     size_t n_urls;
     struct task_file *files; /* n_urls of them once the task succeeded */
@@ -57,9 +58,15 @@ struct task {
     uint32_t hash_next;
 };
 
+/* A model, or a namespace: a directory that only holds models, for model ids
+ * with slashes ("fal-ai/flux/dev" makes namespaces "fal-ai", "fal-ai/flux"). */
 struct model {
     uint32_t idx;
-    char *name;
+    char *name;       /* the whole id */
+    const char *leaf; /* its last segment, inside name */
+    uint32_t parent;  /* namespace index, or STORE_NONE at the root */
+    bool ns;          /* a namespace: derived from the models below it, not stored */
+    uint32_t n_children;
     uint32_t latest; /* newest task submitted from this mount, or STORE_NONE */
     uint32_t n_tasks;
     int64_t mtime_ms;
@@ -108,10 +115,15 @@ const struct task *store_task_find(struct store *s, uint32_t model_idx, const ch
 uint32_t store_model_slots(struct store *s);
 const struct model *store_model_at(struct store *s, uint32_t idx);
 const struct model *store_model_find(struct store *s, const char *name);
+/* The model or namespace named leaf under parent (STORE_NONE: the root). */
+const struct model *store_model_child(struct store *s, uint32_t parent, const char *leaf);
 
 /* Engine thread only. Each returns 0 or a negative errno. */
+/* Adds a model (and the namespaces above it). -EEXIST when the name is
+ * taken, -ENOTDIR when a prefix of it is a model. */
 int store_model_add(struct store *s, const char *name, uint32_t *idx);
-int store_model_remove(struct store *s, uint32_t idx); /* -ENOTEMPTY when it has tasks */
+/* -ENOTEMPTY while it has tasks (a model) or models (a namespace). */
+int store_model_remove(struct store *s, uint32_t idx);
 
 struct task_new {
     uint32_t model_idx;
@@ -119,6 +131,7 @@ struct task_new {
     const char *input_json; /* may be NULL (adopted) */
     const char *prompt;
     const char *status_url;
+    const char *result_url;
     bool adopted;
     int64_t submit_ms;
 };
