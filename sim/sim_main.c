@@ -1,10 +1,12 @@
-/* genfs-sim: a local provider for genfs (SPEC 4 and 7). This file holds the I/O: command line,
+/* genfs-sim: a local provider for genfs (SPEC 4 and 7), speaking the native, replicate or fal
+ * protocol (--protocol). This file holds the I/O: command line,
  * the libmicrohttpd server (thread per connection, so slow answers can simply sleep), the
  * callback sender (libcurl multi on its own thread) and the one context struct. Decisions are
  * made by the pure modules (sim_fault, sim_req, sim_task, sim_media, sim_model). */
 #include "sim_fault.h"
 #include "sim_media.h"
 #include "sim_model.h"
+#include "sim_proto.h"
 #include "sim_req.h"
 #include "sim_rng.h"
 #include "sim_task.h"
@@ -32,7 +34,7 @@
 #define SIM_STATUS_MAX 600
 
 struct sim_callback {
-    char id[SIM_TASK_ID_LEN + 1];
+    char id[SIM_TASK_ID_MAX + 1];
     uint64_t seq;
     long long due_ms;
     int attempt;
@@ -60,7 +62,7 @@ static void sim_cb_transfer_free(struct sim_cb_transfer **list, struct sim_cb_tr
 }
 
 struct sim_figures {
-    long long submit, status, media, other;
+    long long submit, status, result, media, other;
     long long callback_sent, callback_lost, callback_failed;
     long long responses[SIM_STATUS_MAX];
     long long faults[32];
@@ -78,6 +80,7 @@ struct sim_ctx {
     int have_key;
     int quiet;
     char base_url[320];
+    enum sim_protocol protocol;
     struct sim_models models;
     struct MHD_Daemon *mhd;
     pthread_t cb_thread;
@@ -216,10 +219,26 @@ static enum MHD_Result sim_http_envelope(struct sim_ctx *ctx, struct MHD_Connect
     return sim_http_text(c, in_body ? 200 : code, text, "application/json", retry_after);
 }
 
+/* A protocol answer of replicate or fal: the HTTP status is the real one (errors_in_body is
+ * native only). Takes ownership of j. */
+static enum MHD_Result sim_http_proto_json(struct sim_ctx *ctx, struct MHD_Connection *c,
+                                           int status, cJSON *j, int retry_after)
+{
+    char *s = j ? cJSON_PrintUnformatted(j) : NULL;
+    cJSON_Delete(j);
+    if (!s)
+        return MHD_NO;
+    sim_fig_response(ctx, status);
+    return sim_http_text(c, status, s, "application/json", retry_after);
+}
+
 static enum MHD_Result sim_http_error(struct sim_ctx *ctx, struct MHD_Connection *c, int code,
                                       const char *msg, int retry_after)
 {
-    return sim_http_envelope(ctx, c, code, msg, NULL, retry_after);
+    if (ctx->protocol == SIM_PROTO_NATIVE)
+        return sim_http_envelope(ctx, c, code, msg, NULL, retry_after);
+    return sim_http_proto_json(ctx, c, code, sim_proto_error_json(ctx->protocol, code, msg),
+                               retry_after);
 }
 
 static const char *sim_http_status_msg(int code)
@@ -244,73 +263,17 @@ static const char *sim_http_status_msg(int code)
     }
 }
 
-/* A broken 200 answer. For a submit every kind lacks a usable taskId, so a client can never
- * mistake it for an accepted task. */
-static char *sim_http_malformed_body(enum sim_malformed_kind kind, int submit, const char *id)
-{
-    char buf[1024];
-    switch (kind) {
-    case SIM_MALFORMED_TRUNCATED:
-        snprintf(buf, sizeof(buf), "{\"code\":200,\"msg\":\"success\",\"data\":{\"taskId\":\"%s",
-                 id);
-        break;
-    case SIM_MALFORMED_NOT_JSON:
-        snprintf(buf, sizeof(buf),
-                 "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>\n");
-        break;
-    case SIM_MALFORMED_NO_DATA:
-        snprintf(buf, sizeof(buf), "{\"code\":200,\"msg\":\"success\"}");
-        break;
-    case SIM_MALFORMED_WRONG_TYPES:
-        snprintf(buf, sizeof(buf),
-                 "{\"code\":\"200\",\"msg\":200,\"data\":{\"taskId\":12345,\"state\":7,"
-                 "\"progress\":\"half\",\"resultJson\":42,\"createTime\":\"yesterday\"}}");
-        break;
-    case SIM_MALFORMED_RESULTJSON_OBJECT:
-        if (submit)
-            snprintf(buf, sizeof(buf),
-                     "{\"code\":200,\"msg\":\"success\",\"data\":{\"taskId\":\"\"}}");
-        else
-            snprintf(buf, sizeof(buf),
-                     "{\"code\":200,\"msg\":\"success\",\"data\":{\"taskId\":\"%s\",\"state\":"
-                     "\"success\",\"resultJson\":{\"resultUrls\":[\"http://127.0.0.1:9/x.png\"]},"
-                     "\"failCode\":\"\",\"failMsg\":\"\"}}",
-                     id);
-        break;
-    case SIM_MALFORMED_UNKNOWN_STATE:
-        if (submit)
-            snprintf(buf, sizeof(buf), "{\"code\":200,\"msg\":\"success\",\"data\":[]}");
-        else
-            snprintf(buf, sizeof(buf),
-                     "{\"code\":200,\"msg\":\"success\",\"data\":{\"taskId\":\"%s\",\"state\":"
-                     "\"exploding\",\"resultJson\":\"\",\"failCode\":\"\",\"failMsg\":\"\"}}",
-                     id);
-        break;
-    case SIM_MALFORMED_HUGE:
-    default: {
-        static const char head[] = "{\"code\":200,\"msg\":\"success\",\"data\":null,\"pad\":\"";
-        size_t n = SIM_HUGE_BODY;
-        char *s = malloc(n + 1);
-        if (!s)
-            return NULL;
-        memset(s, 'x', n);
-        memcpy(s, head, sizeof(head) - 1);
-        memcpy(s + n - 2, "\"}", 2);
-        s[n] = '\0';
-        return s;
-    }
-    }
-    return strdup(buf);
-}
-
 /* ---- handlers ----------------------------------------------------------------------------- */
 
+/* "Authorization: Bearer KEY" (native, replicate) or "Key KEY" (fal); the wrong scheme fails. */
 static int sim_http_authorized(struct sim_ctx *ctx, struct MHD_Connection *c)
 {
     const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+    const char *scheme = sim_proto_auth_scheme(ctx->protocol);
+    size_t sl = strlen(scheme);
+    if (!h || strncasecmp(h, scheme, sl) != 0)
         return 0;
-    const char *tok = h + 7;
+    const char *tok = h + sl;
     while (*tok == ' ')
         tok++;
     if (!ctx->have_key)
@@ -351,7 +314,7 @@ static struct sim_task *sim_ctx_create_task(struct sim_ctx *ctx, const struct si
         return NULL;
     do {
         t->seq = ++ctx->task_counter;
-        sim_model_task_id(ctx->seed, t->seq, t->id);
+        sim_proto_task_id(ctx->protocol, ctx->seed, t->seq, t->id);
     } while (sim_table_get(&ctx->tasks, t->id));
     t->model = strdup(model->name);
     t->kind = model->kind;
@@ -371,7 +334,8 @@ static struct sim_task *sim_ctx_create_task(struct sim_ctx *ctx, const struct si
         if (t->failed)
             sim_fig_fault(ctx, "fail_rate");
     } else {
-        t->failed = sub->outcome == SIM_OUTCOME_FAILED;
+        t->failed = sub->outcome == SIM_OUTCOME_FAILED || sub->outcome == SIM_OUTCOME_CANCELED;
+        t->canceled = sub->outcome == SIM_OUTCOME_CANCELED;
     }
     t->fail_code = strdup(sub->fail_code ? sub->fail_code : "500");
     t->fail_msg = strdup(sub->fail_msg ? sub->fail_msg : "generation failed: content policy");
@@ -419,8 +383,9 @@ static enum MHD_Result sim_handle_submit(struct sim_ctx *ctx, struct MHD_Connect
         return sim_http_error(ctx, c, fd.status, sim_http_status_msg(fd.status), fd.retry_after);
     if (fd.action == SIM_FAULT_MALFORMED) {
         sim_fig_response(ctx, 200);
-        return sim_http_text(c, 200, sim_http_malformed_body(fd.malformed_kind, 1, ""),
-                             "application/json", 0);
+        return sim_http_text(
+            c, 200, sim_proto_malformed_body(ctx->protocol, fd.malformed_kind, ri->route, ""),
+            "application/json", 0);
     }
     if (fd.action == SIM_FAULT_RESET && !fd.reset_after_create)
         return MHD_NO;
@@ -440,7 +405,9 @@ static enum MHD_Result sim_handle_submit(struct sim_ctx *ctx, struct MHD_Connect
         snprintf(msg, sizeof(msg), "body: larger than %u bytes", SIM_BODY_MAX);
         rc = 422;
     } else {
-        rc = sim_req_submit_parse(sc->body, sc->len, &sub, msg, sizeof(msg));
+        /* MHD decodes the query; the value lives as long as the connection's request. */
+        const char *hook = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "fal_webhook");
+        rc = sim_proto_submit_parse(ctx->protocol, sc->body, sc->len, hook, &sub, msg, sizeof(msg));
     }
     if (rc == 0 && sub.no_credits) {
         snprintf(msg, sizeof(msg), "insufficient credits");
@@ -454,13 +421,19 @@ static enum MHD_Result sim_handle_submit(struct sim_ctx *ctx, struct MHD_Connect
     size_t klen = strlen(model->name) + (canon ? strlen(canon) : 0) + 2;
     char *dkey = malloc(klen);
     struct sim_task *t = NULL;
-    char id[SIM_TASK_ID_LEN + 1] = "";
+    char id[SIM_TASK_ID_MAX + 1] = "";
+    cJSON *answer = NULL;
+    int answer_status = 200;
     if (canon && dkey) {
         snprintf(dkey, klen, "%s\n%s", model->name, canon);
         pthread_mutex_lock(&ctx->lock);
         t = sim_ctx_create_task(ctx, model, &sub, sc->body, sc->len, canon);
         if (t) {
             memcpy(id, t->id, sizeof(id));
+            /* Built under the lock: the task may be forgotten by /_sim/reset right after. */
+            if (ctx->protocol != SIM_PROTO_NATIVE)
+                answer = sim_proto_submit_json(ctx->protocol, t, sim_now_ms(), ctx->base_url,
+                                               &answer_status);
             if (sim_table_get(&ctx->dups, dkey))
                 ctx->fig.duplicates++;
             else
@@ -473,24 +446,34 @@ static enum MHD_Result sim_handle_submit(struct sim_ctx *ctx, struct MHD_Connect
     free(dkey);
     free(canon);
     sim_req_submit_free(&sub);
-    if (fd.action == SIM_FAULT_RESET)
+    if (fd.action == SIM_FAULT_RESET) {
+        cJSON_Delete(answer);
         return MHD_NO;
+    }
     if (!t)
         return sim_http_error(ctx, c, 500, "out of memory", 0);
     sim_log(ctx, "task %s model %s created", id, ri->model);
     if (fd.action == SIM_FAULT_SLOW)
         sim_sleep_ms(ctx, fd.delay_ms);
+    if (ctx->protocol != SIM_PROTO_NATIVE)
+        return sim_http_proto_json(ctx, c, answer_status, answer, 0);
     cJSON *data = cJSON_CreateObject();
     cJSON_AddStringToObject(data, "taskId", id);
     return sim_http_envelope(ctx, c, 200, "success", data, 0);
 }
 
+/* Status (every protocol) and fal's result fetch: the same faults, key and model checks; a task
+ * asked under another model is 404 (replicate's status names no model). */
 static enum MHD_Result sim_handle_status(struct sim_ctx *ctx, struct MHD_Connection *c,
                                          const struct sim_route_info *ri)
 {
     struct sim_fault_decision fd;
+    int result = ri->route == SIM_ROUTE_RESULT;
     pthread_mutex_lock(&ctx->lock);
-    ctx->fig.status++;
+    if (result)
+        ctx->fig.result++;
+    else
+        ctx->fig.status++;
     sim_fault_decide_api(&ctx->faults, &ctx->fault_state, ctx->seed, ++ctx->api_reqno, sim_now_ms(),
                          &fd);
     sim_fig_fault(ctx, fd.name);
@@ -503,8 +486,10 @@ static enum MHD_Result sim_handle_status(struct sim_ctx *ctx, struct MHD_Connect
         return MHD_NO;
     case SIM_FAULT_MALFORMED:
         sim_fig_response(ctx, 200);
-        return sim_http_text(c, 200, sim_http_malformed_body(fd.malformed_kind, 0, ri->task_id),
-                             "application/json", 0);
+        return sim_http_text(
+            c, 200,
+            sim_proto_malformed_body(ctx->protocol, fd.malformed_kind, ri->route, ri->task_id),
+            "application/json", 0);
     case SIM_FAULT_SLOW:
         sim_sleep_ms(ctx, fd.delay_ms);
         break;
@@ -513,18 +498,29 @@ static enum MHD_Result sim_handle_status(struct sim_ctx *ctx, struct MHD_Connect
     }
     if (!sim_http_authorized(ctx, c))
         return sim_http_error(ctx, c, 401, "unauthorized", 0);
-    if (!sim_models_find(&ctx->models, ri->model))
+    if (ri->model[0] && !sim_models_find(&ctx->models, ri->model))
         return sim_http_error(ctx, c, 404, "unknown model", 0);
     pthread_mutex_lock(&ctx->lock);
     struct sim_task *t = sim_table_get(&ctx->tasks, ri->task_id);
     cJSON *data = NULL;
-    if (t && strcmp(t->model, ri->model) == 0) {
-        t->status_requests++;
-        data = sim_task_status_json(t, sim_now_ms(), ctx->base_url);
+    int status = 200;
+    if (t && (!ri->model[0] || strcmp(t->model, ri->model) == 0)) {
+        long long now = sim_now_ms();
+        if (result) {
+            t->result_requests++;
+            data = sim_proto_result_json(t, now, ctx->base_url, &status);
+        } else {
+            t->status_requests++;
+            data = ctx->protocol == SIM_PROTO_NATIVE
+                       ? sim_task_status_json(t, now, ctx->base_url)
+                       : sim_proto_status_json(ctx->protocol, t, now, ctx->base_url);
+        }
     }
     pthread_mutex_unlock(&ctx->lock);
     if (!data)
         return sim_http_error(ctx, c, 404, "task not found", 0);
+    if (ctx->protocol != SIM_PROTO_NATIVE)
+        return sim_http_proto_json(ctx, c, status, data, 0);
     return sim_http_envelope(ctx, c, 200, "success", data, 0);
 }
 
@@ -608,12 +604,14 @@ static cJSON *sim_ctx_figures_json(struct sim_ctx *ctx)
     cJSON *rq = cJSON_AddObjectToObject(o, "requests");
     cJSON_AddNumberToObject(rq, "submit", (double)f->submit);
     cJSON_AddNumberToObject(rq, "status", (double)f->status);
+    cJSON_AddNumberToObject(rq, "result", (double)f->result);
     cJSON_AddNumberToObject(rq, "media", (double)f->media);
     cJSON_AddNumberToObject(rq, "callback_sent", (double)f->callback_sent);
     cJSON_AddNumberToObject(rq, "callback_lost", (double)f->callback_lost);
     cJSON_AddNumberToObject(rq, "callback_failed", (double)f->callback_failed);
     cJSON_AddNumberToObject(rq, "other", (double)f->other);
-    cJSON_AddNumberToObject(rq, "total", (double)(f->submit + f->status + f->media + f->other));
+    cJSON_AddNumberToObject(rq, "total",
+                            (double)(f->submit + f->status + f->result + f->media + f->other));
     cJSON *rs = cJSON_AddObjectToObject(o, "responses");
     for (int i = 0; i < SIM_STATUS_MAX; i++) {
         if (f->responses[i]) {
@@ -631,12 +629,13 @@ static cJSON *sim_ctx_figures_json(struct sim_ctx *ctx)
     cJSON_AddNumberToObject(o, "pending_callbacks", (double)ctx->npending);
     cJSON_AddNumberToObject(o, "seed", (double)ctx->seed);
     cJSON_AddNumberToObject(o, "time_scale", ctx->time_scale);
+    cJSON_AddStringToObject(o, "protocol", sim_proto_name(ctx->protocol));
     pthread_mutex_unlock(&ctx->lock);
     return o;
 }
 
 struct sim_sha_job {
-    char id[SIM_TASK_ID_LEN + 1];
+    char id[SIM_TASK_ID_MAX + 1];
     uint64_t seq;
     enum sim_kind kind;
     uint64_t seeds[SIM_OUTPUTS_MAX];
@@ -818,12 +817,13 @@ static enum MHD_Result sim_http_handler(void *cls, struct MHD_Connection *c, con
         return MHD_YES;
     }
     struct sim_route_info ri;
-    sim_req_route(method, url, &ri);
+    sim_proto_route(ctx->protocol, method, url, &ri);
     sim_log(ctx, "%s %s", method, url);
     switch (ri.route) {
     case SIM_ROUTE_SUBMIT:
         return sim_handle_submit(ctx, c, &ri, sc);
     case SIM_ROUTE_STATUS:
+    case SIM_ROUTE_RESULT:
         return sim_handle_status(ctx, c, &ri);
     case SIM_ROUTE_MEDIA:
         return sim_handle_media(ctx, c, &ri);
@@ -884,17 +884,11 @@ static void sim_cb_start_due(struct sim_ctx *ctx, CURLM *multi, struct sim_cb_tr
             sim_fig_fault(ctx, "lost_callback_rate");
             continue;
         }
-        cJSON *env = cJSON_CreateObject();
-        cJSON_AddNumberToObject(env, "code", 200);
-        cJSON_AddStringToObject(env, "msg", "success");
-        cJSON_AddItemToObject(
-            env, "data",
-            sim_task_status_json(t, now > t->complete_ms ? now : t->complete_ms, ctx->base_url));
         struct sim_cb_transfer *x = calloc(1, sizeof(*x));
         CURL *e = curl_easy_init();
         if (x)
-            x->body = cJSON_PrintUnformatted(env);
-        cJSON_Delete(env);
+            x->body = sim_proto_callback_body(
+                ctx->protocol, t, now > t->complete_ms ? now : t->complete_ms, ctx->base_url);
         if (!x || !e || !x->body) {
             if (x)
                 free(x->body);
@@ -983,9 +977,11 @@ static void sim_usage(FILE *f)
 {
     fputs("usage: genfs-sim [--listen ADDR:PORT] [--port-file FILE] [--seed N]\n"
           "                 [--time-scale X] [--key KEY] [--key-file FILE] [--profile FILE]\n"
-          "                 [--fault NAME=VALUE]... [--quiet] [--help]\n"
-          "A local provider for genfs: the native protocol, real media, seeded timings and\n"
-          "faults. Key: --key, --key-file or env GENFS_SIM_KEY (none: any Bearer token).\n"
+          "                 [--protocol native|replicate|fal] [--fault NAME=VALUE]...\n"
+          "                 [--quiet] [--help]\n"
+          "A local provider for genfs: the native, replicate or fal protocol, real media,\n"
+          "seeded timings and faults. Key: --key, --key-file or env GENFS_SIM_KEY (none: any\n"
+          "token); sent as \"Authorization: Bearer KEY\" (fal: \"Key KEY\").\n"
           "See docs/simulator.md.\n",
           f);
 }
@@ -1055,6 +1051,10 @@ static int sim_parse_args(struct sim_ctx *ctx, int argc, char **argv)
 {
     char err[256];
     const char *key_file = NULL, *key = NULL;
+    /* Profiles are loaded after every option is read, so they override the protocol's own
+     * built-in models whatever the order of --profile and --protocol. */
+    const char *profiles[64];
+    size_t nprofiles = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -1065,9 +1065,9 @@ static int sim_parse_args(struct sim_ctx *ctx, int argc, char **argv)
             ctx->quiet = 1;
             continue;
         }
-        static const char *const with_value[] = {"--listen",     "--port-file", "--seed",
-                                                 "--time-scale", "--key",       "--key-file",
-                                                 "--profile",    "--fault",     NULL};
+        static const char *const with_value[] = {
+            "--listen",   "--port-file", "--seed",  "--time-scale", "--key",
+            "--key-file", "--profile",   "--fault", "--protocol",   NULL};
         int known = 0;
         for (int k = 0; with_value[k]; k++)
             known |= strcmp(a, with_value[k]) == 0;
@@ -1096,19 +1096,30 @@ static int sim_parse_args(struct sim_ctx *ctx, int argc, char **argv)
         } else if (strcmp(a, "--key-file") == 0) {
             key_file = v;
         } else if (strcmp(a, "--profile") == 0) {
-            char *text = sim_read_file(v, 4u << 20);
-            if (!text)
-                return sim_die("--profile: cannot read \"%s\"", v);
-            int rc = sim_models_load_profile(&ctx->models, text, err, sizeof(err));
-            free(text);
-            if (rc != 0)
-                return sim_die("%s", err);
+            if (nprofiles == sizeof(profiles) / sizeof(profiles[0]))
+                return sim_die("--profile: more than 64 given%s", "");
+            profiles[nprofiles++] = v;
+        } else if (strcmp(a, "--protocol") == 0) {
+            if (sim_proto_parse(v, &ctx->protocol) != 0)
+                return sim_die("--protocol wants native, replicate or fal, got \"%s\"", v);
         } else if (strcmp(a, "--fault") == 0) {
             if (sim_fault_merge_arg(&ctx->faults, v, err, sizeof(err)) != 0)
                 return sim_die("--fault: %s", err);
         } else {
             return sim_die("unknown option \"%s\" (see --help)", a);
         }
+    }
+    const char *builtin = sim_proto_models_profile(ctx->protocol);
+    if (builtin && sim_models_load_profile(&ctx->models, builtin, err, sizeof(err)) != 0)
+        return sim_die("%s", err);
+    for (size_t k = 0; k < nprofiles; k++) {
+        char *text = sim_read_file(profiles[k], 4u << 20);
+        int rc = text ? sim_models_load_profile(&ctx->models, text, err, sizeof(err)) : -1;
+        if (!text)
+            snprintf(err, sizeof(err), "--profile: cannot read \"%s\"", profiles[k]);
+        free(text);
+        if (rc != 0)
+            return sim_die("%s", err);
     }
     if (key && sim_set_key(ctx, key) != 0)
         return sim_die("--key: empty or too long%s", "");

@@ -24,7 +24,9 @@ struct sim_models {
     size_t cap;
 };
 
-#define SIM_TASK_ID_LEN 22 /* "tk" + 20 hex */
+#define SIM_TASK_ID_LEN 22 /* "tk" + 20 hex (native ids) */
+/* Longest id of any protocol (fal's UUIDs are 36), for buffers that hold any task id. */
+#define SIM_TASK_ID_MAX 40
 #define SIM_MODEL_NAME_MAX 255
 
 int sim_models_init_default(struct sim_models *ms);

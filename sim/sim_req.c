@@ -112,12 +112,19 @@ void sim_req_route(const char *method, const char *path, struct sim_route_info *
 
 int sim_req_is_api(enum sim_route r)
 {
-    return r == SIM_ROUTE_SUBMIT || r == SIM_ROUTE_STATUS;
+    return r == SIM_ROUTE_SUBMIT || r == SIM_ROUTE_STATUS || r == SIM_ROUTE_RESULT;
 }
 
 static int sim_req_fail(char *msg, size_t msglen, const char *text)
 {
     snprintf(msg, msglen, "%s", text);
+    return 422;
+}
+
+/* Like sim_req_fail, the field named relative to prefix. */
+static int sim_req_fail_field(char *msg, size_t msglen, const char *prefix, const char *text)
+{
+    snprintf(msg, msglen, "%s%s", prefix, text);
     return 422;
 }
 
@@ -130,12 +137,84 @@ static int sim_req_int(const cJSON *it, long long lo, long long hi, long long *o
     return 0;
 }
 
-int sim_req_submit_parse(const char *body, size_t len, struct sim_submit *out, char *msg,
-                         size_t msglen)
+void sim_req_submit_init(struct sim_submit *out)
 {
     memset(out, 0, sizeof(*out));
     out->duration_ms = -1;
     out->outputs = 1;
+}
+
+int sim_req_prompt_parse(const cJSON *input, const char *prefix, struct sim_submit *out, char *msg,
+                         size_t msglen)
+{
+    const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(input, "prompt");
+    if (!cJSON_IsString(prompt) || prompt->valuestring[0] == '\0')
+        return sim_req_fail_field(msg, msglen, prefix,
+                                  "prompt: required, must be a non-empty string");
+    out->prompt = prompt->valuestring;
+    return 0;
+}
+
+int sim_req_knobs_parse(const cJSON *input, const char *prefix, int allow_canceled,
+                        struct sim_submit *out, char *msg, size_t msglen)
+{
+    const cJSON *it;
+    long long v;
+    if ((it = cJSON_GetObjectItemCaseSensitive(input, "sim_duration_ms"))) {
+        if (sim_req_int(it, 0, 100000000000LL, &v))
+            return sim_req_fail_field(msg, msglen, prefix,
+                                      "sim_duration_ms: must be an integer >= 0");
+        out->duration_ms = v;
+    }
+    if ((it = cJSON_GetObjectItemCaseSensitive(input, "sim_outcome"))) {
+        if (cJSON_IsString(it) && strcmp(it->valuestring, "success") == 0)
+            out->outcome = SIM_OUTCOME_SUCCESS;
+        else if (cJSON_IsString(it) && strcmp(it->valuestring, "failed") == 0)
+            out->outcome = SIM_OUTCOME_FAILED;
+        else if (allow_canceled && cJSON_IsString(it) && strcmp(it->valuestring, "canceled") == 0)
+            out->outcome = SIM_OUTCOME_CANCELED;
+        else if (allow_canceled)
+            return sim_req_fail_field(msg, msglen, prefix,
+                                      "sim_outcome: must be \"success\", \"failed\" or "
+                                      "\"canceled\"");
+        else
+            return sim_req_fail_field(msg, msglen, prefix,
+                                      "sim_outcome: must be \"success\" or \"failed\"");
+    }
+    if ((it = cJSON_GetObjectItemCaseSensitive(input, "sim_fail_code"))) {
+        if (!cJSON_IsString(it))
+            return sim_req_fail_field(msg, msglen, prefix, "sim_fail_code: must be a string");
+        out->fail_code = it->valuestring;
+    }
+    if ((it = cJSON_GetObjectItemCaseSensitive(input, "sim_fail_msg"))) {
+        if (!cJSON_IsString(it))
+            return sim_req_fail_field(msg, msglen, prefix, "sim_fail_msg: must be a string");
+        out->fail_msg = it->valuestring;
+    }
+    if ((it = cJSON_GetObjectItemCaseSensitive(input, "sim_outputs"))) {
+        if (sim_req_int(it, 1, SIM_OUTPUTS_MAX, &v))
+            return sim_req_fail_field(msg, msglen, prefix, "sim_outputs: must be an integer 1..8");
+        out->outputs = (int)v;
+    }
+    if ((it = cJSON_GetObjectItemCaseSensitive(input, "sim_media_bytes"))) {
+        /* Up to 8 GiB: enough for any size test, far below what could overflow a length. */
+        if (sim_req_int(it, 1, 8LL << 30, &v))
+            return sim_req_fail_field(msg, msglen, prefix,
+                                      "sim_media_bytes: must be an integer 1..2^33");
+        out->media_bytes = (unsigned long long)v;
+    }
+    if ((it = cJSON_GetObjectItemCaseSensitive(input, "sim_credits"))) {
+        if (!cJSON_IsString(it))
+            return sim_req_fail_field(msg, msglen, prefix, "sim_credits: must be a string");
+        out->no_credits = strcmp(it->valuestring, "none") == 0;
+    }
+    return 0;
+}
+
+int sim_req_submit_parse(const char *body, size_t len, struct sim_submit *out, char *msg,
+                         size_t msglen)
+{
+    sim_req_submit_init(out);
     if (!body || len == 0)
         return sim_req_fail(msg, msglen, "body: expected a JSON object");
     out->root = cJSON_ParseWithLength(body, len);
@@ -145,10 +224,9 @@ int sim_req_submit_parse(const char *body, size_t len, struct sim_submit *out, c
     if (!cJSON_IsObject(input))
         return sim_req_fail(msg, msglen, "input: required, must be an object");
     out->input = input;
-    const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(input, "prompt");
-    if (!cJSON_IsString(prompt) || prompt->valuestring[0] == '\0')
-        return sim_req_fail(msg, msglen, "input.prompt: required, must be a non-empty string");
-    out->prompt = prompt->valuestring;
+    int rc = sim_req_prompt_parse(input, "input.", out, msg, msglen);
+    if (rc)
+        return rc;
     const cJSON *rt = cJSON_GetObjectItemCaseSensitive(out->root, "request_type");
     const cJSON *cb = cJSON_GetObjectItemCaseSensitive(out->root, "callback_url");
     if (rt && !cJSON_IsString(rt))
@@ -169,49 +247,7 @@ int sim_req_submit_parse(const char *body, size_t len, struct sim_submit *out, c
     } else if (cb && !cJSON_IsNull(cb)) {
         return sim_req_fail(msg, msglen, "callback_url: only allowed with request_type callback");
     }
-    const cJSON *it;
-    long long v;
-    if ((it = cJSON_GetObjectItemCaseSensitive(input, "sim_duration_ms"))) {
-        if (sim_req_int(it, 0, 100000000000LL, &v))
-            return sim_req_fail(msg, msglen, "input.sim_duration_ms: must be an integer >= 0");
-        out->duration_ms = v;
-    }
-    if ((it = cJSON_GetObjectItemCaseSensitive(input, "sim_outcome"))) {
-        if (cJSON_IsString(it) && strcmp(it->valuestring, "success") == 0)
-            out->outcome = SIM_OUTCOME_SUCCESS;
-        else if (cJSON_IsString(it) && strcmp(it->valuestring, "failed") == 0)
-            out->outcome = SIM_OUTCOME_FAILED;
-        else
-            return sim_req_fail(msg, msglen,
-                                "input.sim_outcome: must be \"success\" or \"failed\"");
-    }
-    if ((it = cJSON_GetObjectItemCaseSensitive(input, "sim_fail_code"))) {
-        if (!cJSON_IsString(it))
-            return sim_req_fail(msg, msglen, "input.sim_fail_code: must be a string");
-        out->fail_code = it->valuestring;
-    }
-    if ((it = cJSON_GetObjectItemCaseSensitive(input, "sim_fail_msg"))) {
-        if (!cJSON_IsString(it))
-            return sim_req_fail(msg, msglen, "input.sim_fail_msg: must be a string");
-        out->fail_msg = it->valuestring;
-    }
-    if ((it = cJSON_GetObjectItemCaseSensitive(input, "sim_outputs"))) {
-        if (sim_req_int(it, 1, SIM_OUTPUTS_MAX, &v))
-            return sim_req_fail(msg, msglen, "input.sim_outputs: must be an integer 1..8");
-        out->outputs = (int)v;
-    }
-    if ((it = cJSON_GetObjectItemCaseSensitive(input, "sim_media_bytes"))) {
-        /* Up to 8 GiB: enough for any size test, far below what could overflow a length. */
-        if (sim_req_int(it, 1, 8LL << 30, &v))
-            return sim_req_fail(msg, msglen, "input.sim_media_bytes: must be an integer 1..2^33");
-        out->media_bytes = (unsigned long long)v;
-    }
-    if ((it = cJSON_GetObjectItemCaseSensitive(input, "sim_credits"))) {
-        if (!cJSON_IsString(it))
-            return sim_req_fail(msg, msglen, "input.sim_credits: must be a string");
-        out->no_credits = strcmp(it->valuestring, "none") == 0;
-    }
-    return 0;
+    return sim_req_knobs_parse(input, "input.", 0, out, msg, msglen);
 }
 
 void sim_req_submit_free(struct sim_submit *s)

@@ -21,6 +21,7 @@ enum sim_route {
     SIM_ROUTE_FAULTS_SET,
     SIM_ROUTE_FAULTS_RESET,
     SIM_ROUTE_RESET,
+    SIM_ROUTE_RESULT, /* fal: GET {model}/requests/{id}, the result object */
 };
 
 struct sim_route_info {
@@ -33,10 +34,15 @@ struct sim_route_info {
 
 /* Classifies method + path (no query string). Over-long model or task id: NOT_FOUND. */
 void sim_req_route(const char *method, const char *path, struct sim_route_info *out);
-/* Whether the request is one of the provider API endpoints (/generateTask...). */
+/* Whether the request is one of the provider API endpoints (submit, status, result). */
 int sim_req_is_api(enum sim_route r);
 
-enum sim_outcome { SIM_OUTCOME_DRAW, SIM_OUTCOME_SUCCESS, SIM_OUTCOME_FAILED };
+enum sim_outcome {
+    SIM_OUTCOME_DRAW,
+    SIM_OUTCOME_SUCCESS,
+    SIM_OUTCOME_FAILED,
+    SIM_OUTCOME_CANCELED /* replicate only */
+};
 
 #define SIM_OUTPUTS_MAX 8
 
@@ -60,6 +66,16 @@ struct sim_submit {
 int sim_req_submit_parse(const char *body, size_t len, struct sim_submit *out, char *msg,
                          size_t msglen);
 void sim_req_submit_free(struct sim_submit *s);
+/* Checks input.prompt and sets out->prompt. prefix names the input object in messages
+ * ("input." for native and replicate, "" for fal whose body is the input). */
+int sim_req_prompt_parse(const cJSON *input, const char *prefix, struct sim_submit *out, char *msg,
+                         size_t msglen);
+/* Parses the sim_* test knobs of an input object into out (which must have been zeroed and
+ * given its defaults by the caller). allow_canceled admits sim_outcome "canceled". */
+int sim_req_knobs_parse(const cJSON *input, const char *prefix, int allow_canceled,
+                        struct sim_submit *out, char *msg, size_t msglen);
+/* Zeroes out and sets the defaults (no duration, one output). */
+void sim_req_submit_init(struct sim_submit *out);
 
 /* Canonical JSON (object keys sorted, no spaces), malloc'd; NULL when out of memory. Two inputs
  * that differ only in key order or spacing give the same text. */

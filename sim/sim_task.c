@@ -100,9 +100,10 @@ void sim_task_view_at(const struct sim_task *t, long long now_ms, struct sim_tas
     memset(v, 0, sizeof(*v));
     if (el < 0)
         el = 0;
+    v->start_ms = t->submit_ms + d * 3 / 10;
     if (el >= d) {
         v->done = 1;
-        v->state = t->failed ? "failed" : "success";
+        v->state = t->canceled ? "canceled" : t->failed ? "failed" : "success";
         v->progress = t->failed ? 0 : 100;
         v->update_ms = t->complete_ms;
         return;
@@ -193,7 +194,10 @@ cJSON *sim_task_figure_json(const struct sim_task *t, long long now_ms, const ch
     cJSON *in = cJSON_Parse(t->input_json);
     cJSON_AddItemToObject(o, "input", in ? in : cJSON_CreateNull());
     cJSON_AddStringToObject(o, "state", v.state);
-    cJSON_AddStringToObject(o, "final_state", t->failed ? "failed" : "success");
+    cJSON_AddStringToObject(o, "final_state",
+                            t->canceled ? "canceled"
+                            : t->failed ? "failed"
+                                        : "success");
     cJSON_AddStringToObject(o, "fail_code", t->failed ? t->fail_code : "");
     cJSON_AddStringToObject(o, "fail_msg", t->failed ? t->fail_msg : "");
     cJSON_AddNumberToObject(o, "submit_ms", (double)t->submit_ms);
@@ -201,6 +205,7 @@ cJSON *sim_task_figure_json(const struct sim_task *t, long long now_ms, const ch
     cJSON_AddNumberToObject(o, "complete_ms", (double)t->complete_ms);
     cJSON_AddNumberToObject(o, "status_requests", (double)t->status_requests);
     cJSON_AddNumberToObject(o, "media_requests", (double)t->media_requests);
+    cJSON_AddNumberToObject(o, "result_requests", (double)t->result_requests);
     if (t->callback_url)
         cJSON_AddStringToObject(o, "callback_url", t->callback_url);
     cJSON_AddItemToObject(o, "result_urls",

@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 struct sim_task {
-    char id[SIM_TASK_ID_LEN + 1];
+    char id[SIM_TASK_ID_MAX + 1];
     char *model;
     enum sim_kind kind;
     char *prompt;
@@ -21,11 +21,12 @@ struct sim_task {
     uint64_t seq;
     long long submit_ms, duration_ms, complete_ms;
     int failed;
+    int canceled; /* replicate's sim_outcome "canceled": failed, shown as canceled */
     char *fail_code, *fail_msg;
     int outputs;
     unsigned long long media_bytes;
     uint64_t media_seed; /* hash(seed, model, prompt); output n adds n */
-    long long status_requests, media_requests;
+    long long status_requests, media_requests, result_requests;
     char (*sha256)[65]; /* cached per output, NULL until computed */
 };
 
@@ -50,9 +51,10 @@ void *sim_table_get(const struct sim_table *t, const char *key);
 int sim_table_put(struct sim_table *t, const char *key, void *value);
 
 struct sim_task_view {
-    const char *state; /* waiting | queuing | generating | success | failed */
+    const char *state; /* waiting | queuing | generating | success | failed | canceled */
     int progress;      /* 0..100 */
     long long update_ms;
+    long long start_ms; /* when generation starts (the end of queuing) */
     int done;
 };
 
