@@ -643,11 +643,12 @@ int provider_build_submit(const struct provider *p, const char *model, const cha
         bool first = !strchr(out->url, '?');
         cJSON_ArrayForEach(it, p->callback_query)
         {
+            /* provider_expand already encodes {callback_url}. */
             char *val = provider_expand(it->valuestring, &v);
             if (!val || provider_append_raw(&out->url, &len, first ? "?" : "&", 1) < 0 ||
                 provider_append_enc(&out->url, &len, it->string, strlen(it->string), false) < 0 ||
                 provider_append_raw(&out->url, &len, "=", 1) < 0 ||
-                provider_append_enc(&out->url, &len, val, strlen(val), false) < 0) {
+                provider_append_raw(&out->url, &len, val, strlen(val)) < 0) {
                 free(val);
                 free(out->url);
                 out->url = NULL;
