@@ -47,7 +47,8 @@ struct xfer {
     size_t len, cap;
     bool too_big;
     char retry_after[64];
-    bool fresh; /* no connection reuse (submissions) */
+    bool fresh;                     /* no connection reuse (submissions) */
+    char token[HOOK_TOKEN_LEN + 1]; /* webhook mode: this submission's callback secret */
     /* downloads */
     uint32_t file_n;
     int attempt;
@@ -86,6 +87,7 @@ struct engine {
     struct store *store;
     struct provider *prov;
     struct log *log;
+    struct hook *hook;
     struct engine_config cfg;
     char *auth_header;
     CURLM *multi;
@@ -255,6 +257,15 @@ static void schedule_task_after(struct engine *e, const struct task *t, int64_t 
     struct sched_task v = sched_view(t);
     int64_t due = sched_next_due(e->cfg.schedule, &p, &v, now, &e->rng);
     int64_t deadline = sched_deadline(e->cfg.schedule, &p, &v);
+    if (e->cfg.callback_url && now < deadline) {
+        /* Callbacks bring the news; polls are only a safety net for lost ones. */
+        int64_t base =
+            t->polls > 0 && t->last_poll_ms > t->submit_ms ? t->last_poll_ms : t->submit_ms;
+        int64_t gap = e->cfg.callback_poll_ms;
+        due = base + gap - gap / 10 + (int64_t)(sched_rand(&e->rng) % (uint64_t)(gap / 5 + 1));
+        if (due < now)
+            due = now;
+    }
     if (!t->gave_up && deadline > now && (due == SCHED_NEVER || due > deadline))
         due = deadline;
     if (due != SCHED_NEVER && due < not_before)
@@ -773,7 +784,20 @@ static int start_submit(struct engine *e, struct engine_cmd *cmd)
         return 0;
     }
     struct xfer *x = calloc(1, sizeof(*x));
-    if (!x || provider_build_submit(e->prov, m->name, cmd->input_json, NULL, &x->req) < 0) {
+    char cb[1024] = "";
+    if (x && e->cfg.callback_url) {
+        size_t bl = strlen(e->cfg.callback_url);
+        while (bl > 0 && e->cfg.callback_url[bl - 1] == '/')
+            bl--;
+        if (hook_token_new(x->token) < 0) {
+            xfer_free(x);
+            cmd_finish(cmd, -EIO, "cannot draw a random callback token");
+            return 0;
+        }
+        snprintf(cb, sizeof(cb), "%.*s/%s", (int)bl, e->cfg.callback_url, x->token);
+    }
+    if (!x ||
+        provider_build_submit(e->prov, m->name, cmd->input_json, cb[0] ? cb : NULL, &x->req) < 0) {
         xfer_free(x);
         cmd_finish(cmd, -ENOMEM, "out of memory building the request");
         return 0;
@@ -888,8 +912,10 @@ static void handle_cmd(struct engine *e, struct engine_cmd *cmd)
         break;
     }
     case ENGINE_FORGET:
-        if (store_task_at(e->store, cmd->task_idx))
+        if (store_task_at(e->store, cmd->task_idx)) {
             cache_forget(e, store_task_at(e->store, cmd->task_idx));
+            hook_token_remove(e->hook, store_task_at(e->store, cmd->task_idx)->cb_token);
+        }
         rc = store_task_remove(e->store, cmd->task_idx);
         if (rc == 0 && cmd->task_idx < e->ts_cap)
             heap_remove(e, cmd->task_idx);
@@ -916,11 +942,14 @@ static void handle_cmd(struct engine *e, struct engine_cmd *cmd)
         cmd_finish(cmd, 0, NULL);
         break;
     }
-    case ENGINE_POLL_NOW:
-        if (store_task_at(e->store, cmd->task_idx) && !e->ts[cmd->task_idx].inflight)
+    case ENGINE_POLL_NOW: {
+        const struct task *t = store_task_at(e->store, cmd->task_idx);
+        if (t && !task_state_final(t->state) && cmd->task_idx < e->ts_cap &&
+            !e->ts[cmd->task_idx].inflight)
             heap_set(e, cmd->task_idx, clock_now_ms());
         cmd_finish(cmd, 0, NULL);
         break;
+    }
     }
 }
 
@@ -976,10 +1005,13 @@ static void on_submit_done(struct engine *e, struct xfer *x, CURLcode cc, long h
                                   .prompt = cmd->prompt,
                                   .status_url = sub.status_url,
                                   .result_url = sub.result_url,
+                                  .cb_token = x->token[0] ? x->token : NULL,
                                   .submit_ms = now};
             err = store_task_insert(e->store, &tn, &idx);
             if (err == 0) {
                 cmd->task_idx = idx;
+                if (x->token[0])
+                    hook_token_add(e->hook, x->token, idx);
                 log_info(e->log, "%s/%s: submitted", m ? m->name : "?", sub.task_id);
                 schedule_task(e, store_task_at(e->store, idx), now);
                 cmd_finish(cmd, 0, NULL);
@@ -1108,8 +1140,10 @@ static void on_status_done(struct engine *e, struct xfer *x, CURLcode cc, long h
         t = store_task_at(e->store, idx);
         if (task_state_final(t->state)) {
             heap_remove(e, idx);
-            if (!was_final)
+            if (!was_final) {
                 dl_queue_task(e, t);
+                hook_token_remove(e->hook, t->cb_token);
+            }
             if (!was_final) {
                 log_info(e->log, "%s/%s: %s", model, t->id, task_state_name(t->state));
                 if (ps.complete_ms > 0 && now >= ps.complete_ms)
@@ -1369,6 +1403,34 @@ int engine_start(struct engine *e)
     return 0;
 }
 
+void engine_set_hook(struct engine *e, struct hook *h)
+{
+    e->hook = h;
+    for (uint32_t i = 0; i < store_task_slots(e->store); i++) {
+        const struct task *t = store_task_at(e->store, i);
+        if (t && t->cb_token && !task_state_final(t->state))
+            hook_token_add(h, t->cb_token, i);
+    }
+}
+
+static void poll_now_done(struct engine_cmd *cmd, int err, const char *msg)
+{
+    (void)err;
+    (void)msg;
+    free(cmd);
+}
+
+void engine_poll_now(struct engine *e, uint32_t task_idx)
+{
+    struct engine_cmd *c = calloc(1, sizeof(*c));
+    if (!c)
+        return;
+    c->kind = ENGINE_POLL_NOW;
+    c->task_idx = task_idx;
+    c->done = poll_now_done;
+    engine_post(e, c);
+}
+
 void engine_post(struct engine *e, struct engine_cmd *cmd)
 {
     cmd->next = NULL;
@@ -1449,6 +1511,11 @@ char *engine_stats_json(struct engine *e)
     cJSON_AddNumberToObject(dl, "bytes", (double)c.download_bytes);
     cJSON_AddNumberToObject(dl, "evictions", (double)c.evictions);
     cJSON_AddNumberToObject(dl, "cache_bytes", (double)cache_bytes);
+    uint64_t cb_ok, cb_bad;
+    hook_counts(e->hook, &cb_ok, &cb_bad);
+    cJSON *cbs = cJSON_AddObjectToObject(root, "callbacks");
+    cJSON_AddNumberToObject(cbs, "accepted", (double)cb_ok);
+    cJSON_AddNumberToObject(cbs, "rejected", (double)cb_bad);
     cJSON_AddNumberToObject(root, "retries", (double)c.retries);
     cJSON_AddNumberToObject(root, "http_429", (double)c.http_429);
     cJSON_AddNumberToObject(root, "errors", (double)c.errors);

@@ -5,6 +5,7 @@
 #ifndef GENFS_ENGINE_H
 #define GENFS_ENGINE_H
 
+#include "hook.h"
 #include "log.h"
 #include "opts.h"
 #include "provider.h"
@@ -55,6 +56,8 @@ struct engine_config {
     const char *cache_dir;
     int64_t file_max_bytes;          /* one result file */
     int64_t cache_max_bytes;         /* all whole files; 0 = no limit */
+    const char *callback_url;        /* webhook mode: the listener's public base URL, else NULL */
+    int64_t callback_poll_ms;        /* webhook mode: safety polls this often */
     const struct opts_model *models; /* profile overrides from the config */
     size_t n_models;
 };
@@ -65,6 +68,12 @@ int engine_start(struct engine *e);
 /* Stops taking work, lets in-flight submissions finish (bounded), joins. */
 void engine_stop(struct engine *e);
 void engine_free(struct engine *e);
+
+/* Webhook mode: the listener whose token table the engine keeps up to date
+ * (call before engine_start). */
+void engine_set_hook(struct engine *e, struct hook *h);
+/* Thread-safe: poll this task as soon as the rate allows (a callback came). */
+void engine_poll_now(struct engine *e, uint32_t task_idx);
 
 /* Thread-safe: queue a command and wake the loop. */
 void engine_post(struct engine *e, struct engine_cmd *cmd);

@@ -2,6 +2,7 @@
  * clean unmount. */
 #include "engine.h"
 #include "fs.h"
+#include "hook.h"
 #include "log.h"
 #include "opts.h"
 #include "provider.h"
@@ -22,8 +23,22 @@ struct genfs_ctx {
     struct provider *provider;
     struct engine *engine;
     struct fs *fs;
+    struct hook *hook;
     struct fuse_session *se;
 };
+
+static void on_callback(void *arg, uint32_t task_idx)
+{
+    engine_poll_now(arg, task_idx);
+}
+
+/* The callback URL's path: callbacks must come to PATH/<token>. */
+static const char *url_path(const char *url)
+{
+    const char *p = strstr(url, "://");
+    p = p ? strchr(p + 3, '/') : NULL;
+    return p ? p : "";
+}
 
 static int start_failed(const char *msg)
 {
@@ -90,6 +105,8 @@ static int run(struct genfs_ctx *c)
                                .cache_dir = o->cache_dir,
                                .file_max_bytes = o->file_max_bytes,
                                .cache_max_bytes = o->cache_max_bytes,
+                               .callback_url = o->callback_url,
+                               .callback_poll_ms = (int64_t)(o->callback_poll_s * 1000),
                                .models = o->models,
                                .n_models = o->n_models};
     c->engine = engine_new(c->store, c->provider, c->log, &ec);
@@ -123,6 +140,17 @@ static int run(struct genfs_ctx *c)
     if (!o->foreground)
         log_set_syslog(c->log, 1);
     store_write_pid(c->store);
+    /* The listener's thread must be born in the daemon, after the fork. */
+    if (o->callback_listen) {
+        if (hook_start(o->callback_listen, url_path(o->callback_url), c->log, on_callback,
+                       c->engine, &c->hook, err, sizeof(err)) < 0) {
+            log_error(c->log, "%s", err);
+            fuse_session_unmount(c->se);
+            fuse_remove_signal_handlers(c->se);
+            return 2;
+        }
+        engine_set_hook(c->engine, c->hook);
+    }
     if (engine_start(c->engine) < 0) {
         log_error(c->log, "cannot start the engine thread");
         fuse_session_unmount(c->se);
@@ -141,6 +169,8 @@ static int run(struct genfs_ctx *c)
     log_info(c->log, "unmounting %s", o->mountpoint);
     /* Waiting readers first, then the engine finishes submissions in flight. */
     fs_shutdown(c->fs);
+    hook_stop(c->hook);
+    c->hook = NULL;
     engine_stop(c->engine);
     fuse_session_unmount(c->se);
     fuse_remove_signal_handlers(c->se);

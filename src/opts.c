@@ -30,6 +30,7 @@ struct raw_opts {
     char *callback_url;
     char *callback_listen;
     char *timeout;
+    char *callback_poll;
     char *file_max;
     char *cache_max;
     char *mountpoint;
@@ -58,6 +59,7 @@ static const struct fuse_opt opt_spec[] = {
     RAW("callback_url=%s", callback_url),
     RAW("callback_listen=%s", callback_listen),
     RAW("timeout=%s", timeout),
+    RAW("callback_poll=%s", callback_poll),
     RAW("file_max=%s", file_max),
     RAW("cache_max=%s", cache_max),
     FUSE_OPT_KEY("-h", KEY_HELP),
@@ -354,6 +356,10 @@ static int load_config(struct opts *o, bool explicit_path, char *err, size_t err
             rc = set_string(&o->cache_dir, it, k, err, errlen);
         } else if (strcmp(k, "schedule") == 0) {
             rc = set_string(&o->schedule_name, it, k, err, errlen);
+        } else if (strcmp(k, "callback_url") == 0) {
+            rc = set_string(&o->callback_url, it, k, err, errlen);
+        } else if (strcmp(k, "callback_listen") == 0) {
+            rc = set_string(&o->callback_listen, it, k, err, errlen);
         } else if (strcmp(k, "provider") == 0) {
             rc = set_string(&o->provider_name, it, k, err, errlen);
         } else if (strcmp(k, "key_file") == 0) {
@@ -456,6 +462,12 @@ int opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen)
                   "invalid timeout '%s': give seconds for one request, e.g. -o timeout=60",
                   r.timeout);
     free(r.timeout);
+    o->callback_poll_s = 60;
+    if (rc == 0 && r.callback_poll &&
+        (parse_rate(r.callback_poll, &o->callback_poll_s) < 0 || o->callback_poll_s > 86400))
+        rc =
+            fail(err, errlen, "invalid callback_poll '%s': give seconds, e.g. 60", r.callback_poll);
+    free(r.callback_poll);
     o->file_max_bytes = -1;
     o->cache_max_bytes = -1;
     if (rc == 0 && r.file_max &&
@@ -528,10 +540,14 @@ int opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen)
     } else {
         o->provider_file = strdup(o->provider_name);
     }
-    if (o->callback_url || o->callback_listen)
+    if (!o->callback_url != !o->callback_listen)
         return fail(err, errlen,
-                    "callback mode is not available in this build yet: drop "
-                    "callback_url/callback_listen to poll instead");
+                    "callback mode needs both -o callback_url=URL (how the provider reaches us) "
+                    "and -o callback_listen=ADDR:PORT");
+    if (o->callback_url && strncmp(o->callback_url, "http://", 7) != 0 &&
+        strncmp(o->callback_url, "https://", 8) != 0)
+        return fail(err, errlen, "callback_url '%s' must start with http:// or https://",
+                    o->callback_url);
     if (o->file_max_bytes < 0)
         o->file_max_bytes = INT64_C(2) << 30;
     if (o->cache_max_bytes < 0)
@@ -567,6 +583,10 @@ void opts_print_help(const char *prog)
            "  -o provider=NAME|FILE  provider profile: native (default), replicate, fal, or a\n"
            "                         profile file (see docs/providers.md)\n"
            "  -o notify=on|off       inotify announcements for watchers (default on)\n"
+           "  -o callback_url=URL,callback_listen=ADDR:PORT\n"
+           "                         webhook mode: the provider calls URL/<token> when a task\n"
+           "                         ends; genfs listens on ADDR:PORT\n"
+           "  -o callback_poll=SECS  webhook mode: safety polls this often (default 60)\n"
            "  -o allow_other         let other users see the mount (needs user_allow_other)\n"
            "  -h, --help             this help\n"
            "  -V, --version          the version\n",

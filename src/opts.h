@@ -36,6 +36,7 @@ struct opts {
     double rate;
     double timeout_s; /* one API request's time limit */
     int64_t file_max_bytes;
+    double callback_poll_s; /* callback mode: safety polls this often */
     int64_t cache_max_bytes;
     enum sched_kind schedule;
     bool notify;

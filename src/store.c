@@ -114,6 +114,7 @@ static void task_free(struct task *t)
     free(t->status_json);
     free(t->status_url);
     free(t->result_url);
+    free(t->cb_token);
     for (size_t i = 0; i < t->n_urls; i++)
         free(t->urls[i]);
     free(t->urls);
@@ -137,7 +138,7 @@ static const char schema_sql[] =
     " model TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL,"
     " state TEXT NOT NULL, adopted INTEGER NOT NULL DEFAULT 0, gave_up INTEGER NOT NULL DEFAULT 0,"
     " input TEXT, prompt TEXT, status_json TEXT, status_url TEXT, result_url TEXT, urls TEXT,"
-    " files TEXT,"
+    " files TEXT, cb_token TEXT,"
     " fail_code TEXT, fail_msg TEXT, submit_ms INTEGER NOT NULL, change_ms INTEGER NOT NULL,"
     " status_ms INTEGER NOT NULL DEFAULT 0, complete_ms INTEGER NOT NULL DEFAULT 0,"
     " last_poll_ms INTEGER NOT NULL DEFAULT 0, polls INTEGER NOT NULL DEFAULT 0,"
@@ -411,7 +412,8 @@ static int load_all(struct store *s)
     rc = db_prepare(s,
                     "SELECT model, id, seq, state, adopted, gave_up, input, prompt, status_json,"
                     " status_url, urls, fail_code, fail_msg, submit_ms, change_ms, status_ms,"
-                    " complete_ms, last_poll_ms, polls, files, result_url FROM tasks ORDER BY seq",
+                    " complete_ms, last_poll_ms, polls, files, result_url, cb_token"
+                    " FROM tasks ORDER BY seq",
                     &st);
     if (rc < 0)
         return rc;
@@ -447,6 +449,7 @@ static int load_all(struct store *s)
         if (t->state == TASK_SUCCESS)
             files_init(t, col_text(st, 19));
         t->result_url = dup_or_null(col_text(st, 20));
+        t->cb_token = dup_or_null(col_text(st, 21));
         t->version = 1;
         if (task_append(s, t) < 0) {
             task_free(t);
@@ -754,6 +757,7 @@ int store_task_insert(struct store *s, const struct task_new *tn, uint32_t *idx)
     t->prompt = dup_or_null(tn->prompt);
     t->status_url = dup_or_null(tn->status_url);
     t->result_url = dup_or_null(tn->result_url);
+    t->cb_token = dup_or_null(tn->cb_token);
     t->submit_ms = tn->submit_ms;
     t->change_ms = tn->submit_ms;
     t->status_ms = tn->submit_ms;
@@ -762,8 +766,8 @@ int store_task_insert(struct store *s, const struct task_new *tn, uint32_t *idx)
     sqlite3_stmt *st;
     int rc = db_prepare(s,
                         "INSERT INTO tasks(model, id, seq, state, adopted, input, prompt,"
-                        " status_url, submit_ms, change_ms, status_ms, result_url)"
-                        " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?9, ?10)",
+                        " status_url, submit_ms, change_ms, status_ms, result_url, cb_token)"
+                        " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?9, ?10, ?11)",
                         &st);
     if (rc < 0) {
         task_free(t);
@@ -779,6 +783,7 @@ int store_task_insert(struct store *s, const struct task_new *tn, uint32_t *idx)
     bind_text(st, 8, t->status_url);
     sqlite3_bind_int64(st, 9, t->submit_ms);
     bind_text(st, 10, t->result_url);
+    bind_text(st, 11, t->cb_token);
     if ((rc = db_step_done(s, st)) < 0) {
         task_free(t);
         return rc;

@@ -43,6 +43,7 @@ struct task {
     char *status_json; /* last status object as received, or NULL */
     char *status_url;
     char *result_url;
+    char *cb_token; /* callback mode: the secret in this task's callback URL */
     char **urls;
     size_t n_urls;
     struct task_file *files; /* n_urls of them once the task succeeded */
@@ -132,6 +133,7 @@ struct task_new {
     const char *prompt;
     const char *status_url;
     const char *result_url;
+    const char *cb_token;
     bool adopted;
     int64_t submit_ms;
 };
