@@ -176,3 +176,137 @@ v = eval(sys.argv[1], {"d": d, "json": json})
 print(v if isinstance(v, str) else json.dumps(v))
 ' "$1"
 }
+
+# ---- other wire protocols (genfs-sim --protocol native|replicate|fal) ----------------------
+#
+#   sim_start_proto PROTOCOL [ARGS...]   sim_start --protocol PROTOCOL ARGS; exports SIM_PROTOCOL
+#   sim_auth_proto [PROTOCOL]            prints the Authorization header line for the protocol
+#                                        ("Authorization: Bearer KEY"; fal "Authorization: Key KEY")
+#   sim_submit_proto PROTOCOL MODEL JSON [WEBHOOK]
+#                                        POSTs JSON as the whole body to the protocol's submit URL
+#                                        (native {"input":...,...}, replicate {"input":...,...},
+#                                        fal the input itself; WEBHOOK becomes ?fal_webhook= for
+#                                        fal); prints the answer body
+#   sim_submit_input PROTOCOL MODEL INPUT_JSON
+#                                        wraps INPUT_JSON as the protocol wants, submits, prints
+#                                        the task id (taskId / id / request_id)
+#   sim_status_proto PROTOCOL MODEL ID   the status answer body (replicate ignores MODEL)
+#   sim_result_proto MODEL ID            fal: GET the response_url (the result object)
+#   sim_state_proto PROTOCOL             reads a status answer on stdin, prints the state word
+#                                        (native state, replicate status, fal status)
+#   sim_wait_done_proto PROTOCOL MODEL ID [SECONDS]
+#                                        polls until the task ended; prints the last status body
+#   sim_urls_proto PROTOCOL MODEL ID     the result URLs of an ended task, one per line
+#
+# PROTOCOL may be left empty ("") to mean $SIM_PROTOCOL (default native).
+
+sim_start_proto() {
+    SIM_PROTOCOL="${1:-native}"
+    export SIM_PROTOCOL
+    shift
+    sim_start --protocol "$SIM_PROTOCOL" "$@"
+}
+
+sim_proto_of() {
+    printf '%s\n' "${1:-${SIM_PROTOCOL:-native}}"
+}
+
+sim_auth_proto() {
+    if [ "$(sim_proto_of "${1:-}")" = fal ]; then
+        printf 'Authorization: Key %s\n' "$GENFS_SIM_KEY"
+    else
+        printf 'Authorization: Bearer %s\n' "$GENFS_SIM_KEY"
+    fi
+}
+
+sim_submit_proto() {
+    local p model="$2" body="$3" hook="${4:-}" url
+    p="$(sim_proto_of "$1")"
+    case "$p" in
+    replicate) url="$SIM_URL/v1/models/$model/predictions" ;;
+    fal)
+        url="$SIM_URL/$model"
+        if [ -n "$hook" ]; then
+            url="$url?fal_webhook=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$hook")"
+        fi
+        ;;
+    *) url="$SIM_URL/generateTask/$model" ;;
+    esac
+    sim_curl -X POST -H "$(sim_auth_proto "$p")" -H 'Content-Type: application/json' \
+        --data-binary "$body" "$url"
+}
+
+sim_submit_input() {
+    local p body
+    p="$(sim_proto_of "$1")"
+    case "$p" in
+    fal) body="$3" ;;
+    *) body="{\"input\": $3}" ;;
+    esac
+    case "$p" in
+    replicate) sim_submit_proto "$p" "$2" "$body" | sim_json 'd["id"]' ;;
+    fal) sim_submit_proto "$p" "$2" "$body" | sim_json 'd["request_id"]' ;;
+    *) sim_submit_proto "$p" "$2" "$body" | sim_json 'd["data"]["taskId"]' ;;
+    esac
+}
+
+sim_status_proto() {
+    local p
+    p="$(sim_proto_of "$1")"
+    case "$p" in
+    replicate) sim_curl -H "$(sim_auth_proto "$p")" "$SIM_URL/v1/predictions/$3" ;;
+    fal) sim_curl -H "$(sim_auth_proto "$p")" "$SIM_URL/$2/requests/$3/status" ;;
+    *) sim_curl -H "$(sim_auth_proto "$p")" "$SIM_URL/generateTask/$2/$3" ;;
+    esac
+}
+
+sim_result_proto() {
+    sim_curl -H "$(sim_auth_proto fal)" "$SIM_URL/$1/requests/$2"
+}
+
+sim_state_proto() {
+    case "$(sim_proto_of "${1:-}")" in
+    replicate | fal) sim_json 'd["status"]' ;;
+    *) sim_json 'd["data"]["state"]' ;;
+    esac
+}
+
+sim_wait_done_proto() {
+    local p model="$2" id="$3" secs="${4:-30}" body state i
+    p="$(sim_proto_of "$1")"
+    for i in $(seq 1 $((secs * 10))); do
+        body="$(sim_status_proto "$p" "$model" "$id")"
+        state="$(printf '%s' "$body" | sim_state_proto "$p" 2>/dev/null)"
+        case "$state" in
+        success | failed | succeeded | canceled | COMPLETED)
+            printf '%s\n' "$body"
+            return 0
+            ;;
+        esac
+        sleep 0.1
+    done
+    echo "sim_wait_done_proto: $p $model/$id not done after $secs s: $body" >&2
+    return 1
+}
+
+sim_urls_proto() {
+    local p
+    p="$(sim_proto_of "$1")"
+    case "$p" in
+    replicate)
+        sim_status_proto "$p" "$2" "$3" |
+            sim_json '"\n".join([d["output"]] if isinstance(d["output"], str) else d["output"] or [])'
+        ;;
+    fal)
+        sim_result_proto "$2" "$3" | sim_json '"\n".join(
+            [f["url"] for f in d.get("images", [])]
+            + [f["url"] for f in d.get("videos", d.get("audios", []))]
+            + ([d[k]["url"] for k in ("video", "audio") if k in d]
+               if not ("videos" in d or "audios" in d) else []))'
+        ;;
+    *)
+        sim_status_proto "$p" "$2" "$3" |
+            sim_json '"\n".join(json.loads(d["data"]["resultJson"] or "{}").get("resultUrls", []))'
+        ;;
+    esac
+}

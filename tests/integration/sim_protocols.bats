@@ -1,0 +1,488 @@
+#!/usr/bin/env bats
+# genfs-sim --protocol replicate and --protocol fal driven with curl: the same tasks, states,
+# media, faults, knobs and /_sim/ figures as the native protocol (sim.bats), in each provider's
+# wire format (docs/simulator.md, "Protocols").
+# Run: BUILD_DIR=build bats tests/integration/sim_protocols.bats
+
+load '/usr/lib/bats/bats-support/load'
+load '/usr/lib/bats/bats-assert/load'
+load 'sim_helpers'
+
+setup() {
+    CB_PID=
+}
+
+teardown() {
+    sim_stop
+    if [ -n "${CB_PID:-}" ]; then
+        kill "$CB_PID" 2>/dev/null
+        wait "$CB_PID" 2>/dev/null
+    fi
+    true
+}
+
+# HTTP status of a request; the body goes to $BATS_TEST_TMPDIR/body, headers to .../headers.
+http() {
+    curl -sS --max-time 30 -o "$BATS_TEST_TMPDIR/body" -D "$BATS_TEST_TMPDIR/headers" \
+        -w '%{http_code}' "$@"
+}
+
+body() {
+    cat "$BATS_TEST_TMPDIR/body"
+}
+
+bodyj() {
+    sim_json "$1" <"$BATS_TEST_TMPDIR/body"
+}
+
+# A POST sink on a free port: bodies appended to $1, one per line; exports CB_PORT, CB_PID.
+callback_listener() {
+    local out="$1" pf="$BATS_TEST_TMPDIR/cb.port" i
+    rm -f "$pf"
+    python3 -c '
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        b = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        with open(sys.argv[1], "ab") as f:
+            f.write(self.path.encode() + b" " + b + b"\n")
+        self.send_response(200)
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+s = http.server.HTTPServer(("127.0.0.1", 0), H)
+with open(sys.argv[2] + ".tmp", "w") as f:
+    f.write(str(s.server_address[1]))
+import os; os.rename(sys.argv[2] + ".tmp", sys.argv[2])
+s.serve_forever()
+' "$out" "$pf" 3>&- &
+    CB_PID=$!
+    for i in $(seq 1 100); do
+        [ -s "$pf" ] && break
+        sleep 0.05
+    done
+    CB_PORT="$(cat "$pf")"
+}
+
+wait_file() {
+    local i
+    for i in $(seq 1 100); do
+        [ -s "$1" ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# Polls a status URL every 40 ms until the task ends; prints the distinct state words seen, in
+# order, space-separated.
+states_seen() {
+    python3 - "$1" "$2" "$3" <<'EOF'
+import json, sys, time, urllib.request
+url, auth, key = sys.argv[1], sys.argv[2], sys.argv[3]
+seen = []
+for _ in range(500):
+    req = urllib.request.Request(url, headers={"Authorization": auth})
+    d = json.load(urllib.request.urlopen(req, timeout=10))
+    s = d["status"]
+    if not seen or seen[-1] != s:
+        seen.append(s)
+    if s in ("succeeded", "failed", "canceled", "COMPLETED"):
+        break
+    time.sleep(0.04)
+print(" ".join(seen))
+EOF
+}
+
+# Checks a malformed body never offers a usable id: $1 the JSON key of the id.
+no_usable_id() {
+    python3 -c '
+import json, sys
+try:
+    d = json.load(open(sys.argv[1]))
+except Exception:
+    sys.exit(0)
+ok = isinstance(d, dict) and isinstance(d.get(sys.argv[2]), str) and d[sys.argv[2]] != ""
+sys.exit(1 if ok else 0)' "$BATS_TEST_TMPDIR/body" "$1"
+}
+
+# ---- both -------------------------------------------------------------------------------------
+
+@test "--protocol: a bad value exits 2; --protocol native is the default protocol" {
+    bin="$(sim_bin)"
+    run "$bin" --protocol kie
+    assert_equal "$status" 2
+    assert_output --partial "--protocol wants native, replicate or fal"
+    sim_start --quiet --protocol native
+    id="$(sim_submit_input native test-image '{"prompt":"x"}')"
+    [[ "$id" =~ ^tk[0-9a-f]{20}$ ]]
+    assert_equal "$(sim_figures | sim_json 'd["protocol"]')" native
+    # the protocol models are not added to native
+    run http -X POST -H "$(sim_auth_proto native)" -d '{"input":{"prompt":"x"}}' \
+        "$SIM_URL/generateTask/test/image"
+    assert_output 404
+}
+
+# ---- replicate --------------------------------------------------------------------------------
+
+@test "replicate: submit 201, starting -> processing -> succeeded, media sha256 matches" {
+    sim_start_proto replicate --quiet --time-scale 0.01
+    run http -X POST -H "$(sim_auth_proto)" -H 'Content-Type: application/json' \
+        -d '{"input":{"prompt":"a red fox","sim_duration_ms":200000}}' \
+        "$SIM_URL/v1/models/test/image/predictions"
+    assert_output 201
+    id="$(bodyj 'd["id"]')"
+    # polled at once: the queue phases last the first 30% (600 ms) only
+    seen="$(states_seen "$SIM_URL/v1/predictions/$id" "Bearer $GENFS_SIM_KEY")"
+    assert_equal "$seen" "starting processing succeeded"
+    [[ "$id" =~ ^[a-z2-7]{26}$ ]]
+    assert_equal "$(bodyj 'd["status"] + " " + d["model"] + " " + d["input"]["prompt"]')" \
+        "starting test/image a red fox"
+    assert_equal "$(bodyj 'd["urls"]["get"]')" "$SIM_URL/v1/predictions/$id"
+    assert_equal "$(bodyj '[d["output"], d["error"], d["started_at"], d["completed_at"]]')" \
+        "[null, null, null, null]"
+    [[ "$(bodyj 'd["created_at"]')" =~ ^20[0-9]{2}-[01][0-9]-[0-3][0-9]T[0-9:]{8}\.[0-9]{6}Z$ ]]
+    b="$(sim_status_proto replicate "" "$id")"
+    url="$(printf '%s' "$b" | sim_json 'd["output"]')"
+    assert_equal "$url" "$SIM_URL/media/$id/0.png"
+    [ "$(printf '%s' "$b" | sim_json 'd["completed_at"] is not None and d["metrics"]["predict_time"] > 0')" = true ]
+    run http "$url"
+    assert_output 200
+    got="$(sha256sum "$BATS_TEST_TMPDIR/body" | cut -d' ' -f1)"
+    t="$(sim_task "$id")"
+    assert_equal "$(printf '%s' "$t" | sim_json 'd["media_sha256"][0]')" "$got"
+    assert_equal "$(printf '%s' "$t" | sim_json 'd["final_state"]')" success
+    f="$(sim_figures)"
+    assert_equal "$(printf '%s' "$f" | sim_json 'd["requests"]["submit"]')" 1
+    [ "$(printf '%s' "$f" | sim_json 'd["requests"]["status"]')" -ge 3 ]
+    assert_equal "$(printf '%s' "$f" | sim_json 'd["requests"]["media"]')" 1
+    assert_equal "$(printf '%s' "$f" | sim_json 'd["protocol"]')" replicate
+}
+
+@test "replicate: several outputs are an array; audio and video models" {
+    sim_start_proto replicate --quiet --time-scale 0.01
+    id="$(sim_submit_input replicate test/image '{"prompt":"p","sim_duration_ms":10,"sim_outputs":3}')"
+    sim_wait_done_proto replicate "" "$id" 10 >/dev/null
+    run sim_urls_proto replicate "" "$id"
+    assert_equal "${#lines[@]}" 3
+    assert_equal "${lines[2]}" "$SIM_URL/media/$id/2.png"
+    a="$(sim_submit_input replicate test/audio '{"prompt":"la","sim_duration_ms":10}')"
+    v="$(sim_submit_input replicate test/video '{"prompt":"run","sim_duration_ms":10}')"
+    sim_wait_done_proto replicate "" "$a" 10 >/dev/null
+    sim_wait_done_proto replicate "" "$v" 10 >/dev/null
+    assert_equal "$(sim_urls_proto replicate "" "$a")" "$SIM_URL/media/$a/0.wav"
+    assert_equal "$(sim_urls_proto replicate "" "$v")" "$SIM_URL/media/$v/0.gif"
+    run http "$SIM_URL/media/$v/0.gif"
+    assert_output 200
+    run grep -i '^content-type: image/gif' "$BATS_TEST_TMPDIR/headers"
+    assert_success
+}
+
+@test "replicate: a failed prediction carries sim_fail_msg; canceled is an outcome too" {
+    sim_start_proto replicate --quiet --time-scale 0.01
+    id="$(sim_submit_input replicate test/image '{"prompt":"p","sim_duration_ms":10,"sim_outcome":"failed","sim_fail_msg":"NSFW content detected"}')"
+    b="$(sim_wait_done_proto replicate "" "$id" 10)"
+    assert_equal "$(printf '%s' "$b" | sim_json '[d["status"], d["error"], d["output"]]')" \
+        '["failed", "NSFW content detected", null]'
+    run http "$SIM_URL/media/$id/0.png"
+    assert_output 404
+    assert_equal "$(sim_task "$id" | sim_json 'd["final_state"] + " " + d["fail_msg"]')" \
+        "failed NSFW content detected"
+    c="$(sim_submit_input replicate test/image '{"prompt":"p","sim_duration_ms":10,"sim_outcome":"canceled"}')"
+    b="$(sim_wait_done_proto replicate "" "$c" 10)"
+    assert_equal "$(printf '%s' "$b" | sim_json '[d["status"], d["error"]]')" '["canceled", null]'
+    assert_equal "$(sim_task "$c" | sim_json 'd["final_state"]')" canceled
+}
+
+@test "replicate: 401 wrong key or scheme, 404 unknown model/prediction, 422, 402" {
+    sim_start_proto replicate --quiet
+    u="$SIM_URL/v1/models/test/image/predictions"
+    run http -X POST -H 'Authorization: Bearer wrong' -d '{"input":{"prompt":"x"}}' "$u"
+    assert_output 401
+    assert_equal "$(bodyj '[d["title"], d["status"]]')" '["Unauthenticated", 401]'
+    run http -X POST -H "Authorization: Key $GENFS_SIM_KEY" -d '{"input":{"prompt":"x"}}' "$u"
+    assert_output 401
+    run http -X POST -d '{"input":{"prompt":"x"}}' "$u"
+    assert_output 401
+    run http -X POST -H "$(sim_auth_proto)" -d '{"input":{"prompt":"x"}}' \
+        "$SIM_URL/v1/models/no/such/predictions"
+    assert_output 404
+    assert_equal "$(bodyj 'd["status"]')" 404
+    run http -H "$(sim_auth_proto)" "$SIM_URL/v1/predictions/nosuchprediction"
+    assert_output 404
+    run http -X POST -H "$(sim_auth_proto)" -d '{"input":{}}' "$u"
+    assert_output 422
+    assert_equal "$(bodyj 'd["title"] + " | " + d["detail"]')" \
+        "Input validation failed | input.prompt: required, must be a non-empty string"
+    run http -X POST -H "$(sim_auth_proto)" -d '{"prompt":"x"}' "$u"
+    assert_output 422
+    run http -X POST -H "$(sim_auth_proto)" -d '{"input":{"prompt":"x"},"webhook":"file:///x"}' "$u"
+    assert_output 422
+    run http -X POST -H "$(sim_auth_proto)" -d '{"input":{"prompt":"x","sim_credits":"none"}}' "$u"
+    assert_output 402
+    assert_equal "$(sim_figures | sim_json 'd["tasks"]')" 0
+    # cancel is not simulated
+    run http -X POST -H "$(sim_auth_proto)" "$SIM_URL/v1/predictions/x/cancel"
+    assert_output 404
+}
+
+@test "replicate: burst_429 with Retry-After, 503, reset, errors_in_body ignored" {
+    sim_start_proto replicate --quiet --fault burst_retry_after=3
+    u="$SIM_URL/v1/models/test/image/predictions"
+    sim_faults '{"burst_429": 2}'
+    run http -X POST -H "$(sim_auth_proto)" -d '{"input":{"prompt":"p"}}' "$u"
+    assert_output 429
+    run grep -i '^retry-after: 3' "$BATS_TEST_TMPDIR/headers"
+    assert_success
+    assert_equal "$(bodyj 'd["status"]')" 429
+    run http -H "$(sim_auth_proto)" "$SIM_URL/v1/predictions/x"
+    assert_output 429
+    run http -X POST -H "$(sim_auth_proto)" -d '{"input":{"prompt":"p"}}' "$u"
+    assert_output 201
+    sim_faults '{"error_503": 1, "errors_in_body": 1}'
+    run http -X POST -H "$(sim_auth_proto)" -d '{"input":{"prompt":"p"}}' "$u"
+    assert_output 503
+    run grep -i '^retry-after: 1' "$BATS_TEST_TMPDIR/headers"
+    assert_success
+    sim_faults '{"error_503": 0, "reset_rate": 1}'
+    run curl -sS --max-time 10 -H "$(sim_auth_proto)" "$SIM_URL/v1/predictions/x"
+    assert_failure 52
+    f="$(sim_figures)"
+    assert_equal "$(printf '%s' "$f" | sim_json 'd["faults_injected"]["burst_429"]')" 2
+    assert_equal "$(printf '%s' "$f" | sim_json 'd["responses"]["429"]')" 2
+    assert_equal "$(printf '%s' "$f" | sim_json 'd["tasks"]')" 1
+}
+
+@test "replicate: malformed answers never hold a usable id and make no task" {
+    sim_start_proto replicate --quiet
+    sim_faults '{"malformed_rate": 1}'
+    for i in 1 2 3 4 5 6 7; do
+        run http -X POST -H "$(sim_auth_proto)" -d '{"input":{"prompt":"p"}}' \
+            "$SIM_URL/v1/models/test/image/predictions"
+        assert_output 200
+        run no_usable_id id
+        assert_success
+    done
+    [ "$(stat -c %s "$BATS_TEST_TMPDIR/body")" -ge 5000000 ]
+    assert_equal "$(sim_figures | sim_json 'd["tasks"]')" 0
+}
+
+@test "replicate: the webhook gets the prediction when it completes (filter honoured)" {
+    callback_listener "$BATS_TEST_TMPDIR/cb.out"
+    sim_start_proto replicate --quiet --time-scale 0.01
+    hook="http://127.0.0.1:$CB_PORT/hook/tok"
+    id="$(sim_submit_proto replicate test/image "{\"input\":{\"prompt\":\"p\",\"sim_duration_ms\":200},\"webhook\":\"$hook\",\"webhook_events_filter\":[\"completed\"]}" | sim_json 'd["id"]')"
+    wait_file "$BATS_TEST_TMPDIR/cb.out"
+    run cut -d' ' -f1 "$BATS_TEST_TMPDIR/cb.out"
+    assert_output /hook/tok
+    run sh -c "cut -d' ' -f2- '$BATS_TEST_TMPDIR/cb.out' | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d[\"id\"], d[\"status\"], d[\"output\"])'"
+    assert_output "$id succeeded $SIM_URL/media/$id/0.png"
+    assert_equal "$(sim_task "$id" | sim_json 'd["callback_url"]')" "$hook"
+    assert_equal "$(sim_figures | sim_json 'd["requests"]["callback_sent"]')" 1
+    # a filter without "completed": no webhook at all
+    id2="$(sim_submit_proto replicate test/image "{\"input\":{\"prompt\":\"q\",\"sim_duration_ms\":10},\"webhook\":\"$hook\",\"webhook_events_filter\":[\"start\"]}" | sim_json 'd["id"]')"
+    sim_wait_done_proto replicate "" "$id2" 10 >/dev/null
+    sleep 0.3
+    assert_equal "$(wc -l <"$BATS_TEST_TMPDIR/cb.out")" 1
+}
+
+@test "replicate: --profile model with slashes; duplicates counted" {
+    cat >"$BATS_TEST_TMPDIR/profile.json" <<'EOF'
+{"models": {"black-forest-labs/flux-schnell": {"kind": "image", "median_ms": 1000, "sigma": 0,
+ "min_ms": 10, "max_ms": 5000}}}
+EOF
+    sim_start_proto replicate --quiet --time-scale 0.01 --profile "$BATS_TEST_TMPDIR/profile.json"
+    id="$(sim_submit_input replicate black-forest-labs/flux-schnell '{"prompt":"same","seed":1}')"
+    sim_submit_input replicate black-forest-labs/flux-schnell '{"seed":1,"prompt":"same"}' >/dev/null
+    b="$(sim_wait_done_proto replicate "" "$id" 10)"
+    assert_equal "$(printf '%s' "$b" | sim_json 'd["model"] + " " + d["status"]')" \
+        "black-forest-labs/flux-schnell succeeded"
+    assert_equal "$(sim_task "$id" | sim_json 'd["complete_ms"] - d["submit_ms"]')" 10
+    assert_equal "$(sim_figures | sim_json 'd["duplicate_submissions"]')" 1
+}
+
+# ---- fal --------------------------------------------------------------------------------------
+
+@test "fal: submit, IN_QUEUE -> IN_PROGRESS -> COMPLETED, 400 before, images match sha256" {
+    sim_start_proto fal --quiet --time-scale 0.01
+    run http -X POST -H "$(sim_auth_proto)" -H 'Content-Type: application/json' \
+        -d '{"prompt":"a red fox","sim_duration_ms":200000,"sim_outputs":2}' \
+        "$SIM_URL/fal-ai/test-image"
+    assert_output 200
+    cp "$BATS_TEST_TMPDIR/body" "$BATS_TEST_TMPDIR/submit"
+    id="$(bodyj 'd["request_id"]')"
+    run http -H "$(sim_auth_proto)" "$SIM_URL/fal-ai/test-image/requests/$id"
+    assert_output 400
+    assert_equal "$(bodyj 'd["detail"]')" "Request is still in progress"
+    seen="$(states_seen "$SIM_URL/fal-ai/test-image/requests/$id/status" "Key $GENFS_SIM_KEY")"
+    assert_equal "$seen" "IN_QUEUE IN_PROGRESS COMPLETED"
+    cp "$BATS_TEST_TMPDIR/submit" "$BATS_TEST_TMPDIR/body"
+    [[ "$id" =~ ^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$ ]]
+    assert_equal "$(bodyj 'd["response_url"]')" "$SIM_URL/fal-ai/test-image/requests/$id"
+    assert_equal "$(bodyj 'd["status_url"]')" "$SIM_URL/fal-ai/test-image/requests/$id/status"
+    assert_equal "$(bodyj 'd["cancel_url"]')" "$SIM_URL/fal-ai/test-image/requests/$id/cancel"
+    assert_equal "$(bodyj 'd["queue_position"]')" 0
+    run http -H "$(sim_auth_proto)" "$SIM_URL/fal-ai/test-image/requests/$id"
+    assert_output 200
+    assert_equal "$(bodyj '[i["url"] for i in d["images"]]')" \
+        "[\"$SIM_URL/media/$id/0.png\", \"$SIM_URL/media/$id/1.png\"]"
+    assert_equal "$(bodyj '[d["images"][0][k] for k in ("content_type","width","height")] + [d["prompt"]]')" \
+        '["image/png", 256, 256, "a red fox"]'
+    run http "$SIM_URL/media/$id/1.png"
+    assert_output 200
+    got="$(sha256sum "$BATS_TEST_TMPDIR/body" | cut -d' ' -f1)"
+    assert_equal "$(sim_task "$id" | sim_json 'd["media_sha256"][1]')" "$got"
+    f="$(sim_figures)"
+    assert_equal "$(printf '%s' "$f" | sim_json 'd["requests"]["result"]')" 2
+    assert_equal "$(printf '%s' "$f" | sim_json 'd["requests"]["total"] == sum(d["requests"][k] for k in ("submit","status","result","media","other"))')" true
+    assert_equal "$(sim_task "$id" | sim_json 'd["result_requests"]')" 2
+}
+
+@test "fal: video and audio results with file_size; several as videos/audios" {
+    sim_start_proto fal --quiet --time-scale 0.01
+    v="$(sim_submit_input fal fal-ai/test/video '{"prompt":"run","sim_duration_ms":10}')"
+    a="$(sim_submit_input fal fal-ai/test/audio '{"prompt":"la","sim_duration_ms":10,"sim_outputs":2}')"
+    sim_wait_done_proto fal fal-ai/test/video "$v" 10 >/dev/null
+    sim_wait_done_proto fal fal-ai/test/audio "$a" 10 >/dev/null
+    r="$(sim_result_proto fal-ai/test/video "$v")"
+    assert_equal "$(printf '%s' "$r" | sim_json 'd["video"]["url"] + " " + d["video"]["content_type"]')" \
+        "$SIM_URL/media/$v/0.gif image/gif"
+    size="$(printf '%s' "$r" | sim_json 'd["video"]["file_size"]')"
+    run curl -sS -o /dev/null -w '%{size_download}' "$SIM_URL/media/$v/0.gif"
+    assert_output "$size"
+    r="$(sim_result_proto fal-ai/test/audio "$a")"
+    assert_equal "$(printf '%s' "$r" | sim_json '[x["url"] for x in d["audios"]]')" \
+        "[\"$SIM_URL/media/$a/0.wav\", \"$SIM_URL/media/$a/1.wav\"]"
+    assert_equal "$(printf '%s' "$r" | sim_json 'd["audio"]["content_type"]')" audio/wav
+    run sim_urls_proto fal fal-ai/test/audio "$a"
+    assert_equal "${#lines[@]}" 2
+}
+
+@test "fal: a failed request is COMPLETED with error; its response_url answers 422" {
+    sim_start_proto fal --quiet --time-scale 0.01
+    id="$(sim_submit_input fal fal-ai/test-image '{"prompt":"p","sim_duration_ms":10,"sim_outcome":"failed","sim_fail_msg":"content policy","sim_fail_code":"content_policy_violation"}')"
+    b="$(sim_wait_done_proto fal fal-ai/test-image "$id" 10)"
+    assert_equal "$(printf '%s' "$b" | sim_json '[d["status"], d["error"], d["error_type"]]')" \
+        '["COMPLETED", "content policy", "content_policy_violation"]'
+    run http -H "$(sim_auth_proto)" "$SIM_URL/fal-ai/test-image/requests/$id"
+    assert_output 422
+    assert_equal "$(bodyj '[d["detail"], d["error_type"]]')" \
+        '["content policy", "content_policy_violation"]'
+    run http "$SIM_URL/media/$id/0.png"
+    assert_output 404
+}
+
+@test "fal: 401 Bearer scheme or wrong key, 404 unknown model/request, 422, 402" {
+    sim_start_proto fal --quiet
+    run http -X POST -H "Authorization: Bearer $GENFS_SIM_KEY" -d '{"prompt":"x"}' \
+        "$SIM_URL/fal-ai/test-image"
+    assert_output 401
+    bodyj 'd["detail"]' >/dev/null
+    run http -X POST -H 'Authorization: Key wrong' -d '{"prompt":"x"}' "$SIM_URL/fal-ai/test-image"
+    assert_output 401
+    run http -X POST -H "$(sim_auth_proto)" -d '{"prompt":"x"}' "$SIM_URL/fal-ai/no-such"
+    assert_output 404
+    run http -H "$(sim_auth_proto)" "$SIM_URL/fal-ai/test-image/requests/nope/status"
+    assert_output 404
+    id="$(sim_submit_input fal fal-ai/test-image '{"prompt":"x"}')"
+    run http -H "$(sim_auth_proto)" "$SIM_URL/fal-ai/test/video/requests/$id/status"
+    assert_output 404
+    run http -X POST -H "$(sim_auth_proto)" -d '{"input":{"prompt":"x"}}' \
+        "$SIM_URL/fal-ai/test-image"
+    assert_output 422
+    assert_equal "$(bodyj 'd["detail"]')" "prompt: required, must be a non-empty string"
+    run http -X POST -H "$(sim_auth_proto)" -d 'nope' "$SIM_URL/fal-ai/test-image"
+    assert_output 422
+    run http -X POST -H "$(sim_auth_proto)" -d '{"prompt":"x"}' \
+        "$SIM_URL/fal-ai/test-image?fal_webhook=file:///etc/passwd"
+    assert_output 422
+    run http -X POST -H "$(sim_auth_proto)" -d '{"prompt":"x","sim_credits":"none"}' \
+        "$SIM_URL/fal-ai/test-image"
+    assert_output 402
+    assert_equal "$(sim_figures | sim_json 'd["tasks"]')" 1
+}
+
+@test "fal: burst_429 with Retry-After on submit, status and result; rate_limit" {
+    sim_start_proto fal --quiet --fault burst_retry_after=2
+    id="$(sim_submit_input fal fal-ai/test-image '{"prompt":"x"}')"
+    sim_faults '{"burst_429": 3}'
+    run http -X POST -H "$(sim_auth_proto)" -d '{"prompt":"p"}' "$SIM_URL/fal-ai/test-image"
+    assert_output 429
+    run grep -i '^retry-after: 2' "$BATS_TEST_TMPDIR/headers"
+    assert_success
+    bodyj 'd["detail"]' >/dev/null
+    run http -H "$(sim_auth_proto)" "$SIM_URL/fal-ai/test-image/requests/$id/status"
+    assert_output 429
+    run http -H "$(sim_auth_proto)" "$SIM_URL/fal-ai/test-image/requests/$id"
+    assert_output 429
+    run http -H "$(sim_auth_proto)" "$SIM_URL/fal-ai/test-image/requests/$id/status"
+    assert_output 200
+    sim_faults '{"rate_limit": 2}'
+    codes=""
+    for i in 1 2 3 4 5; do
+        codes="$codes $(http -H "$(sim_auth_proto)" "$SIM_URL/fal-ai/test-image/requests/$id/status")"
+    done
+    [[ "$codes" == *429* ]]
+}
+
+@test "fal: malformed answers never hold a usable request_id; slow answers are late" {
+    sim_start_proto fal --quiet
+    sim_faults '{"malformed_rate": 1}'
+    for i in 1 2 3 4 5 6 7; do
+        run http -X POST -H "$(sim_auth_proto)" -d '{"prompt":"p"}' "$SIM_URL/fal-ai/test-image"
+        assert_output 200
+        run no_usable_id request_id
+        assert_success
+    done
+    assert_equal "$(sim_figures | sim_json 'd["tasks"]')" 0
+    sim_faults '{"malformed_rate": 0, "slow_rate": 1, "slow_ms": 1200}'
+    start=$(date +%s%N)
+    run http -X POST -H "$(sim_auth_proto)" -d '{"prompt":"p"}' "$SIM_URL/fal-ai/test-image"
+    assert_output 200
+    [ $((($(date +%s%N) - start) / 1000000)) -ge 1100 ]
+}
+
+@test "fal: fal_webhook gets {request_id, gateway_request_id, status, payload, error}" {
+    callback_listener "$BATS_TEST_TMPDIR/cb.out"
+    sim_start_proto fal --quiet --time-scale 0.01
+    hook="http://127.0.0.1:$CB_PORT/fal/hook?t=1"
+    id="$(sim_submit_proto fal fal-ai/test-image '{"prompt":"p","sim_duration_ms":200}' "$hook" | sim_json 'd["request_id"]')"
+    wait_file "$BATS_TEST_TMPDIR/cb.out"
+    run cut -d' ' -f1 "$BATS_TEST_TMPDIR/cb.out"
+    assert_output "/fal/hook?t=1"
+    run sh -c "cut -d' ' -f2- '$BATS_TEST_TMPDIR/cb.out' | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d[\"request_id\"], d[\"gateway_request_id\"], d[\"status\"], d[\"payload\"][\"images\"][0][\"url\"], d[\"error\"])'"
+    assert_output "$id $id OK $SIM_URL/media/$id/0.png None"
+    : >"$BATS_TEST_TMPDIR/cb.out"
+    id2="$(sim_submit_proto fal fal-ai/test-image '{"prompt":"q","sim_duration_ms":10,"sim_outcome":"failed","sim_fail_msg":"boom"}' "$hook" | sim_json 'd["request_id"]')"
+    wait_file "$BATS_TEST_TMPDIR/cb.out"
+    run sh -c "cut -d' ' -f2- '$BATS_TEST_TMPDIR/cb.out' | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d[\"request_id\"], d[\"status\"], d[\"payload\"], d[\"error\"])'"
+    assert_output "$id2 ERROR None boom"
+    assert_equal "$(sim_figures | sim_json 'd["requests"]["callback_sent"]')" 2
+}
+
+@test "fal: --profile model fal-ai/flux/dev (status URL model is the path before /requests/)" {
+    cat >"$BATS_TEST_TMPDIR/profile.json" <<'EOF'
+{"models": {"fal-ai/flux/dev": {"kind": "image", "median_ms": 1000, "sigma": 0,
+ "min_ms": 10, "max_ms": 5000}}}
+EOF
+    sim_start_proto fal --quiet --time-scale 0.01 --profile "$BATS_TEST_TMPDIR/profile.json"
+    id="$(sim_submit_input fal fal-ai/flux/dev '{"prompt":"p","seed":42}')"
+    sim_wait_done_proto fal fal-ai/flux/dev "$id" 10 >/dev/null
+    r="$(sim_result_proto fal-ai/flux/dev "$id")"
+    assert_equal "$(printf '%s' "$r" | sim_json '[d["seed"], d["images"][0]["url"]]')" \
+        "[42, \"$SIM_URL/media/$id/0.png\"]"
+    assert_equal "$(sim_task "$id" | sim_json 'd["model"] + " " + d["state"]')" \
+        "fal-ai/flux/dev success"
+}
+
+@test "same seed: same fal request ids and media across runs" {
+    sim_start_proto fal --quiet --time-scale 0.01 --seed 9
+    a="$(sim_submit_input fal fal-ai/test-image '{"prompt":"lighthouse","sim_duration_ms":10}')"
+    sim_wait_done_proto fal fal-ai/test-image "$a" 10 >/dev/null
+    sha="$(sim_task "$a" | sim_json 'd["media_sha256"][0]')"
+    sim_stop
+    sim_start_proto fal --quiet --time-scale 0.01 --seed 9
+    b="$(sim_submit_input fal fal-ai/test-image '{"prompt":"lighthouse","sim_duration_ms":10}')"
+    assert_equal "$b" "$a"
+    sim_wait_done_proto fal fal-ai/test-image "$b" 10 >/dev/null
+    assert_equal "$(sim_task "$b" | sim_json 'd["media_sha256"][0]')" "$sha"
+}
