@@ -5,6 +5,7 @@
 #define GENFS_SCHED_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 enum sched_kind { SCHED_FIXED, SCHED_ADAPTIVE, SCHED_EXPONENTIAL, SCHED_LEARNED };
@@ -45,11 +46,81 @@ int64_t sched_deadline(enum sched_kind k, const struct sched_profile *p,
  * gap, drawn from *rng which is advanced), never earlier than now_ms.
  * fixed: every 3 s from submit. adaptive: initial, then every interval.
  * exponential: 2 s, then x1.5 per poll, capped at 30 s. learned: as
- * adaptive until a learned model exists (issue 8).
+ * adaptive here; sched_next_due_learned is the learned schedule proper.
  * Past the deadline: every SCHED_SLOW_INTERVAL_MS after the last poll,
  * until submit + SCHED_LATE_WINDOW_MS, then SCHED_NEVER. */
 int64_t sched_next_due(enum sched_kind k, const struct sched_profile *p, const struct sched_task *t,
                        int64_t now_ms, uint64_t *rng);
+
+/* ---- learned schedule (issue 8) ----
+ *
+ * Per model, a log-spaced histogram of observed completion times: bucket i
+ * holds durations in [MIN * RATIO^i, MIN * RATIO^(i+1)) ms (bucket 0 also
+ * takes anything shorter, the last anything longer): 96 buckets of 13% from
+ * 100 ms to about 3.4 h, so one layout serves 1 s images and hour-long videos
+ * and a --time-scale'd simulator alike. Before each observation every weight
+ * is multiplied by SCHED_HIST_DECAY: recent tasks weigh more (half-life about
+ * 34 tasks, about 100 effective samples), so a model whose speed drifts is
+ * followed within a few dozen tasks. Plain data, no pointers: the engine keeps
+ * one per model and persists it with sched_hist_encode. */
+#define SCHED_HIST_BUCKETS 96
+#define SCHED_HIST_MIN_MS 100.0
+#define SCHED_HIST_RATIO 1.13
+#define SCHED_HIST_DECAY 0.98
+#define SCHED_HIST_READY 20 /* observations before learned leaves adaptive */
+
+struct sched_hist {
+    uint32_t count;               /* observations so far (not decayed) */
+    double w[SCHED_HIST_BUCKETS]; /* decayed weights; sum < 1/(1-DECAY) */
+};
+
+void sched_hist_init(struct sched_hist *h);
+
+/* One finished task took duration_ms from submit to completion. Best is the
+ * provider's own completeTime - createTime when it gives them: the time genfs
+ * noticed is late by the detection lag and would teach the schedule to poll
+ * late. Durations <= 0 are ignored. */
+void sched_hist_observe(struct sched_hist *h, int64_t duration_ms);
+
+/* True once SCHED_HIST_READY tasks were observed. */
+bool sched_hist_ready(const struct sched_hist *h);
+
+/* Duration (ms) below which a fraction q (clamped to [0, 1]) of the weight
+ * lies, interpolated log-linearly inside the bucket; 0 when empty. */
+int64_t sched_hist_quantile(const struct sched_hist *h, double q);
+
+/* Text form, one line: "v1 COUNT" then " I:W" for each nonzero bucket I
+ * (0..95, increasing) with its weight W (%.17g, so decode gives back the
+ * exact doubles), then "\n". E.g. "v1 3 40:0.9604 47:1\n". Returns the
+ * length written (NUL not counted) or -ENOSPC if len is too small. */
+int sched_hist_encode(const struct sched_hist *h, char *buf, size_t len);
+
+/* Parses sched_hist_encode's text (the final newline optional). 0, or
+ * -EINVAL for anything else (bad version, numbers, order, range, weights that
+ * decay could not produce, trailing bytes), leaving *h untouched. */
+int sched_hist_decode(struct sched_hist *h, const char *text);
+
+/* Readers' deadline for learned: submit + max(profile max, 3 x the learned
+ * p99) so slow-but-normal tasks of a model do not time out; the profile's
+ * max while h is NULL or not ready. */
+int64_t sched_deadline_learned(const struct sched_profile *p, const struct sched_hist *h,
+                               const struct sched_task *t);
+
+/* The learned schedule. With h NULL or not ready: exactly
+ * sched_next_due(SCHED_ADAPTIVE, ...). Otherwise polls are placed where the
+ * model's tasks end: an optimal inspection plan on the (smoothed) histogram
+ * minimising expected detection lag + lambda x expected polls, lambda chosen
+ * so that the plan beats the seed exponential backoff on the same
+ * distribution by the widest margin (half the polls at no more lag, or half
+ * the lag at no more polls). The next poll is the plan's best continuation
+ * from the time elapsed at the last poll, so a restart resumes from (submit,
+ * last_poll, polls) alone. Gaps are at least max(250 ms, 3% of elapsed) and
+ * at most max(10 x profile interval, elapsed / 2); past the learned p99.5 a
+ * gentle exponential (gap = elapsed / 4). Jitter, deadline (as
+ * sched_deadline_learned) and slow polling as sched_next_due. Costs a few
+ * tens of microseconds per call. */
+int64_t sched_next_due_learned(const struct sched_profile *p, const struct sched_hist *h,
+                               const struct sched_task *t, int64_t now_ms, uint64_t *rng);
 
 /* xorshift64* step; never returns 0 state. Exposed for tests and jitter users. */
 uint64_t sched_rand(uint64_t *rng);

@@ -2,6 +2,9 @@
 #include "tap.h"
 
 #include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #define T0 INT64_C(1700000000000)
 
@@ -249,6 +252,376 @@ static void test_names(void)
     TAP_EQ_INT(sched_kind_parse(NULL, &k), -EINVAL, "NULL kind refused");
 }
 
+/* ---- learned schedule ---- */
+
+/* Standard normal draw (Box-Muller) from the module's own generator, so the
+ * synthetic workloads are the same on every machine. */
+static double draw_normal(uint64_t *rng)
+{
+    double u1 = ((double)(sched_rand(rng) >> 11) + 1.0) / 9007199254740993.0;
+    double u2 = (double)(sched_rand(rng) >> 11) / 9007199254740992.0;
+    return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
+}
+
+static int64_t draw_lognormal(uint64_t *rng, double median_ms, double sigma)
+{
+    return (int64_t)llround(exp(log(median_ms) + sigma * draw_normal(rng)));
+}
+
+static void train(struct sched_hist *h, uint64_t *rng, int n, double median_ms, double sigma)
+{
+    for (int i = 0; i < n; i++)
+        sched_hist_observe(h, draw_lognormal(rng, median_ms, sigma));
+}
+
+static int near(double got, double want, double rel)
+{
+    return fabs(got - want) <= rel * want;
+}
+
+static void test_hist_quantiles(void)
+{
+    struct sched_hist h;
+    sched_hist_init(&h);
+    TAP_EQ_INT(sched_hist_quantile(&h, 0.5), 0, "empty histogram: quantile 0");
+    TAP_CHECK(!sched_hist_ready(&h), "empty histogram not ready");
+    for (int i = 0; i < 50; i++)
+        sched_hist_observe(&h, 5000);
+    int64_t q = sched_hist_quantile(&h, 0.5);
+    TAP_CHECK(near((double)q, 5000, 0.13), "constant 5 s: median within one bucket (%lld)",
+              (long long)q);
+    TAP_EQ_INT(h.count, 50, "count of observations");
+    sched_hist_observe(&h, 0);
+    sched_hist_observe(&h, -5);
+    TAP_EQ_INT(h.count, 50, "durations <= 0 ignored");
+
+    sched_hist_init(&h);
+    uint64_t rng = 2024;
+    train(&h, &rng, 400, 20000, 0.4);
+    double q10 = (double)sched_hist_quantile(&h, 0.1), q50 = (double)sched_hist_quantile(&h, 0.5),
+           q90 = (double)sched_hist_quantile(&h, 0.9);
+    printf("# lognormal 20 s, sigma 0.4: q10 %.0f q50 %.0f q90 %.0f ms\n", q10, q50, q90);
+    TAP_CHECK(near(q50, 20000, 0.12), "lognormal: median near 20 s");
+    TAP_CHECK(near(q10, 20000 * exp(-0.4 * 1.2816), 0.15), "lognormal: q10 near 12 s");
+    TAP_CHECK(near(q90, 20000 * exp(0.4 * 1.2816), 0.15), "lognormal: q90 near 33.5 s");
+    TAP_CHECK(sched_hist_quantile(&h, -1) <= sched_hist_quantile(&h, 0) &&
+                  sched_hist_quantile(&h, 2) == sched_hist_quantile(&h, 1),
+              "q outside [0, 1] is clamped");
+
+    sched_hist_init(&h);
+    sched_hist_observe(&h, 1);
+    sched_hist_observe(&h, INT64_C(1) << 50);
+    TAP_CHECK(sched_hist_quantile(&h, 0.25) <= 113 && sched_hist_quantile(&h, 1) > 10000000,
+              "out-of-range durations land in the end buckets");
+}
+
+static void test_hist_drift(void)
+{
+    struct sched_hist h;
+    sched_hist_init(&h);
+    uint64_t rng = 77;
+    train(&h, &rng, 200, 20000, 0.4);
+    double before = (double)sched_hist_quantile(&h, 0.5);
+    train(&h, &rng, 100, 10000, 0.4);
+    double faster = (double)sched_hist_quantile(&h, 0.5);
+    printf("# drift: median %.0f ms, after 100 tasks at 10 s: %.0f ms\n", before, faster);
+    TAP_CHECK(near(faster, 10000, 0.15), "model speeds up 2x: median follows within 100 tasks");
+    train(&h, &rng, 30, 40000, 0.4);
+    double q50 = (double)sched_hist_quantile(&h, 0.5), q90 = (double)sched_hist_quantile(&h, 0.9);
+    TAP_CHECK(q50 > 15000 && q90 > 35000,
+              "model slows down 4x: 30 tasks move the median and the tail (%.0f, %.0f)", q50, q90);
+    double total = 0;
+    for (int i = 0; i < SCHED_HIST_BUCKETS; i++)
+        total += h.w[i];
+    TAP_CHECK(total < 1 / (1 - SCHED_HIST_DECAY), "decayed weights stay bounded (%.2f)", total);
+}
+
+static void test_hist_codec(void)
+{
+    struct sched_hist h, back;
+    sched_hist_init(&h);
+    uint64_t rng = 5;
+    train(&h, &rng, 137, 60000, 0.4);
+    char buf[4096];
+    int n = sched_hist_encode(&h, buf, sizeof(buf));
+    TAP_CHECK(n > 0 && (size_t)n == strlen(buf) && buf[n - 1] == '\n',
+              "encode returns the length (%d)", n);
+    printf("# encoded: %.*s\n", n > 120 ? 120 : n - 1, buf);
+    sched_hist_init(&back);
+    TAP_EQ_INT(sched_hist_decode(&back, buf), 0, "decode of encode");
+    TAP_CHECK(back.count == h.count && memcmp(back.w, h.w, sizeof(h.w)) == 0,
+              "round trip is exact");
+    buf[n - 1] = '\0';
+    TAP_EQ_INT(sched_hist_decode(&back, buf), 0, "final newline optional");
+    TAP_EQ_INT(sched_hist_encode(&h, buf, 10), -ENOSPC, "short buffer: -ENOSPC");
+    TAP_EQ_INT(sched_hist_encode(&h, buf, (size_t)n), -ENOSPC, "no room for the NUL: -ENOSPC");
+    struct sched_hist empty;
+    sched_hist_init(&empty);
+    n = sched_hist_encode(&empty, buf, sizeof(buf));
+    TAP_CHECK(strcmp(buf, "v1 0\n") == 0, "empty histogram text is \"v1 0\\n\"");
+    TAP_EQ_INT(sched_hist_decode(&back, buf), 0, "empty decodes");
+    TAP_CHECK(back.count == 0 && back.w[0] == 0, "empty round trip");
+
+    static const char *const bad[] = {
+        "",
+        "v2 3 1:1",
+        "v1",
+        "v1 ",
+        "v1 -3",
+        "v1 +3",
+        "v1  3",
+        "v1 3x",
+        "v1 99999999999",
+        "v1 4294967296",
+        "v1 3 ",
+        "v1 3 1",
+        "v1 3 1:",
+        "v1 3 :1",
+        "v1 3 96:1",
+        "v1 3 1:1 1:1",
+        "v1 3 2:1 1:1",
+        "v1 3 1:-1",
+        "v1 3 1:0",
+        "v1 3 1:nan",
+        "v1 3 1:inf",
+        "v1 3 1:1e999",
+        "v1 3 1:51",
+        "v1 3 1:30 2:30",
+        "v1 3 1:1\n\n",
+        "v1 3 1:1\nx",
+        "v1 0 1:1",
+        "v1 3 1:1,",
+        "v1 3 1: 1",
+        "v1 3 0001:1",
+        "V1 3",
+        "v1 3\t1:1",
+        "v1 3 1:1e-400",
+    };
+    int all = 1;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct sched_hist keep = h;
+        int rc = sched_hist_decode(&keep, bad[i]);
+        if (rc != -EINVAL || memcmp(&keep, &h, sizeof(h)) != 0) {
+            printf("# accepted or clobbered on \"%s\" (rc %d)\n", bad[i], rc);
+            all = 0;
+        }
+    }
+    TAP_CHECK(all, "garbage refused with -EINVAL, histogram untouched");
+    TAP_EQ_INT(sched_hist_decode(&back, NULL), -EINVAL, "NULL refused");
+
+    /* Mutations of a valid text: never a crash, and whatever is accepted
+     * is a histogram decay could have produced. */
+    n = sched_hist_encode(&h, buf, sizeof(buf));
+    static const char alphabet[] = "v0123456789: .-+eE\nx";
+    uint64_t frng = 99;
+    int sane = 1, accepted = 0;
+    for (int i = 0; i < 20000; i++) {
+        char m[4096];
+        memcpy(m, buf, (size_t)n + 1);
+        int edits = 1 + (int)(sched_rand(&frng) % 4);
+        for (int e = 0; e < edits; e++) {
+            size_t at = sched_rand(&frng) % (size_t)n;
+            m[at] = alphabet[sched_rand(&frng) % (sizeof(alphabet) - 1)];
+        }
+        if (sched_rand(&frng) % 8 == 0)
+            m[sched_rand(&frng) % (size_t)n] = '\0';
+        struct sched_hist out;
+        sched_hist_init(&out);
+        if (sched_hist_decode(&out, m) == 0) {
+            accepted++;
+            double total = 0;
+            for (int b = 0; b < SCHED_HIST_BUCKETS; b++) {
+                sane &= out.w[b] >= 0 && isfinite(out.w[b]);
+                total += out.w[b];
+            }
+            sane &= total <= 1 / (1 - SCHED_HIST_DECAY) + 1e-6;
+        }
+    }
+    TAP_CHECK(sane, "20000 mutated texts: anything accepted is sane (%d accepted)", accepted);
+}
+
+static void test_learned_fallback(void)
+{
+    struct sched_profile p;
+    sched_profile_default("flux-2", &p);
+    struct sched_hist h;
+    sched_hist_init(&h);
+    uint64_t rng = 3;
+    train(&h, &rng, SCHED_HIST_READY - 1, 20000, 0.4);
+    TAP_CHECK(!sched_hist_ready(&h), "not ready after %d tasks", SCHED_HIST_READY - 1);
+    int same = 1;
+    for (uint32_t polls = 0; polls < 40; polls++) {
+        struct sched_task t = {
+            .submit_ms = T0, .last_poll_ms = polls ? T0 + 4000 * polls : 0, .polls = polls};
+        int64_t now = T0 + 4000 * polls + 10;
+        uint64_t a = 11 + polls, b = 11 + polls, c = 11 + polls;
+        int64_t want = sched_next_due(SCHED_ADAPTIVE, &p, &t, now, &a);
+        same &= sched_next_due_learned(&p, NULL, &t, now, &b) == want && a == b;
+        same &= sched_next_due_learned(&p, &h, &t, now, &c) == want && a == c;
+    }
+    TAP_CHECK(same, "NULL or unready histogram: exactly adaptive (due and rng)");
+    struct sched_task t0 = {.submit_ms = T0};
+    TAP_EQ_INT(sched_deadline_learned(&p, &h, &t0) - T0, p.max_ms, "unready: profile deadline");
+    TAP_EQ_INT(sched_deadline_learned(&p, NULL, &t0) - T0, p.max_ms, "NULL: profile deadline");
+    train(&h, &rng, 1, 20000, 0.4);
+    TAP_CHECK(sched_hist_ready(&h), "ready after %d tasks", SCHED_HIST_READY);
+}
+
+static void test_learned_deadline(void)
+{
+    struct sched_profile p;
+    struct sched_hist h;
+    struct sched_task t = {.submit_ms = T0};
+    uint64_t rng = 8;
+    sched_profile_default("sora-2", &p);
+    sched_hist_init(&h);
+    train(&h, &rng, 100, 180000, 0.4);
+    int64_t d = sched_deadline_learned(&p, &h, &t) - T0;
+    TAP_CHECK(d == 3 * sched_hist_quantile(&h, 0.99) && d > p.max_ms,
+              "slow model: deadline 3 x learned p99 (%lld ms)", (long long)d);
+    sched_profile_default("nano-banana", &p);
+    sched_hist_init(&h);
+    train(&h, &rng, 100, 8000, 0.4);
+    TAP_EQ_INT(sched_deadline_learned(&p, &h, &t) - T0, p.max_ms,
+               "fast model: the profile max stays");
+}
+
+/* Polls one task of the given duration on time until a poll sees it done;
+ * returns the number of polls and adds the detection lag to *lag. */
+static int poll_task(enum sched_kind k, const struct sched_profile *p, const struct sched_hist *h,
+                     int64_t duration, uint64_t *rng, double *lag)
+{
+    struct sched_task t = {.submit_ms = T0};
+    int64_t now = T0;
+    for (;;) {
+        int64_t due = k == SCHED_LEARNED ? sched_next_due_learned(p, h, &t, now, rng)
+                                         : sched_next_due(k, p, &t, now, rng);
+        if (due == SCHED_NEVER)
+            return -1;
+        now = t.last_poll_ms = due;
+        t.polls++;
+        if (due - T0 >= duration) {
+            *lag += (double)(due - T0 - duration);
+            return (int)t.polls;
+        }
+    }
+}
+
+/* Issue 8's target on a synthetic model: train on 200 tasks, then poll 1800
+ * more under learned and exponential (same durations, jitter included). */
+static void test_learned_vs_exponential(const char *label, const char *model, double median_ms,
+                                        double sigma)
+{
+    struct sched_profile p;
+    sched_profile_default(model, &p);
+    struct sched_hist h;
+    sched_hist_init(&h);
+    uint64_t rng = 20250101, jit_l = 1, jit_e = 2;
+    int64_t d[2000];
+    for (int i = 0; i < 2000; i++)
+        d[i] = draw_lognormal(&rng, median_ms, sigma);
+    for (int i = 0; i < 200; i++)
+        sched_hist_observe(&h, d[i]);
+    double lag_l = 0, lag_e = 0, polls_l = 0, polls_e = 0;
+    int lost = 0;
+    for (int i = 200; i < 2000; i++) {
+        int a = poll_task(SCHED_LEARNED, &p, &h, d[i], &jit_l, &lag_l);
+        int b = poll_task(SCHED_EXPONENTIAL, &p, &h, d[i], &jit_e, &lag_e);
+        lost += a < 0 || b < 0;
+        polls_l += a;
+        polls_e += b;
+    }
+    polls_l /= 1800;
+    polls_e /= 1800;
+    lag_l /= 1800;
+    lag_e /= 1800;
+    printf("# %s (median %.0f s, sigma %.2f): exponential %.2f polls/task, mean lag %.0f ms; "
+           "learned %.2f polls/task, mean lag %.0f ms (%.0f%% of the polls, %.0f%% of the lag)\n",
+           label, median_ms / 1000, sigma, polls_e, lag_e, polls_l, lag_l, 100 * polls_l / polls_e,
+           100 * lag_l / lag_e);
+    TAP_EQ_INT(lost, 0, "every task detected");
+    TAP_CHECK((polls_l <= 0.5 * polls_e && lag_l <= lag_e) ||
+                  (lag_l <= 0.5 * lag_e && polls_l <= polls_e),
+              "%s: learned halves exponential's polls or lag, the other no worse", label);
+}
+
+static void test_learned_schedule(void)
+{
+    struct sched_profile p;
+    sched_profile_default("flux-2", &p);
+    struct sched_hist h;
+    sched_hist_init(&h);
+    uint64_t rng = 41;
+    train(&h, &rng, 200, 20000, 0.4);
+
+    /* The plan from the submit: first poll where tasks start to end, not at
+     * the profile's 10 s; polls densest around the median. */
+    struct sched_task t = {.submit_ms = T0};
+    int64_t now = T0, times[64];
+    int n = 0;
+    uint64_t j = 9;
+    while (n < 64) {
+        int64_t due = sched_next_due_learned(&p, &h, &t, now, &j);
+        times[n++] = due - T0;
+        now = t.last_poll_ms = due;
+        t.polls++;
+        if (due - T0 > 60000)
+            break;
+    }
+    printf("# learned plan, 20 s model:");
+    for (int i = 0; i < n; i++)
+        printf(" %.1f", (double)times[i] / 1000);
+    printf(" s\n");
+    TAP_CHECK(times[0] > 8000 && times[0] < 20000, "first poll where completions begin (%lld)",
+              (long long)times[0]);
+    int increasing = 1, gaps_ok = 1;
+    for (int i = 1; i < n; i++) {
+        increasing &= times[i] > times[i - 1];
+        gaps_ok &= times[i] - times[i - 1] >= 225 &&
+                   times[i] - times[i - 1] <= 11 * 10 * p.interval_ms / 10;
+    }
+    TAP_CHECK(increasing && gaps_ok, "gaps within [min gap, 10 intervals] (+-10%% jitter)");
+
+    /* Restart: the same (submit, last poll, polls) gives the same answer,
+     * whatever happened before. */
+    struct sched_task r = {.submit_ms = T0, .last_poll_ms = T0 + times[2], .polls = 3};
+    uint64_t a = 1234, b = 1234;
+    int64_t d1 = sched_next_due_learned(&p, &h, &r, T0 + times[2] + 5, &a);
+    struct sched_hist copy;
+    char buf[4096];
+    sched_hist_encode(&h, buf, sizeof(buf));
+    sched_hist_decode(&copy, buf);
+    int64_t d2 = sched_next_due_learned(&p, &copy, &r, T0 + times[2] + 5, &b);
+    TAP_CHECK(d1 == d2 && d1 > T0 + times[2], "resumes from the stored state alone (%+lld)",
+              (long long)(d1 - T0));
+    int64_t late = T0 + 3600000;
+    r = (struct sched_task){.submit_ms = T0, .last_poll_ms = T0 + 15000, .polls = 2};
+    int64_t d3 = sched_next_due_learned(&p, &h, &r, late, &a);
+    TAP_CHECK(d3 >= late && d3 <= late + SCHED_SLOW_INTERVAL_MS / 10,
+              "overdue after a long downtime: due now");
+
+    /* Past the distribution's tail: a gentle exponential, then the deadline
+     * and slow polls as every schedule. */
+    r = (struct sched_task){.submit_ms = T0, .last_poll_ms = T0 + 100000, .polls = 12};
+    int64_t d4 = sched_next_due_learned(&p, &h, &r, T0 + 100000, &a) - (T0 + 100000);
+    TAP_CHECK(d4 >= 22500 && d4 <= 27500, "beyond p99.5: gap elapsed/4 (%lld)", (long long)d4);
+    int64_t deadline = sched_deadline_learned(&p, &h, &r);
+    r = (struct sched_task){.submit_ms = T0, .last_poll_ms = deadline - 1000, .polls = 20};
+    int64_t d5 = sched_next_due_learned(&p, &h, &r, deadline - 1000, &a) - (deadline - 1000);
+    TAP_CHECK(d5 >= SCHED_SLOW_INTERVAL_MS && d5 <= SCHED_SLOW_INTERVAL_MS * 11 / 10,
+              "past the deadline: slow polls");
+    r.last_poll_ms = T0 + SCHED_LATE_WINDOW_MS - 1000;
+    TAP_EQ_INT(sched_next_due_learned(&p, &h, &r, r.last_poll_ms, &a), SCHED_NEVER,
+               "NEVER after 24 h");
+
+    /* Speed drift: after the model turns 3x faster, the first poll follows. */
+    train(&h, &rng, 150, 6000, 0.4);
+    t = (struct sched_task){.submit_ms = T0};
+    int64_t first = sched_next_due_learned(&p, &h, &t, T0, &j) - T0;
+    TAP_CHECK(first < 6000, "after the model speeds up, the first poll moves earlier (%lld)",
+              (long long)first);
+}
+
 int main(void)
 {
     test_sequences();
@@ -258,5 +631,15 @@ int main(void)
     test_restart();
     test_jitter_and_rng();
     test_names();
+    test_hist_quantiles();
+    test_hist_drift();
+    test_hist_codec();
+    test_learned_fallback();
+    test_learned_deadline();
+    test_learned_schedule();
+    test_learned_vs_exponential("image-like", "nano-banana", 8000, 0.45);
+    test_learned_vs_exponential("simulator flux-2-like", "flux-2", 20000, 0.4);
+    test_learned_vs_exponential("audio-like", "suno", 60000, 0.4);
+    test_learned_vs_exponential("video-like", "sora-2", 180000, 0.35);
     return tap_done();
 }
