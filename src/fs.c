@@ -3,6 +3,7 @@
 #include "cachepath.h"
 #include "clock.h"
 #include "input.h"
+#include "notify.h"
 #include "opts.h"
 
 #include <errno.h>
@@ -106,7 +107,17 @@ static const struct {
 
 /* ---- open files and deferred requests ---- */
 
-enum fh_kind { FH_PLAIN, FH_NEW, FH_STATE, FH_RESULT, FH_EVENTS, FH_SNAPSHOT, FH_MEDIA };
+/* FH_ANNOUNCE: the notifier's own open of a file, which changes nothing. */
+enum fh_kind {
+    FH_PLAIN,
+    FH_NEW,
+    FH_STATE,
+    FH_RESULT,
+    FH_EVENTS,
+    FH_SNAPSHOT,
+    FH_MEDIA,
+    FH_ANNOUNCE
+};
 
 struct fh {
     enum fh_kind kind;
@@ -164,8 +175,16 @@ struct event_line {
     char text[240];
 };
 
+#define HIDDEN_SLOTS 1024
+
 struct fs {
     char *cache_dir;
+    struct notify *notify;
+    pid_t notify_tid;
+    /* inodes not yet announced: absent to the notifier's own lookups, so its
+     * mkdir/create/symlink reaches us and raises the event (under lock) */
+    fuse_ino_t *hidden;
+    size_t n_hidden, cap_hidden;
     struct store *store;
     struct engine *engine;
     struct log *log;
@@ -184,6 +203,56 @@ struct fs {
 static struct fs *req_fs(fuse_req_t req)
 {
     return fuse_req_userdata(req);
+}
+
+static bool from_notifier(struct fs *f, fuse_req_t req)
+{
+    return f->notify_tid != 0 && fuse_req_ctx(req)->pid == f->notify_tid;
+}
+
+static void hidden_add(struct fs *f, fuse_ino_t ino)
+{
+    pthread_mutex_lock(&f->lock);
+    for (size_t i = 0; i < f->n_hidden; i++)
+        if (f->hidden[i] == ino)
+            goto out;
+    if (f->n_hidden == f->cap_hidden) {
+        size_t cap = f->cap_hidden ? f->cap_hidden * 2 : 64;
+        fuse_ino_t *h = realloc(f->hidden, cap * sizeof(*h));
+        if (!h)
+            goto out;
+        f->hidden = h;
+        f->cap_hidden = cap;
+    }
+    f->hidden[f->n_hidden++] = ino;
+out:
+    pthread_mutex_unlock(&f->lock);
+}
+
+/* True if ino was hidden (and is no longer). */
+static bool hidden_take(struct fs *f, fuse_ino_t ino)
+{
+    bool found = false;
+    pthread_mutex_lock(&f->lock);
+    for (size_t i = 0; i < f->n_hidden; i++) {
+        if (f->hidden[i] == ino) {
+            f->hidden[i] = f->hidden[--f->n_hidden];
+            found = true;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&f->lock);
+    return found;
+}
+
+static bool hidden_has(struct fs *f, fuse_ino_t ino)
+{
+    bool found = false;
+    pthread_mutex_lock(&f->lock);
+    for (size_t i = 0; i < f->n_hidden && !found; i++)
+        found = f->hidden[i] == ino;
+    pthread_mutex_unlock(&f->lock);
+    return found;
 }
 
 static void pending_link(struct fs *f, struct pending *p)
@@ -549,7 +618,9 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
     struct fs *f = req_fs(req);
     fuse_ino_t ino = child_ino(f, parent, name);
-    if (!ino) {
+    /* Not yet announced: absent to the announcer, so its mkdir or create
+     * reaches us (and the kernel raises the event). */
+    if (!ino || (from_notifier(f, req) && hidden_has(f, ino))) {
         fuse_reply_err(req, ENOENT);
         return;
     }
@@ -574,6 +645,10 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
     (void)attr;
     (void)fi;
     struct node n = node_of(ino);
+    if (from_notifier(req_fs(req), req)) {
+        op_getattr(req, ino, NULL); /* an ATTRIB announcement */
+        return;
+    }
     /* Truncating new is what "> new" does first: allowed, it holds nothing. */
     if (n.type == N_MODEL && n.kind == MK_NEW &&
         (to_set & ~(FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME |
@@ -909,7 +984,9 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         return;
     }
     fi->direct_io = 1;
-    if (n.type == N_MODEL && n.kind == MK_NEW) {
+    if (acc != O_RDONLY && from_notifier(f, req)) {
+        h->kind = FH_ANNOUNCE;
+    } else if (n.type == N_MODEL && n.kind == MK_NEW) {
         h->kind = FH_NEW;
         h->idx = n.idx;
         fi->nonseekable = 1;
@@ -1193,6 +1270,9 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         }
         return;
     }
+    case FH_ANNOUNCE:
+        fuse_reply_buf(req, NULL, 0);
+        return;
     case FH_STATE:
     case FH_PLAIN: {
         size_t len = 0;
@@ -1336,6 +1416,19 @@ static void op_free(struct op *o)
     free(o);
 }
 
+struct late_write {
+    fuse_req_t req;
+    size_t size;
+};
+
+static void late_write_reply(void *arg, bool ok)
+{
+    (void)ok;
+    struct late_write *lw = arg;
+    fuse_reply_write(lw->req, lw->size);
+    free(lw);
+}
+
 static void op_done(struct engine_cmd *cmd, int err, const char *msg)
 {
     struct op *o = cmd->arg;
@@ -1365,6 +1458,18 @@ static void op_done(struct engine_cmd *cmd, int err, const char *msg)
     pthread_mutex_unlock(&f->lock);
     if (err && msg && o->kind != OP_RMDIR && err != -EEXIST)
         log_warn(f->log, "%s", msg);
+    if (req && !err && o->kind == OP_WRITE && f->notify) {
+        /* The write returns once the task's directory was announced, so a
+         * script woken by the event finds the task complete. */
+        struct late_write *lw = malloc(sizeof(*lw));
+        if (lw) {
+            lw->req = req;
+            lw->size = o->written;
+            notify_post(f->notify, NOTE_BARRIER, NULL, 0, NULL, NULL, late_write_reply, lw);
+            op_free(o);
+            return;
+        }
+    }
     if (req) {
         if (err)
             fuse_reply_err(req, -err);
@@ -1417,6 +1522,10 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
     (void)ino;
     struct fs *f = req_fs(req);
     struct fh *h = (struct fh *)(uintptr_t)fi->fh;
+    if (h && h->kind == FH_ANNOUNCE) {
+        fuse_reply_write(req, size); /* changes nothing: the kernel raises MODIFY */
+        return;
+    }
     if (!h || h->kind != FH_NEW) {
         fuse_reply_err(req, EACCES);
         return;
@@ -1526,6 +1635,15 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
     (void)mode;
     struct fs *f = req_fs(req);
     struct node n = node_of(parent);
+    if (from_notifier(f, req)) {
+        fuse_ino_t ino = child_ino(f, parent, name);
+        hidden_take(f, ino);
+        if (ino)
+            reply_entry(req, f, ino);
+        else
+            fuse_reply_err(req, ENOENT);
+        return;
+    }
     struct op *o = NULL;
     char model_name[512] = "";
     uint32_t model_idx = STORE_NONE;
@@ -1626,8 +1744,26 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
                       struct fuse_file_info *fi)
 {
     (void)mode;
-    (void)fi;
-    op_refuse_name(req, parent, name);
+    struct fs *f = req_fs(req);
+    fuse_ino_t ino = from_notifier(f, req) ? child_ino(f, parent, name) : 0;
+    struct fuse_entry_param e = {0};
+    struct fh *h = ino ? calloc(1, sizeof(*h)) : NULL;
+    if (!h || fs_stat(f, ino, &e.attr) < 0) {
+        free(h);
+        op_refuse_name(req, parent, name);
+        return;
+    }
+    hidden_take(f, ino);
+    h->kind = FH_ANNOUNCE;
+    h->fd = -1;
+    e.ino = ino;
+    e.generation = 1;
+    e.attr_timeout = attr_timeout_for(f, ino);
+    e.entry_timeout = ENTRY_TIMEOUT;
+    fi->fh = (uint64_t)(uintptr_t)h;
+    fi->direct_io = 1;
+    if (fuse_reply_create(req, &e, fi) == -ENOENT)
+        free(h);
 }
 
 static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
@@ -1640,6 +1776,14 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
     (void)link;
+    struct fs *f = req_fs(req);
+    struct node n = node_of(parent);
+    if (from_notifier(f, req) && n.type == N_MODEL && strcmp(name, "latest") == 0) {
+        fuse_ino_t ino = model_ino(n.idx, MK_LATEST);
+        hidden_take(f, ino);
+        reply_entry(req, f, ino);
+        return;
+    }
     op_refuse_name(req, parent, name);
 }
 
@@ -1824,9 +1968,69 @@ static void inval_task(struct fs *f, uint32_t idx)
         fuse_lowlevel_notify_inval_inode(f->se, task_ino(idx, kinds[i]), -1, 0);
 }
 
+/* Announcements for watchers (engine thread; the notifier does the work). */
+static void announce(struct fs *f, const struct store_change *c)
+{
+    char path[1024];
+    switch (c->kind) {
+    case STORE_TASK_ADDED: {
+        store_rdlock(f->store);
+        const struct task *t = store_task_at(f->store, c->task_idx);
+        bool adopted = t && t->adopted;
+        store_unlock(f->store);
+        /* An adopted task came from the user's own mkdir: the kernel saw it. */
+        if (adopted)
+            return;
+        fuse_ino_t dir = model_ino(c->model_idx, MK_DIR);
+        hidden_add(f, task_ino(c->task_idx, TK_DIR));
+        snprintf(path, sizeof(path), "%s/%s", c->model_name, c->task_id);
+        notify_post(f->notify, NOTE_MKDIR, path, dir, c->task_id, NULL, NULL, NULL);
+        hidden_add(f, model_ino(c->model_idx, MK_LATEST));
+        snprintf(path, sizeof(path), "%s/latest", c->model_name);
+        notify_post(f->notify, NOTE_SYMLINK, path, dir, "latest", c->task_id, NULL, NULL);
+        return;
+    }
+    case STORE_TASK_STATE: {
+        static const char *const ends[] = {"state", "result", "error"};
+        size_t n = task_state_final(c->new_state) ? 3 : 1;
+        for (size_t i = 0; i < n; i++) {
+            snprintf(path, sizeof(path), "%s/%s/%s", c->model_name, c->task_id, ends[i]);
+            notify_post(f->notify, NOTE_MODIFY, path, 0, NULL, NULL, NULL, NULL);
+        }
+        if (c->new_state == TASK_SUCCESS) {
+            /* files/ appears now: announced, so recursive watchers watch it too. */
+            hidden_add(f, task_ino(c->task_idx, TK_FILES));
+            snprintf(path, sizeof(path), "%s/%s/files", c->model_name, c->task_id);
+            notify_post(f->notify, NOTE_MKDIR, path, task_ino(c->task_idx, TK_DIR), "files", NULL,
+                        NULL, NULL);
+        }
+        return;
+    }
+    case STORE_FILE_CHANGED: {
+        char name[32] = "";
+        store_rdlock(f->store);
+        const struct task *t = store_task_at(f->store, c->task_idx);
+        if (t && t->files && c->file_n < t->n_urls && t->files[c->file_n].state == FILE_DONE)
+            snprintf(name, sizeof(name), "%s", t->files[c->file_n].name);
+        store_unlock(f->store);
+        if (!name[0])
+            return;
+        hidden_add(f, task_ino(c->task_idx, (enum task_kind)(TK_FILE0 + c->file_n)));
+        snprintf(path, sizeof(path), "%s/%s/files/%s", c->model_name, c->task_id, name);
+        notify_post(f->notify, NOTE_CREATE, path, task_ino(c->task_idx, TK_FILES), name, NULL, NULL,
+                    NULL);
+        return;
+    }
+    default:
+        return;
+    }
+}
+
 static void on_store_change(void *arg, const struct store_change *c)
 {
     struct fs *f = arg;
+    if (f->notify)
+        announce(f, c);
     switch (c->kind) {
     case STORE_TASK_ADDED:
     case STORE_TASK_STATE:
@@ -1898,6 +2102,12 @@ void fs_set_session(struct fs *f, struct fuse_session *se)
     f->se = se;
 }
 
+void fs_set_notify(struct fs *f, struct notify *n)
+{
+    f->notify = n;
+    f->notify_tid = notify_tid(n);
+}
+
 void fs_shutdown(struct fs *f)
 {
     pthread_mutex_lock(&f->lock);
@@ -1931,6 +2141,7 @@ void fs_free(struct fs *f)
         return;
     pthread_mutex_destroy(&f->lock);
     free(f->events);
+    free(f->hidden);
     free(f->cache_dir);
     free(f);
 }

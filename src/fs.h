@@ -6,6 +6,7 @@
 
 #include "engine.h"
 #include "log.h"
+#include "notify.h"
 #include "store.h"
 
 #include <fuse_lowlevel.h>
@@ -17,6 +18,8 @@ void fs_free(struct fs *f);
 const struct fuse_lowlevel_ops *fs_ops(void);
 /* The session the kernel notifications go to; set before the loop runs. */
 void fs_set_session(struct fs *f, struct fuse_session *se);
+/* The notifier whose requests are announcements (set before the loop runs). */
+void fs_set_notify(struct fs *f, struct notify *n);
 /* Answer every deferred request (the mount is going away). */
 void fs_shutdown(struct fs *f);
 

@@ -24,8 +24,17 @@ struct genfs_ctx {
     struct engine *engine;
     struct fs *fs;
     struct hook *hook;
+    struct notify *notify;
     struct fuse_session *se;
 };
+
+static bool has_fuse_option(const struct fuse_args *a, const char *opt)
+{
+    for (int i = 0; i < a->argc; i++)
+        if (strstr(a->argv[i], opt))
+            return true;
+    return false;
+}
 
 static void on_callback(void *arg, uint32_t task_idx)
 {
@@ -124,6 +133,10 @@ static int run(struct genfs_ctx *c)
     fs_set_session(c->fs, c->se);
     if (fuse_set_signal_handlers(c->se) != 0)
         return start_failed("cannot install signal handlers");
+    /* Resolved now: after mounting, resolving it would ask our own mount. */
+    char *abs_mnt = realpath(o->mountpoint, NULL);
+    if (!abs_mnt)
+        return start_failed("cannot resolve the mountpoint: check that it exists");
     if (fuse_session_mount(c->se, o->mountpoint) != 0) {
         snprintf(err, sizeof(err),
                  "cannot mount on %s: check that it is an empty directory you own (and "
@@ -151,6 +164,17 @@ static int run(struct genfs_ctx *c)
         }
         engine_set_hook(c->engine, c->hook);
     }
+    if (o->notify) {
+        /* With default_permissions the kernel checks modes itself: announce
+         * changes with ATTRIB instead of writes. */
+        bool attr_only = has_fuse_option(&o->fuse_args, "default_permissions");
+        if (notify_start(abs_mnt, c->se, c->log, attr_only, &c->notify) == 0)
+            fs_set_notify(c->fs, c->notify);
+        else
+            log_warn(c->log, "cannot start the notifier: watchers will see no events");
+    }
+    free(abs_mnt);
+    abs_mnt = NULL;
     if (engine_start(c->engine) < 0) {
         log_error(c->log, "cannot start the engine thread");
         fuse_session_unmount(c->se);
@@ -167,13 +191,18 @@ static int run(struct genfs_ctx *c)
     fuse_loop_cfg_destroy(lc);
 
     log_info(c->log, "unmounting %s", o->mountpoint);
-    /* Waiting readers first, then the engine finishes submissions in flight. */
+    /* No announcement on a dying mount; waiting readers are answered; the
+     * engine finishes submissions in flight; closing the session's
+     * descriptor ends an announcement caught mid-way, then the notifier goes. */
+    notify_halt(c->notify);
     fs_shutdown(c->fs);
     hook_stop(c->hook);
     c->hook = NULL;
     engine_stop(c->engine);
     fuse_session_unmount(c->se);
     fuse_remove_signal_handlers(c->se);
+    notify_stop(c->notify);
+    c->notify = NULL;
     /* The loop returns the signal's number after SIGTERM/SIGINT: a clean stop. */
     return rc < 0 ? 1 : 0;
 }
