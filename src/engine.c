@@ -111,6 +111,8 @@ struct engine {
     uint64_t rng;
     int64_t last_flush_ms;
     struct dl_job *dl_head, *dl_tail;
+    struct sched_hist *hists; /* the learned schedule's, by model index */
+    uint32_t n_hists;
     struct {
         uint64_t hash;
         int64_t at_ms;
@@ -238,11 +240,49 @@ static struct sched_task sched_view(const struct task *t)
         .submit_ms = t->submit_ms, .last_poll_ms = t->last_poll_ms, .polls = t->polls};
 }
 
+/* The learned schedule's histogram of a model, loaded from the store the
+ * first time; NULL for the other schedules. */
+static struct sched_hist *model_hist(struct engine *e, uint32_t model_idx)
+{
+    if (e->cfg.schedule != SCHED_LEARNED)
+        return NULL;
+    if (model_idx >= e->n_hists) {
+        uint32_t n = model_idx + 16;
+        struct sched_hist *h = realloc(e->hists, n * sizeof(*h));
+        if (!h)
+            return NULL;
+        for (uint32_t i = e->n_hists; i < n; i++) {
+            sched_hist_init(&h[i]);
+            const struct model *m = store_model_at(e->store, i);
+            if (m && m->hist && sched_hist_decode(&h[i], m->hist) < 0)
+                sched_hist_init(&h[i]);
+        }
+        e->hists = h;
+        e->n_hists = n;
+    }
+    return &e->hists[model_idx];
+}
+
+/* A finished task teaches the learned schedule how long this model takes:
+ * the provider's own times, since ours include the detection lag. */
+static void learn_duration(struct engine *e, uint32_t model_idx, const struct provider_status *ps)
+{
+    struct sched_hist *h = model_hist(e, model_idx);
+    if (!h || ps->create_ms <= 0 || ps->complete_ms <= ps->create_ms)
+        return;
+    sched_hist_observe(h, ps->complete_ms - ps->create_ms);
+    char text[4096];
+    if (sched_hist_encode(h, text, sizeof(text)) > 0)
+        store_model_set_hist(e->store, model_idx, text);
+}
+
 int64_t engine_task_deadline(struct engine *e, const struct task *t, const char *model)
 {
     struct sched_profile p;
     model_profile(e, model, &p);
     struct sched_task v = sched_view(t);
+    if (e->cfg.schedule == SCHED_LEARNED)
+        return sched_deadline_learned(&p, model_hist(e, t->model_idx), &v);
     return sched_deadline(e->cfg.schedule, &p, &v);
 }
 
@@ -255,8 +295,15 @@ static void schedule_task_after(struct engine *e, const struct task *t, int64_t 
     struct sched_profile p;
     model_profile(e, m->name, &p);
     struct sched_task v = sched_view(t);
-    int64_t due = sched_next_due(e->cfg.schedule, &p, &v, now, &e->rng);
-    int64_t deadline = sched_deadline(e->cfg.schedule, &p, &v);
+    int64_t due, deadline;
+    if (e->cfg.schedule == SCHED_LEARNED) {
+        const struct sched_hist *h = model_hist(e, t->model_idx);
+        due = sched_next_due_learned(&p, h, &v, now, &e->rng);
+        deadline = sched_deadline_learned(&p, h, &v);
+    } else {
+        due = sched_next_due(e->cfg.schedule, &p, &v, now, &e->rng);
+        deadline = sched_deadline(e->cfg.schedule, &p, &v);
+    }
     if (e->cfg.callback_url && now < deadline) {
         /* Callbacks bring the news; polls are only a safety net for lost ones. */
         int64_t base =
@@ -1145,6 +1192,8 @@ static void on_status_done(struct engine *e, struct xfer *x, CURLcode cc, long h
                 hook_token_remove(e->hook, t->cb_token);
             }
             if (!was_final) {
+                if (t->state == TASK_SUCCESS)
+                    learn_duration(e, t->model_idx, &ps);
                 log_info(e->log, "%s/%s: %s", model, t->id, task_state_name(t->state));
                 if (ps.complete_ms > 0 && now >= ps.complete_ms)
                     record_lag(e, (double)(now - ps.complete_ms));
@@ -1472,6 +1521,7 @@ void engine_free(struct engine *e)
         e->dl_head = j->next;
         free(j);
     }
+    free(e->hists);
     free(e->ts);
     free(e->heap);
     pthread_mutex_destroy(&e->inbox_lock);

@@ -133,7 +133,8 @@ static char *dup_or_null(const char *s)
 
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);"
-    "CREATE TABLE IF NOT EXISTS models(name TEXT PRIMARY KEY, created_ms INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS models(name TEXT PRIMARY KEY, created_ms INTEGER NOT NULL,"
+    " hist TEXT);"
     "CREATE TABLE IF NOT EXISTS tasks("
     " model TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL,"
     " state TEXT NOT NULL, adopted INTEGER NOT NULL DEFAULT 0, gave_up INTEGER NOT NULL DEFAULT 0,"
@@ -397,13 +398,16 @@ static int task_append(struct store *s, struct task *t)
 static int load_all(struct store *s)
 {
     sqlite3_stmt *st;
-    int rc = db_prepare(s, "SELECT name, created_ms FROM models ORDER BY rowid", &st);
+    int rc = db_prepare(s, "SELECT name, created_ms, hist FROM models ORDER BY rowid", &st);
     if (rc < 0)
         return rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         uint32_t idx;
-        if (model_load(s, col_text(st, 0), sqlite3_column_int64(st, 1), &idx) == -ENOMEM)
+        int lrc = model_load(s, col_text(st, 0), sqlite3_column_int64(st, 1), &idx);
+        if (lrc == -ENOMEM)
             break;
+        if (lrc == 0 && col_text(st, 2))
+            s->models[idx]->hist = strdup(col_text(st, 2));
     }
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE)
@@ -582,8 +586,10 @@ void store_close(struct store *s)
     for (uint32_t i = 0; i < s->n_tasks; i++)
         task_free(s->tasks[i]);
     for (uint32_t i = 0; i < s->n_models; i++) {
-        if (s->models[i])
+        if (s->models[i]) {
             free(s->models[i]->name);
+            free(s->models[i]->hist);
+        }
         free(s->models[i]);
     }
     free(s->tasks);
@@ -733,8 +739,31 @@ int store_model_remove(struct store *s, uint32_t idx)
                                      .model_name = m->name,
                                      .at_ms = clock_now_ms()});
     free(m->name);
+    free(m->hist);
     free(m);
     return 0;
+}
+
+int store_model_set_hist(struct store *s, uint32_t idx, const char *text)
+{
+    struct model *m = idx < s->n_models ? s->models[idx] : NULL;
+    if (!m || m->ns)
+        return -ENOENT;
+    char *copy = strdup(text);
+    if (!copy)
+        return -ENOMEM;
+    sqlite3_stmt *st;
+    int rc = db_prepare(s, "UPDATE models SET hist=?1 WHERE name=?2", &st);
+    if (rc == 0) {
+        sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, m->name, -1, SQLITE_STATIC);
+        rc = db_step_done(s, st);
+    }
+    wrlock(s);
+    free(m->hist);
+    m->hist = copy;
+    store_unlock(s);
+    return rc;
 }
 
 int store_task_insert(struct store *s, const struct task_new *tn, uint32_t *idx)

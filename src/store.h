@@ -69,6 +69,7 @@ struct model {
     bool ns;          /* a namespace: derived from the models below it, not stored */
     uint32_t n_children;
     uint32_t latest; /* newest task submitted from this mount, or STORE_NONE */
+    char *hist;      /* the learned schedule's durations (sched_hist text), or NULL */
     uint32_t n_tasks;
     int64_t mtime_ms;
 };
@@ -125,6 +126,8 @@ const struct model *store_model_child(struct store *s, uint32_t parent, const ch
 int store_model_add(struct store *s, const char *name, uint32_t *idx);
 /* -ENOTEMPTY while it has tasks (a model) or models (a namespace). */
 int store_model_remove(struct store *s, uint32_t idx);
+/* Persist the learned schedule's state of a model (engine thread). */
+int store_model_set_hist(struct store *s, uint32_t idx, const char *text);
 
 struct task_new {
     uint32_t model_idx;
