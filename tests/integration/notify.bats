@@ -1,0 +1,120 @@
+#!/usr/bin/env bats
+# Issue 12: file watchers (inotifywait) see real events on the mount.
+
+load '/usr/lib/bats/bats-support/load'
+load '/usr/lib/bats/bats-assert/load'
+load 'genfs_helpers'
+
+setup() {
+    genfs_setup --time-scale 0.01
+    CONFIG="$BATS_TEST_TMPDIR/config.json"
+    cat >"$CONFIG" <<'JSON'
+{"models": {"test-image": {"initial_ms": 200, "interval_ms": 300, "max_ms": 600000}}}
+JSON
+    EV="$BATS_TEST_TMPDIR/events.log"
+}
+
+teardown() {
+    [ -n "${WATCH_PID:-}" ] && kill "$WATCH_PID" 2>/dev/null
+    genfs_teardown
+}
+
+# watch PATH [inotifywait args...]: start a watcher in the background.
+watch() {
+    local path=$1
+    shift
+    timeout 60 inotifywait -m "$@" --format '%w|%e|%f' "$path" >"$EV" 2>"$EV.err" 3>&- &
+    WATCH_PID=$!
+    wait_until 10 grep -q "Watches established" "$EV.err"
+}
+
+saw() { # saw PATTERN: the event log has a line matching PATTERN
+    grep -qE "$1" "$EV"
+}
+
+@test "a watcher of the model dir sees CREATE,ISDIR for a new task before the write returns" {
+    genfs_mount -o config="$CONFIG"
+    watch "$MNT/test-image" -e create
+    id=$(genfs_submit test-image '{"prompt": "seen", "sim_duration_ms": 30000}')
+    # The write returned after the announcement: the event is already there.
+    wait_until 5 saw "\|CREATE,ISDIR\|$id$"
+    run cat "$EV"
+    assert_output --partial "CREATE,ISDIR|$id"
+    assert_output --partial "CREATE|latest"
+}
+
+@test "a watcher of a task dir sees MODIFY and CLOSE_WRITE on state, result and error when it ends" {
+    genfs_mount -o config="$CONFIG"
+    id=$(genfs_submit test-image '{"prompt": "watch state", "sim_duration_ms": 2000}')
+    watch "$MNT/test-image/$id" -e modify -e close_write
+    timeout 60 cat "$MNT/test-image/$id/result" >/dev/null
+    wait_until 10 saw "\|CLOSE_WRITE,CLOSE\|error$"
+    run cat "$EV"
+    assert_output --partial "MODIFY|state"
+    assert_output --partial "CLOSE_WRITE,CLOSE|state"
+    assert_output --partial "CLOSE_WRITE,CLOSE|result"
+    assert_output --partial "CLOSE_WRITE,CLOSE|error"
+}
+
+@test "a watcher of a single state file sees each state change" {
+    genfs_mount -o config="$CONFIG"
+    id=$(genfs_submit test-image '{"prompt": "one file", "sim_duration_ms": 3000}')
+    timeout 60 inotifywait -m -e close_write --format '%e' "$MNT/test-image/$id/state" >"$EV" 2>"$EV.err" 3>&- &
+    WATCH_PID=$!
+    wait_until 10 grep -q "Watches established" "$EV.err"
+    timeout 60 cat "$MNT/test-image/$id/result" >/dev/null
+    wait_until 10 bash -c "[ \$(grep -c CLOSE_WRITE '$EV') -ge 1 ]"
+    [ "$(grep -c CLOSE_WRITE "$EV")" -ge 1 ]
+    run cat "$MNT/test-image/$id/state"
+    assert_output success
+}
+
+@test "inotifywait -m -r on the mount sees a task appear, end, and its files arrive whole" {
+    genfs_mount -o config="$CONFIG"
+    watch "$MNT" -r -e create -e close_write
+    id=$(genfs_submit test-image '{"prompt": "everything", "sim_duration_ms": 1000, "sim_outputs": 2}')
+    wait_until 60 saw "files/\|CLOSE_WRITE,CLOSE\|1.png$"
+    run cat "$EV"
+    assert_output --partial "test-image/|CREATE,ISDIR|$id"
+    assert_output --partial "$id/|CLOSE_WRITE,CLOSE|state"
+    assert_output --partial "$id/|CREATE,ISDIR|files"
+    assert_output --partial "files/|CREATE|0.png"
+    assert_output --partial "files/|CLOSE_WRITE,CLOSE|0.png"
+    # Whole when announced: the bytes match the simulator's.
+    want=$(sim_task "$id" | sim_json 'd["media_sha256"][0]')
+    got=$(sha256sum "$MNT/test-image/$id/files/0.png" | cut -d' ' -f1)
+    assert_equal "$got" "$want"
+}
+
+@test "users still cannot write to state or result" {
+    genfs_mount -o config="$CONFIG"
+    id=$(genfs_submit test-image '{"prompt": "read only", "sim_duration_ms": 300}')
+    run bash -c "echo hacked > '$MNT/test-image/$id/state'"
+    assert_failure
+    assert_output --partial "Permission denied"
+    run bash -c "echo hacked > '$MNT/test-image/$id/result'"
+    assert_failure
+    run mkdir "$MNT/test-image/$id/files2"
+    assert_failure
+}
+
+@test "-o notify=off: no events, everything else works" {
+    genfs_mount -o config="$CONFIG" -o notify=off
+    watch "$MNT/test-image" -e create
+    id=$(genfs_submit test-image '{"prompt": "quiet", "sim_duration_ms": 300}')
+    run timeout 30 cat "$MNT/test-image/$id/result"
+    assert_success
+    sleep 1
+    ! saw "CREATE,ISDIR"
+}
+
+@test "unmount with announcements queued is clean" {
+    genfs_mount -o config="$CONFIG"
+    watch "$MNT" -r -e create -e close_write
+    for i in $(seq 1 30); do
+        genfs_submit test-image "{\"prompt\": \"burst $i\", \"sim_duration_ms\": 300}" >/dev/null
+    done
+    genfs_unmount
+    [ "$GENFS_EXIT_STATUS" -eq 0 ]
+    ! genfs_is_mounted
+}
