@@ -37,6 +37,7 @@ enum xfer_kind { X_SUBMIT, X_STATUS, X_ADOPT, X_RESULT, X_DOWNLOAD };
 
 struct xfer {
     enum xfer_kind kind;
+    size_t pi;                /* which provider */
     struct xfer *next, *prev; /* in engine->xfers */
     CURL *h;
     struct curl_slist *hdrs;
@@ -85,11 +86,10 @@ struct counters {
 
 struct engine {
     struct store *store;
-    struct provider *prov;
     struct log *log;
     struct hook *hook;
     struct engine_config cfg;
-    char *auth_header;
+    char **auth; /* the auth header line of each provider */
     CURLM *multi;
     pthread_t thread;
     bool started;
@@ -333,6 +333,21 @@ static void schedule_task(struct engine *e, const struct task *t, int64_t now)
     schedule_task_after(e, t, now, 0);
 }
 
+/* The provider a model belongs to: its own, else the mount's (index 0). */
+static size_t prov_index(struct engine *e, uint32_t model_idx)
+{
+    const struct model *m = store_model_at(e->store, model_idx);
+    for (size_t i = 1; m && m->provider && i < e->cfg.n_providers; i++)
+        if (strcmp(e->cfg.providers[i].name, m->provider) == 0)
+            return i;
+    return 0;
+}
+
+static const struct provider *prov_of(struct engine *e, size_t pi)
+{
+    return e->cfg.providers[pi].prov;
+}
+
 /* ---- transfers ---- */
 
 static size_t on_body(char *ptr, size_t size, size_t nmemb, void *arg)
@@ -441,7 +456,7 @@ static int xfer_start(struct engine *e, struct xfer *x, long timeout_ms)
     x->h = curl_easy_init();
     if (!x->h)
         return -ENOMEM;
-    x->hdrs = curl_slist_append(x->hdrs, e->auth_header);
+    x->hdrs = curl_slist_append(x->hdrs, e->auth[x->pi]);
     x->hdrs = curl_slist_append(x->hdrs, "Content-Type: application/json");
     x->hdrs = curl_slist_append(x->hdrs, "Accept: application/json");
     x->hdrs = curl_slist_append(x->hdrs, "Expect:");
@@ -843,8 +858,10 @@ static int start_submit(struct engine *e, struct engine_cmd *cmd)
         }
         snprintf(cb, sizeof(cb), "%.*s/%s", (int)bl, e->cfg.callback_url, x->token);
     }
-    if (!x ||
-        provider_build_submit(e->prov, m->name, cmd->input_json, cb[0] ? cb : NULL, &x->req) < 0) {
+    if (x)
+        x->pi = prov_index(e, cmd->model_idx);
+    if (!x || provider_build_submit(prov_of(e, x->pi), m->name, cmd->input_json, cb[0] ? cb : NULL,
+                                    &x->req) < 0) {
         xfer_free(x);
         cmd_finish(cmd, -ENOMEM, "out of memory building the request");
         return 0;
@@ -869,6 +886,7 @@ static void start_status(struct engine *e, uint32_t idx, struct engine_cmd *adop
 {
     const char *model, *id, *status_url = NULL;
     char *id_copy = NULL;
+    uint32_t model_idx;
     if (adopt) {
         const struct model *m = store_model_at(e->store, adopt->model_idx);
         if (!m) {
@@ -877,6 +895,7 @@ static void start_status(struct engine *e, uint32_t idx, struct engine_cmd *adop
         }
         model = m->name;
         id = adopt->name;
+        model_idx = adopt->model_idx;
     } else {
         const struct task *t = store_task_at(e->store, idx);
         if (!t)
@@ -884,9 +903,12 @@ static void start_status(struct engine *e, uint32_t idx, struct engine_cmd *adop
         model = store_model_at(e->store, t->model_idx)->name;
         id = t->id;
         status_url = t->status_url;
+        model_idx = t->model_idx;
     }
     struct xfer *x = calloc(1, sizeof(*x));
-    if (!x || provider_build_status(e->prov, model, id, status_url, &x->req) < 0) {
+    if (x)
+        x->pi = prov_index(e, model_idx);
+    if (!x || provider_build_status(prov_of(e, x->pi), model, id, status_url, &x->req) < 0) {
         xfer_free(x);
         free(id_copy);
         if (adopt)
@@ -922,7 +944,9 @@ static void start_result(struct engine *e, uint32_t idx)
         return;
     const char *model = store_model_at(e->store, t->model_idx)->name;
     struct xfer *x = calloc(1, sizeof(*x));
-    if (!x || provider_build_result(e->prov, model, t->id, t->result_url, &x->req) < 0) {
+    if (x)
+        x->pi = prov_index(e, t->model_idx);
+    if (!x || provider_build_result(prov_of(e, x->pi), model, t->id, t->result_url, &x->req) < 0) {
         xfer_free(x);
         log_error(e->log, "%s/%s: cannot build the result request", model, t->id);
         heap_set(e, idx, clock_now_ms() + 5000);
@@ -968,11 +992,21 @@ static void handle_cmd(struct engine *e, struct engine_cmd *cmd)
             heap_remove(e, cmd->task_idx);
         cmd_finish(cmd, rc, rc ? "cannot forget the task: see the log" : NULL);
         break;
-    case ENGINE_MODEL_ADD:
-        rc = store_model_add(e->store, cmd->name, &idx);
+    case ENGINE_MODEL_ADD: {
+        /* A model made by mkdir belongs where its namespace's models do. */
+        const char *prov = NULL;
+        const char *slash = strrchr(cmd->name, '/');
+        for (uint32_t i = 0; slash && !prov && i < store_model_slots(e->store); i++) {
+            const struct model *m = store_model_at(e->store, i);
+            if (m && !m->ns && m->provider &&
+                strncmp(m->name, cmd->name, (size_t)(slash - cmd->name) + 1) == 0)
+                prov = m->provider;
+        }
+        rc = store_model_add(e->store, cmd->name, prov, &idx);
         cmd->model_idx = idx;
         cmd_finish(cmd, rc, rc == -EEXIST ? "the model exists" : rc ? "cannot add the model" : 0);
         break;
+    }
     case ENGINE_MODEL_REMOVE:
         rc = store_model_remove(e->store, cmd->model_idx);
         cmd_finish(cmd, rc, rc == -ENOTEMPTY ? "the model still holds tasks: rmdir them first" : 0);
@@ -1040,7 +1074,7 @@ static void on_submit_done(struct engine *e, struct xfer *x, CURLcode cc, long h
     } else {
         struct provider_submit sub = {0};
         struct provider_error perr = {0};
-        err = provider_parse_submit(e->prov, http, x->buf ? x->buf : "", x->len,
+        err = provider_parse_submit(prov_of(e, x->pi), http, x->buf ? x->buf : "", x->len,
                                     x->retry_after[0] ? x->retry_after : NULL, time(NULL), &sub,
                                     &perr);
         if (err == 0) {
@@ -1125,7 +1159,7 @@ static void on_status_done(struct engine *e, struct xfer *x, CURLcode cc, long h
         int (*parse)(const struct provider *, long, const char *, size_t, const char *, time_t,
                      struct provider_status *, struct provider_error *) =
             x->kind == X_RESULT ? provider_parse_result : provider_parse_status;
-        err = parse(e->prov, http, x->buf ? x->buf : "", x->len,
+        err = parse(prov_of(e, x->pi), http, x->buf ? x->buf : "", x->len,
                     x->retry_after[0] ? x->retry_after : NULL, time(NULL), &ps, &perr);
         snprintf(msg, sizeof(msg), "%s", perr.msg);
         if (http == 429 || perr.err == -EAGAIN) {
@@ -1401,21 +1435,29 @@ static void *engine_main(void *arg)
 
 /* ---- public ---- */
 
-struct engine *engine_new(struct store *st, struct provider *prov, struct log *lg,
-                          const struct engine_config *cfg)
+struct engine *engine_new(struct store *st, struct log *lg, const struct engine_config *cfg)
 {
     struct engine *e = calloc(1, sizeof(*e));
     if (!e)
         return NULL;
     e->store = st;
-    e->prov = prov;
+
     e->log = lg;
     e->cfg = *cfg;
-    e->auth_header = provider_auth_header(prov, cfg->api_key);
+    e->auth = calloc(cfg->n_providers, sizeof(char *));
+    for (size_t i = 0; e->auth && i < cfg->n_providers; i++) {
+        e->auth[i] = provider_auth_header(cfg->providers[i].prov, cfg->providers[i].api_key);
+        if (!e->auth[i]) {
+            log_error(lg, "provider %s: the API key cannot be sent (control characters?)",
+                      cfg->providers[i].name);
+            engine_free(e);
+            return NULL;
+        }
+    }
     e->multi = curl_multi_init();
     pthread_mutex_init(&e->inbox_lock, NULL);
     pthread_mutex_init(&e->stats_lock, NULL);
-    if (!e->auth_header || !e->multi) {
+    if (!e->auth || !e->multi) {
         engine_free(e);
         return NULL;
     }
@@ -1450,6 +1492,14 @@ int engine_start(struct engine *e)
         return -rc;
     e->started = true;
     return 0;
+}
+
+const char *engine_provider_name(struct engine *e, uint32_t model_idx)
+{
+    store_rdlock(e->store);
+    size_t pi = prov_index(e, model_idx);
+    store_unlock(e->store);
+    return e->cfg.providers[pi].name;
 }
 
 void engine_set_hook(struct engine *e, struct hook *h)
@@ -1512,10 +1562,13 @@ void engine_free(struct engine *e)
     engine_stop(e);
     if (e->multi)
         curl_multi_cleanup(e->multi);
-    if (e->auth_header) {
-        explicit_bzero(e->auth_header, strlen(e->auth_header));
-        free(e->auth_header);
+    for (size_t i = 0; e->auth && i < e->cfg.n_providers; i++) {
+        if (e->auth[i]) {
+            explicit_bzero(e->auth[i], strlen(e->auth[i]));
+            free(e->auth[i]);
+        }
     }
+    free(e->auth);
     while (e->dl_head) {
         struct dl_job *j = e->dl_head;
         e->dl_head = j->next;

@@ -48,8 +48,16 @@ struct engine_cmd {
     struct engine_cmd *next;
 };
 
-struct engine_config {
+/* One provider the mount speaks to; the first is the mount's own. */
+struct engine_provider {
+    const char *name;
+    struct provider *prov;
     const char *api_key;
+};
+
+struct engine_config {
+    const struct engine_provider *providers;
+    size_t n_providers;
     enum sched_kind schedule;
     double rate;
     double timeout_s;
@@ -62,8 +70,7 @@ struct engine_config {
     size_t n_models;
 };
 
-struct engine *engine_new(struct store *st, struct provider *prov, struct log *lg,
-                          const struct engine_config *cfg);
+struct engine *engine_new(struct store *st, struct log *lg, const struct engine_config *cfg);
 int engine_start(struct engine *e);
 /* Stops taking work, lets in-flight submissions finish (bounded), joins. */
 void engine_stop(struct engine *e);
@@ -77,6 +84,9 @@ void engine_poll_now(struct engine *e, uint32_t task_idx);
 
 /* Thread-safe: queue a command and wake the loop. */
 void engine_post(struct engine *e, struct engine_cmd *cmd);
+
+/* The name of the provider a model belongs to (thread-safe). */
+const char *engine_provider_name(struct engine *e, uint32_t model_idx);
 
 /* Thread-safe: the figures behind MOUNT/stats as JSON text (malloc'd). */
 char *engine_stats_json(struct engine *e);

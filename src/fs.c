@@ -27,7 +27,8 @@
 #define TASK_BASE (UINT64_C(1) << 40)
 #define TASK_SHIFT 12
 
-enum model_kind { MK_DIR = 0, MK_NEW = 1, MK_LATEST = 2 };
+/* MK_PROVIDER: .provider, which provider the model belongs to. */
+enum model_kind { MK_DIR = 0, MK_NEW = 1, MK_LATEST = 2, MK_PROVIDER = 3 };
 enum task_kind {
     TK_DIR = 0,
     TK_STATE,
@@ -86,7 +87,7 @@ static struct node node_of(fuse_ino_t ino)
         n.type = N_MODEL;
         n.idx = (uint32_t)((ino - MODEL_BASE) >> 4);
         n.kind = (int)((ino - MODEL_BASE) & 15);
-        if (n.kind > MK_LATEST)
+        if (n.kind > MK_PROVIDER)
             n.type = N_NONE;
     } else if (ino >= INO_README && ino <= INO_LOG) {
         n.type = N_FIXED;
@@ -470,6 +471,10 @@ static int fs_stat(struct fs *f, fuse_ino_t ino, struct stat *st)
             st->st_nlink = 2 + (m->ns ? m->n_children : m->n_tasks);
         } else if (m->ns) {
             rc = -ENOENT;
+        } else if (n.kind == MK_PROVIDER) {
+            st->st_mode = S_IFREG | 0444;
+            st->st_nlink = 1;
+            st->st_size = (off_t)strlen(engine_provider_name(f->engine, n.idx)) + 1;
         } else if (n.kind == MK_NEW) {
             st->st_mode = S_IFREG | 0666;
             st->st_nlink = 1;
@@ -590,6 +595,8 @@ static fuse_ino_t child_ino(struct fs *f, fuse_ino_t parent, const char *name)
                 ino = model_ino(c->idx, MK_DIR);
         } else if (strcmp(name, "new") == 0) {
             ino = model_ino(n.idx, MK_NEW);
+        } else if (strcmp(name, ".provider") == 0) {
+            ino = model_ino(n.idx, MK_PROVIDER);
         } else if (strcmp(name, "latest") == 0) {
             if (m->latest != STORE_NONE)
                 ino = model_ino(n.idx, MK_LATEST);
@@ -802,6 +809,8 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
             ADD_ENT("new", model_ino(n.idx, MK_NEW), S_IFREG, 3);
         if (off < 4 && m->latest != STORE_NONE)
             ADD_ENT("latest", model_ino(n.idx, MK_LATEST), S_IFLNK, 4);
+        if (off < 5)
+            ADD_ENT(".provider", model_ino(n.idx, MK_PROVIDER), S_IFREG, 5);
         uint32_t start = off > DOFF_SLOTS ? (uint32_t)(off - DOFF_SLOTS) : 0;
         for (uint32_t i = start; i < store_task_slots(f->store) && cnt < want; i++) {
             const struct task *t = store_task_at(f->store, i);
@@ -994,6 +1003,12 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         free(h);
         fuse_reply_err(req, EACCES);
         return;
+    } else if (n.type == N_MODEL && n.kind == MK_PROVIDER) {
+        h->kind = FH_SNAPSHOT;
+        h->idx = n.idx;
+        if (asprintf(&h->snap, "%s\n", engine_provider_name(f->engine, n.idx)) < 0)
+            h->snap = NULL;
+        h->snap_len = h->snap ? strlen(h->snap) : 0;
     } else if (n.type == N_FIXED) {
         if (ino == INO_EVENTS) {
             h->kind = FH_EVENTS;
@@ -1138,7 +1153,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         return;
     }
     case FH_SNAPSHOT:
-        if (off == 0) {
+        if (off == 0 && (ino == INO_STATS || ino == INO_LOG)) {
             free(h->snap);
             h->snap = snapshot(f, ino, &h->snap_len);
         }

@@ -20,7 +20,8 @@ struct genfs_ctx {
     struct opts opts;
     struct log *log;
     struct store *store;
-    struct provider *provider;
+    struct engine_provider *providers;
+    size_t n_providers;
     struct engine *engine;
     struct fs *fs;
     struct hook *hook;
@@ -49,6 +50,44 @@ static const char *url_path(const char *url)
     return p ? p : "";
 }
 
+static char *read_text(const char *path, size_t max)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *fp = fopen(path, "r");
+    if (!fp)
+        return NULL;
+    FILE *mem = open_memstream(&text, &len);
+    char buf[4096];
+    size_t n;
+    while (mem && (n = fread(buf, 1, sizeof(buf), fp)) > 0 && len < max)
+        fwrite(buf, 1, n, mem);
+    if (mem)
+        fclose(mem);
+    fclose(fp);
+    return text;
+}
+
+/* A profile: from a file when given, else a built-in by name. */
+static struct provider *load_provider(const char *name, const char *file, char *err, size_t errlen)
+{
+    if (file) {
+        char *text = read_text(file, 1u << 20);
+        if (!text) {
+            snprintf(err, errlen, "cannot read provider profile %s: %s", file, strerror(errno));
+            return NULL;
+        }
+        struct provider *p = provider_load_json(text, file, err, errlen);
+        free(text);
+        return p;
+    }
+    struct provider *p = provider_load_builtin(name, err, errlen);
+    if (!p)
+        snprintf(err, errlen,
+                 "unknown provider '%s': use native, replicate, fal, or a profile file", name);
+    return p;
+}
+
 static int start_failed(const char *msg)
 {
     fprintf(stderr, "genfs: %s\n", msg);
@@ -64,50 +103,56 @@ static int run(struct genfs_ctx *c)
         return start_failed("out of memory");
     if (store_open(o->state_dir, c->log, &c->store, err, sizeof(err)) < 0)
         return start_failed(err);
-    if (o->provider_file) {
-        char *text = NULL;
-        size_t len = 0;
-        FILE *fp = fopen(o->provider_file, "r");
-        if (fp) {
-            FILE *mem = open_memstream(&text, &len);
-            char buf[4096];
-            size_t n;
-            while (mem && (n = fread(buf, 1, sizeof(buf), fp)) > 0 && len < (1u << 20))
-                fwrite(buf, 1, n, mem);
-            if (mem)
-                fclose(mem);
-            fclose(fp);
-        }
-        if (!text) {
-            snprintf(err, sizeof(err), "cannot read provider profile %s: %s", o->provider_file,
-                     strerror(errno));
+    /* The mount's own provider, then those the config names. */
+    c->n_providers = 1 + o->n_providers;
+    c->providers = calloc(c->n_providers, sizeof(*c->providers));
+    if (!c->providers)
+        return start_failed("out of memory");
+    for (size_t i = 0; i < c->n_providers; i++) {
+        struct engine_provider *ep = &c->providers[i];
+        const struct opts_provider *op = i ? &o->providers[i - 1] : NULL;
+        const char *profile = op ? op->profile : o->provider_name;
+        const char *file = op ? (strchr(op->profile, '/') ? op->profile : NULL) : o->provider_file;
+        const char *api_url = op ? op->api_url : o->api_url;
+        ep->name = op ? op->name : o->provider_name;
+        ep->api_key = op ? op->api_key : o->api_key;
+        ep->prov = load_provider(profile, file, err, sizeof(err));
+        if (!ep->prov)
+            return start_failed(err);
+        if (api_url && provider_set_base_url(ep->prov, api_url) < 0) {
+            snprintf(err, sizeof(err), "provider %s: api_url must start with http:// or https://",
+                     ep->name);
             return start_failed(err);
         }
-        c->provider = provider_load_json(text, o->provider_file, err, sizeof(err));
-        free(text);
-    } else {
-        c->provider = provider_load_builtin(o->provider_name, err, sizeof(err));
-        if (!c->provider)
-            snprintf(err, sizeof(err),
-                     "unknown provider '%s': use native, replicate, fal, or a profile file",
-                     o->provider_name);
+        if (!provider_base_url(ep->prov)) {
+            if (!op)
+                return start_failed("no provider URL: pass -o api_url=URL or set GENFS_API_URL");
+            snprintf(err, sizeof(err), "config: providers.%s needs an api_url", ep->name);
+            return start_failed(err);
+        }
     }
-    if (!c->provider)
-        return start_failed(err);
-    if (o->api_url && provider_set_base_url(c->provider, o->api_url) < 0)
-        return start_failed("api_url must start with http:// or https://");
-    if (!provider_base_url(c->provider))
-        return start_failed("no provider URL: pass -o api_url=URL or set GENFS_API_URL");
     /* Models named on the command line or in the config exist from the start. */
     for (size_t i = 0; i < o->n_models; i++) {
         uint32_t idx;
-        int rc = store_model_add(c->store, o->models[i].name, &idx);
-        if (rc < 0 && rc != -EEXIST) {
+        const char *prov = o->models[i].provider;
+        if (prov && strcmp(prov, o->provider_name) == 0)
+            prov = NULL; /* the mount's own */
+        int rc = store_model_add(c->store, o->models[i].name, prov, &idx);
+        if (rc == -EEXIST) {
+            const struct model *m = store_model_at(c->store, idx);
+            const char *was = m ? m->provider : NULL;
+            if (m && !m->ns && (!was != !prov || (was && prov && strcmp(was, prov) != 0)))
+                rc = store_model_set_provider(c->store, idx, prov);
+            else
+                rc = 0;
+        }
+        if (rc < 0) {
             snprintf(err, sizeof(err), "cannot add model %s to the database", o->models[i].name);
             return start_failed(err);
         }
     }
-    struct engine_config ec = {.api_key = o->api_key,
+    struct engine_config ec = {.providers = c->providers,
+                               .n_providers = c->n_providers,
                                .schedule = o->schedule,
                                .rate = o->rate,
                                .timeout_s = o->timeout_s,
@@ -118,11 +163,13 @@ static int run(struct genfs_ctx *c)
                                .callback_poll_ms = (int64_t)(o->callback_poll_s * 1000),
                                .models = o->models,
                                .n_models = o->n_models};
-    c->engine = engine_new(c->store, c->provider, c->log, &ec);
+    c->engine = engine_new(c->store, c->log, &ec);
     if (!c->engine)
         return start_failed("cannot start the engine (out of memory, or a bad API key)");
     /* The engine copied what it needs; the key need not stay around. */
     explicit_bzero(o->api_key, strlen(o->api_key));
+    for (size_t i = 0; i < o->n_providers; i++)
+        explicit_bzero(o->providers[i].api_key, strlen(o->providers[i].api_key));
     c->fs = fs_new(c->store, c->engine, c->log, o->cache_dir);
     if (!c->fs)
         return start_failed("out of memory");
@@ -182,7 +229,7 @@ static int run(struct genfs_ctx *c)
         return 1;
     }
     log_info(c->log, "mounted %s (provider %s at %s, schedule %s, rate %.3g/s)", o->mountpoint,
-             provider_name(c->provider), provider_base_url(c->provider),
+             c->providers[0].name, provider_base_url(c->providers[0].prov),
              sched_kind_name(o->schedule), o->rate);
 
     struct fuse_loop_config *lc = fuse_loop_cfg_create();
@@ -233,7 +280,9 @@ int main(int argc, char **argv)
         fuse_session_destroy(c.se);
     engine_free(c.engine);
     fs_free(c.fs);
-    provider_free(c.provider);
+    for (size_t i = 0; i < c.n_providers; i++)
+        provider_free(c.providers[i].prov);
+    free(c.providers);
     store_close(c.store);
     log_free(c.log);
     opts_free(&c.opts);

@@ -261,46 +261,116 @@ static int read_small_file(const char *path, size_t max, char **out, size_t *len
     return 0;
 }
 
-static int load_key(struct opts *o, char *err, size_t errlen)
+/* A key from a file only its owner can read; one line, trailing space cut. */
+static int read_key_file(const char *path, char **key, char *err, size_t errlen)
 {
-    if (o->key_file) {
-        struct stat st;
-        if (stat(o->key_file, &st) != 0)
-            return fail(err, errlen, "cannot read key_file %s: %s", o->key_file, strerror(errno));
-        if (st.st_mode & (S_IRWXG | S_IRWXO))
-            return fail(err, errlen,
-                        "key_file %s is accessible by other users (mode %03o): run chmod 600 %s",
-                        o->key_file, (unsigned)(st.st_mode & 0777), o->key_file);
-        char *buf;
-        size_t len;
-        int r = read_small_file(o->key_file, KEY_MAX_BYTES, &buf, &len);
-        if (r < 0)
-            return fail(err, errlen, "cannot read key_file %s: %s", o->key_file, strerror(-r));
-        while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' '))
-            buf[--len] = '\0';
-        o->api_key = buf;
-    } else if (getenv("GENFS_API_KEY")) {
-        o->api_key = strdup(getenv("GENFS_API_KEY"));
-        /* Keep it out of children's environments. */
-        unsetenv("GENFS_API_KEY");
-    }
-    if (!o->api_key || !*o->api_key)
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return fail(err, errlen, "cannot read key_file %s: %s", path, strerror(errno));
+    if (st.st_mode & (S_IRWXG | S_IRWXO))
         return fail(err, errlen,
-                    "no API key: set GENFS_API_KEY or pass -o key_file=PATH (a file only you "
-                    "can read)");
-    for (const char *p = o->api_key; *p; p++)
+                    "key_file %s is accessible by other users (mode %03o): run chmod 600 %s", path,
+                    (unsigned)(st.st_mode & 0777), path);
+    char *buf;
+    size_t len;
+    int r = read_small_file(path, KEY_MAX_BYTES, &buf, &len);
+    if (r < 0)
+        return fail(err, errlen, "cannot read key_file %s: %s", path, strerror(-r));
+    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' '))
+        buf[--len] = '\0';
+    *key = buf;
+    return 0;
+}
+
+static int check_key(const char *key, const char *what, char *err, size_t errlen)
+{
+    if (!key || !*key)
+        return fail(err, errlen,
+                    "no API key%s%s: set GENFS_API_KEY or pass -o key_file=PATH (a "
+                    "file only you can read)",
+                    what ? " for provider " : "", what ? what : "");
+    for (const char *p = key; *p; p++)
         if ((unsigned char)*p < 0x20 || *p == 0x7f)
             return fail(err, errlen, "the API key holds control characters: check its source");
     return 0;
 }
 
-static int config_profile(const cJSON *obj, const char *path, struct sched_profile *p, char *err,
+static int load_key(struct opts *o, char *err, size_t errlen)
+{
+    int rc;
+    if (o->key_file) {
+        if ((rc = read_key_file(o->key_file, &o->api_key, err, errlen)) < 0)
+            return rc;
+    } else if (getenv("GENFS_API_KEY")) {
+        o->api_key = strdup(getenv("GENFS_API_KEY"));
+        /* Keep it out of children's environments. */
+        unsetenv("GENFS_API_KEY");
+    }
+    if ((rc = check_key(o->api_key, NULL, err, errlen)) < 0)
+        return rc;
+    for (size_t i = 0; i < o->n_providers; i++) {
+        struct opts_provider *p = &o->providers[i];
+        if (!p->key_file)
+            return fail(err, errlen, "config: providers.%s needs a key_file", p->name);
+        if ((rc = read_key_file(p->key_file, &p->api_key, err, errlen)) < 0 ||
+            (rc = check_key(p->api_key, p->name, err, errlen)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int config_providers(struct opts *o, const cJSON *obj, char *err, size_t errlen)
+{
+    if (!cJSON_IsObject(obj))
+        return fail(err, errlen, "config: providers must be an object of name: settings");
+    const cJSON *it;
+    cJSON_ArrayForEach(it, obj)
+    {
+        if (!cJSON_IsObject(it))
+            return fail(err, errlen, "config: providers.%s must be an object", it->string);
+        struct opts_provider *grown =
+            realloc(o->providers, (o->n_providers + 1) * sizeof(*o->providers));
+        if (!grown)
+            return fail(err, errlen, "out of memory");
+        o->providers = grown;
+        struct opts_provider *p = &o->providers[o->n_providers++];
+        memset(p, 0, sizeof(*p));
+        p->name = strdup(it->string);
+        const cJSON *f;
+        cJSON_ArrayForEach(f, it)
+        {
+            char **slot = strcmp(f->string, "profile") == 0    ? &p->profile
+                          : strcmp(f->string, "api_url") == 0  ? &p->api_url
+                          : strcmp(f->string, "key_file") == 0 ? &p->key_file
+                                                               : NULL;
+            if (!slot)
+                return fail(err, errlen, "config: unknown key providers.%s.%s", p->name, f->string);
+            if (!cJSON_IsString(f))
+                return fail(err, errlen, "config: providers.%s.%s must be a string", p->name,
+                            f->string);
+            *slot = strdup(f->valuestring);
+        }
+        if (!p->profile)
+            p->profile = strdup(p->name);
+    }
+    return 0;
+}
+
+static int config_profile(const cJSON *obj, const char *path, struct opts_model *om, char *err,
                           size_t errlen)
 {
+    struct sched_profile *p = &om->profile;
     const cJSON *it;
     cJSON_ArrayForEach(it, obj)
     {
         int64_t *slot = NULL;
+        if (strcmp(it->string, "provider") == 0) {
+            if (!cJSON_IsString(it))
+                return fail(err, errlen, "config: %s.provider must be a string", path);
+            free(om->provider);
+            om->provider = strdup(it->valuestring);
+            continue;
+        }
         if (strcmp(it->string, "initial_ms") == 0)
             slot = &p->initial_ms;
         else if (strcmp(it->string, "interval_ms") == 0)
@@ -360,6 +430,8 @@ static int load_config(struct opts *o, bool explicit_path, char *err, size_t err
             rc = set_string(&o->callback_url, it, k, err, errlen);
         } else if (strcmp(k, "callback_listen") == 0) {
             rc = set_string(&o->callback_listen, it, k, err, errlen);
+        } else if (strcmp(k, "providers") == 0) {
+            rc = config_providers(o, it, err, errlen);
         } else if (strcmp(k, "provider") == 0) {
             rc = set_string(&o->provider_name, it, k, err, errlen);
         } else if (strcmp(k, "key_file") == 0) {
@@ -400,7 +472,7 @@ static int load_config(struct opts *o, bool explicit_path, char *err, size_t err
                     char path[300];
                     snprintf(path, sizeof(path), "models.%s", m->string);
                     sched_profile_default(m->string, &om->profile);
-                    if ((rc = config_profile(m, path, &om->profile, err, errlen)) < 0)
+                    if ((rc = config_profile(m, path, om, err, errlen)) < 0)
                         break;
                     om->has_profile = true;
                 }
@@ -529,6 +601,17 @@ int opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen)
     }
     if (!o->provider_name)
         o->provider_name = strdup("native");
+    for (size_t i = 0; i < o->n_models; i++) {
+        const char *want = o->models[i].provider;
+        bool known = !want || strcmp(want, o->provider_name) == 0;
+        for (size_t j = 0; !known && j < o->n_providers; j++)
+            known = strcmp(o->providers[j].name, want) == 0;
+        if (!known)
+            return fail(err, errlen,
+                        "config: models.%s.provider '%s' is neither -o provider nor a key of "
+                        "providers",
+                        o->models[i].name, want);
+    }
     if (!strchr(o->provider_name, '/')) {
         /* A profile of the user's own shadows a built-in of the same name. */
         char *dir = xdg_dir("XDG_CONFIG_HOME", ".config");
@@ -608,9 +691,23 @@ void opts_free(struct opts *o)
     free(o->callback_url);
     free(o->callback_listen);
     free(o->models_arg);
-    for (size_t i = 0; i < o->n_models; i++)
+    for (size_t i = 0; i < o->n_models; i++) {
         free(o->models[i].name);
+        free(o->models[i].provider);
+    }
     free(o->models);
+    for (size_t i = 0; i < o->n_providers; i++) {
+        struct opts_provider *p = &o->providers[i];
+        free(p->name);
+        free(p->profile);
+        free(p->api_url);
+        free(p->key_file);
+        if (p->api_key) {
+            explicit_bzero(p->api_key, strlen(p->api_key));
+            free(p->api_key);
+        }
+    }
+    free(o->providers);
     if (o->api_key) {
         explicit_bzero(o->api_key, strlen(o->api_key));
         free(o->api_key);

@@ -11,8 +11,18 @@
 
 struct opts_model {
     char *name;
+    char *provider; /* a name from the config's "providers", or NULL: the mount's own */
     bool has_profile;
     struct sched_profile profile;
+};
+
+/* A further provider from the config, beside the mount's own (-o provider). */
+struct opts_provider {
+    char *name;
+    char *profile; /* built-in name or profile file; default: name */
+    char *api_url;
+    char *key_file;
+    char *api_key; /* secret */
 };
 
 struct opts {
@@ -42,6 +52,8 @@ struct opts {
     bool notify;
     struct opts_model *models;
     size_t n_models;
+    struct opts_provider *providers;
+    size_t n_providers;
     char *api_key;              /* secret: never logged, never in argv */
     struct fuse_args fuse_args; /* what libfuse gets (allow_other, ...) */
 };

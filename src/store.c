@@ -134,7 +134,7 @@ static char *dup_or_null(const char *s)
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);"
     "CREATE TABLE IF NOT EXISTS models(name TEXT PRIMARY KEY, created_ms INTEGER NOT NULL,"
-    " hist TEXT);"
+    " hist TEXT, provider TEXT);"
     "CREATE TABLE IF NOT EXISTS tasks("
     " model TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL,"
     " state TEXT NOT NULL, adopted INTEGER NOT NULL DEFAULT 0, gave_up INTEGER NOT NULL DEFAULT 0,"
@@ -398,7 +398,8 @@ static int task_append(struct store *s, struct task *t)
 static int load_all(struct store *s)
 {
     sqlite3_stmt *st;
-    int rc = db_prepare(s, "SELECT name, created_ms, hist FROM models ORDER BY rowid", &st);
+    int rc =
+        db_prepare(s, "SELECT name, created_ms, hist, provider FROM models ORDER BY rowid", &st);
     if (rc < 0)
         return rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -408,6 +409,8 @@ static int load_all(struct store *s)
             break;
         if (lrc == 0 && col_text(st, 2))
             s->models[idx]->hist = strdup(col_text(st, 2));
+        if (lrc == 0 && col_text(st, 3))
+            s->models[idx]->provider = strdup(col_text(st, 3));
     }
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE)
@@ -589,6 +592,7 @@ void store_close(struct store *s)
         if (s->models[i]) {
             free(s->models[i]->name);
             free(s->models[i]->hist);
+            free(s->models[i]->provider);
         }
         free(s->models[i]);
     }
@@ -675,7 +679,7 @@ static void wrlock(struct store *s)
     pthread_rwlock_wrlock(&s->lock);
 }
 
-int store_model_add(struct store *s, const char *name, uint32_t *idx)
+int store_model_add(struct store *s, const char *name, const char *provider, uint32_t *idx)
 {
     const struct model *m = store_model_find(s, name);
     if (m) {
@@ -691,17 +695,21 @@ int store_model_add(struct store *s, const char *name, uint32_t *idx)
     }
     sqlite3_stmt *st;
     int64_t now = clock_now_ms();
-    int rc = db_prepare(s, "INSERT OR IGNORE INTO models(name, created_ms) VALUES(?1, ?2)", &st);
+    int rc = db_prepare(
+        s, "INSERT OR IGNORE INTO models(name, created_ms, provider) VALUES(?1, ?2, ?3)", &st);
     if (rc < 0)
         return rc;
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, now);
+    bind_text(st, 3, provider);
     if ((rc = db_step_done(s, st)) < 0)
         return rc;
     wrlock(s);
     rc = model_prefixes(s, name, now);
     if (rc == 0)
         rc = model_append(s, name, now, false, idx);
+    if (rc == 0 && provider)
+        s->models[*idx]->provider = strdup(provider);
     store_unlock(s);
     if (rc == 0)
         notify(s, &(struct store_change){.kind = STORE_MODEL_ADDED,
@@ -740,8 +748,29 @@ int store_model_remove(struct store *s, uint32_t idx)
                                      .at_ms = clock_now_ms()});
     free(m->name);
     free(m->hist);
+    free(m->provider);
     free(m);
     return 0;
+}
+
+int store_model_set_provider(struct store *s, uint32_t idx, const char *provider)
+{
+    struct model *m = idx < s->n_models ? s->models[idx] : NULL;
+    if (!m || m->ns)
+        return -ENOENT;
+    char *copy = provider ? strdup(provider) : NULL;
+    sqlite3_stmt *st;
+    int rc = db_prepare(s, "UPDATE models SET provider=?1 WHERE name=?2", &st);
+    if (rc == 0) {
+        bind_text(st, 1, provider);
+        sqlite3_bind_text(st, 2, m->name, -1, SQLITE_STATIC);
+        rc = db_step_done(s, st);
+    }
+    wrlock(s);
+    free(m->provider);
+    m->provider = copy;
+    store_unlock(s);
+    return rc;
 }
 
 int store_model_set_hist(struct store *s, uint32_t idx, const char *text)

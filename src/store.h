@@ -70,6 +70,7 @@ struct model {
     uint32_t n_children;
     uint32_t latest; /* newest task submitted from this mount, or STORE_NONE */
     char *hist;      /* the learned schedule's durations (sched_hist text), or NULL */
+    char *provider;  /* the provider it belongs to, or NULL: the mount's own */
     uint32_t n_tasks;
     int64_t mtime_ms;
 };
@@ -123,7 +124,9 @@ const struct model *store_model_child(struct store *s, uint32_t parent, const ch
 /* Engine thread only. Each returns 0 or a negative errno. */
 /* Adds a model (and the namespaces above it). -EEXIST when the name is
  * taken, -ENOTDIR when a prefix of it is a model. */
-int store_model_add(struct store *s, const char *name, uint32_t *idx);
+int store_model_add(struct store *s, const char *name, const char *provider, uint32_t *idx);
+/* A model's provider changed (the config says so now). */
+int store_model_set_provider(struct store *s, uint32_t idx, const char *provider);
 /* -ENOTEMPTY while it has tasks (a model) or models (a namespace). */
 int store_model_remove(struct store *s, uint32_t idx);
 /* Persist the learned schedule's state of a model (engine thread). */
