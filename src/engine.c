@@ -88,6 +88,7 @@ struct engine {
     struct store *store;
     struct log *log;
     struct hook *hook;
+    struct notify *notify; /* only for its figures */
     struct engine_config cfg;
     char **auth; /* the auth header line of each provider */
     CURLM *multi;
@@ -1502,6 +1503,11 @@ const char *engine_provider_name(struct engine *e, uint32_t model_idx)
     return e->cfg.providers[pi].name;
 }
 
+void engine_set_notify(struct engine *e, struct notify *n)
+{
+    e->notify = n;
+}
+
 void engine_set_hook(struct engine *e, struct hook *h)
 {
     e->hook = h;
@@ -1619,6 +1625,12 @@ char *engine_stats_json(struct engine *e)
     cJSON *cbs = cJSON_AddObjectToObject(root, "callbacks");
     cJSON_AddNumberToObject(cbs, "accepted", (double)cb_ok);
     cJSON_AddNumberToObject(cbs, "rejected", (double)cb_bad);
+    uint64_t made, failed, busy_us;
+    notify_counts(e->notify, &made, &failed, &busy_us);
+    cJSON *an = cJSON_AddObjectToObject(root, "announcements");
+    cJSON_AddNumberToObject(an, "made", (double)made);
+    cJSON_AddNumberToObject(an, "failed", (double)failed);
+    cJSON_AddNumberToObject(an, "busy_ms", (double)busy_us / 1000.0);
     cJSON_AddNumberToObject(root, "retries", (double)c.retries);
     cJSON_AddNumberToObject(root, "http_429", (double)c.http_429);
     cJSON_AddNumberToObject(root, "errors", (double)c.errors);

@@ -215,9 +215,10 @@ static int run(struct genfs_ctx *c)
         /* With default_permissions the kernel checks modes itself: announce
          * changes with ATTRIB instead of writes. */
         bool attr_only = has_fuse_option(&o->fuse_args, "default_permissions");
-        if (notify_start(abs_mnt, c->se, c->log, attr_only, &c->notify) == 0)
+        if (notify_start(abs_mnt, c->se, c->log, attr_only, &c->notify) == 0) {
             fs_set_notify(c->fs, c->notify);
-        else
+            engine_set_notify(c->engine, c->notify);
+        } else
             log_warn(c->log, "cannot start the notifier: watchers will see no events");
     }
     free(abs_mnt);
@@ -248,6 +249,7 @@ static int run(struct genfs_ctx *c)
     engine_stop(c->engine);
     fuse_session_unmount(c->se);
     fuse_remove_signal_handlers(c->se);
+    engine_set_notify(c->engine, NULL);
     notify_stop(c->notify);
     c->notify = NULL;
     /* The loop returns the signal's number after SIGTERM/SIGINT: a clean stop. */
