@@ -13,7 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 struct genfs_ctx {
@@ -86,6 +89,36 @@ static struct provider *load_provider(const char *name, const char *file, char *
         snprintf(err, errlen,
                  "unknown provider '%s': use native, replicate, fal, or a profile file", name);
     return p;
+}
+
+/* A mount whose daemon died answers ENOTCONN ("Transport endpoint is not
+ * connected"): take it down lazily so we can mount again, and say so. */
+static void clean_stale_mount(const char *mountpoint)
+{
+    struct stat st;
+    if (stat(mountpoint, &st) == 0 || errno != ENOTCONN)
+        return;
+    int rc = -1;
+    if (geteuid() == 0) {
+        rc = umount2(mountpoint, MNT_DETACH);
+    } else {
+        pid_t pid = fork();
+        if (pid == 0) {
+            execlp("fusermount3", "fusermount3", "-u", "-z", "-q", "--", mountpoint, (char *)NULL);
+            _exit(127);
+        }
+        int status;
+        if (pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status))
+            rc = WEXITSTATUS(status) == 0 ? 0 : -1;
+    }
+    if (rc == 0)
+        fprintf(stderr, "genfs: %s was a stale mount (its daemon had died): unmounted it\n",
+                mountpoint);
+    else
+        fprintf(stderr,
+                "genfs: %s is a stale mount (its daemon died) and could not be unmounted: run "
+                "fusermount3 -uz %s\n",
+                mountpoint, mountpoint);
 }
 
 static int start_failed(const char *msg)
@@ -180,6 +213,7 @@ static int run(struct genfs_ctx *c)
     fs_set_session(c->fs, c->se);
     if (fuse_set_signal_handlers(c->se) != 0)
         return start_failed("cannot install signal handlers");
+    clean_stale_mount(o->mountpoint);
     /* Resolved now: after mounting, resolving it would ask our own mount. */
     char *abs_mnt = realpath(o->mountpoint, NULL);
     if (!abs_mnt)

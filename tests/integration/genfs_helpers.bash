@@ -50,6 +50,10 @@ wait_until() {
     return 1
 }
 
+genfs_answers() {
+    ls "$MNT" 2>/dev/null | grep -qx README
+}
+
 genfs_is_mounted() {
     grep -q " $MNT fuse" /proc/mounts
 }
@@ -65,7 +69,9 @@ genfs_mount() {
         "$@" "$MNT" >>"$GENFS_LOG" 2>&1 3>&- &
     GENFS_PID=$!
     export GENFS_PID
-    if ! wait_until 10 test -e "$MNT/README"; then
+    # A listing needs the live daemon (a stat of README may be answered from
+    # the kernel's cache of an earlier, dead mount).
+    if ! wait_until 10 genfs_answers; then
         echo "genfs_mount: the mount did not come up; log:" >&2
         cat "$GENFS_LOG" >&2
         return 1
