@@ -318,6 +318,23 @@ static void on_interrupt(fuse_req_t req, void *data)
     }
 }
 
+/* Parks a read until the engine can answer it, unless ready() (checked again
+ * under f->lock, which the observers also take before waking readers) says
+ * it can be answered now: then it returns false and the caller answers. */
+static bool park(struct fs *f, struct pending *p, bool (*waiting)(struct fs *, struct pending *))
+{
+    pthread_mutex_lock(&f->lock);
+    if (f->shutting_down || !waiting(f, p)) {
+        pthread_mutex_unlock(&f->lock);
+        return false;
+    }
+    pending_link(f, p);
+    uint64_t id = p->id;
+    pthread_mutex_unlock(&f->lock);
+    fuse_req_interrupt_func(p->req, on_interrupt, (void *)(uintptr_t)id);
+    return true;
+}
+
 static void defer(struct fs *f, struct pending *p)
 {
     pthread_mutex_lock(&f->lock);
@@ -1083,6 +1100,24 @@ static int result_ready(struct fs *f, uint32_t idx, char **text, size_t *len)
     return rc;
 }
 
+static bool result_waiting(struct fs *f, struct pending *p)
+{
+    char *text = NULL;
+    size_t len = 0;
+    int rc = result_ready(f, p->idx, &text, &len);
+    free(text);
+    return rc == 0;
+}
+
+static bool media_waiting(struct fs *f, struct pending *p)
+{
+    int fd;
+    int rc = media_ready(f, p->idx, p->file_n, &fd);
+    if (fd >= 0)
+        close(fd);
+    return rc == 0;
+}
+
 static void answer_result(fuse_req_t req, int rc, char *text, size_t len, size_t size, off_t off)
 {
     if (rc < 0)
@@ -1206,19 +1241,10 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         }
         *p = (struct pending){
             .kind = P_RESULT, .req = req, .idx = h->idx, .size = size, .off = off, .fh = h};
-        pthread_mutex_lock(&f->lock);
-        /* The task may have ended between the check and now: check again under f->lock,
-         * which the observer also takes before waking readers. */
-        rc = result_ready(f, h->idx, &text, &len);
-        if (rc == 0 && !f->shutting_down) {
-            pending_link(f, p);
-            uint64_t id = p->id;
-            pthread_mutex_unlock(&f->lock);
-            fuse_req_interrupt_func(req, on_interrupt, (void *)(uintptr_t)id);
+        if (park(f, p, result_waiting))
             return;
-        }
-        pthread_mutex_unlock(&f->lock);
         free(p);
+        rc = result_ready(f, h->idx, &text, &len);
         answer_result(req, rc ? rc : -EIO, text, len, size, off);
         return;
     }
@@ -1264,19 +1290,13 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                               .size = size,
                               .off = off,
                               .fh = h};
-        pthread_mutex_lock(&f->lock);
-        rc = media_ready(f, h->idx, h->file_n, &fd);
-        if (rc == 0 && !f->shutting_down) {
-            pending_link(f, p);
-            uint64_t id = p->id;
-            pthread_mutex_unlock(&f->lock);
-            fuse_req_interrupt_func(req, on_interrupt, (void *)(uintptr_t)id);
+        if (park(f, p, media_waiting)) {
             /* An evicted file comes back on demand. */
             post_fetch(f, h->idx, h->file_n);
             return;
         }
-        pthread_mutex_unlock(&f->lock);
         free(p);
+        rc = media_ready(f, h->idx, h->file_n, &fd);
         if (rc == 1) {
             reply_fd(req, fd, size, off);
             close(fd);

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -753,46 +754,41 @@ int store_model_remove(struct store *s, uint32_t idx)
     return 0;
 }
 
-int store_model_set_provider(struct store *s, uint32_t idx, const char *provider)
+/* Sets one text column of a model's row and its copy in memory. */
+static int model_set_text(struct store *s, uint32_t idx, const char *sql, const char *text,
+                          size_t field)
 {
     struct model *m = idx < s->n_models ? s->models[idx] : NULL;
     if (!m || m->ns)
         return -ENOENT;
-    char *copy = provider ? strdup(provider) : NULL;
+    char *copy = text ? strdup(text) : NULL;
+    if (text && !copy)
+        return -ENOMEM;
     sqlite3_stmt *st;
-    int rc = db_prepare(s, "UPDATE models SET provider=?1 WHERE name=?2", &st);
+    int rc = db_prepare(s, sql, &st);
     if (rc == 0) {
-        bind_text(st, 1, provider);
+        bind_text(st, 1, text);
         sqlite3_bind_text(st, 2, m->name, -1, SQLITE_STATIC);
         rc = db_step_done(s, st);
     }
+    char **slot = (char **)((char *)m + field);
     wrlock(s);
-    free(m->provider);
-    m->provider = copy;
+    free(*slot);
+    *slot = copy;
     store_unlock(s);
     return rc;
 }
 
+int store_model_set_provider(struct store *s, uint32_t idx, const char *provider)
+{
+    return model_set_text(s, idx, "UPDATE models SET provider=?1 WHERE name=?2", provider,
+                          offsetof(struct model, provider));
+}
+
 int store_model_set_hist(struct store *s, uint32_t idx, const char *text)
 {
-    struct model *m = idx < s->n_models ? s->models[idx] : NULL;
-    if (!m || m->ns)
-        return -ENOENT;
-    char *copy = strdup(text);
-    if (!copy)
-        return -ENOMEM;
-    sqlite3_stmt *st;
-    int rc = db_prepare(s, "UPDATE models SET hist=?1 WHERE name=?2", &st);
-    if (rc == 0) {
-        sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, m->name, -1, SQLITE_STATIC);
-        rc = db_step_done(s, st);
-    }
-    wrlock(s);
-    free(m->hist);
-    m->hist = copy;
-    store_unlock(s);
-    return rc;
+    return model_set_text(s, idx, "UPDATE models SET hist=?1 WHERE name=?2", text,
+                          offsetof(struct model, hist));
 }
 
 int store_task_insert(struct store *s, const struct task_new *tn, uint32_t *idx)
