@@ -130,6 +130,7 @@ struct fh {
     struct fh *poll_next, *poll_prev; /* in fs->pollers while ph is set */
     /* events */
     uint64_t cursor;
+    size_t line_off; /* bytes of the cursor's line already read */
     /* files/<n>: the cache file once whole */
     uint32_t file_n;
     int fd;
@@ -1131,16 +1132,25 @@ static size_t events_fill(struct fs *f, struct fh *h, char *buf, size_t size)
 {
     size_t used = 0;
     uint64_t oldest = f->event_seq > EVENT_RING ? f->event_seq - EVENT_RING : 0;
-    if (h->cursor < oldest)
+    if (h->cursor < oldest) {
         h->cursor = oldest; /* fell behind: the oldest lines are gone */
-    while (h->cursor < f->event_seq) {
+        h->line_off = 0;
+    }
+    /* Whole lines while they fit; a reader with a small buffer (the shell's
+     * read takes one byte at a time) gets a line in pieces. */
+    while (h->cursor < f->event_seq && used < size) {
         const struct event_line *l = &f->events[h->cursor % EVENT_RING];
-        size_t n = strlen(l->text);
-        if (used + n > size)
+        size_t n = strlen(l->text) - h->line_off;
+        if (used + n > size && used > 0)
             break;
-        memcpy(buf + used, l->text, n);
-        used += n;
-        h->cursor++;
+        size_t take = n < size - used ? n : size - used;
+        memcpy(buf + used, l->text + h->line_off, take);
+        used += take;
+        h->line_off += take;
+        if (h->line_off == strlen(l->text)) {
+            h->cursor++;
+            h->line_off = 0;
+        }
     }
     return used;
 }

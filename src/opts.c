@@ -398,20 +398,13 @@ static int set_string(char **slot, const cJSON *it, const char *key, char *err, 
     return 0;
 }
 
-static int load_config(struct opts *o, bool explicit_path, char *err, size_t errlen)
+int opts_config_parse(struct opts *o, const char *text, size_t len, const char *source, char *err,
+                      size_t errlen)
 {
-    char *buf;
-    size_t len;
-    int r = read_small_file(o->config_path, CONFIG_MAX_BYTES, &buf, &len);
-    if (r == -ENOENT && !explicit_path)
-        return 0;
-    if (r < 0)
-        return fail(err, errlen, "cannot read config %s: %s", o->config_path, strerror(-r));
-    cJSON *root = cJSON_ParseWithLength(buf, len);
-    free(buf);
+    cJSON *root = cJSON_ParseWithLength(text, len);
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        return fail(err, errlen, "config %s is not a valid JSON object", o->config_path);
+        return fail(err, errlen, "config %s is not a valid JSON object", source);
     }
     int rc = 0;
     const cJSON *it;
@@ -480,12 +473,26 @@ static int load_config(struct opts *o, bool explicit_path, char *err, size_t err
                 rc = fail(err, errlen, "config: models must be an array or an object");
             }
         } else {
-            rc = fail(err, errlen, "config %s: unknown key %s", o->config_path, k);
+            rc = fail(err, errlen, "config %s: unknown key %s", source, k);
         }
         if (rc < 0)
             break;
     }
     cJSON_Delete(root);
+    return rc;
+}
+
+static int load_config(struct opts *o, bool explicit_path, char *err, size_t errlen)
+{
+    char *buf;
+    size_t len;
+    int r = read_small_file(o->config_path, CONFIG_MAX_BYTES, &buf, &len);
+    if (r == -ENOENT && !explicit_path)
+        return 0;
+    if (r < 0)
+        return fail(err, errlen, "cannot read config %s: %s", o->config_path, strerror(-r));
+    int rc = opts_config_parse(o, buf, len, o->config_path, err, errlen);
+    free(buf);
     return rc;
 }
 
@@ -664,7 +671,7 @@ void opts_print_help(const char *prog)
            "  -o file_max=SIZE       largest result file downloaded (default 2G)\n"
            "  -o cache_max=SIZE      cache size; least recently used files go (default 10G)\n"
            "  -o provider=NAME|FILE  provider profile: native (default), replicate, fal, or a\n"
-           "                         profile file (see docs/providers.md)\n"
+           "                         profile file (see genfs(1))\n"
            "  -o notify=on|off       inotify announcements for watchers (default on)\n"
            "  -o callback_url=URL,callback_listen=ADDR:PORT\n"
            "                         webhook mode: the provider calls URL/<token> when a task\n"
@@ -672,7 +679,9 @@ void opts_print_help(const char *prog)
            "  -o callback_poll=SECS  webhook mode: safety polls this often (default 60)\n"
            "  -o allow_other         let other users see the mount (needs user_allow_other)\n"
            "  -h, --help             this help\n"
-           "  -V, --version          the version\n",
+           "  -V, --version          the version\n"
+           "\n"
+           "See genfs(1) for the mount layout, errors and examples.\n",
            prog);
 }
 
