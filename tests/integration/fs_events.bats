@@ -141,3 +141,17 @@ print("ordered" if ts == sorted(ts) else "unordered", all(abs(now - t) < 120 for
     [ "$(stat -c %s "$MNT/log")" -eq "$(cat "$MNT/log" | wc -c)" ]
     [ "$(stat -c %s "$MNT/log")" -gt 0 ]
 }
+
+@test "events: a shell while-read loop (one byte per read) gets whole lines" {
+    out="$BATS_TEST_TMPDIR/loop.out"
+    bash -c 'while read -r t m id st; do echo "$id $st"; [ "$st" = success ] && exit 0; done < "$1"' \
+        _ "$MNT/events" >"$out" 2>&1 3>&- &
+    loop=$!
+    BG_PIDS+=("$loop")
+    wait_until 10 has_open "$loop" "$MNT/events"
+    id=$(genfs_submit test-image '{"prompt": "read by the shell", "sim_duration_ms": 1000}')
+    wait_until 60 grep -q "^$id success$" "$out"
+    run cat "$out"
+    assert_line "$id waiting"
+    assert_line "$id success"
+}
