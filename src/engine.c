@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #define MAX_INFLIGHT 48
-#define MAX_BODY (16u * 1024 * 1024)
+#define MAX_BODY PROVIDER_MAX_BODY_BYTES
 #define SUBMIT_ATTEMPTS 5
 #define CONNECT_TIMEOUT_MS 10000L
 #define FLUSH_EVERY_MS 1000
@@ -821,6 +821,28 @@ static void cache_scan(struct engine *e)
     evict_if_needed(e);
 }
 
+/* A provider may echo the key back (in an error message, a failMsg): never
+ * let it reach the log, the mount or the database. */
+static void redact(struct engine *e, char *text)
+{
+    for (size_t i = 0; text && i < e->cfg.n_providers; i++) {
+        const char *key = e->cfg.providers[i].api_key;
+        size_t n = key ? strlen(key) : 0;
+        if (n < 4)
+            continue;
+        for (char *p = strstr(text, key); p; p = strstr(p + n, key))
+            memset(p, '*', n);
+    }
+}
+
+static void redact_status(struct engine *e, struct provider_status *ps, struct provider_error *perr)
+{
+    redact(e, perr->msg);
+    redact(e, ps->fail_code);
+    redact(e, ps->fail_msg);
+    redact(e, ps->data_json);
+}
+
 /* ---- commands ---- */
 
 static void cmd_finish(struct engine_cmd *cmd, int err, const char *msg)
@@ -1078,6 +1100,7 @@ static void on_submit_done(struct engine *e, struct xfer *x, CURLcode cc, long h
         err = provider_parse_submit(prov_of(e, x->pi), http, x->buf ? x->buf : "", x->len,
                                     x->retry_after[0] ? x->retry_after : NULL, time(NULL), &sub,
                                     &perr);
+        redact(e, perr.msg);
         if (err == 0) {
             uint32_t idx;
             rate_on_success(&e->rate);
@@ -1162,6 +1185,7 @@ static void on_status_done(struct engine *e, struct xfer *x, CURLcode cc, long h
             x->kind == X_RESULT ? provider_parse_result : provider_parse_status;
         err = parse(prov_of(e, x->pi), http, x->buf ? x->buf : "", x->len,
                     x->retry_after[0] ? x->retry_after : NULL, time(NULL), &ps, &perr);
+        redact_status(e, &ps, &perr);
         snprintf(msg, sizeof(msg), "%s", perr.msg);
         if (http == 429 || perr.err == -EAGAIN) {
             count(e, &e->c.http_429);
@@ -1274,9 +1298,11 @@ static void drain_done(struct engine *e)
         long http = 0;
         curl_easy_getinfo(m->easy_handle, CURLINFO_RESPONSE_CODE, &http);
         xfer_detach(e, x);
-        if (cc == CURLE_WRITE_ERROR && x->too_big) {
-            /* A huge body is a malformed answer: let the parser say so. */
+        if (cc == CURLE_WRITE_ERROR && x->too_big && x->kind != X_DOWNLOAD) {
+            /* A huge API answer is a malformed one: the parser says so from its
+             * length, without reading it. */
             cc = CURLE_OK;
+            x->len = MAX_BODY + 1;
         }
         int64_t now = clock_now_ms();
         if (x->kind == X_DOWNLOAD)

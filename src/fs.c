@@ -207,6 +207,14 @@ static struct fs *req_fs(fuse_req_t req)
     return fuse_req_userdata(req);
 }
 
+/* With allow_other, other users may look but not submit, adopt or forget:
+ * tasks are billed to the owner's key. */
+static bool by_owner(fuse_req_t req)
+{
+    uid_t uid = fuse_req_ctx(req)->uid;
+    return uid == getuid() || uid == 0;
+}
+
 static bool from_notifier(struct fs *f, fuse_req_t req)
 {
     return f->notify_tid != 0 && fuse_req_ctx(req)->pid == f->notify_tid;
@@ -1013,6 +1021,10 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     fi->direct_io = 1;
     if (acc != O_RDONLY && from_notifier(f, req)) {
         h->kind = FH_ANNOUNCE;
+    } else if (n.type == N_MODEL && n.kind == MK_NEW && acc != O_RDONLY && !by_owner(req)) {
+        free(h);
+        fuse_reply_err(req, EACCES);
+        return;
     } else if (n.type == N_MODEL && n.kind == MK_NEW) {
         h->kind = FH_NEW;
         h->idx = n.idx;
@@ -1651,6 +1663,13 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     struct fh *h = (struct fh *)(uintptr_t)fi->fh;
     int rc = 0;
     pthread_mutex_lock(&f->lock);
+    if (h && h->kind == FH_NEW && h->too_big) {
+        /* A writer that did not retry the short write still hears of it here. */
+        h->too_big = false;
+        pthread_mutex_unlock(&f->lock);
+        fuse_reply_err(req, EFBIG);
+        return;
+    }
     if (h && h->kind == FH_NEW && h->partial && !h->submitting) {
         char *buf = h->partial;
         size_t len = h->partial_len;
@@ -1680,6 +1699,10 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
     (void)mode;
     struct fs *f = req_fs(req);
     struct node n = node_of(parent);
+    if (!by_owner(req)) {
+        fuse_reply_err(req, EACCES);
+        return;
+    }
     if (from_notifier(f, req)) {
         fuse_ino_t ino = child_ino(f, parent, name);
         hidden_take(f, ino);
@@ -1753,6 +1776,10 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
     struct fs *f = req_fs(req);
+    if (!by_owner(req)) {
+        fuse_reply_err(req, EACCES);
+        return;
+    }
     fuse_ino_t ino = child_ino(f, parent, name);
     struct node n = node_of(ino);
     if (!ino) {
@@ -1772,7 +1799,8 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
         o->cmd.task_idx = n.idx;
     } else {
         op_free(o);
-        fuse_reply_err(req, ENOTDIR);
+        /* files/ and the like: directories genfs keeps, not the user's to remove */
+        fuse_reply_err(req, (n.type == N_TASK && n.kind == TK_FILES) ? EPERM : ENOTDIR);
         return;
     }
     op_post(f, o);

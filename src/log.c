@@ -60,10 +60,11 @@ void log_msg(struct log *lg, enum log_level lvl, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    /* One line per message: the ring and syslog are line oriented. */
+    /* One line per message, and no terminal escapes from names or provider
+     * text: the ring and syslog are line oriented, and people cat them. */
     for (char *p = msg; *p; p++)
-        if (*p == '\n' || *p == '\r')
-            *p = ' ';
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = (*p == '\n' || *p == '\r' || *p == '\t') ? ' ' : '?';
 
     int64_t now = clock_now_ms();
     time_t secs = (time_t)(now / 1000);

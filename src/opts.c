@@ -302,8 +302,10 @@ static int load_key(struct opts *o, char *err, size_t errlen)
         if ((rc = read_key_file(o->key_file, &o->api_key, err, errlen)) < 0)
             return rc;
     } else if (getenv("GENFS_API_KEY")) {
-        o->api_key = strdup(getenv("GENFS_API_KEY"));
-        /* Keep it out of children's environments. */
+        char *v = getenv("GENFS_API_KEY");
+        o->api_key = strdup(v);
+        /* Out of /proc/PID/environ (the original block) and children's. */
+        explicit_bzero(v, strlen(v));
         unsetenv("GENFS_API_KEY");
     }
     if ((rc = check_key(o->api_key, NULL, err, errlen)) < 0)

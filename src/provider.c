@@ -14,7 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PROVIDER_MAX_BODY ((size_t)16 * 1024 * 1024)
+/* API answers are small; a bigger one is an attack on memory (cJSON spends
+ * a node per value). */
+#define PROVIDER_MAX_BODY ((size_t)1024 * 1024)
 #define PROVIDER_MAX_TASK_ID 200
 #define PROVIDER_MAX_URLS 64
 /* A provider asking for a longer pause would freeze every task; cap it. */
@@ -1004,7 +1006,7 @@ static int provider_open(const struct provider *p, const char *what, long http_s
         return rc;
     }
     if (len > PROVIDER_MAX_BODY)
-        return provider_fail(err, -EPROTO, true, "%s: the body of %zu bytes is over 16 MiB", what,
+        return provider_fail(err, -EPROTO, true, "%s: the body of %zu bytes is over 1 MiB", what,
                              len);
     if (!doc || !cJSON_IsObject(doc)) {
         cJSON_Delete(doc);

@@ -99,6 +99,9 @@ int provider_parse_result(const struct provider *p, long http_status, const char
                           const char *retry_after, time_t now, struct provider_status *out,
                           struct provider_error *err);
 
+/* Answers longer than this are refused unread. */
+#define PROVIDER_MAX_BODY_BYTES ((size_t)1024 * 1024)
+
 /* SPEC 3: 400/422 EINVAL, 401/403 EACCES, 402 EDQUOT, 404 ENOENT,
  * 429 EAGAIN, 455/5xx EIO, anything else non-2xx EIO. Negative errno, 0 for 2xx/200. */
 int provider_errno_for_code(long code);

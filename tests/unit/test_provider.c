@@ -236,10 +236,9 @@ static void test_submit(void)
     provider_submit_clear(&s);
 
     const char *ok = "{\"code\":200,\"data\":{\"taskId\":\"a\"}}";
-    TAP_EQ_INT(
-        provider_parse_submit(prov, 200, ok, (size_t)16 * 1024 * 1024 + 1, NULL, NOW, &s, &e),
-        -EPROTO, "body over 16 MiB refused unread");
-    TAP_CHECK(e.retryable && strstr(e.msg, "16 MiB"), "  %s", e.msg);
+    TAP_EQ_INT(provider_parse_submit(prov, 200, ok, (size_t)1024 * 1024 + 1, NULL, NOW, &s, &e),
+               -EPROTO, "body over 1 MiB refused unread");
+    TAP_CHECK(e.retryable && strstr(e.msg, "1 MiB"), "  %s", e.msg);
     TAP_EQ_INT(provider_parse_submit(prov, 200, ok, 20, NULL, NOW, &s, &e), -EPROTO,
                "length is honoured (truncated body)");
 }
