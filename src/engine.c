@@ -91,6 +91,7 @@ struct engine {
     struct notify *notify; /* only for its figures */
     struct engine_config cfg;
     char **auth; /* the auth header line of each provider */
+    char **keys; /* each provider's key, to mask it where a provider echoes it */
     CURLM *multi;
     pthread_t thread;
     bool started;
@@ -825,8 +826,8 @@ static void cache_scan(struct engine *e)
  * let it reach the log, the mount or the database. */
 static void redact(struct engine *e, char *text)
 {
-    for (size_t i = 0; text && i < e->cfg.n_providers; i++) {
-        const char *key = e->cfg.providers[i].api_key;
+    for (size_t i = 0; text && e->keys && i < e->cfg.n_providers; i++) {
+        const char *key = e->keys[i];
         size_t n = key ? strlen(key) : 0;
         if (n < 4)
             continue;
@@ -1305,6 +1306,10 @@ static void drain_done(struct engine *e)
             x->len = MAX_BODY + 1;
         }
         int64_t now = clock_now_ms();
+        /* Mask an echoed key in the raw answer, before anything derives text
+         * from it (a message cut short would otherwise keep part of it). */
+        if (x->kind != X_DOWNLOAD && x->buf)
+            redact(e, x->buf);
         if (x->kind == X_DOWNLOAD)
             on_download_done(e, x, cc, http, now);
         else if (x->kind == X_SUBMIT)
@@ -1472,6 +1477,9 @@ struct engine *engine_new(struct store *st, struct log *lg, const struct engine_
     e->log = lg;
     e->cfg = *cfg;
     e->auth = calloc(cfg->n_providers, sizeof(char *));
+    e->keys = calloc(cfg->n_providers, sizeof(char *));
+    for (size_t i = 0; e->keys && i < cfg->n_providers; i++)
+        e->keys[i] = strdup(cfg->providers[i].api_key);
     for (size_t i = 0; e->auth && i < cfg->n_providers; i++) {
         e->auth[i] = provider_auth_header(cfg->providers[i].prov, cfg->providers[i].api_key);
         if (!e->auth[i]) {
@@ -1601,6 +1609,13 @@ void engine_free(struct engine *e)
         }
     }
     free(e->auth);
+    for (size_t i = 0; e->keys && i < e->cfg.n_providers; i++) {
+        if (e->keys[i]) {
+            explicit_bzero(e->keys[i], strlen(e->keys[i]));
+            free(e->keys[i]);
+        }
+    }
+    free(e->keys);
     while (e->dl_head) {
         struct dl_job *j = e->dl_head;
         e->dl_head = j->next;

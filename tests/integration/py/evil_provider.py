@@ -21,7 +21,7 @@ Each task's behaviour is chosen by the prompt written to MODEL/new: "MODE" or "M
   side_url         status: success, result URL on the side port (another local service)
   same_origin_url  status: success, result URL on this server's own port (/media/ID/0.png)
   api_redirect     status: 302 to the side port (a client must not follow it with the key)
-  many_urls        status: success with 100,000 result URLs
+  many_urls        status: success with 10,000 result URLs (under genfs's 1 MiB answer cap)
   media_big_length media: Content-Length 10^13, a few bytes, then the connection closes
   media_endless    media: a chunked body that never ends (64 KiB chunks, as fast as read)
   media_trickle    media: Content-Length 1000000, then one byte every 2 s, forever
@@ -248,7 +248,7 @@ class Evil(Base):
             return self.send_body(302, b"", headers={
                 "Location": f"http://127.0.0.1:{STATE['side']}/stolen/{tid}"})
         if mode == "many_urls":
-            urls = [self.own("/media/%s/%d.png" % (tid, i)) for i in range(100_000)]
+            urls = [self.own("/media/%s/%d.png" % (tid, i)) for i in range(10_000)]
             return self.send_json(200, success(tid, model, urls))
         if mode == "echo_key":
             auth = self.headers.get("Authorization") or ""
