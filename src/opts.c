@@ -350,6 +350,7 @@ static int config_providers(struct opts *o, const cJSON *obj, char *err, size_t 
             if (!cJSON_IsString(f))
                 return fail(err, errlen, "config: providers.%s.%s must be a string", p->name,
                             f->string);
+            free(*slot); /* a key given twice: the last one counts */
             *slot = strdup(f->valuestring);
         }
         if (!p->profile)

@@ -62,6 +62,13 @@ struct opts {
  * and return 0 without validating the rest. */
 int opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen);
 void opts_free(struct opts *o);
+
+/* The JSON config's text (len bytes, no NUL needed) applied to o, as
+ * opts_parse does with the config file: settings already in o (the command
+ * line) win. source names it in messages (the file's path). 0, or -EINVAL
+ * with a one-line message in err. */
+int opts_config_parse(struct opts *o, const char *text, size_t len, const char *source, char *err,
+                      size_t errlen);
 void opts_print_help(const char *prog);
 
 /* Model id rules shared by the command line and mkdir: segments of

@@ -220,7 +220,7 @@ static void load_envelope(struct loader *l, struct provider *p, const cJSON *roo
     p->env_message = load_str(l, env, "envelope", "message", false);
     p->env_data = load_str(l, env, "envelope", "data", true);
     const cJSON *ok = cJSON_GetObjectItemCaseSensitive(env, "ok");
-    if (!cJSON_IsNumber(ok))
+    if (!cJSON_IsNumber(ok) || !(ok->valuedouble >= 0 && ok->valuedouble <= 999999))
         load_fail(l, "envelope.ok must be a number (the code of success)");
     else
         p->env_ok = (long)ok->valuedouble;
@@ -1020,7 +1020,8 @@ static int provider_open(const struct provider *p, const char *what, long http_s
         *data = doc;
     } else {
         const cJSON *code = provider_at(doc, p->env_code);
-        if (!cJSON_IsNumber(code))
+        /* A code is a small whole number; anything else (1e19, NaN) is garbage. */
+        if (!cJSON_IsNumber(code) || !(code->valuedouble >= 0 && code->valuedouble <= 999999))
             rc = provider_fail(err, -EPROTO, true, "%s: \"%s\" is missing or not a number", what,
                                p->env_code);
         else if ((long)code->valuedouble != p->env_ok)

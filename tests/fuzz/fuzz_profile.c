@@ -1,0 +1,52 @@
+/* libFuzzer target: provider_load_json, a user's own provider profile
+ * (-o provider=FILE, $XDG_CONFIG_HOME/genfs/profiles/NAME.json). A profile
+ * that loads is then used to build the three requests. */
+#include "provider.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void check(int ok, const char *what)
+{
+    if (!ok) {
+        fprintf(stderr, "fuzz_profile: invariant broken: %s\n", what);
+        abort();
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    char *text = malloc(size + 1);
+    memcpy(text, data, size);
+    text[size] = '\0';
+    char err[256];
+    memset(err, 'x', sizeof(err));
+    struct provider *p = provider_load_json(text, "fuzz.json", err, sizeof(err));
+    if (!p) {
+        check(memchr(err, '\0', sizeof(err)) != NULL && err[0] != '\0', "a failure says why");
+    } else {
+        check(provider_name(p) != NULL, "a profile has a name");
+        if (!provider_base_url(p))
+            provider_set_base_url(p, "http://127.0.0.1:9/");
+        struct provider_request r = {0};
+        if (provider_build_submit(p, "owner/model", "{\"prompt\":\"a\"}", NULL, &r) == 0)
+            check(r.method != NULL && r.url != NULL, "a submit request has a URL");
+        provider_request_clear(&r);
+        if (provider_build_submit(p, "m", "{\"prompt\":\"a\"}", "http://cb.test/h/0123", &r) == 0)
+            check(r.url != NULL, "a callback submit has a URL");
+        provider_request_clear(&r);
+        if (provider_build_status(p, "owner/model", "t1", NULL, &r) == 0)
+            check(r.url != NULL, "a status request has a URL");
+        provider_request_clear(&r);
+        if (provider_build_result(p, "owner/model", "t1", NULL, &r) == 0)
+            check(r.url != NULL, "a result request has a URL");
+        provider_request_clear(&r);
+        char *auth = provider_auth_header(p, "k3y");
+        free(auth);
+        provider_free(p);
+    }
+    free(text);
+    return 0;
+}
