@@ -286,8 +286,10 @@ void sim_proto_task_id(enum sim_protocol p, uint64_t seed, uint64_t counter, cha
     uint64_t b = sim_rng_mix(a ^ 0x5bd1e9955bd1e995ULL);
     if (p == SIM_PROTO_REPLICATE) {
         static const char b32[] = "abcdefghijklmnopqrstuvwxyz234567";
+        /* 12 characters from a, 13 from b (shifts up to 60), the last from both's
+         * top bits: a shift of 64 or more would be undefined. */
         for (int i = 0; i < 26; i++) {
-            uint64_t w = i < 12 ? a >> (5 * i) : b >> (5 * (i - 12));
+            uint64_t w = i < 12 ? a >> (5 * i) : i < 25 ? b >> (5 * (i - 12)) : (a ^ b) >> 59;
             out[i] = b32[w & 31];
         }
         out[26] = '\0';
