@@ -231,7 +231,8 @@ log_has() {
     GENFS_LOG="$base/genfs.log"
     (
         cd "$gdir" && ulimit -c unlimited &&
-            exec env -u GENFS_SIM_KEY GENFS_API_KEY="$GENFS_SIM_KEY" "$(genfs_bin)" -f \
+            exec env -u GENFS_SIM_KEY GENFS_API_KEY="$GENFS_SIM_KEY" \
+                ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}handle_segv=0" "$(genfs_bin)" -f \
                 -o "api_url=$SIM_URL,state_dir=$STATE_DIR,cache_dir=$CACHE_DIR,models=test-image" "$MNT"
     ) >>"$GENFS_LOG" 2>&1 3>&- &
     GENFS_PID=$!
