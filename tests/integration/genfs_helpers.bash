@@ -85,7 +85,8 @@ genfs_unmount() {
     fi
     if [ -n "${GENFS_PID:-}" ]; then
         local i
-        for i in $(seq 1 100); do
+        # Wide: a sanitizer build exits slowly; a daemon that never exits still fails.
+        for i in $(seq 1 300); do
             kill -0 "$GENFS_PID" 2>/dev/null || break
             sleep 0.1
         done
