@@ -1,6 +1,7 @@
 #include "sim_proto.h"
 
 #include "sim_media.h"
+#include "sim_req.h"
 #include "sim_rng.h"
 #include "sim_sha256.h"
 
@@ -70,26 +71,6 @@ const char *sim_proto_auth_scheme(enum sim_protocol p)
 
 /* ---- routes ------------------------------------------------------------------------------- */
 
-static int sim_proto_copy(char *dst, size_t cap, const char *src, size_t len)
-{
-    if (len == 0 || len >= cap)
-        return -1;
-    memcpy(dst, src, len);
-    dst[len] = '\0';
-    return 0;
-}
-
-/* A model id: non-empty segments separated by single slashes. */
-static int sim_proto_model_ok(const char *s, size_t len)
-{
-    if (len == 0 || s[0] == '/' || s[len - 1] == '/')
-        return 0;
-    for (size_t i = 0; i + 1 < len; i++)
-        if (s[i] == '/' && s[i + 1] == '/')
-            return 0;
-    return 1;
-}
-
 static int sim_proto_ends_with(const char *s, size_t len, const char *suffix)
 {
     size_t n = strlen(suffix);
@@ -108,8 +89,8 @@ static void sim_proto_route_replicate(int get, int post, const char *path,
         if (!sim_proto_ends_with(rest, len, suffix))
             return;
         size_t mlen = len - (sizeof(suffix) - 1);
-        if (!sim_proto_model_ok(rest, mlen) ||
-            sim_proto_copy(out->model, sizeof(out->model), rest, mlen) != 0)
+        if (!sim_req_model_ok(rest, mlen) ||
+            sim_req_copy(out->model, sizeof(out->model), rest, mlen) != 0)
             return;
         out->route = post ? SIM_ROUTE_SUBMIT : SIM_ROUTE_BAD_METHOD;
         return;
@@ -117,7 +98,7 @@ static void sim_proto_route_replicate(int get, int post, const char *path,
     if (strncmp(path, preds, sizeof(preds) - 1) == 0) {
         /* {id} only: POST {id}/cancel is not simulated and stays 404. */
         const char *id = path + sizeof(preds) - 1;
-        if (strchr(id, '/') || sim_proto_copy(out->task_id, sizeof(out->task_id), id, strlen(id)))
+        if (strchr(id, '/') || sim_req_copy(out->task_id, sizeof(out->task_id), id, strlen(id)))
             return;
         out->route = get ? SIM_ROUTE_STATUS : SIM_ROUTE_BAD_METHOD;
     }
@@ -130,8 +111,8 @@ static void sim_proto_route_fal(int get, int post, const char *path, struct sim_
     const char *rest = path + 1;
     size_t len = strlen(rest);
     if (post) {
-        if (sim_proto_model_ok(rest, len) &&
-            sim_proto_copy(out->model, sizeof(out->model), rest, len) == 0)
+        if (sim_req_model_ok(rest, len) &&
+            sim_req_copy(out->model, sizeof(out->model), rest, len) == 0)
             out->route = SIM_ROUTE_SUBMIT;
         return;
     }
@@ -151,9 +132,9 @@ static void sim_proto_route_fal(int get, int post, const char *path, struct sim_
     if (i < rl + 1 || memcmp(rest + i - rl, req, rl) != 0)
         return;
     size_t mlen = i - rl;
-    if (!sim_proto_model_ok(rest, mlen) ||
-        sim_proto_copy(out->model, sizeof(out->model), rest, mlen) != 0 ||
-        sim_proto_copy(out->task_id, sizeof(out->task_id), rest + i, len - i) != 0) {
+    if (!sim_req_model_ok(rest, mlen) ||
+        sim_req_copy(out->model, sizeof(out->model), rest, mlen) != 0 ||
+        sim_req_copy(out->task_id, sizeof(out->task_id), rest + i, len - i) != 0) {
         out->model[0] = '\0';
         return;
     }

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int sim_req_copy(char *dst, size_t cap, const char *src, size_t len)
+int sim_req_copy(char *dst, size_t cap, const char *src, size_t len)
 {
     if (len == 0 || len >= cap)
         return -1;
@@ -14,7 +14,7 @@ static int sim_req_copy(char *dst, size_t cap, const char *src, size_t len)
 }
 
 /* A model name: non-empty segments separated by single slashes. */
-static int sim_req_model_ok(const char *s, size_t len)
+int sim_req_model_ok(const char *s, size_t len)
 {
     if (len == 0 || s[0] == '/' || s[len - 1] == '/')
         return 0;

@@ -81,4 +81,9 @@ void sim_req_submit_init(struct sim_submit *out);
  * that differ only in key order or spacing give the same text. */
 char *sim_req_canonical_json(const cJSON *item);
 
+/* Copies len bytes of src into dst with a NUL; -1 if empty or over cap - 1. */
+int sim_req_copy(char *dst, size_t cap, const char *src, size_t len);
+/* 1 when s (len bytes) is a model id: non-empty segments, single slashes. */
+int sim_req_model_ok(const char *s, size_t len);
+
 #endif
