@@ -1,7 +1,6 @@
 #include "sim_proto.h"
 
 #include "sim_media.h"
-#include "sim_req.h"
 #include "sim_rng.h"
 #include "sim_sha256.h"
 

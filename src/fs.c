@@ -327,6 +327,20 @@ static void on_interrupt(fuse_req_t req, void *data)
     }
 }
 
+/* A pending entry for a read that must wait, or NULL once req is answered:
+ * EAGAIN for O_NONBLOCK readers, ENOMEM. */
+static struct pending *pending_for_read(fuse_req_t req, const struct fuse_file_info *fi)
+{
+    if (fi->flags & O_NONBLOCK) {
+        fuse_reply_err(req, EAGAIN);
+        return NULL;
+    }
+    struct pending *p = calloc(1, sizeof(*p));
+    if (!p)
+        fuse_reply_err(req, ENOMEM);
+    return p;
+}
+
 /* Parks a read until the engine can answer it, unless ready() (checked again
  * under f->lock, which the observers also take before waking readers) says
  * it can be answered now: then it returns false and the caller answers. */
@@ -1252,15 +1266,9 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
             answer_result(req, rc, text, len, size, off);
             return;
         }
-        if (fi->flags & O_NONBLOCK) {
-            fuse_reply_err(req, EAGAIN);
+        struct pending *p = pending_for_read(req, fi);
+        if (!p)
             return;
-        }
-        struct pending *p = calloc(1, sizeof(*p));
-        if (!p) {
-            fuse_reply_err(req, ENOMEM);
-            return;
-        }
         *p = (struct pending){
             .kind = P_RESULT, .req = req, .idx = h->idx, .size = size, .off = off, .fh = h};
         if (park(f, p, result_waiting))
@@ -1296,15 +1304,9 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
             fuse_reply_err(req, -rc);
             return;
         }
-        if (fi->flags & O_NONBLOCK) {
-            fuse_reply_err(req, EAGAIN);
+        struct pending *p = pending_for_read(req, fi);
+        if (!p)
             return;
-        }
-        struct pending *p = calloc(1, sizeof(*p));
-        if (!p) {
-            fuse_reply_err(req, ENOMEM);
-            return;
-        }
         *p = (struct pending){.kind = P_FILE,
                               .req = req,
                               .idx = h->idx,
