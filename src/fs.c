@@ -120,6 +120,15 @@ enum fh_kind {
     FH_ANNOUNCE
 };
 
+/* A snapshot outlives the handle while a read still answers from it: libfuse
+ * hands the bytes to writev(2), and RELEASE (or a parallel pread at offset 0
+ * that takes a new snapshot) may come on another thread meanwhile. */
+struct snap {
+    unsigned refs;
+    size_t len;
+    char *text;
+};
+
 struct fh {
     enum fh_kind kind;
     uint32_t idx;
@@ -134,9 +143,8 @@ struct fh {
     /* files/<n>: the cache file once whole */
     uint32_t file_n;
     int fd;
-    /* stats/log snapshot */
-    char *snap;
-    size_t snap_len;
+    /* stats/log/.provider snapshot, swapped under fs->lock */
+    struct snap *snap;
     /* new */
     char *task_id;
     size_t id_pos;
@@ -933,14 +941,37 @@ static void reply_slice(fuse_req_t req, const char *text, size_t len, size_t siz
         fuse_reply_buf(req, text + off, len - (size_t)off < size ? len - (size_t)off : size);
 }
 
-static char *snapshot(struct fs *f, fuse_ino_t ino, size_t *len)
+/* Takes ownership of text (NULL: an empty snapshot). */
+static struct snap *snap_wrap(char *text, size_t len)
 {
-    if (ino == INO_STATS) {
-        char *s = engine_stats_json(f->engine);
-        *len = s ? strlen(s) : 0;
-        return s;
+    struct snap *s = malloc(sizeof(*s));
+    if (!s) {
+        free(text);
+        return NULL;
     }
-    return log_ring_text(f->log, len, NULL);
+    *s = (struct snap){.refs = 1, .len = text ? len : 0, .text = text};
+    return s;
+}
+
+static void snap_put(struct snap *s)
+{
+    if (s && __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+        free(s->text);
+        free(s);
+    }
+}
+
+static struct snap *snapshot(struct fs *f, fuse_ino_t ino)
+{
+    size_t len = 0;
+    char *text;
+    if (ino == INO_STATS) {
+        text = engine_stats_json(f->engine);
+        len = text ? strlen(text) : 0;
+    } else {
+        text = log_ring_text(f->log, &len, NULL);
+    }
+    return snap_wrap(text, len);
 }
 
 /* The cache file of files/<n> when it is whole, else -1; touch marks it
@@ -1050,9 +1081,10 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     } else if (n.type == N_MODEL && n.kind == MK_PROVIDER) {
         h->kind = FH_SNAPSHOT;
         h->idx = n.idx;
-        if (asprintf(&h->snap, "%s\n", engine_provider_name(f->engine, n.idx)) < 0)
-            h->snap = NULL;
-        h->snap_len = h->snap ? strlen(h->snap) : 0;
+        char *text;
+        if (asprintf(&text, "%s\n", engine_provider_name(f->engine, n.idx)) < 0)
+            text = NULL;
+        h->snap = snap_wrap(text, text ? strlen(text) : 0);
     } else if (n.type == N_FIXED) {
         if (ino == INO_EVENTS) {
             h->kind = FH_EVENTS;
@@ -1062,7 +1094,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
             pthread_mutex_unlock(&f->lock);
         } else if (ino == INO_STATS || ino == INO_LOG) {
             h->kind = FH_SNAPSHOT;
-            h->snap = snapshot(f, ino, &h->snap_len);
+            h->snap = snapshot(f, ino);
         } else {
             /* README is static: cached by the kernel, read without a handle. */
             free(h);
@@ -1100,7 +1132,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     fi->fh = (uint64_t)(uintptr_t)h;
     if (fuse_reply_open(req, fi) == -ENOENT && h) {
         /* The opener was interrupted: no release will come for this handle. */
-        free(h->snap);
+        snap_put(h->snap);
         free(h);
     }
 }
@@ -1223,13 +1255,28 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         fuse_reply_buf(req, line + from, n);
         return;
     }
-    case FH_SNAPSHOT:
-        if (off == 0 && (ino == INO_STATS || ino == INO_LOG)) {
-            free(h->snap);
-            h->snap = snapshot(f, ino, &h->snap_len);
+    case FH_SNAPSHOT: {
+        /* Offset 0 is a fresh look (cat again on the same fd, tail -f). */
+        struct snap *fresh = NULL, *old = NULL, *s;
+        if (off == 0 && (ino == INO_STATS || ino == INO_LOG))
+            fresh = snapshot(f, ino);
+        pthread_mutex_lock(&f->lock);
+        if (fresh) {
+            old = h->snap;
+            h->snap = fresh;
         }
-        reply_slice(req, h->snap, h->snap_len, size, off);
+        s = h->snap;
+        if (s)
+            __atomic_add_fetch(&s->refs, 1, __ATOMIC_RELAXED);
+        pthread_mutex_unlock(&f->lock);
+        snap_put(old);
+        if (s)
+            reply_slice(req, s->text, s->len, size, off);
+        else
+            fuse_reply_err(req, ENOMEM);
+        snap_put(s);
         return;
+    }
     case FH_EVENTS: {
         char *buf = malloc(size);
         if (!buf) {
@@ -1374,7 +1421,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         pthread_mutex_unlock(&f->lock);
         if (h->kind == FH_MEDIA && h->fd >= 0)
             close(h->fd);
-        free(h->snap);
+        snap_put(h->snap);
         free(h->task_id);
         free(h->partial);
         free(h);

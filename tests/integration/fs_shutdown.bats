@@ -44,7 +44,7 @@ teardown() {
 @test "fusermount3 -u with nothing open unmounts, and genfs exits 0" {
     id=$(genfs_submit test-image '{"prompt": "done", "sim_duration_ms": 100}')
     timeout 60 cat "$MNT/test-image/$id/result" >/dev/null
-    run fusermount3 -u "$MNT"
+    run genfs_fusermount_u "$MNT"
     assert_success
     genfs_wait_exit 30
     [ "$GENFS_EXIT_STATUS" -eq 0 ] || { echo "genfs exited with status $GENFS_EXIT_STATUS" >&2; false; }

@@ -78,11 +78,40 @@ genfs_mount() {
     fi
 }
 
+# One line per thread: where a daemon that will not exit is stuck.
+genfs_thread_dump() {
+    local pid=$1 t
+    if command -v gdb >/dev/null; then
+        timeout 60 gdb -nx -batch -p "$pid" -ex 'thread apply all bt 12' 2>/dev/null |
+            awk '/^Thread /{if (l) print l; l="  " $1 " " $2 ":"; next}
+                 /^#[0-9]/{for (i = 1; i <= NF; i++) if ($i == "in") {l = l " " $(i+1); break}
+                           if ($0 !~ / in /) l = l " " $2}
+                 END{if (l) print l}'
+    else
+        for t in /proc/"$pid"/task/*; do
+            echo "  ${t##*/}: $(cat "$t/comm") wchan=$(cat "$t/wchan" 2>/dev/null)"
+        done
+    fi
+}
+
+# fusermount3 -u MOUNTPOINT, again while it says busy: an unmount that meets
+# one of genfs's own inotify announcements (a file open in the mount for a
+# few milliseconds) fails like any unmount of a file system in use, and a
+# user runs it again. Fails with fusermount3's last message.
+genfs_fusermount_u() {
+    local try err
+    for try in $(seq 1 50); do
+        err=$(fusermount3 -u "$1" 2>&1) && return 0
+        [[ $err == *busy* ]] || break
+        sleep 0.1
+    done
+    echo "$err" >&2
+    return 1
+}
+
 genfs_unmount() {
     [ -n "${MNT:-}" ] || return 0
-    if genfs_is_mounted; then
-        fusermount3 -u "$MNT" 2>/dev/null || true
-    fi
+    genfs_is_mounted && genfs_fusermount_u "$MNT" 2>/dev/null
     if [ -n "${GENFS_PID:-}" ]; then
         local i
         # Wide: a sanitizer build exits slowly; a daemon that never exits still fails.
@@ -91,6 +120,8 @@ genfs_unmount() {
             sleep 0.1
         done
         if kill -0 "$GENFS_PID" 2>/dev/null; then
+            echo "genfs_unmount: pid $GENFS_PID still runs 30 s after the unmount; its threads:" >&2
+            genfs_thread_dump "$GENFS_PID" >&2
             fusermount3 -uz "$MNT" 2>/dev/null || true
             kill -9 "$GENFS_PID" 2>/dev/null || true
         fi

@@ -195,7 +195,7 @@ PY
     assert_output --partial "http"
     run timeout 60 head -c 4 "$MNT/test-image/$id/files/0.png"
     assert_output $'\x89PNG'
-    fusermount3 -u "$MNT"
+    genfs_fusermount_u "$MNT"
     wait_until 20 pid_gone "$pid"
     ! genfs_is_mounted
 }
@@ -242,7 +242,8 @@ PY
         exec 4>&-
         echo "state: $(timeout 60 cat "$MNT/test-image/$id/result" >/dev/null && cat "$MNT/test-image/$id/state")"
         echo "magic: $(timeout 60 head -c 4 "$MNT/test-image/$id/files/0.png" | tail -c 3)"
-        umount "$MNT"
+        # Again while busy: genfs may be announcing files/0.png (README).
+        for i in $(seq 1 50); do umount "$MNT" 2>/dev/null && break; sleep 0.1; done
         for i in $(seq 1 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
         kill -0 "$pid" 2>/dev/null && echo "genfs still running" || echo "genfs exited"
         grep -c " $MNT " /proc/mounts || true
