@@ -50,3 +50,31 @@ teardown() {
     run cat "$MNT/test-image/$id/state"
     assert_output failed
 }
+
+@test "threads reading one stats and one log descriptor at offset 0 at once each get a whole snapshot" {
+    genfs_submit test-image 'something for the log' >/dev/null
+    run timeout 120 python3 - "$MNT" <<'PY'
+import json, os, sys, threading
+mnt = sys.argv[1]
+bad = []
+def hammer(fd, check):
+    for _ in range(300):
+        text = os.pread(fd, 1 << 20, 0).decode()
+        try:
+            check(text)
+        except Exception as e:
+            bad.append(repr(e))
+            return
+def log_ok(text):
+    assert text.endswith("\n") and "mounted" in text, text[:80]
+for name, check in (("stats", json.loads), ("log", log_ok)):
+    fd = os.open(os.path.join(mnt, name), os.O_RDONLY)
+    ts = [threading.Thread(target=hammer, args=(fd, check)) for _ in range(8)]
+    for t in ts: t.start()
+    for t in ts: t.join()
+    os.close(fd)
+print("bad:", len(bad), bad[:3])
+PY
+    assert_success
+    assert_output "bad: 0 []"
+}
