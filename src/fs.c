@@ -190,7 +190,7 @@ struct event_line {
 struct fs {
     char *cache_dir;
     struct notify *notify;
-    pid_t notify_tid;
+    pid_t notify_pid;
     /* inodes not yet announced: absent to the notifier's own lookups, so its
      * mkdir/create/symlink reaches us and raises the event (under lock) */
     fuse_ino_t *hidden;
@@ -225,7 +225,7 @@ static bool by_owner(fuse_req_t req)
 
 static bool from_notifier(struct fs *f, fuse_req_t req)
 {
-    return f->notify_tid != 0 && fuse_req_ctx(req)->pid == f->notify_tid;
+    return f->notify_pid != 0 && fuse_req_ctx(req)->pid == f->notify_pid;
 }
 
 static void hidden_add(struct fs *f, fuse_ino_t ino)
@@ -2227,7 +2227,7 @@ void fs_set_session(struct fs *f, struct fuse_session *se)
 void fs_set_notify(struct fs *f, struct notify *n)
 {
     f->notify = n;
-    f->notify_tid = notify_tid(n);
+    f->notify_pid = notify_pid(n);
 }
 
 void fs_shutdown(struct fs *f)

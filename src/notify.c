@@ -3,11 +3,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,7 +33,10 @@ struct notify {
     struct log *log;
     bool attr_only;
     pthread_t thread;
-    pid_t tid;
+    /* The announcer process and our end of its socket (see notify_start). */
+    pid_t child;
+    int sock;
+    bool child_lost; /* logged once */
     /* held (read) while touching the session; main takes it (write) to mark
      * the session dead before its fd is closed */
     pthread_rwlock_t alive_lock;
@@ -62,27 +68,26 @@ static void drop_entry(struct notify *n, const struct item *it)
     pthread_rwlock_unlock(&n->alive_lock);
 }
 
-/* Absolute paths, no descriptor held on the mount: an open one would make
- * a plain unmount fail as busy. */
-static int full_path(struct notify *n, const char *rel, char *buf, size_t len)
-{
-    int k = snprintf(buf, len, "%s/%s", n->mountpoint, rel);
-    return k < 0 || (size_t)k >= len ? -ENAMETOOLONG : 0;
-}
+/* One request to the announcer: the header, then the absolute path and the
+ * symlink target, each NUL-terminated; the answer is an int32_t, 0 or -errno. */
+struct wire {
+    uint32_t op;
+    uint32_t attr_only;
+};
 
-static int announce(struct notify *n, const struct item *it)
+#define WIRE_MAX (sizeof(struct wire) + 2 * 4096)
+
+/* Runs in the announcer process: system calls only (it was forked from a
+ * threaded process, so no malloc, stdio or locks). */
+static int announce_here(enum notify_op op, const char *path, const char *target, bool attr_only)
 {
     int fd, rc = 0;
-    char path[4096];
-    if (it->op != NOTE_BARRIER && full_path(n, it->path, path, sizeof(path)) < 0)
-        return -ENAMETOOLONG;
-    switch (it->op) {
+    switch (op) {
     case NOTE_MKDIR:
-        drop_entry(n, it);
         rc = mkdir(path, 0755);
         break;
     case NOTE_MODIFY:
-        if (n->attr_only) {
+        if (attr_only) {
             rc = utimensat(AT_FDCWD, path, NULL, 0);
             break;
         }
@@ -94,20 +99,76 @@ static int announce(struct notify *n, const struct item *it)
         close(fd);
         return rc;
     case NOTE_CREATE:
-        drop_entry(n, it);
         fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY, 0444);
         if (fd < 0)
             return -errno;
         close(fd);
         return 0;
     case NOTE_SYMLINK:
-        drop_entry(n, it);
-        rc = symlink(it->target, path);
+        rc = symlink(target, path);
         break;
     case NOTE_BARRIER:
         return 0;
     }
     return rc < 0 ? -errno : 0;
+}
+
+static _Noreturn void announcer_main(int sock)
+{
+    static char buf[WIRE_MAX + 1];
+    for (;;) {
+        ssize_t k = recv(sock, buf, WIRE_MAX, 0);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= (ssize_t)sizeof(struct wire))
+            _exit(0); /* genfs closed its end, or is gone */
+        buf[k] = '\0';
+        struct wire w;
+        memcpy(&w, buf, sizeof(w));
+        const char *path = buf + sizeof(w);
+        size_t plen = strlen(path);
+        const char *target = sizeof(w) + plen + 1 < (size_t)k ? path + plen + 1 : "";
+        int32_t rc = announce_here((enum notify_op)w.op, path, target, w.attr_only != 0);
+        if (send(sock, &rc, sizeof(rc), MSG_NOSIGNAL) != (ssize_t)sizeof(rc))
+            _exit(0);
+    }
+}
+
+/* Absolute paths, no descriptor held on the mount between announcements. */
+static int full_path(struct notify *n, const char *rel, char *buf, size_t len)
+{
+    int k = snprintf(buf, len, "%s/%s", n->mountpoint, rel);
+    return k < 0 || (size_t)k >= len ? -ENAMETOOLONG : 0;
+}
+
+/* Hands one announcement to the announcer and waits for its answer. */
+static int announce(struct notify *n, const struct item *it)
+{
+    char msg[WIRE_MAX];
+    struct wire w = {.op = it->op, .attr_only = n->attr_only};
+    if (it->op == NOTE_BARRIER)
+        return 0;
+    memcpy(msg, &w, sizeof(w));
+    size_t used = sizeof(w);
+    if (full_path(n, it->path, msg + used, 4096) < 0)
+        return -ENAMETOOLONG;
+    used += strlen(msg + used) + 1;
+    const char *target = it->target ? it->target : "";
+    size_t tlen = strlen(target);
+    if (tlen >= 4096)
+        return -ENAMETOOLONG;
+    memcpy(msg + used, target, tlen + 1);
+    used += tlen + 1;
+    if (it->op != NOTE_MODIFY)
+        drop_entry(n, it);
+    int32_t rc;
+    if (send(n->sock, msg, used, MSG_NOSIGNAL) != (ssize_t)used)
+        return -EPIPE;
+    ssize_t k;
+    do
+        k = recv(n->sock, &rc, sizeof(rc), 0);
+    while (k < 0 && errno == EINTR);
+    return k == (ssize_t)sizeof(rc) ? rc : -EPIPE;
 }
 
 static int64_t mono_us(void)
@@ -121,8 +182,6 @@ static void *notify_main(void *arg)
 {
     struct notify *n = arg;
     pthread_mutex_lock(&n->lock);
-    n->tid = (pid_t)syscall(SYS_gettid);
-    pthread_cond_broadcast(&n->cond);
     for (;;) {
         while (!n->head && !n->stopping)
             pthread_cond_wait(&n->cond, &n->lock);
@@ -140,9 +199,17 @@ static void *notify_main(void *arg)
         /* A user's lookup may have cached the name again in between: once more. */
         if (rc == -EEXIST)
             rc = announce(n, it);
-        if (rc < 0 && rc != -ENOENT)
+        pthread_mutex_lock(&n->lock);
+        bool stopping = n->stopping;
+        pthread_mutex_unlock(&n->lock);
+        if (rc == -EPIPE && !n->child_lost && !stopping) {
+            n->child_lost = true;
+            log_warn(n->log, "the inotify announcer process is gone: watchers of the mount "
+                             "will see no more events until genfs is mounted again");
+        } else if (rc < 0 && rc != -ENOENT && rc != -EPIPE) {
             log_debug(n->log, "announcement for %s failed: %s", it->path ? it->path : "-",
                       strerror(-rc));
+        }
         if (it->done)
             it->done(it->arg, rc == 0);
         int64_t spent = mono_us() - t0;
@@ -171,6 +238,51 @@ static void *notify_main(void *arg)
     return NULL;
 }
 
+/* The announcer is a process of its own, not a thread: an announcement is
+ * a request to our own mount that the kernel waits for without interruption.
+ * If genfs dies (kill -9, a crash) while a thread of its own waits there,
+ * the process can never finish exiting, /dev/fuse stays open and the mount,
+ * the state_dir lock and every waiting reader hang with it. A separate
+ * process holds nothing of genfs's: when genfs dies its /dev/fuse closes,
+ * the connection is aborted and the announcer's request fails. */
+static int announcer_fork(struct notify *n)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+        return -errno;
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        int err = errno;
+        close(sv[0]);
+        close(sv[1]);
+        return -err;
+    }
+    if (pid == 0) {
+        /* Keep only the socket and stdio: not /dev/fuse, the database,
+         * the state_dir lock or any connection of genfs's. */
+        int keep = sv[1];
+        if (keep > 3)
+            close_range(3, (unsigned)keep - 1, 0);
+        close_range((unsigned)keep + 1, ~0U, 0);
+        prctl(PR_SET_NAME, "genfs-announce");
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(0);
+        /* Ctrl-C or a stop of the unit reaches the whole group: genfs
+         * shuts down and closes the socket, which is what ends this one. */
+        struct sigaction ign = {.sa_handler = SIG_IGN};
+        sigaction(SIGINT, &ign, NULL);
+        sigaction(SIGTERM, &ign, NULL);
+        sigaction(SIGHUP, &ign, NULL);
+        announcer_main(keep);
+    }
+    close(sv[1]);
+    n->sock = sv[0];
+    n->child = pid;
+    return 0;
+}
+
 int notify_start(const char *mountpoint, struct fuse_session *se, struct log *lg, bool attr_only,
                  struct notify **out)
 {
@@ -183,20 +295,23 @@ int notify_start(const char *mountpoint, struct fuse_session *se, struct log *lg
     n->log = lg;
     n->attr_only = attr_only;
     n->alive = true;
+    n->sock = -1;
+    int rc = announcer_fork(n);
+    if (rc < 0) {
+        free(n->mountpoint);
+        free(n);
+        return rc;
+    }
     pthread_rwlock_init(&n->alive_lock, NULL);
     pthread_mutex_init(&n->lock, NULL);
     pthread_cond_init(&n->cond, NULL);
-    int rc = pthread_create(&n->thread, NULL, notify_main, n);
+    rc = pthread_create(&n->thread, NULL, notify_main, n);
     if (rc != 0) {
-        free(n->mountpoint);
-        free(n);
+        n->started = false;
+        notify_stop(n);
         return -rc;
     }
     n->started = true;
-    pthread_mutex_lock(&n->lock);
-    while (n->tid == 0)
-        pthread_cond_wait(&n->cond, &n->lock);
-    pthread_mutex_unlock(&n->lock);
     *out = n;
     return 0;
 }
@@ -212,6 +327,9 @@ void notify_halt(struct notify *n)
     pthread_rwlock_wrlock(&n->alive_lock);
     n->alive = false;
     pthread_rwlock_unlock(&n->alive_lock);
+    /* Wakes the thread if it waits for the announcer's answer. */
+    if (n->sock >= 0)
+        shutdown(n->sock, SHUT_RDWR);
 }
 
 void notify_stop(struct notify *n)
@@ -221,6 +339,14 @@ void notify_stop(struct notify *n)
     notify_halt(n);
     if (n->started)
         pthread_join(n->thread, NULL);
+    if (n->sock >= 0)
+        close(n->sock);
+    if (n->child > 0) {
+        /* Its request (if any) failed when the session's descriptor closed. */
+        kill(n->child, SIGKILL);
+        for (int i = 0; i < 200 && waitpid(n->child, NULL, WNOHANG) == 0; i++)
+            usleep(10000);
+    }
     pthread_rwlock_destroy(&n->alive_lock);
     pthread_mutex_destroy(&n->lock);
     pthread_cond_destroy(&n->cond);
@@ -228,9 +354,9 @@ void notify_stop(struct notify *n)
     free(n);
 }
 
-pid_t notify_tid(const struct notify *n)
+pid_t notify_pid(const struct notify *n)
 {
-    return n ? n->tid : 0;
+    return n ? n->child : 0;
 }
 
 void notify_post(struct notify *n, enum notify_op op, const char *path, fuse_ino_t parent,

@@ -1,7 +1,8 @@
-/* The notifier thread: turns store changes into real operations on the mount
+/* The notifier: turns store changes into real operations on the mount
  * (mkdir, open-write-close, create, symlink) so the kernel raises inotify
- * events for watchers. FUSE handlers recognise its requests by thread id and
- * treat them as announcements that change nothing. */
+ * events for watchers. A thread queues them to an announcer process that
+ * performs them; FUSE handlers recognise its requests by its pid and treat
+ * them as announcements that change nothing. */
 #ifndef GENFS_NOTIFY_H
 #define GENFS_NOTIFY_H
 
@@ -32,11 +33,12 @@ int notify_start(const char *mountpoint, struct fuse_session *se, struct log *lg
 /* Takes no more items and stops touching the session; call before the
  * session's descriptor is closed. Does not wait. */
 void notify_halt(struct notify *n);
-/* notify_halt, then joins (an announcement in flight ends once the session's
- * descriptor is closed), dropping what is queued with done(ok = false). */
+/* notify_halt, then joins the thread and ends the announcer (whose request in
+ * flight, if any, failed when the session's descriptor was closed), dropping
+ * what is queued with done(ok = false). */
 void notify_stop(struct notify *n);
-/* The notifier's thread id: FUSE requests with this pid are announcements. */
-pid_t notify_tid(const struct notify *n);
+/* The announcer's pid: FUSE requests with this pid are announcements. */
+pid_t notify_pid(const struct notify *n);
 
 /* Queue an announcement. path: relative to the mount root; parent/name: the
  * entry to drop from the kernel's dentry cache first (parent 0: none);

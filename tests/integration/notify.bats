@@ -118,3 +118,28 @@ saw() { # saw PATTERN: the event log has a line matching PATTERN
     [ "$GENFS_EXIT_STATUS" -eq 0 ]
     ! genfs_is_mounted
 }
+
+@test "announcements come from a child process holding nothing of genfs's; kill -9 mid-stream leaves no hung mount" {
+    genfs_mount -o config="$CONFIG"
+    for round in 1 2 3 4; do
+        child=$(pgrep -P "$GENFS_PID" -x genfs-announce)
+        [ -n "$child" ] || fail "round $round: no genfs-announce child of $GENFS_PID"
+        # Not /dev/fuse, the database or the state_dir lock: only stdio and its socket.
+        run bash -c "ls -l /proc/$child/fd | grep -E '/dev/fuse|$STATE_DIR'"
+        assert_failure
+        # A stream of announcements: tasks ending one after another.
+        for i in $(seq 1 20); do
+            genfs_submit test-image "{\"prompt\": \"round $round task $i\", \"sim_duration_ms\": $((i * 40))}" >/dev/null
+        done
+        sleep "0.$((RANDOM % 9 + 1))"
+        genfs_kill9
+        run timeout 10 stat "$MNT"
+        assert_failure
+        assert_output --partial "Transport endpoint is not connected"
+        wait_until 10 pid_gone "$child"
+        genfs_mount -o config="$CONFIG"
+    done
+    # What was submitted is all still there after four crashes.
+    run bash -c "find '$MNT/test-image' -mindepth 1 -maxdepth 1 -type d | wc -l"
+    assert_output 80
+}

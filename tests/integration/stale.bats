@@ -16,9 +16,7 @@ teardown() {
 @test "a stale mount (daemon killed) is detected and cleaned at the next start, with a message" {
     genfs_mount
     id=$(genfs_submit test-image '{"prompt": "before the crash", "sim_duration_ms": 300}')
-    kill -9 "$GENFS_PID"
-    wait "$GENFS_PID" 2>/dev/null || true
-    GENFS_PID=
+    genfs_kill9
     run ls "$MNT"
     assert_failure
     assert_output --partial "Transport endpoint is not connected"
