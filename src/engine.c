@@ -1595,6 +1595,16 @@ void engine_stop(struct engine *e)
     e->started = false;
 }
 
+void engine_wipe_keys(struct engine *e)
+{
+    for (size_t i = 0; e && i < e->cfg.n_providers; i++) {
+        if (e->auth && e->auth[i])
+            explicit_bzero(e->auth[i], strlen(e->auth[i]));
+        if (e->keys && e->keys[i])
+            explicit_bzero(e->keys[i], strlen(e->keys[i]));
+    }
+}
+
 void engine_free(struct engine *e)
 {
     if (!e)

@@ -76,6 +76,9 @@ int engine_start(struct engine *e);
 /* Stops taking work, lets in-flight submissions finish (bounded), joins. */
 void engine_stop(struct engine *e);
 void engine_free(struct engine *e);
+/* Zeroes the keys and auth headers in place, frees nothing: for a process
+ * forked from genfs that never talks to a provider (async-signal-safe). */
+void engine_wipe_keys(struct engine *e);
 
 /* Webhook mode: the listener whose token table the engine keeps up to date
  * (call before engine_start). */

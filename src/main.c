@@ -127,6 +127,13 @@ static int start_failed(const char *msg)
     return 2;
 }
 
+/* The announcer is forked from genfs and never talks to a provider: its copy
+ * of the keys goes at once. */
+static void wipe_keys(void *engine)
+{
+    engine_wipe_keys(engine);
+}
+
 static int run(struct genfs_ctx *c)
 {
     char err[512];
@@ -249,7 +256,8 @@ static int run(struct genfs_ctx *c)
         /* With default_permissions the kernel checks modes itself: announce
          * changes with ATTRIB instead of writes. */
         bool attr_only = has_fuse_option(&o->fuse_args, "default_permissions");
-        if (notify_start(abs_mnt, c->se, c->log, attr_only, &c->notify) == 0) {
+        if (notify_start(abs_mnt, c->se, c->log, attr_only, wipe_keys, c->engine, &c->notify) ==
+            0) {
             fs_set_notify(c->fs, c->notify);
             engine_set_notify(c->engine, c->notify);
         } else

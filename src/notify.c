@@ -245,7 +245,7 @@ static void *notify_main(void *arg)
  * the state_dir lock and every waiting reader hang with it. A separate
  * process holds nothing of genfs's: when genfs dies its /dev/fuse closes,
  * the connection is aborted and the announcer's request fails. */
-static int announcer_fork(struct notify *n)
+static int announcer_fork(struct notify *n, void (*in_child)(void *), void *child_arg)
 {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
@@ -259,6 +259,8 @@ static int announcer_fork(struct notify *n)
         return -err;
     }
     if (pid == 0) {
+        if (in_child)
+            in_child(child_arg);
         /* Keep only the socket and stdio: not /dev/fuse, the database,
          * the state_dir lock or any connection of genfs's. */
         int keep = sv[1];
@@ -284,7 +286,7 @@ static int announcer_fork(struct notify *n)
 }
 
 int notify_start(const char *mountpoint, struct fuse_session *se, struct log *lg, bool attr_only,
-                 struct notify **out)
+                 void (*in_child)(void *), void *child_arg, struct notify **out)
 {
     struct notify *n = calloc(1, sizeof(*n));
     if (!n || !(n->mountpoint = strdup(mountpoint))) {
@@ -296,7 +298,7 @@ int notify_start(const char *mountpoint, struct fuse_session *se, struct log *lg
     n->attr_only = attr_only;
     n->alive = true;
     n->sock = -1;
-    int rc = announcer_fork(n);
+    int rc = announcer_fork(n, in_child, child_arg);
     if (rc < 0) {
         free(n->mountpoint);
         free(n);

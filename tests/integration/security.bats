@@ -207,6 +207,43 @@ log_has() {
         fail "the key is in 'ps e' ($n_ps) and in /proc/$GENFS_PID/environ ($n_env lines)"
 }
 
+@test "the inotify announcer (a forked child) keeps no copy of the key in its memory" {
+    sim_start --time-scale 0.01
+    base="$BATS_TEST_TMPDIR"
+    MNT="$base/mnt" STATE_DIR="$base/state" CACHE_DIR="$base/cache"
+    mkdir -p "$MNT"
+    export MNT STATE_DIR CACHE_DIR
+    sec_mount
+    id=$(genfs_submit test-image 'announce me')
+    run timeout 60 cat "$MNT/test-image/$id/result"
+    assert_success
+    child=$(pgrep -P "$GENFS_PID" -x genfs-announce)
+    [ -n "$child" ]
+    # Root reads both memories: the daemon holds the key (it must), the child must not.
+    run python3 - "$GENFS_SIM_KEY" "$GENFS_PID" "$child" <<'PY'
+import sys
+key = sys.argv[1].encode()
+for pid in sys.argv[2:]:
+    hits = 0
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
+        for line in maps:
+            f = line.split()
+            lo, hi = (int(x, 16) for x in f[0].split("-"))
+            # readable private memory only (heap, stacks, data); not ASan's shadow
+            if "r" not in f[1] or hi - lo > (1 << 30):
+                continue
+            try:
+                mem.seek(lo)
+                hits += mem.read(hi - lo).count(key)
+            except OSError:
+                pass
+    print(pid, "hits", hits)
+PY
+    assert_success
+    assert_line --regexp "^$GENFS_PID hits [1-9]"
+    assert_line "$child hits 0"
+}
+
 @test "no core dump: genfs killed by SIGSEGV leaves no core where a control process leaves one" {
     case "$(cat /proc/sys/kernel/core_pattern)" in
     "|"* | /*) skip "core_pattern is $(cat /proc/sys/kernel/core_pattern): cores are not written to the cwd" ;;
