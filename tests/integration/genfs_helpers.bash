@@ -141,56 +141,48 @@ genfs_abort_conn() {
 # own mount) fails here after its connection is aborted, instead of hanging
 # everyone blocked on the mount.
 genfs_kill9() {
-    local i
     kill -9 "$GENFS_PID" 2>/dev/null
-    for i in $(seq 1 200); do
-        genfs_pid_exited "$GENFS_PID" && break
-        sleep 0.1
-    done
-    if ! genfs_pid_exited "$GENFS_PID"; then
-        echo "genfs_kill9: pid $GENFS_PID did not die 20 s after kill -9; its threads:" >&2
-        genfs_thread_dump "$GENFS_PID" >&2
-        genfs_abort_conn "$MNT"
-        wait_until 10 genfs_pid_exited "$GENFS_PID"
-        wait "$GENFS_PID" 2>/dev/null || true
-        GENFS_PID=
-        return 1
+    local ok=0
+    wait_until 20 genfs_pid_exited "$GENFS_PID" ||
+        { genfs_force_end "genfs_kill9: still there 20 s after kill -9"; ok=1; }
+    genfs_reap
+    return "$ok"
+}
+
+# The daemon did not end when it should have: show where it is stuck, abort
+# its connection (so nothing stays blocked on the mount) and kill it.
+genfs_force_end() {
+    echo "$1 (pid $GENFS_PID); its threads:" >&2
+    genfs_thread_dump "$GENFS_PID" >&2
+    genfs_abort_conn "$MNT"
+    fusermount3 -uz "$MNT" 2>/dev/null || true
+    kill -9 "$GENFS_PID" 2>/dev/null || true
+    wait_until 10 genfs_pid_exited "$GENFS_PID" || true
+}
+
+# Collects the exit status of a daemon that has exited (255: it cannot be).
+genfs_reap() {
+    if genfs_pid_exited "$GENFS_PID"; then
+        GENFS_EXIT_STATUS=0
+        wait "$GENFS_PID" 2>/dev/null || GENFS_EXIT_STATUS=$?
+    else
+        echo "pid $GENFS_PID cannot be ended" >&2
+        GENFS_EXIT_STATUS=255
     fi
-    wait "$GENFS_PID" 2>/dev/null || true
     GENFS_PID=
-    return 0
 }
 
 genfs_unmount() {
     [ -n "${MNT:-}" ] || return 0
-    local i forced=0
+    local forced=0
     genfs_is_mounted && genfs_fusermount_u "$MNT" 2>/dev/null
     if [ -n "${GENFS_PID:-}" ]; then
         # Wide: a sanitizer build exits slowly; a daemon that never exits still fails.
-        for i in $(seq 1 300); do
-            genfs_pid_exited "$GENFS_PID" && break
-            sleep 0.1
-        done
-        if ! genfs_pid_exited "$GENFS_PID"; then
-            echo "genfs_unmount: pid $GENFS_PID still runs 30 s after the unmount; its threads:" >&2
-            genfs_thread_dump "$GENFS_PID" >&2
+        if ! wait_until 30 genfs_pid_exited "$GENFS_PID"; then
             forced=1
-            genfs_abort_conn "$MNT"
-            fusermount3 -uz "$MNT" 2>/dev/null || true
-            kill -9 "$GENFS_PID" 2>/dev/null || true
-            for i in $(seq 1 100); do
-                genfs_pid_exited "$GENFS_PID" && break
-                sleep 0.1
-            done
+            genfs_force_end "genfs_unmount: still running 30 s after the unmount"
         fi
-        if genfs_pid_exited "$GENFS_PID"; then
-            GENFS_EXIT_STATUS=0
-            wait "$GENFS_PID" 2>/dev/null || GENFS_EXIT_STATUS=$?
-        else
-            echo "genfs_unmount: pid $GENFS_PID cannot be ended" >&2
-            GENFS_EXIT_STATUS=255
-        fi
-        GENFS_PID=
+        genfs_reap
     fi
     if genfs_is_mounted; then
         fusermount3 -uz "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true

@@ -119,6 +119,16 @@ log_has() {
 
 # ================================================================ secrets
 
+# A sim and a mount in the test's own (private) directory.
+private_mount() {
+    sim_start --time-scale 0.01
+    local base="$BATS_TEST_TMPDIR"
+    MNT="$base/mnt" STATE_DIR="$base/state" CACHE_DIR="$base/cache"
+    mkdir -p "$MNT"
+    export MNT STATE_DIR CACHE_DIR
+    sec_mount
+}
+
 @test "the key is in no file of the mount, no log, cmdline, database, WAL or cache after a full workout" {
     sim_start --time-scale 0.01
     base="$BATS_TEST_TMPDIR"
@@ -194,12 +204,7 @@ log_has() {
     # genfs unsetenv()s GENFS_API_KEY; the kernel still shows the original block, which holds
     # the key unless genfs overwrites the string in place. Root (or a ptrace-capable admin
     # running `ps e`) sees it there.
-    sim_start --time-scale 0.01
-    base="$BATS_TEST_TMPDIR"
-    MNT="$base/mnt" STATE_DIR="$base/state" CACHE_DIR="$base/cache"
-    mkdir -p "$MNT"
-    export MNT STATE_DIR CACHE_DIR
-    sec_mount
+    private_mount
     ps eww -o args= -p "$GENFS_PID" | grep -q -- "-f -o api_url="
     n_ps=$(ps eww -o args= -p "$GENFS_PID" | grep -cF -- "$GENFS_SIM_KEY" || true)
     n_env=$(tr '\0' '\n' <"/proc/$GENFS_PID/environ" | grep -cF -- "$GENFS_SIM_KEY" || true)
@@ -208,12 +213,7 @@ log_has() {
 }
 
 @test "the inotify announcer (a forked child) keeps no copy of the key in its memory" {
-    sim_start --time-scale 0.01
-    base="$BATS_TEST_TMPDIR"
-    MNT="$base/mnt" STATE_DIR="$base/state" CACHE_DIR="$base/cache"
-    mkdir -p "$MNT"
-    export MNT STATE_DIR CACHE_DIR
-    sec_mount
+    private_mount
     id=$(genfs_submit test-image 'announce me')
     run timeout 60 cat "$MNT/test-image/$id/result"
     assert_success
