@@ -432,6 +432,9 @@ static void xfer_free(struct xfer *x)
         close(x->fd);
     if (x->h)
         curl_easy_cleanup(x->h);
+    /* One of them is the auth header: no copy of the key left in freed memory. */
+    for (struct curl_slist *l = x->hdrs; l; l = l->next)
+        explicit_bzero(l->data, strlen(l->data));
     curl_slist_free_all(x->hdrs);
     provider_request_clear(&x->req);
     free(x->buf);

@@ -467,10 +467,13 @@ char *provider_auth_header(const struct provider *p, const char *key)
             return NULL;
     }
     const char *at = strstr(p->auth_value, "{key}");
-    char *line = NULL;
-    if (asprintf(&line, "%s: %.*s%s%s", p->auth_header, (int)(at - p->auth_value), p->auth_value,
-                 key, at + 5) < 0)
-        return NULL;
+    /* Sized once and written in place: no intermediate buffer (as asprintf
+     * may use) is freed with the key in it. */
+    int pre = (int)(at - p->auth_value);
+    size_t len = strlen(p->auth_header) + 2 + (size_t)pre + strlen(key) + strlen(at + 5);
+    char *line = malloc(len + 1);
+    if (line)
+        snprintf(line, len + 1, "%s: %.*s%s%s", p->auth_header, pre, p->auth_value, key, at + 5);
     return line;
 }
 

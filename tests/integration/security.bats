@@ -220,10 +220,16 @@ private_mount() {
     child=$(pgrep -P "$GENFS_PID" -x genfs-announce)
     [ -n "$child" ]
     # Root reads both memories: the daemon holds the key (it must), the child must not.
-    run python3 - "$GENFS_SIM_KEY" "$GENFS_PID" "$child" <<'PY'
+    # A sanitizer runtime keeps its own copy of the environment block it was
+    # started with (read from /proc/self/environ, outside genfs's reach): a
+    # hit that is that block's GENFS_API_KEY=<key> entry is not counted there.
+    sanitizer=0
+    grep -q AddressSanitizer "$(genfs_bin)" && sanitizer=1
+    run python3 - "$GENFS_SIM_KEY" "$sanitizer" "$GENFS_PID" "$child" <<'PY'
 import sys
 key = sys.argv[1].encode()
-for pid in sys.argv[2:]:
+env_entry = b"GENFS_API_KEY=" + key + b"\0"
+for pid in sys.argv[3:]:
     hits = 0
     with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
         for line in maps:
@@ -234,7 +240,10 @@ for pid in sys.argv[2:]:
                 continue
             try:
                 mem.seek(lo)
-                hits += mem.read(hi - lo).count(key)
+                data = mem.read(hi - lo)
+                hits += data.count(key)
+                if sys.argv[2] == "1":
+                    hits -= data.count(env_entry)
             except OSError:
                 pass
     print(pid, "hits", hits)
