@@ -20,7 +20,7 @@ enum notify_op {
     NOTE_BARRIER, /* nothing: its done callback runs after what came before */
 };
 
-/* Runs on the notifier thread after the operation (ok: it raised its event). */
+/* Runs on the notifier's thread after the operation (ok: it raised its event). */
 typedef void (*notify_done_fn)(void *arg, bool ok);
 
 struct notify;
