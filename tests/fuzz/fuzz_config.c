@@ -2,6 +2,7 @@
  * load_config applies from $XDG_CONFIG_HOME/genfs/config.json). The struct
  * starts as opts_parse leaves it before the config is read: nothing set on
  * the command line, numbers at their "unset" values. */
+#include "fuzz_common.h"
 #include "opts.h"
 
 #include <stdint.h>
@@ -9,19 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void check(int ok, const char *what)
-{
-    if (!ok) {
-        fprintf(stderr, "fuzz_config: invariant broken: %s\n", what);
-        abort();
-    }
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char *text = malloc(size ? size : 1);
-    if (size)
-        memcpy(text, data, size);
+    char *text = fuzz_copy(data, size);
     struct opts o;
     memset(&o, 0, sizeof(o));
     o.rate = -1;

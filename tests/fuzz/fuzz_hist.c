@@ -2,6 +2,7 @@
  * histogram (read back from the task database). Whatever decodes must encode
  * back to a text that decodes to the same histogram, and a failed decode
  * must leave the histogram untouched. */
+#include "fuzz_common.h"
 #include "sched.h"
 
 #include <stdint.h>
@@ -9,19 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void check(int ok, const char *what)
-{
-    if (!ok) {
-        fprintf(stderr, "fuzz_hist: invariant broken: %s\n", what);
-        abort();
-    }
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char *text = malloc(size + 1);
-    memcpy(text, data, size);
-    text[size] = '\0';
+    char *text = fuzz_cstr(data, size);
 
     struct sched_hist h, before;
     memset(&h, 0x5a, sizeof(h));

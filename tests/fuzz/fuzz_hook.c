@@ -2,6 +2,7 @@
  * webhook listener. Byte 0 picks the callback URL's path prefix (as
  * configured), the rest is the request path libmicrohttpd hands over
  * (NUL-terminated there, so here too: an exact-size copy plus the NUL). */
+#include "fuzz_common.h"
 #include "hook.h"
 
 #include <stdint.h>
@@ -12,23 +13,13 @@
 static const char *const prefixes[] = {"/genfs", "/genfs/", "", "/", "/a/b/c//", "/cb"};
 #define N_PREFIXES (sizeof(prefixes) / sizeof(prefixes[0]))
 
-static void check(int ok, const char *what)
-{
-    if (!ok) {
-        fprintf(stderr, "fuzz_hook: invariant broken: %s\n", what);
-        abort();
-    }
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
     const char *prefix = prefixes[data[0] % N_PREFIXES];
     size_t n = size - 1;
-    char *path = malloc(n + 1);
-    memcpy(path, data + 1, n);
-    path[n] = '\0';
+    char *path = fuzz_cstr(data + 1, n);
     const char *tok = hook_path_token(prefix, path);
     if (tok) {
         check(tok > path && tok < path + n + 1, "the token points into the path");

@@ -1,5 +1,6 @@
 /* libFuzzer target: input_parse, what a user writes to MODEL/new. The bytes
  * are the write's buffer, exact size, no NUL after it. */
+#include "fuzz_common.h"
 #include "input.h"
 
 #include <cjson/cJSON.h>
@@ -9,19 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void check(int ok, const char *what)
-{
-    if (!ok) {
-        fprintf(stderr, "fuzz_input: invariant broken: %s\n", what);
-        abort();
-    }
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char *buf = malloc(size ? size : 1);
-    if (size)
-        memcpy(buf, data, size);
+    char *buf = fuzz_copy(data, size);
     char *json = NULL, *prompt = NULL, msg[512];
     memset(msg, 'x', sizeof(msg));
     int rc = input_parse(buf, size, &json, &prompt, msg, sizeof(msg));

@@ -1,6 +1,7 @@
 /* libFuzzer target: provider_load_json, a user's own provider profile
  * (-o provider=FILE, $XDG_CONFIG_HOME/genfs/profiles/NAME.json). A profile
  * that loads is then used to build the three requests. */
+#include "fuzz_common.h"
 #include "provider.h"
 
 #include <stdint.h>
@@ -8,19 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void check(int ok, const char *what)
-{
-    if (!ok) {
-        fprintf(stderr, "fuzz_profile: invariant broken: %s\n", what);
-        abort();
-    }
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char *text = malloc(size + 1);
-    memcpy(text, data, size);
-    text[size] = '\0';
+    char *text = fuzz_cstr(data, size);
     char err[256];
     memset(err, 'x', sizeof(err));
     struct provider *p = provider_load_json(text, "fuzz.json", err, sizeof(err));

@@ -7,6 +7,7 @@
  * engine's contract allows (so a read past len is caught by ASan). With bit
  * 7 of byte 1 set, the body up to its first newline is the Retry-After value
  * instead, and the rest after it the body. */
+#include "fuzz_common.h"
 #include "provider.h"
 
 #include <stdint.h>
@@ -21,14 +22,6 @@ static struct provider *profiles[N_PROFILES];
 static const long http_codes[] = {200, 201, 400, 401, 404, 429, 503, 0};
 static const char *const retry_afters[] = {NULL, "7", "Wed, 21 Oct 2015 07:28:00 GMT", "soon"};
 #define NOW ((time_t)1700000000)
-
-static void check(int ok, const char *what)
-{
-    if (!ok) {
-        fprintf(stderr, "fuzz_provider: invariant broken: %s\n", what);
-        abort();
-    }
-}
 
 static void check_error(int rc, const struct provider_error *e)
 {
@@ -77,19 +70,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (data[1] & 0x80) {
         const uint8_t *nl = memchr(body_start, '\n', len);
         size_t ra_len = nl ? (size_t)(nl - body_start) : len;
-        ra_copy = malloc(ra_len + 1);
-        memcpy(ra_copy, body_start, ra_len);
-        ra_copy[ra_len] = '\0';
+        ra_copy = fuzz_cstr(body_start, ra_len);
         retry_after = ra_copy;
         body_start += nl ? ra_len + 1 : ra_len;
         len -= nl ? ra_len + 1 : ra_len;
         int64_t ms = provider_parse_retry_after(ra_copy, NOW);
         check(ms >= -1, "provider_parse_retry_after gives -1 or a delay");
     }
-    /* An exact-size heap copy: ASan sees any read past the end. */
-    char *body = malloc(len ? len : 1);
-    if (len)
-        memcpy(body, body_start, len);
+    char *body = fuzz_copy(body_start, len);
 
     struct provider_error e;
     memset(&e, 0xa5, sizeof(e)); /* the parsers must fill it themselves */
