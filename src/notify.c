@@ -68,14 +68,11 @@ static void drop_entry(struct notify *n, const struct item *it)
     pthread_rwlock_unlock(&n->alive_lock);
 }
 
-/* One request to the announcer: the header, then the absolute path and the
- * symlink target, each NUL-terminated; the answer is an int32_t, 0 or -errno. */
-struct wire {
-    uint32_t op;
-    uint32_t attr_only;
-};
-
-#define WIRE_MAX (sizeof(struct wire) + 2 * 4096)
+/* One request to the announcer: the operation (uint32_t), then the absolute
+ * path and the symlink target, each NUL-terminated and under WIRE_PATH bytes;
+ * the answer is an int32_t, 0 or -errno. */
+#define WIRE_PATH 4096
+#define WIRE_MAX (sizeof(uint32_t) + 2 * WIRE_PATH)
 
 /* Runs in the announcer process: system calls only (it was forked from a
  * threaded process, so no malloc, stdio or locks). */
@@ -113,22 +110,23 @@ static int announce_here(enum notify_op op, const char *path, const char *target
     return rc < 0 ? -errno : 0;
 }
 
-static _Noreturn void announcer_main(int sock)
+/* attr_only: fixed for the mount, known before the fork. */
+static _Noreturn void announcer_main(int sock, bool attr_only)
 {
     static char buf[WIRE_MAX + 1];
     for (;;) {
         ssize_t k = recv(sock, buf, WIRE_MAX, 0);
         if (k < 0 && errno == EINTR)
             continue;
-        if (k <= (ssize_t)sizeof(struct wire))
+        if (k <= (ssize_t)sizeof(uint32_t))
             _exit(0); /* genfs closed its end, or is gone */
         buf[k] = '\0';
-        struct wire w;
-        memcpy(&w, buf, sizeof(w));
-        const char *path = buf + sizeof(w);
+        uint32_t op;
+        memcpy(&op, buf, sizeof(op));
+        const char *path = buf + sizeof(op);
         size_t plen = strlen(path);
-        const char *target = sizeof(w) + plen + 1 < (size_t)k ? path + plen + 1 : "";
-        int32_t rc = announce_here((enum notify_op)w.op, path, target, w.attr_only != 0);
+        const char *target = sizeof(op) + plen + 1 < (size_t)k ? path + plen + 1 : "";
+        int32_t rc = announce_here((enum notify_op)op, path, target, attr_only);
         if (send(sock, &rc, sizeof(rc), MSG_NOSIGNAL) != (ssize_t)sizeof(rc))
             _exit(0);
     }
@@ -145,17 +143,17 @@ static int full_path(struct notify *n, const char *rel, char *buf, size_t len)
 static int announce(struct notify *n, const struct item *it)
 {
     char msg[WIRE_MAX];
-    struct wire w = {.op = it->op, .attr_only = n->attr_only};
+    uint32_t op = it->op;
     if (it->op == NOTE_BARRIER)
         return 0;
-    memcpy(msg, &w, sizeof(w));
-    size_t used = sizeof(w);
-    if (full_path(n, it->path, msg + used, 4096) < 0)
+    memcpy(msg, &op, sizeof(op));
+    size_t used = sizeof(op);
+    if (full_path(n, it->path, msg + used, WIRE_PATH) < 0)
         return -ENAMETOOLONG;
     used += strlen(msg + used) + 1;
     const char *target = it->target ? it->target : "";
     size_t tlen = strlen(target);
-    if (tlen >= 4096)
+    if (tlen >= WIRE_PATH)
         return -ENAMETOOLONG;
     memcpy(msg + used, target, tlen + 1);
     used += tlen + 1;
@@ -277,7 +275,7 @@ static int announcer_fork(struct notify *n, void (*in_child)(void *), void *chil
         sigaction(SIGINT, &ign, NULL);
         sigaction(SIGTERM, &ign, NULL);
         sigaction(SIGHUP, &ign, NULL);
-        announcer_main(keep);
+        announcer_main(keep, n->attr_only);
     }
     close(sv[1]);
     n->sock = sv[0];
