@@ -127,7 +127,7 @@ genfs_pid_exited() {
 # on it fails, so nothing can stay blocked on a daemon that will not answer.
 genfs_abort_conn() {
     local dev
-    dev=$(awk -v m="$1" '$5 == m { split($3, a, ":"); print a[2] }' /proc/self/mountinfo | tail -n 1)
+    dev=$(mountpoint -d "$1" 2>/dev/null | cut -d: -f2)
     [ -n "$dev" ] || return 0
     [ -d /sys/fs/fuse/connections ] && [ -z "$(ls /sys/fs/fuse/connections)" ] &&
         mount -t fusectl none /sys/fs/fuse/connections 2>/dev/null
@@ -175,7 +175,9 @@ genfs_reap() {
 genfs_unmount() {
     [ -n "${MNT:-}" ] || return 0
     local forced=0
-    genfs_is_mounted && genfs_fusermount_u "$MNT" 2>/dev/null
+    if genfs_is_mounted; then
+        genfs_fusermount_u "$MNT" 2>/dev/null || true
+    fi
     if [ -n "${GENFS_PID:-}" ]; then
         # Wide: a sanitizer build exits slowly; a daemon that never exits still fails.
         if ! wait_until 30 genfs_pid_exited "$GENFS_PID"; then
@@ -237,22 +239,9 @@ JSON
 }
 
 genfs_wait_exit() {
-    local limit=$1 st
     [ -n "${GENFS_PID:-}" ] || return 1
-    local end=$((SECONDS + limit))
-    while [ "$SECONDS" -le "$end" ]; do
-        st=$(ps -o stat= -p "$GENFS_PID" 2>/dev/null) || st=
-        case "$st" in
-        "" | Z*)
-            GENFS_EXIT_STATUS=0
-            wait "$GENFS_PID" 2>/dev/null || GENFS_EXIT_STATUS=$?
-            GENFS_PID=
-            return 0
-            ;;
-        esac
-        sleep 0.1
-    done
-    return 1
+    wait_until "$1" genfs_pid_exited "$GENFS_PID" || return 1
+    genfs_reap
 }
 
 genfs_stats_get() {
