@@ -99,7 +99,7 @@ is_pending_word() {
     pid=$!
     BG_PIDS+=("$pid")
     sleep 1
-    ! pid_gone "$pid"
+    ! pid_gone "$pid" || false
     t0=$(now_ms)
     kill -INT "$pid"
     wait_until 10 pid_gone "$pid"

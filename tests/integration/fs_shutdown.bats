@@ -27,7 +27,7 @@ teardown() {
     cat_pid=$!
     BG_PIDS+=("$cat_pid")
     sleep 1
-    ! pid_gone "$cat_pid"
+    ! pid_gone "$cat_pid" || false
     kill -TERM "$GENFS_PID"
     wait_until 10 pid_gone "$cat_pid"
     st=0
@@ -59,7 +59,7 @@ teardown() {
     assert_output --regexp '^(waiting|queuing|generating)$'
     kill -TERM "$GENFS_PID"
     genfs_wait_exit 30
-    ! genfs_is_mounted
+    ! genfs_is_mounted || false
     genfs_mount -o "config=$(genfs_fast_config),schedule=adaptive"
     run timeout 60 cat "$MNT/test-image/$id/result"
     assert_success
