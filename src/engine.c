@@ -74,6 +74,7 @@ struct tsched {
     uint32_t heap_pos; /* UINT32_MAX: not in the heap */
     uint32_t fail_streak;
     bool inflight;
+    bool poll_again; /* a callback came while a poll was in flight: that poll may predate the end */
 };
 
 struct counters {
@@ -1052,9 +1053,12 @@ static void handle_cmd(struct engine *e, struct engine_cmd *cmd)
     }
     case ENGINE_POLL_NOW: {
         const struct task *t = store_task_at(e->store, cmd->task_idx);
-        if (t && !task_state_final(t->state) && cmd->task_idx < e->ts_cap &&
-            !e->ts[cmd->task_idx].inflight)
-            heap_set(e, cmd->task_idx, clock_now_ms());
+        if (t && !task_state_final(t->state) && cmd->task_idx < e->ts_cap) {
+            if (e->ts[cmd->task_idx].inflight)
+                e->ts[cmd->task_idx].poll_again = true;
+            else
+                heap_set(e, cmd->task_idx, clock_now_ms());
+        }
         cmd_finish(cmd, 0, NULL);
         break;
     }
@@ -1167,9 +1171,13 @@ static void on_status_done(struct engine *e, struct xfer *x, CURLcode cc, long h
 {
     uint32_t idx = x->task_idx;
     struct engine_cmd *adopt = x->kind == X_ADOPT ? x->cmd : NULL;
+    bool poll_again = false;
     if (!adopt) {
-        if (idx < e->ts_cap)
+        if (idx < e->ts_cap) {
             e->ts[idx].inflight = false;
+            poll_again = e->ts[idx].poll_again;
+            e->ts[idx].poll_again = false;
+        }
         if (!store_task_at(e->store, idx))
             return; /* forgotten meanwhile */
     }
@@ -1269,7 +1277,10 @@ static void on_status_done(struct engine *e, struct xfer *x, CURLcode cc, long h
                          model, t->id);
                 store_task_set_gave_up(e->store, idx, true);
             }
-            schedule_task(e, t, now);
+            if (poll_again)
+                heap_set(e, idx, now);
+            else
+                schedule_task(e, t, now);
         }
     } else {
         /* A failed poll is a missed look: the schedule's next poll is the retry,
@@ -1674,11 +1685,12 @@ char *engine_stats_json(struct engine *e)
     cJSON_AddNumberToObject(dl, "bytes", (double)c.download_bytes);
     cJSON_AddNumberToObject(dl, "evictions", (double)c.evictions);
     cJSON_AddNumberToObject(dl, "cache_bytes", (double)cache_bytes);
-    uint64_t cb_ok, cb_bad;
-    hook_counts(e->hook, &cb_ok, &cb_bad);
+    uint64_t cb_ok, cb_bad, cb_dropped;
+    hook_counts(e->hook, &cb_ok, &cb_bad, &cb_dropped);
     cJSON *cbs = cJSON_AddObjectToObject(root, "callbacks");
     cJSON_AddNumberToObject(cbs, "accepted", (double)cb_ok);
     cJSON_AddNumberToObject(cbs, "rejected", (double)cb_bad);
+    cJSON_AddNumberToObject(cbs, "dropped", (double)cb_dropped);
     uint64_t made, failed, busy_us;
     notify_counts(e->notify, &made, &failed, &busy_us);
     cJSON *an = cJSON_AddObjectToObject(root, "announcements");

@@ -41,7 +41,8 @@ struct hook {
     pthread_mutex_t lock;
     struct token_entry *buckets[TOKEN_BUCKETS];
     struct bad_source bad[BAD_SOURCES];
-    uint64_t accepted, rejected;
+    uint64_t accepted, rejected,
+        dropped; /* rejected: answered with an error; dropped: over budget */
 };
 
 struct request {
@@ -186,9 +187,12 @@ static bool bad_budget(struct hook *h, const struct sockaddr *src)
         slot->tokens = BAD_BURST;
     slot->last_ms = now;
     bool ok = slot->tokens >= 1.0;
-    if (ok)
+    if (ok) {
         slot->tokens -= 1.0;
-    h->rejected++;
+        h->rejected++;
+    } else {
+        h->dropped++;
+    }
     pthread_mutex_unlock(&h->lock);
     return ok;
 }
@@ -356,13 +360,14 @@ void hook_stop(struct hook *h)
     free(h);
 }
 
-void hook_counts(struct hook *h, uint64_t *accepted, uint64_t *rejected)
+void hook_counts(struct hook *h, uint64_t *accepted, uint64_t *rejected, uint64_t *dropped)
 {
-    *accepted = *rejected = 0;
+    *accepted = *rejected = *dropped = 0;
     if (!h)
         return;
     pthread_mutex_lock(&h->lock);
     *accepted = h->accepted;
     *rejected = h->rejected;
+    *dropped = h->dropped;
     pthread_mutex_unlock(&h->lock);
 }

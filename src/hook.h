@@ -35,7 +35,8 @@ int hook_token_new(char out[HOOK_TOKEN_LEN + 1]);
  * PREFIX/<token> with a well-formed token. Points into path. */
 const char *hook_path_token(const char *prefix, const char *path);
 
-/* Figures for stats. */
-void hook_counts(struct hook *h, uint64_t *accepted, uint64_t *rejected);
+/* Figures for stats: callbacks accepted, bad requests answered with an error,
+ * bad requests over their source's budget (connection dropped unanswered). */
+void hook_counts(struct hook *h, uint64_t *accepted, uint64_t *rejected, uint64_t *dropped);
 
 #endif
