@@ -1090,6 +1090,24 @@ static int provider_collect(const cJSON *v, struct provider_status *out, int dep
     return 0;
 }
 
+/* A well-formed success that names no http(s) result (none at all, or only file:// and the
+ * like) is final, not a bad answer to retry: the task failed, and its error says why. */
+static int provider_no_url(const char *what, const char *where, struct provider_status *out,
+                           struct provider_error *err)
+{
+    out->state = TASK_FAILED;
+    out->fail_code = strdup("no_result_url");
+    if (!out->fail_code ||
+        asprintf(&out->fail_msg,
+                 "the provider reported success without any http(s) result URL in %s (genfs "
+                 "fetches http and https only)",
+                 where) < 0) {
+        out->fail_msg = NULL;
+        return provider_fail(err, -ENOMEM, true, "%s: out of memory", what);
+    }
+    return 0;
+}
+
 /* The URLs of a finished task from value, named field in messages (a
  * JSON object inside a string first, when json_string). */
 static int provider_urls(const char *what, const char *field, const cJSON *value, bool json_string,
@@ -1116,8 +1134,7 @@ static int provider_urls(const char *what, const char *field, const cJSON *value
     else if ((rc = provider_collect(list, out, 0)) < 0)
         provider_fail(err, rc, true, "%s: out of memory", what);
     else if (out->n_urls == 0)
-        rc = provider_fail(err, -EPROTO, true, "%s: success without any http(s) URL in %s", what,
-                           *path ? path : field);
+        rc = provider_no_url(what, *path ? path : field, out, err);
     cJSON_Delete(parsed);
     return rc;
 }

@@ -487,19 +487,19 @@ PY
     [ "$(hwm_kib)" -lt $((100 * 1024)) ]
 }
 
-@test "a result URL file:///etc/passwd: never read, the log says why, the task never succeeds" {
+@test "a result URL file:///etc/passwd: never read; the task fails and its error says why" {
     evil_mount
     id=$(submit file_url)
-    wait_until 30 log_has "$id: status poll failed"
-    run grep "$id" "$MNT/log"
-    assert_output --partial "http(s)"
-    [ "$(cat "$MNT/test-image/$id/state")" != success ]
+    run timeout 30 cat "$MNT/test-image/$id/result"
+    assert_failure
+    assert_output --partial "Input/output error"
+    assert_equal "$(cat "$MNT/test-image/$id/state")" failed
+    run cat "$MNT/test-image/$id/error"
+    assert_output "no_result_url: the provider reported success without any http(s) result URL in resultUrls (genfs fetches http and https only)"
     if [ -d "$CACHE_DIR" ]; then
         run grep -rlF "root:" "$CACHE_DIR"
         assert_output ''
     fi
-    run gfs read "$MNT/test-image/$id/result" nonblock
-    assert_output EAGAIN
 }
 
 @test "result URLs on another local port or on the API host get no Authorization; an API redirect is not followed" {

@@ -324,10 +324,6 @@ static void test_status(void)
         {"{\"state\":\"success\",\"resultJson\":\"{oops\"}", "resultJson is not a JSON object"},
         {"{\"state\":\"success\",\"resultJson\":\"[]\"}", "resultJson is not a JSON object"},
         {"{\"state\":\"success\",\"resultJson\":\"{}\"}", "has no resultUrls"},
-        {"{\"state\":\"success\",\"resultJson\":\"{\\\"resultUrls\\\":[]}\"}", "any http(s) URL"},
-        {"{\"state\":\"success\",\"resultJson\":\"{\\\"resultUrls\\\":[\\\"file:///etc/passwd\\\"]}"
-         "\"}",
-         "any http(s) URL"},
         {"[]", "\"data\" is missing or not an object"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -336,6 +332,23 @@ static void test_status(void)
                       strstr(e.msg, "status answer: ") == e.msg && st.n_urls == 0 && !st.urls &&
                       !st.data_json,
                   "malformed status %zu: %s", i, e.msg);
+    }
+    /* A well-formed success without an http(s) URL is a failed task with a clear error. */
+    static const char *const no_url[] = {
+        "{\"state\":\"success\",\"resultJson\":\"{\\\"resultUrls\\\":[]}\"}",
+        "{\"state\":\"success\",\"resultJson\":\"{\\\"resultUrls\\\":[\\\"file:///etc/"
+        "passwd\\\"]}\"}",
+        "{\"state\":\"success\",\"resultJson\":\"{\\\"resultUrls\\\":[\\\"ftp://h/x\\\",3]}\"}",
+    };
+    for (size_t i = 0; i < sizeof(no_url) / sizeof(no_url[0]); i++) {
+        int rc = status(200, status_body(no_url[i]), &st, &e);
+        TAP_CHECK(rc == 0 && st.state == TASK_FAILED && st.n_urls == 0 && st.fail_code &&
+                      strcmp(st.fail_code, "no_result_url") == 0 && st.fail_msg &&
+                      strstr(st.fail_msg, "without any http(s) result URL in resultUrls") &&
+                      st.data_json,
+                  "success without an http(s) URL %zu is failed: %s", i,
+                  st.fail_msg ? st.fail_msg : "(no message)");
+        provider_status_clear(&st);
     }
     TAP_EQ_INT(status(200, "{\"code\":200,\"data\":{\"state\":", &st, &e), -EPROTO,
                "truncated status body");
