@@ -138,7 +138,7 @@ static int run(struct genfs_ctx *c)
 {
     char err[512];
     struct opts *o = &c->opts;
-    c->log = log_new(o->debug ? LOG_LVL_DEBUG : LOG_LVL_INFO, 0);
+    c->log = log_new(o->log_level, 0);
     if (!c->log)
         return start_failed("out of memory");
     if (store_open(o->state_dir, c->log, &c->store, err, sizeof(err)) < 0)

@@ -27,6 +27,7 @@ struct raw_opts {
     char *rate;
     char *provider;
     char *notify;
+    char *log_level;
     char *callback_url;
     char *callback_listen;
     char *timeout;
@@ -56,6 +57,7 @@ static const struct fuse_opt opt_spec[] = {
     RAW("rate=%s", rate),
     RAW("provider=%s", provider),
     RAW("notify=%s", notify),
+    RAW("log_level=%s", log_level),
     RAW("callback_url=%s", callback_url),
     RAW("callback_listen=%s", callback_listen),
     RAW("timeout=%s", timeout),
@@ -430,6 +432,8 @@ int opts_config_parse(struct opts *o, const char *text, size_t len, const char *
             rc = config_providers(o, it, err, errlen);
         } else if (strcmp(k, "provider") == 0) {
             rc = set_string(&o->provider_name, it, k, err, errlen);
+        } else if (strcmp(k, "log_level") == 0) {
+            rc = set_string(&o->log_level_word, it, k, err, errlen);
         } else if (strcmp(k, "key_file") == 0) {
             rc = set_string(&o->key_file, it, k, err, errlen);
         } else if (strcmp(k, "rate") == 0) {
@@ -437,6 +441,16 @@ int opts_config_parse(struct opts *o, const char *text, size_t len, const char *
                 rc = fail(err, errlen, "config: rate must be a positive number");
             else if (o->rate <= 0)
                 o->rate = it->valuedouble;
+        } else if (strcmp(k, "timeout") == 0 || strcmp(k, "callback_poll") == 0) {
+            /* seconds; the command line wins, as for rate */
+            bool t = k[0] == 't';
+            double *slot = t ? &o->timeout_s : &o->callback_poll_s;
+            if (!cJSON_IsNumber(it) || !(it->valuedouble > 0) ||
+                it->valuedouble > (t ? 3600 : 86400))
+                rc = fail(err, errlen, "config: %s must be a number of seconds, at most %d", k,
+                          t ? 3600 : 86400);
+            else if (*slot <= 0)
+                *slot = it->valuedouble;
         } else if (strcmp(k, "file_max_bytes") == 0 || strcmp(k, "cache_max_bytes") == 0) {
             int64_t *slot = k[0] == 'f' ? &o->file_max_bytes : &o->cache_max_bytes;
             if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble > 9.0e18)
@@ -482,6 +496,13 @@ int opts_config_parse(struct opts *o, const char *text, size_t len, const char *
             break;
     }
     cJSON_Delete(root);
+    /* Every message names the file, so a user with several configs knows which to fix. */
+    static const char bare[] = "config: ";
+    if (rc < 0 && strncmp(err, bare, sizeof(bare) - 1) == 0) {
+        char what[512];
+        snprintf(what, sizeof(what), "%s", err + sizeof(bare) - 1);
+        snprintf(err, errlen, "config %s: %s", source, what);
+    }
     return rc;
 }
 
@@ -529,6 +550,7 @@ int opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen)
     o->schedule_name = r.schedule;
     o->provider_name = r.provider;
     o->notify_word = r.notify;
+    o->log_level_word = r.log_level;
     o->callback_url = r.callback_url;
     o->callback_listen = r.callback_listen;
     o->models_arg = r.models;
@@ -538,13 +560,13 @@ int opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen)
         rc = fail(err, errlen, "invalid rate '%s': give requests per second, e.g. -o rate=10",
                   r.rate);
     free(r.rate);
-    o->timeout_s = 60;
+    o->timeout_s = -1;
     if (rc == 0 && r.timeout && (parse_rate(r.timeout, &o->timeout_s) < 0 || o->timeout_s > 3600))
         rc = fail(err, errlen,
                   "invalid timeout '%s': give seconds for one request, e.g. -o timeout=60",
                   r.timeout);
     free(r.timeout);
-    o->callback_poll_s = 60;
+    o->callback_poll_s = -1;
     if (rc == 0 && r.callback_poll &&
         (parse_rate(r.callback_poll, &o->callback_poll_s) < 0 || o->callback_poll_s > 86400))
         rc =
@@ -602,6 +624,23 @@ int opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen)
                     o->schedule_name);
     if (o->rate <= 0)
         o->rate = 10;
+    if (o->timeout_s <= 0)
+        o->timeout_s = 60;
+    if (o->callback_poll_s <= 0)
+        o->callback_poll_s = 60;
+    static const char *const levels[] = {"error", "warn", "info", "debug"};
+    o->log_level = LOG_LVL_INFO;
+    if (o->log_level_word) {
+        size_t i = 0;
+        while (i < sizeof(levels) / sizeof(levels[0]) && strcmp(levels[i], o->log_level_word))
+            i++;
+        if (i == sizeof(levels) / sizeof(levels[0]))
+            return fail(err, errlen, "log_level must be error, warn, info or debug, not '%s'",
+                        o->log_level_word);
+        o->log_level = (enum log_level)i;
+    }
+    if (o->debug)
+        o->log_level = LOG_LVL_DEBUG;
     o->notify = true;
     if (o->notify_word) {
         if (strcmp(o->notify_word, "off") == 0)
@@ -676,6 +715,8 @@ void opts_print_help(const char *prog)
            "  -o provider=NAME|FILE  provider profile: native (default), replicate, fal, or a\n"
            "                         profile file (see genfs(1))\n"
            "  -o notify=on|off       inotify announcements for watchers (default on)\n"
+           "  -o log_level=LEVEL     error | warn | info (default) | debug: what reaches\n"
+           "                         stderr or syslog (-d: debug)\n"
            "  -o callback_url=URL,callback_listen=ADDR:PORT\n"
            "                         webhook mode: the provider calls URL/<token> when a task\n"
            "                         ends; genfs listens on ADDR:PORT\n"
@@ -700,6 +741,7 @@ void opts_free(struct opts *o)
     free(o->provider_name);
     free(o->provider_file);
     free(o->notify_word);
+    free(o->log_level_word);
     free(o->callback_url);
     free(o->callback_listen);
     free(o->models_arg);

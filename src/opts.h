@@ -3,6 +3,7 @@
 #ifndef GENFS_OPTS_H
 #define GENFS_OPTS_H
 
+#include "log.h"
 #include "sched.h"
 
 #include <fuse_lowlevel.h>
@@ -40,6 +41,7 @@ struct opts {
     char *provider_name;
     char *provider_file; /* a profile file to load, else provider_name is built in */
     char *notify_word;
+    char *log_level_word;
     char *callback_url;
     char *callback_listen;
     char *models_arg;
@@ -50,6 +52,7 @@ struct opts {
     int64_t cache_max_bytes;
     enum sched_kind schedule;
     bool notify;
+    enum log_level log_level; /* what reaches stderr or syslog (MOUNT/log: info and up) */
     struct opts_model *models;
     size_t n_models;
     struct opts_provider *providers;

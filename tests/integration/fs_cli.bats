@@ -158,6 +158,23 @@ assert_refused() {
     [[ "$stderr" == *colour* ]]
 }
 
+@test "config keys of the wrong type or range: exit 2, one line naming the file and the key's path" {
+    local c json key
+    for c in '{"rate": "fast"}|rate' '{"timeout": 0}|timeout' '{"callback_poll": 90000}|callback_poll' \
+        '{"schedule": 5}|schedule' '{"log_level": true}|log_level' '{"cache_max_bytes": -1}|cache_max_bytes' \
+        '{"models": [1]}|models[]' '{"models": {"flux-2": {"initial_ms": "soon"}}}|models.flux-2.initial_ms' \
+        '{"models": {"flux-2": {"interval_ms": 5}}}|models.flux-2.interval_ms' \
+        '{"models": {"flux-2": 3}}|models.flux-2' '{"providers": {"r": {"profile": 3}}}|providers.r.profile'; do
+        json=${c%|*}
+        key=${c##*|}
+        printf '%s\n' "$json" >"$BATS_TEST_TMPDIR/c.json"
+        genfs_try GENFS_API_KEY="$KEY" -- -f -o "api_url=$NOURL,config=$BATS_TEST_TMPDIR/c.json,state_dir=$STATE_DIR,cache_dir=$CACHE_DIR" "$MNT"
+        assert_refused || fail "config $json"
+        [[ "$stderr" == *"c.json"* && "$stderr" == *"$key"* ]] ||
+            fail "config $json: the message names neither the file nor $key: $stderr"
+    done
+}
+
 @test "a config that is not JSON: exit 2, one line naming the file" {
     printf '{"api_url": \n' >"$BATS_TEST_TMPDIR/c.json"
     genfs_try GENFS_API_KEY="$KEY" -- -f -o "api_url=$NOURL,config=$BATS_TEST_TMPDIR/c.json,state_dir=$STATE_DIR,cache_dir=$CACHE_DIR" "$MNT"
@@ -241,4 +258,10 @@ assert_refused() {
     refute_output --partial "$GENFS_SIM_KEY"
     run cat "$MNT/log" "$MNT/stats" "$GENFS_LOG"
     refute_output --partial "$GENFS_SIM_KEY"
+}
+
+@test "an unknown log_level: exit 2, one line naming the levels" {
+    genfs_try GENFS_API_KEY="$KEY" -- -f -o "api_url=$NOURL,log_level=loud,state_dir=$STATE_DIR,cache_dir=$CACHE_DIR" "$MNT"
+    assert_refused
+    [[ "$stderr" == *log_level* && "$stderr" == *"error, warn, info or debug"* ]]
 }

@@ -256,3 +256,19 @@ new_log_lines() {
     run timeout 60 cat "$MNT/test-image/$id/result"
     assert_success
 }
+
+@test "-o log_level=warn: the daemon's log holds the refusal but no info line; MOUNT/log keeps both" {
+    mount_fast -o log_level=warn
+    id=$(genfs_submit test-image '{"prompt": "quiet log", "sim_duration_ms": 100}')
+    run timeout 60 cat "$MNT/test-image/$id/result"
+    assert_success
+    run gfs write "$MNT/test-image/new" $'text:\n'
+    assert_output EINVAL
+    run grep -c "$id: success" "$MNT/log"
+    assert_output 1
+    # stderr lines are "genfs: LEVEL: text"
+    run grep -c '^genfs: warn: ' "$GENFS_LOG"
+    [ "$output" -ge 1 ] || fail "no warn line in the daemon's log: $(cat "$GENFS_LOG")"
+    run grep -E '^genfs: (info|debug): ' "$GENFS_LOG"
+    assert_output ''
+}

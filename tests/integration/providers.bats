@@ -10,6 +10,8 @@ load '/usr/lib/bats/bats-support/load'
 load '/usr/lib/bats/bats-assert/load'
 load 'genfs_helpers'
 
+bats_require_minimum_version 1.5.0
+
 teardown() {
     genfs_teardown
 }
@@ -479,4 +481,39 @@ JSON
 @test "fal: fal-ai holds test-image and test; mkdir fal-ai/test/new-model adds a model; rmdir fal-ai ENOTEMPTY" {
     SIM_EXTRA=()
     check_nested fal fal-ai/test-image:fal-ai/test/audio:fal-ai/test/video fal-ai test fal-ai/test-image fal-ai/test/audio
+}
+
+# ---- 6. profiles of the user's own ----------------------------------------------------------
+
+@test "a user's own profile: -o provider=FILE, or NAME from XDG_CONFIG_HOME/genfs/profiles; a bad one is refused" {
+    start_sim replicate --time-scale 0.01
+    local xdg="$BATS_TEST_TMPDIR/xdg" id
+    mkdir -p "$xdg/genfs/profiles"
+    export XDG_CONFIG_HOME=$xdg
+    # The built-in replicate profile under another name: it is the file that is used.
+    sed 's/"name": "replicate"/"name": "mine"/' "$BATS_TEST_DIRNAME/../../profiles/replicate.json" \
+        >"$BATS_TEST_TMPDIR/mine.json"
+    grep -q '"name": "mine"' "$BATS_TEST_TMPDIR/mine.json"
+    mount_proto "$BATS_TEST_TMPDIR/mine.json" test/image
+    id=$(genfs_submit test/image '{"prompt": "from a file", "sim_duration_ms": 200}')
+    run timeout 60 cat "$MNT/test/image/$id/result"
+    assert_success
+    assert_output "$(sim_task "$id" | sim_json 'd["result_urls"][0]')"
+    genfs_unmount
+
+    cp "$BATS_TEST_TMPDIR/mine.json" "$xdg/genfs/profiles/mine.json"
+    mount_proto mine test/image
+    id=$(genfs_submit test/image '{"prompt": "by name", "sim_duration_ms": 200}')
+    run timeout 60 cat "$MNT/test/image/$id/result"
+    assert_success
+    assert_output "$(sim_task "$id" | sim_json 'd["result_urls"][0]')"
+    genfs_unmount
+
+    printf '{"name": "bad", "colour": 1}\n' >"$xdg/genfs/profiles/bad.json"
+    run --separate-stderr timeout 10 env GENFS_API_KEY="$GENFS_SIM_KEY" "$(genfs_bin)" -f \
+        -o "api_url=$SIM_URL,provider=bad,state_dir=$STATE_DIR,cache_dir=$CACHE_DIR" "$MNT"
+    assert_equal "$status" 2
+    assert_equal "${#stderr_lines[@]}" 1
+    [[ "$stderr" == *"$xdg/genfs/profiles/bad.json"* && "$stderr" == *colour* ]] || fail "$stderr"
+    ! genfs_is_mounted || false
 }
