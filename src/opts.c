@@ -382,6 +382,8 @@ static int config_profile(const cJSON *obj, const char *path, struct opts_model 
             slot = &p->interval_ms;
         else if (strcmp(it->string, "max_ms") == 0)
             slot = &p->max_ms;
+        else if (strcmp(it->string, "late_ms") == 0)
+            slot = &p->late_ms;
         else
             return fail(err, errlen, "config: unknown key %s.%s", path, it->string);
         if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble > 86400000.0)
@@ -391,6 +393,8 @@ static int config_profile(const cJSON *obj, const char *path, struct opts_model 
     }
     if (p->interval_ms < 100)
         return fail(err, errlen, "config: %s.interval_ms must be at least 100", path);
+    if (p->late_ms != 0 && p->late_ms < 100)
+        return fail(err, errlen, "config: %s.late_ms must be at least 100", path);
     return 0;
 }
 

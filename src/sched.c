@@ -27,12 +27,14 @@ static const struct {
     const char *model;
     struct sched_profile profile;
 } sched_builtin[] = {
-    {"nano-banana", {5000, 3000, 120000}}, {"flux-2", {10000, 5000, 180000}},
-    {"sora-2", {60000, 15000, 600000}},    {"veo-3-1", {45000, 10000, 480000}},
-    {"suno", {30000, 10000, 300000}},
+    {"nano-banana", {5000, 3000, 120000, SCHED_SLOW_INTERVAL_MS}},
+    {"flux-2", {10000, 5000, 180000, SCHED_SLOW_INTERVAL_MS}},
+    {"sora-2", {60000, 15000, 600000, SCHED_SLOW_INTERVAL_MS}},
+    {"veo-3-1", {45000, 10000, 480000, SCHED_SLOW_INTERVAL_MS}},
+    {"suno", {30000, 10000, 300000, SCHED_SLOW_INTERVAL_MS}},
 };
 
-static const struct sched_profile sched_fallback = {10000, 5000, 300000};
+static const struct sched_profile sched_fallback = {10000, 5000, 300000, SCHED_SLOW_INTERVAL_MS};
 
 int sched_kind_parse(const char *name, enum sched_kind *out)
 {
@@ -118,7 +120,7 @@ static int64_t sched_base(const struct sched_task *t)
 }
 
 /* Due time for a poll `gap` ms after base, or slow polling past deadline. */
-static int64_t sched_due_from(int64_t base, int64_t gap, int64_t deadline,
+static int64_t sched_due_from(int64_t base, int64_t gap, int64_t deadline, int64_t late_ms,
                               const struct sched_task *t, int64_t now_ms, uint64_t *rng)
 {
     if (gap < 1)
@@ -128,8 +130,9 @@ static int64_t sched_due_from(int64_t base, int64_t gap, int64_t deadline,
         due = base + sched_uniform(rng, gap - gap / 10, gap + gap / 10);
     } else {
         /* Given up: jitter only upwards so slow polls stay at most one per
-         * SCHED_SLOW_INTERVAL_MS, as SPEC 5 promises the provider. */
-        gap = SCHED_SLOW_INTERVAL_MS;
+         * late interval (SCHED_SLOW_INTERVAL_MS unless configured), as SPEC 5
+         * promises the provider. */
+        gap = late_ms > 0 ? late_ms : SCHED_SLOW_INTERVAL_MS;
         int64_t end = t->submit_ms + SCHED_LATE_WINDOW_MS;
         if (base + gap >= end || now_ms >= end)
             return SCHED_NEVER;
@@ -145,8 +148,8 @@ static int64_t sched_due_from(int64_t base, int64_t gap, int64_t deadline,
 int64_t sched_next_due(enum sched_kind k, const struct sched_profile *p, const struct sched_task *t,
                        int64_t now_ms, uint64_t *rng)
 {
-    return sched_due_from(sched_base(t), sched_gap(k, p, t->polls), sched_deadline(k, p, t), t,
-                          now_ms, rng);
+    return sched_due_from(sched_base(t), sched_gap(k, p, t->polls), sched_deadline(k, p, t),
+                          p->late_ms, t, now_ms, rng);
 }
 
 /* ---- learned schedule ---- */
@@ -524,6 +527,6 @@ int64_t sched_next_due_learned(const struct sched_profile *p, const struct sched
         gap = fmax(min_gap, a / 4);
     }
     gap = fmin(gap, cap);
-    return sched_due_from(base, (int64_t)llround(gap), sched_deadline_learned(p, h, t), t, now_ms,
-                          rng);
+    return sched_due_from(base, (int64_t)llround(gap), sched_deadline_learned(p, h, t), p->late_ms,
+                          t, now_ms, rng);
 }

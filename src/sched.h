@@ -15,6 +15,7 @@ struct sched_profile {
     int64_t initial_ms;  /* first poll this long after submit */
     int64_t interval_ms; /* then every interval */
     int64_t max_ms;      /* readers give up after this long */
+    int64_t late_ms; /* past max_ms: one poll per late_ms for 24 h (0: SCHED_SLOW_INTERVAL_MS) */
 };
 
 /* What the scheduler needs to know of one task. Times are ms on any

@@ -120,6 +120,37 @@ all_final() {
     assert_output "$id"
 }
 
+@test "a late result: past max_ms readers get ETIMEDOUT, the slow polls go on across a restart and the success lands" {
+    cat >"$CONFIG" <<'JSON'
+{"models": {"test-image": {"initial_ms": 300, "interval_ms": 300, "max_ms": 1000, "late_ms": 1500}}}
+JSON
+    genfs_mount -o config="$CONFIG" -o schedule=adaptive
+    id=$(genfs_submit test-image '{"prompt": "slow but sure", "sim_duration_ms": 7000}')
+    run timeout 30 cat "$MNT/test-image/$id/result"
+    assert_failure
+    assert_output --partial "Connection timed out"
+    wait_until 10 grep -q "$id: not done within the model's time limit" "$MNT/log"
+    genfs_unmount
+    [ "$GENFS_EXIT_STATUS" -eq 0 ]
+    genfs_mount -o config="$CONFIG" -o schedule=adaptive
+    # Still given up after the restart: readers are told at once, the task is kept.
+    run timeout 30 cat "$MNT/test-image/$id/result"
+    if [ "$(cat "$MNT/test-image/$id/state")" != success ]; then
+        assert_failure
+        assert_output --partial "Connection timed out"
+    fi
+    wait_until 60 grep -qx success "$MNT/test-image/$id/state"
+    run cat "$MNT/test-image/$id/result"
+    assert_success
+    assert_output "$(sim_task "$id" | sim_json '"\n".join(d["result_urls"])')"
+    sha=$(timeout 60 sha256sum "$MNT/test-image/$id/files/0.png" | cut -d' ' -f1)
+    assert_equal "$sha" "$(sim_task "$id" | sim_json 'd["media_sha256"][0]')"
+    # The late polls kept to late_ms: none closer than 1.5 s apart after the deadline.
+    polls=$(sim_task "$id" | sim_json 'd["status_requests"]')
+    [ "$polls" -le 12 ] || fail "$polls status requests for a 7 s task"
+    assert_equal "$(sim_figures | sim_json 'd["duplicate_submissions"]')" 0
+}
+
 @test "a task pending at unmount resumes polling after remount and completes" {
     genfs_mount -o config="$CONFIG"
     id=$(genfs_submit test-image '{"prompt": "resume me", "sim_duration_ms": 4000}')

@@ -113,6 +113,33 @@ static void test_deadlines(void)
                "exponential ignores the profile");
 }
 
+/* A configured late_ms sets the gap past the deadline, for every schedule; 0 keeps 5 min. */
+static void test_late_interval(void)
+{
+    const enum sched_kind kinds[] = {SCHED_FIXED, SCHED_ADAPTIVE, SCHED_EXPONENTIAL};
+    for (size_t i = 0; i < 3; i++) {
+        struct sched_profile p = {
+            .initial_ms = 200, .interval_ms = 200, .max_ms = 1000, .late_ms = 2000};
+        struct sched_task t0 = {.submit_ms = T0};
+        int64_t deadline = sched_deadline(kinds[i], &p, &t0);
+        struct sched_task t = {.submit_ms = T0, .last_poll_ms = deadline + 10, .polls = 50};
+        uint64_t rng = 11;
+        bool ok = true;
+        for (int k = 0; k < 200; k++) {
+            int64_t due = sched_next_due(kinds[i], &p, &t, t.last_poll_ms, &rng);
+            ok = ok && due >= t.last_poll_ms + 2000 && due <= t.last_poll_ms + 2200;
+            t.last_poll_ms = due;
+            t.polls++;
+        }
+        TAP_CHECK(ok, "%s: late_ms 2000: every late poll 2 to 2.2 s after the last",
+                  sched_kind_name(kinds[i]));
+        p.late_ms = 0;
+        int64_t due = sched_next_due(kinds[i], &p, &t, t.last_poll_ms, &rng);
+        TAP_CHECK(due >= t.last_poll_ms + SCHED_SLOW_INTERVAL_MS, "%s: late_ms 0: 5 min",
+                  sched_kind_name(kinds[i]));
+    }
+}
+
 static void test_slow_and_never(void)
 {
     const enum sched_kind kinds[] = {SCHED_FIXED, SCHED_ADAPTIVE, SCHED_EXPONENTIAL, SCHED_LEARNED};
@@ -628,6 +655,7 @@ int main(void)
     test_profiles();
     test_deadlines();
     test_slow_and_never();
+    test_late_interval();
     test_restart();
     test_jitter_and_rng();
     test_names();
