@@ -66,7 +66,7 @@ check_truth() {
 
 @test "60 tasks through 20% 500s, 10% resets, slow answers past the timeout and 429 bursts all end right, none doubled" {
     genfs_setup --seed 7 --fault error_500=0.2 --fault reset_rate=0.1 --fault slow_rate=0.05 \
-        --fault slow_ms=3000 --fault burst_429=5
+        --fault slow_ms=6000 --fault burst_429=5
     genfs_mount -o config="$CONFIG" -o timeout=4 -o rate=50
     submit_many 60
     [ "$(wc -l <"$BATS_TEST_TMPDIR/ids")" -eq 60 ]
@@ -75,6 +75,10 @@ check_truth() {
     check_truth
     run sim_figures
     assert_equal "$(echo "$output" | sim_json 'd["duplicate_submissions"]')" 0
+    # Slow answers went past the 4 s timeout, and the log said so.
+    [ "$(echo "$output" | sim_json 'd["faults_injected"].get("slow_rate", 0)')" -gt 0 ]
+    grep -q "Timeout was reached" "$MNT/log" || fail "no timeout in the log: $(cat "$MNT/log")"
+    [ "$(stat_of 'd["transport_errors"]')" -gt 0 ]
     # The stats show what happened.
     [ "$(stat_of 'd["retries"]')" -gt 0 ]
     [ "$(stat_of 'd["http_429"]')" -gt 0 ]
