@@ -191,6 +191,10 @@ struct fs {
     char *cache_dir;
     struct notify *notify;
     pid_t notify_pid;
+    /* Task dirs and files/ mode: 0555, or 0755 when the kernel checks modes
+     * (default_permissions) and would refuse the announcer's mkdir and create
+     * there; users' own mkdir and create are still refused by genfs. */
+    mode_t task_dir_mode;
     /* inodes not yet announced: absent to the notifier's own lookups, so its
      * mkdir/create/symlink reaches us and raises the event (under lock) */
     fuse_ino_t *hidden;
@@ -548,7 +552,7 @@ static int fs_stat(struct fs *f, fuse_ino_t ino, struct stat *st)
         }
         set_time(st, task_file_mtime(t, (enum task_kind)n.kind));
         if (n.kind == TK_DIR) {
-            st->st_mode = S_IFDIR | 0555;
+            st->st_mode = S_IFDIR | f->task_dir_mode;
             st->st_nlink = t->files ? 3 : 2;
         } else if (n.kind == TK_FILES) {
             if (!t->files) {
@@ -556,7 +560,7 @@ static int fs_stat(struct fs *f, fuse_ino_t ino, struct stat *st)
                 break;
             }
             set_time(st, t->change_ms);
-            st->st_mode = S_IFDIR | 0555;
+            st->st_mode = S_IFDIR | f->task_dir_mode;
             st->st_nlink = 2;
         } else if (n.kind >= TK_FILE0) {
             uint32_t fn = (uint32_t)(n.kind - TK_FILE0);
@@ -1330,21 +1334,25 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
             reply_fd(req, h->fd, size, off);
             return;
         }
+        /* Once a read is answered the kernel may RELEASE the handle at once: nothing
+         * may touch h after a reply or after park() hands the request away. */
+        const uint32_t idx = h->idx, file_n = h->file_n;
         int fd;
-        int rc = media_ready(f, h->idx, h->file_n, &fd);
+        int rc = media_ready(f, idx, file_n, &fd);
         if (rc == 1) {
-            reply_fd(req, fd, size, off);
+            int spare = fd;
             pthread_mutex_lock(&f->lock);
             if (h->fd < 0)
-                h->fd = fd, fd = -1;
+                h->fd = fd, spare = -1; /* kept for the next reads; RELEASE closes it */
             pthread_mutex_unlock(&f->lock);
-            if (fd >= 0)
-                close(fd);
+            reply_fd(req, fd, size, off);
+            if (spare >= 0)
+                close(spare);
             return;
         }
         if (rc == -EIO) {
             /* Tell this reader now; try once more in the background. */
-            post_fetch(f, h->idx, h->file_n);
+            post_fetch(f, idx, file_n);
             log_warn(f->log, "read of a result file failed: its download failed (see above)");
         }
         if (rc < 0) {
@@ -1356,18 +1364,18 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
             return;
         *p = (struct pending){.kind = P_FILE,
                               .req = req,
-                              .idx = h->idx,
-                              .file_n = h->file_n,
+                              .idx = idx,
+                              .file_n = file_n,
                               .size = size,
                               .off = off,
                               .fh = h};
         if (park(f, p, media_waiting)) {
             /* An evicted file comes back on demand. */
-            post_fetch(f, h->idx, h->file_n);
+            post_fetch(f, idx, file_n);
             return;
         }
         free(p);
-        rc = media_ready(f, h->idx, h->file_n, &fd);
+        rc = media_ready(f, idx, file_n, &fd);
         if (rc == 1) {
             reply_fd(req, fd, size, off);
             close(fd);
@@ -2209,6 +2217,7 @@ struct fs *fs_new(struct store *st, struct engine *eng, struct log *lg, const ch
     f->store = st;
     f->engine = eng;
     f->log = lg;
+    f->task_dir_mode = 0555;
     f->start_ms = clock_now_ms();
     f->event_mtime_ms = f->start_ms;
     pthread_mutex_init(&f->lock, NULL);
@@ -2228,6 +2237,7 @@ void fs_set_notify(struct fs *f, struct notify *n)
 {
     f->notify = n;
     f->notify_pid = notify_pid(n);
+    f->task_dir_mode = notify_attr_only(n) ? 0755 : 0555;
 }
 
 void fs_shutdown(struct fs *f)
