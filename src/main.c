@@ -214,6 +214,10 @@ static int run(struct genfs_ctx *c)
     if (!c->fs)
         return start_failed("out of memory");
 
+    /* Read before fuse_session_new, which takes the mount options out of the list. With
+     * default_permissions the kernel checks modes itself: announce changes with ATTRIB
+     * instead of writes. */
+    bool attr_only = has_fuse_option(&o->fuse_args, "default_permissions");
     c->se = fuse_session_new(&o->fuse_args, fs_ops(), sizeof(struct fuse_lowlevel_ops), c->fs);
     if (!c->se)
         return start_failed("invalid FUSE options (see genfs --help)");
@@ -253,9 +257,6 @@ static int run(struct genfs_ctx *c)
         engine_set_hook(c->engine, c->hook);
     }
     if (o->notify) {
-        /* With default_permissions the kernel checks modes itself: announce
-         * changes with ATTRIB instead of writes. */
-        bool attr_only = has_fuse_option(&o->fuse_args, "default_permissions");
         if (notify_start(abs_mnt, c->se, c->log, attr_only, wipe_keys, c->engine, &c->notify) ==
             0) {
             fs_set_notify(c->fs, c->notify);

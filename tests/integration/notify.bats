@@ -17,6 +17,12 @@ JSON
 teardown() {
     [ -n "${WATCH_PID:-}" ] && kill "$WATCH_PID" 2>/dev/null
     genfs_teardown
+    [ -z "${PUB:-}" ] || rm -rf "$PUB"
+    [ -z "${FUSE_DEV_MODE:-}" ] || chmod "$FUSE_DEV_MODE" /dev/fuse
+}
+
+as_nobody() {
+    setpriv --reuid=65534 --regid=65534 --clear-groups "$@"
 }
 
 # watch PATH [inotifywait args...]: start a watcher in the background.
@@ -148,4 +154,52 @@ saw() { # saw PATTERN: the event log has a line matching PATTERN
     # What was submitted is all still there after four crashes.
     run bash -c "find '$MNT/test-image' -mindepth 1 -maxdepth 1 -type d | wc -l"
     assert_output 80
+}
+
+@test "a non-root mount with default_permissions: ATTRIB on state, and files/ and its files still appear" {
+    # The kernel checks modes itself here, for a user without root's override: a mount by
+    # nobody, everything done as nobody (without allow_other no one else may look).
+    # A user mounts through /dev/fuse, which Debian makes 0666; some containers keep it 0600.
+    if ! as_nobody test -r /dev/fuse -a -w /dev/fuse; then
+        FUSE_DEV_MODE=$(stat -c %a /dev/fuse)
+        chmod 666 /dev/fuse
+    fi
+    PUB=$(mktemp -d /tmp/genfs-dp.XXXXXX)
+    chmod 755 "$PUB"
+    install -m 755 "$(genfs_bin)" "$PUB/genfs"
+    install -d -o 65534 -g 65534 "$PUB/n"
+    MNT="$PUB/n/mnt" STATE_DIR="$PUB/n/state" CACHE_DIR="$PUB/n/cache"
+    as_nobody mkdir "$MNT"
+    cp "$CONFIG" "$PUB/config.json"
+    chmod 644 "$PUB/config.json"
+    GENFS_LOG="$BATS_TEST_TMPDIR/genfs.log"
+    env -u GENFS_SIM_KEY GENFS_API_KEY="$GENFS_SIM_KEY" setpriv --reuid=65534 --regid=65534 \
+        --clear-groups "$PUB/genfs" -f -o "api_url=$SIM_URL,state_dir=$STATE_DIR,cache_dir=$CACHE_DIR" \
+        -o "models=test-image,config=$PUB/config.json,default_permissions" "$MNT" >>"$GENFS_LOG" 2>&1 3>&- &
+    GENFS_PID=$!
+    wait_until 10 as_nobody test -e "$MNT/README" || fail "no mount: $(cat "$GENFS_LOG")"
+    as_nobody timeout 60 inotifywait -m -r -e create -e close_write -e attrib --format '%w|%e|%f' \
+        "$MNT/test-image" >"$EV" 2>"$EV.err" 3>&- &
+    WATCH_PID=$!
+    wait_until 10 grep -q "Watches established" "$EV.err"
+    sim_faults '{"media_error_rate": 1}' >/dev/null # held back until files/ is watched (above)
+    id=$(as_nobody sh -c "exec 3<>'$MNT/test-image/new'; echo '{\"prompt\": \"as nobody\", \"sim_duration_ms\": 1000}' >&3; read -r id <&3; echo \$id")
+    [ -n "$id" ]
+    run as_nobody timeout 60 cat "$MNT/test-image/$id/result"
+    assert_success
+    wait_until 30 saw "$id/\|CREATE,ISDIR\|files$" || fail "events: $(cat "$EV"; grep -i announce "$GENFS_LOG" | head -5)"
+    sleep 0.5
+    sim_faults '{"media_error_rate": 0}' >/dev/null
+    wait_until 30 saw "files/\|CLOSE_WRITE,CLOSE\|0.png$" || fail "events: $(cat "$EV"; grep -i announce "$GENFS_LOG" | head -5)"
+    run cat "$EV"
+    assert_output --partial "test-image/|CREATE,ISDIR|$id"
+    assert_output --partial "$id/|ATTRIB|state"
+    assert_output --partial "$id/|CREATE,ISDIR|files"
+    assert_output --partial "files/|CREATE|0.png"
+    # Modes stay honest to users: state is read-only, and no one but the notifier makes dirs.
+    run as_nobody sh -c "echo hacked > '$MNT/test-image/$id/state'"
+    assert_failure
+    run as_nobody mkdir "$MNT/test-image/$id/mine"
+    assert_failure
+    assert_equal "$(as_nobody cat "$MNT/test-image/$id/state")" success
 }
