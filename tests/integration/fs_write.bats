@@ -241,7 +241,29 @@ new_log_lines() {
     assert_failure
     assert_output ETIMEDOUT
     [ "$took" -lt 15 ]
-    new_log_lines "$before"
+    # Sent once, never again: it may have been taken, and the log says so.
+    run new_log_lines "$before"
+    assert_success
+    assert_output --partial "may exist"
+    assert_equal "$(sim_submits)" 1
+}
+
+@test "a 500 or a reset after the submission was sent: EIO once, never resent, the log says the task may exist" {
+    mount_fast
+    sim_faults '{"error_500": 1}' >/dev/null
+    before=$(log_lines)
+    run timeout 60 python3 "$GENFS_HELPERS_DIR/py/gfs.py" write "$MNT/test-image/new" text:once
+    assert_output EIO
+    assert_equal "$(sim_submits)" 1
+    run new_log_lines "$before"
+    assert_output --partial "may exist"
+    sim_faults '{"error_500": 0, "reset_rate": 1}' >/dev/null
+    before=$(log_lines)
+    run timeout 60 python3 "$GENFS_HELPERS_DIR/py/gfs.py" write "$MNT/test-image/new" text:reset
+    assert_output EIO
+    assert_equal "$(sim_submits)" 2
+    run new_log_lines "$before"
+    assert_output --partial "may exist"
 }
 
 @test "the write returns only once the task is stored: it is listed at once, and after a remount" {
