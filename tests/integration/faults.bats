@@ -189,3 +189,23 @@ check_truth() {
     assert_success
     [ "$(stat_of 'd["transport_errors"]')" -gt 0 ]
 }
+
+@test "-o rate=2 holds: 6 tasks due every 100 ms make at most 2 requests a second (plus the bucket)" {
+    genfs_setup
+    cat >"$CONFIG" <<'JSON'
+{"models": {"test-image": {"initial_ms": 100, "interval_ms": 100, "max_ms": 300000}}}
+JSON
+    t0=$(date +%s%3N)
+    genfs_mount -o config="$CONFIG" -o rate=2 -o schedule=adaptive
+    for i in 1 2 3 4 5 6; do
+        genfs_submit test-image "{\"prompt\": \"rate $i\", \"sim_duration_ms\": 120000}" >/dev/null
+    done
+    sleep 8
+    n=$(sim_figures | sim_json 'd["requests"]["submit"] + d["requests"]["status"]')
+    secs=$((($(date +%s%3N) - t0 + 999) / 1000))
+    echo "requests: $n in $secs s" >&3
+    # Unlimited, these tasks alone would ask about 60 times a second.
+    [ "$n" -le $((2 * secs + 2)) ] || fail "$n requests in $secs s at rate=2"
+    [ "$n" -ge 8 ] || fail "only $n requests: the tasks were not polled"
+    [ "$(stat_of 'd["rate_limit"]')" = 2 ]
+}
