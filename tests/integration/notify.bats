@@ -85,7 +85,9 @@ saw() { # saw PATTERN: the event log has a line matching PATTERN
     wait_until 60 saw "$id/\|CREATE,ISDIR\|files$"
     sleep 0.5
     sim_faults '{"media_error_rate": 0}' >/dev/null
+    # Each file retries on its own backoff: either may land first.
     wait_until 60 saw "files/\|CLOSE_WRITE,CLOSE\|1.png$"
+    wait_until 60 saw "files/\|CLOSE_WRITE,CLOSE\|0.png$"
     run cat "$EV"
     assert_output --partial "test-image/|CREATE,ISDIR|$id"
     assert_output --partial "$id/|CLOSE_WRITE,CLOSE|state"
