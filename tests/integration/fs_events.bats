@@ -142,10 +142,21 @@ print("ordered" if ts == sorted(ts) else "unordered", all(abs(now - t) < 120 for
 }
 
 @test "stat: the size of log is what cat returns" {
-    genfs_submit test-image '{"prompt": "say something", "sim_duration_ms": 100}' >/dev/null
+    id=$(genfs_submit test-image '{"prompt": "say something", "sim_duration_ms": 100}')
+    timeout 60 cat "$MNT/test-image/$id/result" >/dev/null
     gfs write "$MNT/test-image/new" 'text:{' || true
-    [ "$(stat -c %s "$MNT/log")" -eq "$(cat "$MNT/log" | wc -c)" ]
-    [ "$(stat -c %s "$MNT/log")" -gt 0 ]
+    # The log may take a line between stat and cat: compare only while it held still.
+    local i before got after
+    for i in 1 2 3 4 5; do
+        before=$(stat -c %s "$MNT/log")
+        got=$(cat "$MNT/log" | wc -c)
+        after=$(stat -c %s "$MNT/log")
+        [ "$before" = "$after" ] && break
+        sleep 0.5
+    done
+    [ "$before" = "$after" ] || fail "the log never held still: $before, $after"
+    [ "$before" -eq "$got" ] || fail "stat says $before bytes, cat read $got"
+    [ "$before" -gt 0 ]
 }
 
 @test "events: a shell while-read loop (one byte per read) gets whole lines" {
