@@ -250,20 +250,17 @@ new_log_lines() {
 
 @test "a 500 or a reset after the submission was sent: EIO once, never resent, the log says the task may exist" {
     mount_fast
-    sim_faults '{"error_500": 1}' >/dev/null
-    before=$(log_lines)
-    run timeout 60 python3 "$GENFS_HELPERS_DIR/py/gfs.py" write "$MNT/test-image/new" text:once
-    assert_output EIO
-    assert_equal "$(sim_submits)" 1
-    run new_log_lines "$before"
-    assert_output --partial "may exist"
-    sim_faults '{"error_500": 0, "reset_rate": 1}' >/dev/null
-    before=$(log_lines)
-    run timeout 60 python3 "$GENFS_HELPERS_DIR/py/gfs.py" write "$MNT/test-image/new" text:reset
-    assert_output EIO
-    assert_equal "$(sim_submits)" 2
-    run new_log_lines "$before"
-    assert_output --partial "may exist"
+    local n=0 faults
+    for faults in '{"error_500": 1}' '{"error_500": 0, "reset_rate": 1}'; do
+        n=$((n + 1))
+        sim_faults "$faults" >/dev/null
+        before=$(log_lines)
+        run timeout 60 python3 "$GENFS_HELPERS_DIR/py/gfs.py" write "$MNT/test-image/new" "text:try $n"
+        assert_output EIO
+        assert_equal "$(sim_submits)" "$n"
+        run new_log_lines "$before"
+        assert_output --partial "may exist"
+    done
 }
 
 @test "the write returns only once the task is stored: it is listed at once, and after a remount" {
