@@ -2098,6 +2098,32 @@ static void inval_task(struct fs *f, uint32_t idx)
         fuse_lowlevel_notify_inval_inode(f->se, task_ino(idx, kinds[i]), -1, 0);
 }
 
+struct unhide {
+    struct fs *f;
+    fuse_ino_t ino;
+};
+
+/* An announcement that failed leaves nothing hidden: later ones below it must find it. */
+static void unhide_done(void *arg, bool ok)
+{
+    struct unhide *u = arg;
+    if (!ok)
+        hidden_take(u->f, u->ino);
+    free(u);
+}
+
+/* Announces the creation of ino (path, as name in parent): hidden from the notifier's own
+ * lookups until then, so its operation reaches us and raises the event. */
+static void announce_new(struct fs *f, fuse_ino_t ino, enum notify_op op, const char *path,
+                         fuse_ino_t parent, const char *name, const char *target)
+{
+    hidden_add(f, ino);
+    struct unhide *u = malloc(sizeof(*u));
+    if (u)
+        *u = (struct unhide){.f = f, .ino = ino};
+    notify_post(f->notify, op, path, parent, name, target, u ? unhide_done : NULL, u);
+}
+
 /* Announcements for watchers (engine thread; the notifier does the work). */
 static void announce(struct fs *f, const struct store_change *c)
 {
@@ -2112,12 +2138,11 @@ static void announce(struct fs *f, const struct store_change *c)
         if (adopted)
             return;
         fuse_ino_t dir = model_ino(c->model_idx, MK_DIR);
-        hidden_add(f, task_ino(c->task_idx, TK_DIR));
         snprintf(path, sizeof(path), "%s/%s", c->model_name, c->task_id);
-        notify_post(f->notify, NOTE_MKDIR, path, dir, c->task_id, NULL, NULL, NULL);
-        hidden_add(f, model_ino(c->model_idx, MK_LATEST));
+        announce_new(f, task_ino(c->task_idx, TK_DIR), NOTE_MKDIR, path, dir, c->task_id, NULL);
         snprintf(path, sizeof(path), "%s/latest", c->model_name);
-        notify_post(f->notify, NOTE_SYMLINK, path, dir, "latest", c->task_id, NULL, NULL);
+        announce_new(f, model_ino(c->model_idx, MK_LATEST), NOTE_SYMLINK, path, dir, "latest",
+                     c->task_id);
         return;
     }
     case STORE_TASK_STATE: {
@@ -2129,10 +2154,9 @@ static void announce(struct fs *f, const struct store_change *c)
         }
         if (c->new_state == TASK_SUCCESS) {
             /* files/ appears now: announced, so recursive watchers watch it too. */
-            hidden_add(f, task_ino(c->task_idx, TK_FILES));
             snprintf(path, sizeof(path), "%s/%s/files", c->model_name, c->task_id);
-            notify_post(f->notify, NOTE_MKDIR, path, task_ino(c->task_idx, TK_DIR), "files", NULL,
-                        NULL, NULL);
+            announce_new(f, task_ino(c->task_idx, TK_FILES), NOTE_MKDIR, path,
+                         task_ino(c->task_idx, TK_DIR), "files", NULL);
         }
         return;
     }
@@ -2145,10 +2169,9 @@ static void announce(struct fs *f, const struct store_change *c)
         store_unlock(f->store);
         if (!name[0])
             return;
-        hidden_add(f, task_ino(c->task_idx, (enum task_kind)(TK_FILE0 + c->file_n)));
         snprintf(path, sizeof(path), "%s/%s/files/%s", c->model_name, c->task_id, name);
-        notify_post(f->notify, NOTE_CREATE, path, task_ino(c->task_idx, TK_FILES), name, NULL, NULL,
-                    NULL);
+        announce_new(f, task_ino(c->task_idx, (enum task_kind)(TK_FILE0 + c->file_n)), NOTE_CREATE,
+                     path, task_ino(c->task_idx, TK_FILES), name, NULL);
         return;
     }
     default:
