@@ -41,8 +41,8 @@ struct hook {
     pthread_mutex_t lock;
     struct token_entry *buckets[TOKEN_BUCKETS];
     struct bad_source bad[BAD_SOURCES];
-    uint64_t accepted, rejected,
-        dropped; /* rejected: answered with an error; dropped: over budget */
+    /* rejected: bad requests answered with an error; dropped: over budget, unanswered */
+    uint64_t accepted, rejected, dropped;
 };
 
 struct request {

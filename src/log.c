@@ -2,6 +2,7 @@
 
 #include "clock.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -22,6 +23,17 @@ struct log {
 };
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+int log_level_parse(const char *name, enum log_level *out)
+{
+    for (size_t i = 0; name && i < sizeof(level_names) / sizeof(level_names[0]); i++) {
+        if (strcmp(name, level_names[i]) == 0) {
+            *out = (enum log_level)i;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
 
 struct log *log_new(enum log_level level, int use_syslog)
 {

@@ -12,6 +12,9 @@ enum log_level { LOG_LVL_ERROR, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
 
 struct log; /* opaque */
 
+/* "error" | "warn" | "info" | "debug" -> 0, else -EINVAL. */
+int log_level_parse(const char *name, enum log_level *out);
+
 struct log *log_new(enum log_level level, int use_syslog);
 void log_free(struct log *lg);
 void log_set_syslog(struct log *lg, int use_syslog);

@@ -632,17 +632,10 @@ int opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen)
         o->timeout_s = 60;
     if (o->callback_poll_s <= 0)
         o->callback_poll_s = 60;
-    static const char *const levels[] = {"error", "warn", "info", "debug"};
     o->log_level = LOG_LVL_INFO;
-    if (o->log_level_word) {
-        size_t i = 0;
-        while (i < sizeof(levels) / sizeof(levels[0]) && strcmp(levels[i], o->log_level_word))
-            i++;
-        if (i == sizeof(levels) / sizeof(levels[0]))
-            return fail(err, errlen, "log_level must be error, warn, info or debug, not '%s'",
-                        o->log_level_word);
-        o->log_level = (enum log_level)i;
-    }
+    if (o->log_level_word && log_level_parse(o->log_level_word, &o->log_level) < 0)
+        return fail(err, errlen, "log_level must be error, warn, info or debug, not '%s'",
+                    o->log_level_word);
     if (o->debug)
         o->log_level = LOG_LVL_DEBUG;
     o->notify = true;
