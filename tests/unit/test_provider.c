@@ -336,8 +336,7 @@ static void test_status(void)
     /* A well-formed success without an http(s) URL is a failed task with a clear error. */
     static const char *const no_url[] = {
         "{\"state\":\"success\",\"resultJson\":\"{\\\"resultUrls\\\":[]}\"}",
-        "{\"state\":\"success\",\"resultJson\":\"{\\\"resultUrls\\\":[\\\"file:///etc/"
-        "passwd\\\"]}\"}",
+        "{\"state\":\"success\",\"resultJson\":\"{\\\"resultUrls\\\":[\\\"file:///a\\\"]}\"}",
         "{\"state\":\"success\",\"resultJson\":\"{\\\"resultUrls\\\":[\\\"ftp://h/x\\\",3]}\"}",
     };
     for (size_t i = 0; i < sizeof(no_url) / sizeof(no_url[0]); i++) {
