@@ -271,9 +271,12 @@ static struct sched_hist *model_hist(struct engine *e, uint32_t model_idx)
 static void learn_duration(struct engine *e, uint32_t model_idx, const struct provider_status *ps)
 {
     struct sched_hist *h = model_hist(e, model_idx);
-    if (!h || ps->create_ms <= 0 || ps->complete_ms <= ps->create_ms)
+    int64_t took = ps->create_ms > 0 && ps->complete_ms > ps->create_ms
+                       ? ps->complete_ms - ps->create_ms
+                       : ps->cost_ms;
+    if (!h || took <= 0)
         return;
-    sched_hist_observe(h, ps->complete_ms - ps->create_ms);
+    sched_hist_observe(h, took);
     char text[4096];
     if (sched_hist_encode(h, text, sizeof(text)) > 0)
         store_model_set_hist(e->store, model_idx, text);
@@ -615,6 +618,51 @@ static size_t on_file_body(char *ptr, size_t size, size_t nmemb, void *arg)
     return n;
 }
 
+static void evict_if_needed(struct engine *e);
+
+/* A data: URI (or a text output) is the file itself: decoded into the part
+ * file x->fd, then renamed like a download. */
+static void save_inline_output(struct engine *e, struct xfer *x, const struct task *t)
+{
+    const char *model = model_of(e, t);
+    unsigned char *bytes;
+    size_t len;
+    char type[128], name[32], part[4096], path[4096];
+    int rc = media_data_uri_decode(t->urls[x->file_n], &bytes, &len, type, sizeof(type));
+    const char *why = NULL;
+    if (rc < 0) {
+        why = rc == -ENOMEM ? "out of memory" : "the provider's data: URI is malformed";
+    } else if ((int64_t)len > e->cfg.file_max_bytes) {
+        why = "larger than file_max";
+    } else {
+        for (size_t done = 0; !why && done < len;) {
+            ssize_t w = write(x->fd, bytes + done, len - done);
+            if (w < 0 && errno != EINTR)
+                why = strerror(errno);
+            else if (w > 0)
+                done += (size_t)w;
+        }
+    }
+    free(bytes);
+    cache_part_path(part, sizeof(part), e->cfg.cache_dir, model, t->id, x->file_n);
+    store_file_name(t, x->file_n, type[0] && rc == 0 ? type : NULL, name, sizeof(name));
+    if (!why && (fsync(x->fd) != 0 ||
+                 cache_file_path(path, sizeof(path), e->cfg.cache_dir, model, t->id, name) < 0 ||
+                 rename(part, path) != 0))
+        why = strerror(errno);
+    if (why) {
+        unlink(part);
+        log_warn(e->log, "%s/%s: files/%s: cannot store the provider's inline output: %s", model,
+                 t->id, name, why);
+        store_file_set(e->store, x->task_idx, x->file_n, FILE_FAILED, NULL, -2);
+        return;
+    }
+    store_file_set(e->store, x->task_idx, x->file_n, FILE_DONE, name, (int64_t)len);
+    __atomic_store_n(&t->files[x->file_n].atime_ms, clock_now_ms(), __ATOMIC_RELAXED);
+    e->cache_bytes += (int64_t)len;
+    evict_if_needed(e);
+}
+
 static void start_download(struct engine *e, struct dl_job *j)
 {
     const struct task *t = store_task_at(e->store, j->task_idx);
@@ -642,6 +690,12 @@ static void start_download(struct engine *e, struct dl_job *j)
         log_error(e->log, "%s/%s: cannot write to the cache (%s): check cache_dir %s",
                   model_of(e, t), t->id, strerror(errno), e->cfg.cache_dir);
         store_file_set(e->store, j->task_idx, j->file_n, FILE_FAILED, NULL, -2);
+        xfer_free(x);
+        free(j);
+        return;
+    }
+    if (media_is_data_uri(t->urls[j->file_n])) {
+        save_inline_output(e, x, t);
         xfer_free(x);
         free(j);
         return;
@@ -726,7 +780,7 @@ static void on_download_done(struct engine *e, struct xfer *x, CURLcode cc, long
     bool retry = false;
     if (cc == CURLE_OK && http >= 200 && http < 300) {
         char name[32], path[4096];
-        media_file_name(x->file_n, url, x->content_type[0] ? x->content_type : NULL, name,
+        store_file_name(t, x->file_n, x->content_type[0] ? x->content_type : NULL, name,
                         sizeof(name));
         if (fsync(x->fd) != 0 ||
             cache_file_path(path, sizeof(path), e->cfg.cache_dir, model, t->id, name) < 0 ||

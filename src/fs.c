@@ -3,6 +3,7 @@
 #include "cachepath.h"
 #include "clock.h"
 #include "input.h"
+#include "media.h"
 #include "notify.h"
 #include "opts.h"
 
@@ -413,9 +414,11 @@ static char *task_file_text(const struct task *t, enum task_kind k, size_t *len)
         fprintf(m, "%s\n", task_state_name(t->state));
         break;
     case TK_RESULT:
+        /* An inline output (data: URI, text) has no URL worth showing: its file's path. */
         if (t->state == TASK_SUCCESS)
             for (size_t i = 0; i < t->n_urls; i++)
-                fprintf(m, "%s\n", t->urls[i]);
+                fprintf(m, media_is_data_uri(t->urls[i]) ? "files/%s\n" : "%s\n",
+                        media_is_data_uri(t->urls[i]) ? t->files[i].name : t->urls[i]);
         break;
     case TK_ERROR:
         if (t->state == TASK_FAILED)

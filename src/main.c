@@ -87,7 +87,7 @@ static struct provider *load_provider(const char *name, const char *file, char *
     struct provider *p = provider_load_builtin(name, err, errlen);
     if (!p)
         snprintf(err, errlen,
-                 "unknown provider '%s': use native, replicate, fal, or a profile file", name);
+                 "unknown provider '%s': use apixo, kie, replicate, fal, or a profile file", name);
     return p;
 }
 

@@ -1,5 +1,7 @@
 #include "opts.h"
 
+#include "provider.h"
+
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <errno.h>
@@ -646,7 +648,7 @@ int opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen)
             return fail(err, errlen, "notify must be on or off, not '%s'", o->notify_word);
     }
     if (!o->provider_name)
-        o->provider_name = strdup("native");
+        o->provider_name = strdup(PROVIDER_DEFAULT);
     for (size_t i = 0; i < o->n_models; i++) {
         const char *want = o->models[i].provider;
         bool known = !want || strcmp(want, o->provider_name) == 0;
@@ -709,8 +711,8 @@ void opts_print_help(const char *prog)
            "  -o timeout=SECONDS     time limit of one API request (default 60)\n"
            "  -o file_max=SIZE       largest result file downloaded (default 2G)\n"
            "  -o cache_max=SIZE      cache size; least recently used files go (default 10G)\n"
-           "  -o provider=NAME|FILE  provider profile: native (default), replicate, fal, or a\n"
-           "                         profile file (see genfs(1))\n"
+           "  -o provider=NAME|FILE  provider profile: apixo (default), kie, replicate, fal,\n"
+           "                         or a profile file (see genfs(1))\n"
            "  -o notify=on|off       inotify announcements for watchers (default on)\n"
            "  -o log_level=LEVEL     error | warn | info (default) | debug: what reaches\n"
            "                         stderr or syslog (-d: debug)\n"

@@ -5,9 +5,12 @@
  * naming what was wrong. */
 #include "provider.h"
 
+#include "media.h"
+
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fnmatch.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -19,6 +22,8 @@
 #define PROVIDER_MAX_BODY ((size_t)1024 * 1024)
 #define PROVIDER_MAX_TASK_ID 200
 #define PROVIDER_MAX_URLS 64
+/* An output's name, as files/NAME.ext (task_file names hold 32 bytes). */
+#define PROVIDER_MAX_NAME 20
 /* A provider asking for a longer pause would freeze every task; cap it. */
 #define PROVIDER_MAX_RETRY_AFTER_MS INT64_C(3600000)
 
@@ -27,6 +32,14 @@ enum time_format { TIMES_NONE, TIMES_MS, TIMES_ISO };
 struct state_word {
     char *word;
     enum task_state state;
+};
+
+/* A submission of another shape for model ids matching a glob: Replicate's
+ * "owner/name:version" goes to /v1/predictions with the version in the body. */
+struct submit_variant {
+    char *match;
+    char *url;
+    cJSON *body, *callback_body; /* NULL: the plain submit's */
 };
 
 struct provider {
@@ -42,6 +55,8 @@ struct provider {
     /* submit */
     char *submit_method, *submit_url;
     cJSON *submit_body, *callback_body, *callback_query;
+    struct submit_variant *variants; /* first match wins, before the plain submit */
+    size_t n_variants;
     char *submit_task_id, *submit_status_url, *submit_result_url;
     /* status */
     char *status_url, *state_path, *progress_path, *result_path, *urls_path;
@@ -50,7 +65,8 @@ struct provider {
     struct state_word *states;
     size_t n_states;
     enum time_format times;
-    char *create_path, *update_path, *complete_path;
+    char *create_path, *update_path, *complete_path, *cost_path;
+    bool outputs_any; /* every value of the output is one (Replicate), not only URLs */
     /* separate result request */
     bool has_result;
     char *result_url, *result_urls_path, *result_error_code, *result_error_msg;
@@ -226,14 +242,45 @@ static void load_envelope(struct loader *l, struct provider *p, const cJSON *roo
         p->env_ok = (long)ok->valuedouble;
 }
 
+static void load_variants(struct loader *l, struct provider *p, const cJSON *sub)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(sub, "variants");
+    if (!v)
+        return;
+    if (!cJSON_IsArray(v)) {
+        load_fail(l, "submit.variants must be an array of objects");
+        return;
+    }
+    p->variants = calloc((size_t)cJSON_GetArraySize(v) + 1, sizeof(*p->variants));
+    const cJSON *it;
+    cJSON_ArrayForEach(it, v)
+    {
+        static const char *const keys[] = {"match", "url", "body", "callback_body", NULL};
+        if (!cJSON_IsObject(it)) {
+            load_fail(l, "submit.variants must be an array of objects");
+            return;
+        }
+        load_keys(l, it, "submit.variants[]", keys);
+        if (!p->variants)
+            continue;
+        struct submit_variant *sv = &p->variants[p->n_variants++];
+        sv->match = load_str(l, it, "submit.variants[]", "match", true);
+        sv->url = load_str(l, it, "submit.variants[]", "url", true);
+        if (sv->url && !url_template_ok(sv->url))
+            load_fail(l, "submit.variants[].url must start with {base} or http(s)://");
+        sv->body = load_body(l, it, "submit.variants[]", "body");
+        sv->callback_body = load_body(l, it, "submit.variants[]", "callback_body");
+    }
+}
+
 static void load_submit(struct loader *l, struct provider *p, const cJSON *root)
 {
     const cJSON *sub = load_obj(l, root, "", "submit", true);
     if (!sub)
         return;
-    static const char *const keys[] = {
-        "method",     "url",        "body", "callback_body", "callback_query", "task_id",
-        "status_url", "result_url", NULL};
+    static const char *const keys[] = {"method",         "url",      "body",    "callback_body",
+                                       "callback_query", "variants", "task_id", "status_url",
+                                       "result_url",     NULL};
     load_keys(l, sub, "submit", keys);
     p->submit_method = load_str(l, sub, "submit", "method", false);
     if (!p->submit_method)
@@ -257,6 +304,7 @@ static void load_submit(struct loader *l, struct provider *p, const cJSON *root)
         }
         p->callback_query = cJSON_Duplicate(q, true);
     }
+    load_variants(l, p, sub);
     p->submit_task_id = load_str(l, sub, "submit", "task_id", true);
     p->submit_status_url = load_str(l, sub, "submit", "status_url", false);
     p->submit_result_url = load_str(l, sub, "submit", "result_url", false);
@@ -267,11 +315,15 @@ static void load_status(struct loader *l, struct provider *p, const cJSON *root)
     const cJSON *st = load_obj(l, root, "", "status", true);
     if (!st)
         return;
-    static const char *const keys[] = {"url",           "state",         "states",
-                                       "progress",      "result",        "result_is_json_string",
-                                       "urls",          "failed_if",     "error_code",
-                                       "error_message", "times",         "create_time",
-                                       "update_time",   "complete_time", NULL};
+    static const char *const keys[] = {"url",         "state",
+                                       "states",      "progress",
+                                       "result",      "result_is_json_string",
+                                       "urls",        "failed_if",
+                                       "error_code",  "error_message",
+                                       "times",       "create_time",
+                                       "update_time", "complete_time",
+                                       "cost_time",   "outputs",
+                                       NULL};
     load_keys(l, st, "status", keys);
     p->status_url = load_str(l, st, "status", "url", true);
     if (p->status_url && !url_template_ok(p->status_url))
@@ -296,6 +348,12 @@ static void load_status(struct loader *l, struct provider *p, const cJSON *root)
     p->create_path = load_str(l, st, "status", "create_time", false);
     p->update_path = load_str(l, st, "status", "update_time", false);
     p->complete_path = load_str(l, st, "status", "complete_time", false);
+    p->cost_path = load_str(l, st, "status", "cost_time", false);
+    char *outputs = load_str(l, st, "status", "outputs", false);
+    if (outputs && strcmp(outputs, "any") != 0 && strcmp(outputs, "urls") != 0)
+        load_fail(l, "status.outputs must be \"urls\" or \"any\"");
+    p->outputs_any = outputs && strcmp(outputs, "any") == 0;
+    free(outputs);
 }
 
 static void load_result(struct loader *l, struct provider *p, const cJSON *root)
@@ -403,48 +461,18 @@ const char *provider_base_url(const struct provider *p)
     return p->base_url;
 }
 
-struct provider *provider_new_native(const char *base_url)
-{
-    char err[256];
-    struct provider *p = provider_load_builtin("native", err, sizeof(err));
-    if (p && provider_set_base_url(p, base_url) < 0) {
-        provider_free(p);
-        return NULL;
-    }
-    return p;
-}
-
 void provider_free(struct provider *p)
 {
     if (!p)
         return;
-    char **strs[] = {&p->name,
-                     &p->base_url,
-                     &p->auth_header,
-                     &p->auth_value,
-                     &p->env_code,
-                     &p->env_message,
-                     &p->env_data,
-                     &p->submit_method,
-                     &p->submit_url,
-                     &p->submit_task_id,
-                     &p->submit_status_url,
-                     &p->submit_result_url,
-                     &p->status_url,
-                     &p->state_path,
-                     &p->progress_path,
-                     &p->result_path,
-                     &p->urls_path,
-                     &p->failed_if,
-                     &p->error_code_path,
-                     &p->error_msg_path,
-                     &p->create_path,
-                     &p->update_path,
-                     &p->complete_path,
-                     &p->result_url,
-                     &p->result_urls_path,
-                     &p->result_error_code,
-                     &p->result_error_msg};
+    char **strs[] = {
+        &p->name,        &p->base_url,         &p->auth_header,       &p->auth_value,
+        &p->env_code,    &p->env_message,      &p->env_data,          &p->submit_method,
+        &p->submit_url,  &p->submit_task_id,   &p->submit_status_url, &p->submit_result_url,
+        &p->status_url,  &p->state_path,       &p->progress_path,     &p->result_path,
+        &p->urls_path,   &p->failed_if,        &p->error_code_path,   &p->error_msg_path,
+        &p->create_path, &p->update_path,      &p->complete_path,     &p->cost_path,
+        &p->result_url,  &p->result_urls_path, &p->result_error_code, &p->result_error_msg};
     for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
         free(*strs[i]);
     for (size_t i = 0; i < p->n_error_message; i++)
@@ -456,6 +484,13 @@ void provider_free(struct provider *p)
     cJSON_Delete(p->submit_body);
     cJSON_Delete(p->callback_body);
     cJSON_Delete(p->callback_query);
+    for (size_t i = 0; i < p->n_variants; i++) {
+        free(p->variants[i].match);
+        free(p->variants[i].url);
+        cJSON_Delete(p->variants[i].body);
+        cJSON_Delete(p->variants[i].callback_body);
+    }
+    free(p->variants);
     free(p);
 }
 
@@ -494,9 +529,12 @@ void provider_submit_clear(struct provider_submit *s)
 
 void provider_status_clear(struct provider_status *s)
 {
-    for (size_t i = 0; i < s->n_urls; i++)
+    for (size_t i = 0; i < s->n_urls; i++) {
         free(s->urls[i]);
+        free(s->names ? s->names[i] : NULL);
+    }
     free(s->urls);
+    free(s->names);
     free(s->fail_code);
     free(s->fail_msg);
     free(s->data_json);
@@ -539,7 +577,25 @@ static int provider_append_raw(char **out, size_t *len, const char *s, size_t n)
 
 struct vars {
     const char *base, *model, *id, *callback_url, *result_url;
+    char app[256];       /* the model id's first two segments (fal's app), without a version */
+    const char *version; /* the text after the model id's last ':', or NULL */
 };
+
+static void provider_vars_model(struct vars *v, const char *model)
+{
+    v->model = model;
+    const char *colon = strrchr(model, ':');
+    v->version = colon && colon[1] ? colon + 1 : NULL;
+    size_t n = colon ? (size_t)(colon - model) : strlen(model);
+    const char *slash = memchr(model, '/', n);
+    const char *second = slash ? memchr(slash + 1, '/', n - (size_t)(slash + 1 - model)) : NULL;
+    if (second)
+        n = (size_t)(second - model);
+    if (n >= sizeof(v->app))
+        n = 0;
+    memcpy(v->app, model, n);
+    v->app[n] = '\0';
+}
 
 /* Expands {base} {model} {id} {callback_url} {result_url} in a URL template:
  * the model keeps its slashes, the id and callback URL are encoded. */
@@ -562,6 +618,10 @@ static char *provider_expand(const char *tmpl, const struct vars *v)
                 val = v->base, raw = true;
             else if (nl == 7 && strncmp(open, "{model}", 7) == 0)
                 val = v->model, slash = true;
+            else if (nl == 5 && strncmp(open, "{app}", 5) == 0)
+                val = v->app[0] ? v->app : NULL, slash = true;
+            else if (nl == 9 && strncmp(open, "{version}", 9) == 0)
+                val = v->version;
             else if (nl == 4 && strncmp(open, "{id}", 4) == 0)
                 val = v->id;
             else if (nl == 14 && strncmp(open, "{callback_url}", 14) == 0)
@@ -595,6 +655,8 @@ static cJSON *provider_fill(const cJSON *tmpl, const cJSON *input, const struct 
             return v->callback_url ? cJSON_CreateString(v->callback_url) : NULL;
         if (strcmp(tmpl->valuestring, "{model}") == 0)
             return cJSON_CreateString(v->model);
+        if (strcmp(tmpl->valuestring, "{version}") == 0)
+            return v->version ? cJSON_CreateString(v->version) : NULL;
         return cJSON_Duplicate(tmpl, true);
     }
     if (cJSON_IsObject(tmpl) || cJSON_IsArray(tmpl)) {
@@ -634,13 +696,26 @@ int provider_build_submit(const struct provider *p, const char *model, const cha
         cJSON_Delete(input);
         return -EINVAL;
     }
-    struct vars v = {.base = provider_base(p), .model = model, .callback_url = callback_url};
-    const cJSON *tmpl = callback_url && p->callback_body ? p->callback_body : p->submit_body;
+    struct vars v = {.base = provider_base(p), .callback_url = callback_url};
+    provider_vars_model(&v, model);
+    const char *url = p->submit_url;
+    const cJSON *plain = p->submit_body, *cb = p->callback_body;
+    for (size_t i = 0; i < p->n_variants; i++) {
+        if (fnmatch(p->variants[i].match, model, 0) == 0) {
+            url = p->variants[i].url;
+            plain = p->variants[i].body ? p->variants[i].body : plain;
+            cb = p->variants[i].callback_body ? p->variants[i].callback_body
+                 : p->variants[i].body        ? NULL
+                                              : cb;
+            break;
+        }
+    }
+    const cJSON *tmpl = callback_url && cb ? cb : plain;
     cJSON *body = provider_fill(tmpl, input, &v);
     cJSON_Delete(input);
     out->body = body ? cJSON_PrintUnformatted(body) : NULL;
     cJSON_Delete(body);
-    out->url = provider_expand(p->submit_url, &v);
+    out->url = provider_expand(url, &v);
     /* Providers that take the callback in the query string. */
     if (out->url && callback_url && p->callback_query) {
         size_t len = strlen(out->url);
@@ -693,7 +768,8 @@ int provider_build_status(const struct provider *p, const char *model, const cha
     } else {
         if (!model || !*model || !task_id || !*task_id)
             return -EINVAL;
-        struct vars v = {.base = provider_base(p), .model = model, .id = task_id};
+        struct vars v = {.base = provider_base(p), .id = task_id};
+        provider_vars_model(&v, model);
         out->url = provider_expand(p->status_url, &v);
     }
     return out->url ? 0 : -ENOMEM;
@@ -710,7 +786,8 @@ int provider_build_result(const struct provider *p, const char *model, const cha
     } else {
         if (!model || !*model || !task_id || !*task_id)
             return -EINVAL;
-        struct vars v = {.base = provider_base(p), .model = model, .id = task_id};
+        struct vars v = {.base = provider_base(p), .id = task_id};
+        provider_vars_model(&v, model);
         out->url = provider_expand(p->result_url, &v);
     }
     return out->url ? 0 : -ENOMEM;
@@ -898,6 +975,67 @@ static int provider_dup_code(const cJSON *c, char **out)
     return *out ? 0 : -ENOMEM;
 }
 
+/* A provider's reason as one line: a string; a number; or an array of
+ * validation errors as FastAPI-style services give them ({loc, msg, type}),
+ * joined as "prompt: ensure this value ...; seed: ..." (malloc'd, or NULL). */
+static char *provider_reason(const cJSON *v)
+{
+    if (cJSON_IsString(v))
+        return v->valuestring[0] ? strdup(v->valuestring) : NULL;
+    char *out = NULL;
+    if (cJSON_IsNumber(v)) {
+        provider_dup_code(v, &out);
+        return out;
+    }
+    if (cJSON_IsObject(v)) {
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(v, "msg");
+        if (!cJSON_IsString(m))
+            m = cJSON_GetObjectItemCaseSensitive(v, "message");
+        if (!cJSON_IsString(m) || !m->valuestring[0])
+            return NULL;
+        /* "loc": ["body", "prompt"]: the field, without the "body" part. */
+        const cJSON *loc = cJSON_GetObjectItemCaseSensitive(v, "loc"), *it;
+        char field[128] = "";
+        size_t n = 0;
+        if (!cJSON_IsArray(loc))
+            loc = NULL;
+        cJSON_ArrayForEach(it, loc)
+        {
+            char part[64];
+            if (cJSON_IsString(it) && strcmp(it->valuestring, "body") != 0)
+                snprintf(part, sizeof(part), "%s", it->valuestring);
+            else if (cJSON_IsNumber(it))
+                snprintf(part, sizeof(part), "%d", it->valueint);
+            else
+                continue;
+            n += (size_t)snprintf(field + n, sizeof(field) - n, "%s%s", n ? "." : "", part);
+            if (n >= sizeof(field))
+                n = sizeof(field) - 1;
+        }
+        if (asprintf(&out, "%s%s%s", field, field[0] ? ": " : "", m->valuestring) < 0)
+            out = NULL;
+        return out;
+    }
+    if (!cJSON_IsArray(v))
+        return NULL;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, v)
+    {
+        char *one = provider_reason(it);
+        if (!one)
+            continue;
+        char *joined;
+        if (asprintf(&joined, "%s%s%s", out ? out : "", out ? "; " : "", one) < 0)
+            joined = NULL;
+        free(one);
+        free(out);
+        out = joined;
+        if (!out)
+            return NULL;
+    }
+    return out;
+}
+
 /* The whole body must be one JSON value; trailing whitespace is fine. */
 static cJSON *provider_parse_json(const char *body, size_t len)
 {
@@ -966,9 +1104,10 @@ static void provider_error_text(const struct provider *p, const cJSON *root, cha
 {
     out[0] = '\0';
     for (size_t i = 0; root && i < p->n_error_message; i++) {
-        const cJSON *m = provider_at(root, p->error_message[i]);
-        if (cJSON_IsString(m) && m->valuestring[0]) {
-            provider_clean(m->valuestring, out, outlen);
+        char *reason = provider_reason(provider_at(root, p->error_message[i]));
+        if (reason) {
+            provider_clean(reason, out, outlen);
+            free(reason);
             return;
         }
     }
@@ -1042,50 +1181,157 @@ static int provider_open(const struct provider *p, const char *what, long http_s
 
 static bool provider_is_url(const char *s)
 {
-    return strncmp(s, "https://", 8) == 0 || strncmp(s, "http://", 7) == 0;
+    return strncmp(s, "https://", 8) == 0 || strncmp(s, "http://", 7) == 0 || media_is_data_uri(s);
+}
+
+/* Adds one output; url is taken over (freed on failure). name may be NULL. */
+static int provider_add_output(struct provider_status *out, char *url, const char *name)
+{
+    if (!url)
+        return -ENOMEM;
+    if (out->n_urls >= PROVIDER_MAX_URLS) {
+        free(url);
+        return 0;
+    }
+    char **grown = realloc(out->urls, (out->n_urls + 1) * sizeof(char *));
+    if (!grown) {
+        free(url);
+        return -ENOMEM;
+    }
+    out->urls = grown;
+    char **names = realloc(out->names, (out->n_urls + 1) * sizeof(char *));
+    if (!names) {
+        free(url);
+        return -ENOMEM;
+    }
+    out->names = names;
+    /* A file name: safe characters only, short enough for "NAME.ext". */
+    char clean[PROVIDER_MAX_NAME + 1];
+    size_t n = 0;
+    for (const char *c = name; c && *c && n < PROVIDER_MAX_NAME; c++)
+        clean[n++] = isalnum((unsigned char)*c) || strchr("-_", *c) ? *c : '_';
+    clean[n] = '\0';
+    names[out->n_urls] = NULL;
+    if (n > 0 && !(names[out->n_urls] = strdup(clean))) {
+        free(url);
+        return -ENOMEM;
+    }
+    grown[out->n_urls++] = url;
+    return 0;
 }
 
 /* Result URLs wherever they sit: a string, an array of them, or objects
- * holding "url", at any depth. Only http(s) URLs count. */
+ * holding "url", at any depth. Only http(s) URLs and data: URIs count. */
 static int provider_collect(const cJSON *v, struct provider_status *out, int depth)
 {
     if (!v || depth > 16)
         return 0;
-    if (cJSON_IsString(v)) {
-        if (!provider_is_url(v->valuestring) || out->n_urls >= PROVIDER_MAX_URLS)
-            return 0;
-        char **grown = realloc(out->urls, (out->n_urls + 1) * sizeof(char *));
-        if (!grown)
-            return -ENOMEM;
-        out->urls = grown;
-        if (!(grown[out->n_urls] = strdup(v->valuestring)))
-            return -ENOMEM;
-        out->n_urls++;
-        return 0;
-    }
-    if (cJSON_IsArray(v)) {
-        const cJSON *it;
-        cJSON_ArrayForEach(it, v)
-        {
-            int rc = provider_collect(it, out, depth + 1);
-            if (rc < 0)
-                return rc;
-        }
-        return 0;
-    }
+    if (cJSON_IsString(v))
+        return provider_is_url(v->valuestring)
+                   ? provider_add_output(out, strdup(v->valuestring), NULL)
+                   : 0;
     if (cJSON_IsObject(v)) {
         const cJSON *u = cJSON_GetObjectItemCaseSensitive(v, "url");
         if (cJSON_IsString(u))
             return provider_collect(u, out, depth + 1);
+    }
+    const cJSON *it;
+    cJSON_ArrayForEach(it, v)
+    {
+        if (cJSON_IsObject(v) && cJSON_IsString(it))
+            continue; /* a plain field of an object is no result */
+        int rc = provider_collect(it, out, depth + 1);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* An array of strings none of which is a URL: a language model's tokens. */
+static bool provider_is_tokens(const cJSON *v)
+{
+    if (!cJSON_IsArray(v) || !v->child)
+        return false;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, v)
+    {
+        if (!cJSON_IsString(it) || provider_is_url(it->valuestring))
+            return false;
+    }
+    return true;
+}
+
+/* "name-key" for the parts of a named output (NULL name: key alone). */
+static char *provider_join_name(const char *name, const char *key)
+{
+    char *out;
+    if (!name)
+        return strdup(key);
+    return asprintf(&out, "%s-%s", name, key) < 0 ? NULL : out;
+}
+
+/* Every value of an output is one (status.outputs "any", as Replicate's
+ * outputs are): URLs and data: URIs are fetched or decoded, any other string
+ * or number is text; an object's keys name its parts; null is nothing. */
+static int provider_collect_any(const cJSON *v, const char *name, struct provider_status *out,
+                                int depth)
+{
+    if (!v || cJSON_IsNull(v) || depth > 16)
+        return 0;
+    if (cJSON_IsString(v)) {
+        if (provider_is_url(v->valuestring))
+            return provider_add_output(out, strdup(v->valuestring), name);
+        return provider_add_output(out, media_data_uri_text(v->valuestring, strlen(v->valuestring)),
+                                   name ? name : "output");
+    }
+    if (cJSON_IsNumber(v) || cJSON_IsBool(v)) {
+        char *text = cJSON_PrintUnformatted(v);
+        char *uri = text ? media_data_uri_text(text, strlen(text)) : NULL;
+        free(text);
+        return provider_add_output(out, uri, name ? name : "output");
+    }
+    if (provider_is_tokens(v)) {
+        size_t len = 0;
         const cJSON *it;
         cJSON_ArrayForEach(it, v)
         {
-            if (cJSON_IsString(it))
-                continue; /* a plain field of an object is no result */
-            int rc = provider_collect(it, out, depth + 1);
-            if (rc < 0)
-                return rc;
+            len += strlen(it->valuestring);
         }
+        char *text = malloc(len + 1), *o = text;
+        cJSON_ArrayForEach(it, v)
+        {
+            if (text)
+                o = stpcpy(o, it->valuestring);
+        }
+        char *uri = text ? media_data_uri_text(text, len) : NULL;
+        free(text);
+        return provider_add_output(out, uri, name ? name : "output");
+    }
+    if (cJSON_IsObject(v)) {
+        const cJSON *u = cJSON_GetObjectItemCaseSensitive(v, "url");
+        if (cJSON_IsString(u) && provider_is_url(u->valuestring))
+            return provider_collect_any(u, name, out, depth + 1);
+    }
+    const cJSON *it;
+    int i = 0;
+    cJSON_ArrayForEach(it, v)
+    {
+        char idx[16], *sub = NULL;
+        int rc = 0;
+        if (cJSON_IsObject(v)) {
+            sub = provider_join_name(name, it->string);
+            rc = sub ? 0 : -ENOMEM;
+        } else if (name) {
+            snprintf(idx, sizeof(idx), "%d", i);
+            sub = provider_join_name(name, idx);
+            rc = sub ? 0 : -ENOMEM;
+        }
+        if (rc == 0)
+            rc = provider_collect_any(it, sub, out, depth + 1);
+        free(sub);
+        if (rc < 0)
+            return rc;
+        i++;
     }
     return 0;
 }
@@ -1111,7 +1357,7 @@ static int provider_no_url(const char *what, const char *where, struct provider_
 /* The URLs of a finished task from value, named field in messages (a
  * JSON object inside a string first, when json_string). */
 static int provider_urls(const char *what, const char *field, const cJSON *value, bool json_string,
-                         const char *urls_path, struct provider_status *out,
+                         const char *urls_path, bool any, struct provider_status *out,
                          struct provider_error *err)
 {
     cJSON *parsed = NULL;
@@ -1128,13 +1374,15 @@ static int provider_urls(const char *what, const char *field, const cJSON *value
     const char *path = urls_path ? urls_path : "";
     const cJSON *list = value ? provider_at(value, path) : NULL;
     int rc = 0;
-    if (!list)
+    if (any)
+        rc = provider_collect_any(list, NULL, out, 0);
+    else if (!list)
         rc = provider_fail(err, -EPROTO, true, "%s: %s has no %s", what, field,
                            *path ? path : "value");
-    else if ((rc = provider_collect(list, out, 0)) < 0)
-        provider_fail(err, rc, true, "%s: out of memory", what);
-    else if (out->n_urls == 0)
+    else if ((rc = provider_collect(list, out, 0)) == 0 && out->n_urls == 0)
         rc = provider_no_url(what, *path ? path : field, out, err);
+    if (rc == -ENOMEM)
+        provider_fail(err, rc, true, "%s: out of memory", what);
     cJSON_Delete(parsed);
     return rc;
 }
@@ -1227,6 +1475,25 @@ static int provider_dup_at(const cJSON *data, const char *path, char **out)
     return path ? provider_dup_code(provider_at(data, path), out) : 0;
 }
 
+/* failCode and failMsg of a failed task; without a code, the provider's own
+ * word for the end (canceled, aborted, fail) stands in for one. */
+static int provider_fail_reason(const cJSON *data, const char *code_path, const char *msg_path,
+                                const char *word, struct provider_status *out)
+{
+    if (provider_dup_at(data, code_path, &out->fail_code) < 0)
+        return -ENOMEM;
+    const cJSON *m = msg_path ? provider_at(data, msg_path) : NULL;
+    out->fail_msg = provider_reason(m);
+    if (out->fail_code || !word)
+        return 0;
+    if (!(out->fail_code = strdup(word)))
+        return -ENOMEM;
+    if (!out->fail_msg &&
+        asprintf(&out->fail_msg, "the provider reports the task %s, without a reason", word) < 0)
+        out->fail_msg = NULL;
+    return 0;
+}
+
 int provider_parse_status(const struct provider *p, long http_status, const char *body, size_t len,
                           const char *retry_after, time_t now, struct provider_status *out,
                           struct provider_error *err)
@@ -1261,16 +1528,18 @@ int provider_parse_status(const struct provider *p, long http_status, const char
     out->create_ms = provider_time(p, data, p->create_path);
     out->update_ms = provider_time(p, data, p->update_path);
     out->complete_ms = provider_time(p, data, p->complete_path);
+    const cJSON *cost = p->cost_path ? provider_at(data, p->cost_path) : NULL;
+    if (cJSON_IsNumber(cost) && cost->valuedouble > 0 && cost->valuedouble < 9.0e15)
+        out->cost_ms = (int64_t)cost->valuedouble;
     if (out->state == TASK_SUCCESS) {
         if (p->result_path)
             rc = provider_urls("status answer", p->result_path, provider_at(data, p->result_path),
-                               p->result_is_json_string, p->urls_path, out, err);
+                               p->result_is_json_string, p->urls_path, p->outputs_any, out, err);
         else
             out->needs_result = true;
     } else if (out->state == TASK_FAILED) {
-        if (provider_dup_at(data, p->error_code_path, &out->fail_code) < 0 ||
-            provider_dup_at(data, p->error_msg_path, &out->fail_msg) < 0)
-            rc = -ENOMEM;
+        rc = provider_fail_reason(data, p->error_code_path, p->error_msg_path, state->valuestring,
+                                  out);
     }
     if (rc == 0 && !(out->data_json = cJSON_PrintUnformatted(data)))
         rc = -ENOMEM;
@@ -1292,15 +1561,14 @@ int provider_parse_result(const struct provider *p, long http_status, const char
     if (http_status == 400 || http_status == 422) {
         cJSON *doc = body && len <= PROVIDER_MAX_BODY ? provider_parse_json(body, len) : NULL;
         out->state = TASK_FAILED;
-        if (provider_dup_at(doc, p->result_error_code, &out->fail_code) < 0 ||
-            provider_dup_at(doc, p->result_error_msg, &out->fail_msg) < 0) {
-            cJSON_Delete(doc);
+        char word[16];
+        snprintf(word, sizeof(word), "%ld", http_status);
+        int rc = provider_fail_reason(doc, p->result_error_code, p->result_error_msg, word, out);
+        cJSON_Delete(doc);
+        if (rc < 0) {
             provider_status_clear(out);
             return provider_fail(err, -ENOMEM, true, "result answer: out of memory");
         }
-        if (!out->fail_code && asprintf(&out->fail_code, "%ld", http_status) < 0)
-            out->fail_code = NULL;
-        cJSON_Delete(doc);
         return 0;
     }
     cJSON *root;
@@ -1309,7 +1577,8 @@ int provider_parse_result(const struct provider *p, long http_status, const char
                            &data, err);
     if (rc < 0)
         return rc;
-    rc = provider_urls("result answer", "the result", data, false, p->result_urls_path, out, err);
+    rc = provider_urls("result answer", "the result", data, false, p->result_urls_path,
+                       p->outputs_any, out, err);
     if (rc == 0 && !(out->data_json = cJSON_PrintUnformatted(data)))
         rc = provider_fail(err, -ENOMEM, true, "result answer: out of memory");
     if (rc < 0)

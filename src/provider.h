@@ -32,14 +32,20 @@ struct provider_submit {
     char *result_url; /* malloc'd or NULL: where the result is fetched once done */
 };
 
+/* Outputs of a success: urls[i] is an http(s) URL to fetch or a data: URI to
+ * decode (text outputs become data:text/plain URIs); names[i] is the name
+ * the provider gave it (an output object's key, safe as a file name) or NULL
+ * (files/<i>.ext). */
 struct provider_status {
     enum task_state state;
     int progress; /* 0..100, -1 unknown */
-    char **urls;  /* result URLs (success), malloc'd array of malloc'd */
+    char **urls;  /* malloc'd array of malloc'd */
+    char **names; /* n_urls entries, each malloc'd or NULL; NULL when urls is */
     size_t n_urls;
     char *fail_code;                           /* malloc'd or NULL */
     char *fail_msg;                            /* malloc'd or NULL */
     int64_t create_ms, update_ms, complete_ms; /* 0 when absent */
+    int64_t cost_ms;                           /* the provider's own run time, 0 if absent */
     char *data_json;   /* the status object as received (compact), malloc'd */
     bool needs_result; /* done: the URLs come from a separate result request */
 };
@@ -54,14 +60,14 @@ extern const struct provider_builtin provider_builtins[];
 /* A profile from JSON text; source names it in messages (a file path or
  * "built-in NAME"). NULL with one line in err naming the bad key. */
 struct provider *provider_load_json(const char *text, const char *source, char *err, size_t errlen);
-/* A built-in profile by name ("native", "replicate", "fal"), or NULL. */
+/* A built-in profile by name ("apixo", "kie", "replicate", "fal"), or NULL. */
 struct provider *provider_load_builtin(const char *name, char *err, size_t errlen);
 /* Overrides the profile's base URL (api_url); a trailing slash is dropped. */
 int provider_set_base_url(struct provider *p, const char *base_url);
 const char *provider_name(const struct provider *p);
 const char *provider_base_url(const struct provider *p); /* NULL if none */
-/* The built-in native profile with base_url. NULL on ENOMEM. */
-struct provider *provider_new_native(const char *base_url);
+/* The default provider's name. */
+#define PROVIDER_DEFAULT "apixo"
 void provider_free(struct provider *p);
 
 /* The profile's auth header line for curl, e.g. "Authorization: Bearer KEY"

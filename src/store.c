@@ -116,9 +116,12 @@ static void task_free(struct task *t)
     free(t->status_url);
     free(t->result_url);
     free(t->cb_token);
-    for (size_t i = 0; i < t->n_urls; i++)
+    for (size_t i = 0; i < t->n_urls; i++) {
         free(t->urls[i]);
+        free(t->names ? t->names[i] : NULL);
+    }
     free(t->urls);
+    free(t->names);
     free(t->files);
     free(t->fail_code);
     free(t->fail_msg);
@@ -186,11 +189,20 @@ static void bind_text(sqlite3_stmt *st, int i, const char *v)
         sqlite3_bind_null(st, i);
 }
 
+/* A named output is {"url", "name"}, an unnamed one its URL alone. */
 static char *urls_to_json(const struct task *t)
 {
     cJSON *a = cJSON_CreateArray();
-    for (size_t i = 0; i < t->n_urls; i++)
-        cJSON_AddItemToArray(a, cJSON_CreateString(t->urls[i]));
+    for (size_t i = 0; i < t->n_urls; i++) {
+        if (t->names && t->names[i]) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "url", t->urls[i]);
+            cJSON_AddStringToObject(o, "name", t->names[i]);
+            cJSON_AddItemToArray(a, o);
+        } else {
+            cJSON_AddItemToArray(a, cJSON_CreateString(t->urls[i]));
+        }
+    }
     char *out = cJSON_PrintUnformatted(a);
     cJSON_Delete(a);
     return out;
@@ -202,14 +214,31 @@ static void urls_from_json(struct task *t, const char *text)
     int n = cJSON_GetArraySize(a);
     if (n > 0) {
         t->urls = calloc((size_t)n, sizeof(char *));
+        t->names = calloc((size_t)n, sizeof(char *));
         const cJSON *it;
         cJSON_ArrayForEach(it, a)
         {
-            if (cJSON_IsString(it) && t->urls)
-                t->urls[t->n_urls++] = strdup(it->valuestring);
+            const cJSON *url =
+                cJSON_IsObject(it) ? cJSON_GetObjectItemCaseSensitive(it, "url") : it;
+            const cJSON *name = cJSON_GetObjectItemCaseSensitive(it, "name");
+            if (!cJSON_IsString(url) || !t->urls || !t->names)
+                continue;
+            t->names[t->n_urls] = cJSON_IsString(name) ? strdup(name->valuestring) : NULL;
+            t->urls[t->n_urls++] = strdup(url->valuestring);
         }
     }
     cJSON_Delete(a);
+}
+
+void store_file_name(const struct task *t, uint32_t n, const char *content_type, char *out,
+                     size_t outlen)
+{
+    const char *stem = t->names && n < t->n_urls ? t->names[n] : NULL;
+    media_file_name(n, stem, t->urls[n], content_type, out, outlen);
+    /* Two outputs must not share a file: a repeated name falls back to the index. */
+    for (uint32_t i = 0; stem && t->files && i < n; i++)
+        if (strcmp(t->files[i].name, out) == 0)
+            media_file_name(n, NULL, t->urls[n], content_type, out, outlen);
 }
 
 /* File entries for the task's URLs, named from the URL until a download
@@ -222,7 +251,7 @@ static int files_init(struct task *t, const char *saved)
     if (!t->files)
         return -ENOMEM;
     for (size_t i = 0; i < t->n_urls; i++) {
-        media_file_name((unsigned)i, t->urls[i], NULL, t->files[i].name, sizeof(t->files[i].name));
+        store_file_name(t, (uint32_t)i, NULL, t->files[i].name, sizeof(t->files[i].name));
         t->files[i].size = -1;
         t->files[i].state = FILE_PENDING;
     }
@@ -885,13 +914,16 @@ int store_task_apply_status(struct store *s, uint32_t idx, const struct provider
     }
     enum task_state old = t->state;
     char *new_status = dup_or_null(ps->data_json);
-    char **urls = NULL;
+    char **urls = NULL, **names = NULL;
     size_t n_urls = 0;
     char *fcode = NULL, *fmsg = NULL;
     if (state_moves && ps->state == TASK_SUCCESS && ps->n_urls > 0) {
         urls = calloc(ps->n_urls, sizeof(char *));
-        for (size_t i = 0; urls && i < ps->n_urls; i++)
+        names = calloc(ps->n_urls, sizeof(char *));
+        for (size_t i = 0; urls && names && i < ps->n_urls; i++) {
+            names[n_urls] = ps->names ? dup_or_null(ps->names[i]) : NULL;
             urls[n_urls++] = strdup(ps->urls[i]);
+        }
     }
     if (state_moves && ps->state == TASK_FAILED) {
         fcode = strdup(ps->fail_code ? ps->fail_code : "unknown");
@@ -906,6 +938,7 @@ int store_task_apply_status(struct store *s, uint32_t idx, const struct provider
         t->change_ms = now_ms;
         if (ps->state == TASK_SUCCESS) {
             t->urls = urls;
+            t->names = names;
             t->n_urls = n_urls;
             files_init(t, NULL);
         } else if (ps->state == TASK_FAILED) {

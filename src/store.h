@@ -44,7 +44,8 @@ struct task {
     char *status_url;
     char *result_url;
     char *cb_token; /* callback mode: the secret in this task's callback URL */
-    char **urls;
+    char **urls;    /* http(s) URLs to fetch, data: URIs to decode */
+    char **names;   /* n_urls names the provider gave its outputs (each may be NULL), or NULL */
     size_t n_urls;
     struct task_file *files; /* n_urls of them once the task succeeded */
     char *fail_code;
@@ -156,6 +157,10 @@ int store_task_remove(struct store *s, uint32_t idx);
  * < -1 keeps the size). A file that became DONE is persisted. */
 int store_file_set(struct store *s, uint32_t idx, uint32_t n, enum file_state st, const char *name,
                    int64_t size);
+/* The file name of output n: its given name or its index, with the extension
+ * the Content-Type (may be NULL) or the URL says. */
+void store_file_name(const struct task *t, uint32_t n, const char *content_type, char *out,
+                     size_t outlen);
 /* Persist pending poll bookkeeping in one transaction. */
 int store_flush(struct store *s);
 

@@ -1,7 +1,7 @@
 /* libFuzzer target: the provider answer parsers (provider_parse_submit,
  * provider_parse_status, provider_parse_result) of every built-in profile.
  *
- * Input layout: byte 0 picks the profile (native, replicate, fal) and the
+ * Input layout: byte 0 picks the profile (apixo, kie, replicate, fal) and the
  * parser; byte 1 picks the HTTP status and the Retry-After header; the rest
  * is the body, passed with its exact length and no terminating NUL, as the
  * engine's contract allows (so a read past len is caught by ASan). With bit
@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const profile_names[] = {"native", "replicate", "fal"};
+static const char *const profile_names[] = {"apixo", "kie", "replicate", "fal"};
 #define N_PROFILES (sizeof(profile_names) / sizeof(profile_names[0]))
 static struct provider *profiles[N_PROFILES];
 

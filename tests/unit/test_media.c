@@ -16,11 +16,11 @@ int main(void)
     TAP_CHECK(media_ext_for_url("https://cdn.example.com/dir.png/file") == NULL,
               "a dot in a directory is not an extension");
     TAP_CHECK(media_ext_for_url("https://cdn.example.com/x.exe") == NULL, "unknown extension");
-    media_file_name(0, "http://h/m/t/0.png", NULL, name, sizeof(name));
+    media_file_name(0, NULL, "http://h/m/t/0.png", NULL, name, sizeof(name));
     TAP_EQ_STR(name, "0.png", "name from URL");
-    media_file_name(3, "http://h/m/t/0.png", "audio/wav", name, sizeof(name));
+    media_file_name(3, NULL, "http://h/m/t/0.png", "audio/wav", name, sizeof(name));
     TAP_EQ_STR(name, "3.wav", "Content-Type wins over the URL");
-    media_file_name(1, "http://h/blob", "application/octet-stream", name, sizeof(name));
+    media_file_name(1, NULL, "http://h/blob", "application/octet-stream", name, sizeof(name));
     TAP_EQ_STR(name, "1.bin", "nothing known: bin");
     return tap_done();
 }

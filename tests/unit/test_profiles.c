@@ -1,5 +1,6 @@
 /* The profile interpreter on the built-in replicate and fal profiles, and
  * on broken profiles. */
+#include "media.h"
 #include "provider.h"
 #include "tap.h"
 
@@ -134,7 +135,16 @@ static void test_fal(void)
 
     TAP_EQ_INT(provider_build_result(p, "fal-ai/flux/dev", "0f1e-22", NULL, &r), 0,
                "result request from the template");
-    TAP_EQ_STR(r.url, "http://q.test/fal-ai/flux/dev/requests/0f1e-22", "  URL");
+    TAP_EQ_STR(r.url, "http://q.test/fal-ai/flux/requests/0f1e-22",
+               "  URL on the app, without the endpoint's sub-path (as fal documents)");
+    provider_request_clear(&r);
+    TAP_EQ_INT(provider_build_status(p, "fal-ai/flux/dev", "0f1e-22", NULL, &r), 0,
+               "status request of an adopted request");
+    TAP_EQ_STR(r.url, "http://q.test/fal-ai/flux/requests/0f1e-22/status", "  on the app too");
+    provider_request_clear(&r);
+    TAP_EQ_INT(provider_build_status(p, "fal-ai/fast-sdxl", "9", NULL, &r), 0,
+               "an app without a sub-path");
+    TAP_EQ_STR(r.url, "http://q.test/fal-ai/fast-sdxl/requests/9/status", "  unchanged");
     provider_request_clear(&r);
     const char *res = "{\"images\":[{\"url\":\"https://f/0.png\",\"width\":1},{\"url\":"
                       "\"https://f/1.png\"}],\"video\":{\"url\":\"https://f/v.mp4\"},"
@@ -149,8 +159,199 @@ static void test_fal(void)
     TAP_CHECK(st.state == TASK_FAILED && st.fail_msg && strcmp(st.fail_msg, "bad prompt") == 0,
               "  the task failed with the detail");
     provider_status_clear(&st);
+    const char *arr = "{\"detail\":[{\"loc\":[\"body\",\"prompt\"],\"msg\":\"ensure this value "
+                      "has at most 2500 characters\",\"type\":\"value_error.any_str.max_length\"},"
+                      "{\"loc\":[\"body\",\"image_size\",0],\"msg\":\"bad size\",\"type\":\"x\"}]}";
+    TAP_EQ_INT(provider_parse_result(p, 422, arr, strlen(arr), NULL, 0, &st, &e), 0,
+               "422 result with a detail array");
+    TAP_EQ_STR(st.fail_msg,
+               "prompt: ensure this value has at most 2500 characters; image_size.0: bad size",
+               "  the messages joined, each with its field");
+    TAP_EQ_STR(st.fail_code, "422", "  the HTTP code stands in for a code");
+    provider_status_clear(&st);
+    struct provider_submit s2;
+    TAP_CHECK(provider_parse_submit(p, 422, arr, strlen(arr), NULL, 0, &s2, &e) == -EINVAL &&
+                  strstr(e.msg, "prompt: ensure this value has at most 2500 characters"),
+              "a refused submit names the field and the reason: %s", e.msg);
     TAP_CHECK(provider_parse_result(p, 503, "", 0, NULL, 0, &st, &e) < 0 && e.retryable,
               "503 result is transient");
+    provider_free(p);
+}
+
+/* Parses a status answer of profile p. */
+static int parse(struct provider *p, const char *body, struct provider_status *st)
+{
+    struct provider_error e;
+    return provider_parse_status(p, 200, body, strlen(body), NULL, 0, st, &e);
+}
+
+static void test_replicate_shapes(void)
+{
+    char err[256];
+    struct provider *p = provider_load_builtin("replicate", err, sizeof(err));
+    TAP_CHECK(p != NULL, "replicate loads");
+    if (!p)
+        return;
+    struct provider_request r;
+    TAP_EQ_INT(provider_build_submit(
+                   p,
+                   "cjwbw/demucs:25a173108cff36ef9f80f854c162d01df9e6528be175794b81158fa03836d953",
+                   "{\"audio\":\"https://a/x.mp3\"}", NULL, &r),
+               0, "a community model by version");
+    TAP_EQ_STR(r.url, "https://api.replicate.com/v1/predictions", "  POST /v1/predictions");
+    TAP_EQ_STR(r.body,
+               "{\"version\":\"25a173108cff36ef9f80f854c162d01df9e6528be175794b81158fa03836d953\","
+               "\"input\":{\"audio\":\"https://a/x.mp3\"}}",
+               "  the version in the body");
+    provider_request_clear(&r);
+    TAP_EQ_INT(provider_build_submit(p, "o/m:v1", "{}", "https://cb/t", &r), 0,
+               "by version, with a webhook");
+    TAP_CHECK(strstr(r.body, "\"version\":\"v1\"") &&
+                  strstr(r.body, "\"webhook\":\"https://cb/t\""),
+              "  version and webhook: %s", r.body);
+    provider_request_clear(&r);
+    TAP_EQ_INT(provider_build_submit(p, "deployments/acme/my-sdxl", "{\"prompt\":\"a\"}", NULL, &r),
+               0, "a deployment");
+    TAP_EQ_STR(r.url, "https://api.replicate.com/v1/deployments/acme/my-sdxl/predictions",
+               "  POST /v1/deployments/OWNER/NAME/predictions");
+    TAP_EQ_STR(r.body, "{\"input\":{\"prompt\":\"a\"}}", "  the input alone");
+    provider_request_clear(&r);
+
+    struct provider_status st;
+    const char *demucs =
+        "{\"status\":\"succeeded\",\"output\":{\"bass\":\"https://r/bass.wav\","
+        "\"drums\":\"https://r/drums.wav\",\"guitar\":null,\"other\":"
+        "\"https://r/other.wav\",\"piano\":null,\"vocals\":\"https://r/vocals.wav\"}}";
+    TAP_EQ_INT(parse(p, demucs, &st), 0, "an object of named URLs with nulls");
+    TAP_CHECK(st.state == TASK_SUCCESS && st.n_urls == 4, "  success, four outputs (%zu)",
+              st.n_urls);
+    TAP_CHECK(st.n_urls == 4 && strcmp(st.names[0], "bass") == 0 &&
+                  strcmp(st.names[3], "vocals") == 0 &&
+                  strcmp(st.urls[3], "https://r/vocals.wav") == 0,
+              "  named after their keys");
+    provider_status_clear(&st);
+
+    const char *nested = "{\"status\":\"succeeded\",\"output\":[[\"https://r/0.png\","
+                         "\"https://r/1.png\"],[\"https://r/2.png\"]]}";
+    TAP_EQ_INT(parse(p, nested, &st), 0, "nested arrays");
+    TAP_CHECK(st.n_urls == 3 && !st.names[0] && strcmp(st.urls[2], "https://r/2.png") == 0,
+              "  three outputs, in order, by index");
+    provider_status_clear(&st);
+
+    const char *tokens =
+        "{\"status\":\"succeeded\",\"output\":[\"Once\",\" upon\",\" a\",\" time\"]}";
+    TAP_EQ_INT(parse(p, tokens, &st), 0, "a language model's tokens");
+    TAP_CHECK(st.state == TASK_SUCCESS && st.n_urls == 1 && strcmp(st.names[0], "output") == 0,
+              "  one text output");
+    unsigned char *bytes = NULL;
+    size_t len = 0;
+    char type[64];
+    TAP_CHECK(st.n_urls == 1 &&
+                  media_data_uri_decode(st.urls[0], &bytes, &len, type, sizeof(type)) == 0 &&
+                  len == 16 && memcmp(bytes, "Once upon a time", 16) == 0 &&
+                  strcmp(type, "text/plain") == 0,
+              "  holding the joined text");
+    free(bytes);
+    provider_status_clear(&st);
+
+    const char *text = "{\"status\":\"succeeded\",\"output\":\"A cat on a mat.\"}";
+    TAP_EQ_INT(parse(p, text, &st), 0, "a plain string that is no URL");
+    TAP_CHECK(st.state == TASK_SUCCESS && st.n_urls == 1 && media_is_data_uri(st.urls[0]),
+              "  is a text output, not a failure");
+    provider_status_clear(&st);
+
+    const char *data =
+        "{\"status\":\"succeeded\",\"output\":[\"data:image/png;base64,iVBORw0KGgo=\"]}";
+    TAP_EQ_INT(parse(p, data, &st), 0, "a data: URI");
+    TAP_CHECK(st.n_urls == 1 && strncmp(st.urls[0], "data:image/png;base64,", 22) == 0,
+              "  kept as the output, to decode");
+    provider_status_clear(&st);
+
+    const char *none = "{\"status\":\"succeeded\",\"output\":null}";
+    TAP_EQ_INT(parse(p, none, &st), 0, "a success with no output");
+    TAP_CHECK(st.state == TASK_SUCCESS && st.n_urls == 0, "  is a success with nothing to fetch");
+    provider_status_clear(&st);
+
+    const char *canceled = "{\"status\":\"canceled\",\"error\":null,\"output\":null}";
+    TAP_EQ_INT(parse(p, canceled, &st), 0, "canceled");
+    TAP_CHECK(st.state == TASK_FAILED && strcmp(st.fail_code, "canceled") == 0 &&
+                  strstr(st.fail_msg, "canceled"),
+              "  failed, and error says canceled: %s", st.fail_msg ? st.fail_msg : "(none)");
+    provider_status_clear(&st);
+    const char *aborted = "{\"status\":\"aborted\",\"error\":\"Prediction deadline exceeded\"}";
+    TAP_EQ_INT(parse(p, aborted, &st), 0, "aborted");
+    TAP_CHECK(st.state == TASK_FAILED && strcmp(st.fail_code, "aborted") == 0 &&
+                  strcmp(st.fail_msg, "Prediction deadline exceeded") == 0,
+              "  failed with the provider's reason");
+    provider_status_clear(&st);
+    provider_free(p);
+}
+
+static void test_apixo_kie(void)
+{
+    char err[256];
+    struct provider *p = provider_load_builtin("apixo", err, sizeof(err));
+    TAP_CHECK(p != NULL, "apixo loads (%s)", p ? "ok" : err);
+    if (!p)
+        return;
+    TAP_EQ_STR(provider_base_url(p), "https://api.apixo.ai/api/v1", "apixo's base URL built in");
+    struct provider_request r;
+    TAP_EQ_INT(provider_build_status(p, "flux-2", "tk1", NULL, &r), 0, "apixo status");
+    TAP_EQ_STR(r.url, "https://api.apixo.ai/api/v1/statusTask/flux-2?taskId=tk1",
+               "  GET statusTask/{model}?taskId={id}");
+    provider_request_clear(&r);
+    struct provider_status st;
+    struct provider_error e;
+    const char *bad = "{\"code\":400,\"message\":\"Invalid request\",\"data\":{\"error\":"
+                      "\"Missing required field: input.prompt\"}}";
+    struct provider_submit sub;
+    TAP_EQ_INT(provider_parse_submit(p, 400, bad, strlen(bad), NULL, 0, &sub, &e), -EINVAL,
+               "a refused input");
+    TAP_CHECK(strstr(e.msg, "Missing required field: input.prompt") != NULL,
+              "  the provider's reason (data.error) reaches the message: %s", e.msg);
+    const char *failed = "{\"code\":200,\"message\":\"success\",\"data\":{\"taskId\":\"t\","
+                         "\"state\":\"failed\",\"failCode\":\"CONTENT_VIOLATION\",\"failMsg\":"
+                         "\"The prompt violates the content policy\",\"costTime\":0}}";
+    TAP_EQ_INT(parse(p, failed, &st), 0, "apixo failed");
+    TAP_CHECK(st.state == TASK_FAILED && strcmp(st.fail_code, "CONTENT_VIOLATION") == 0,
+              "  failCode word");
+    provider_status_clear(&st);
+    const char *ok =
+        "{\"code\":200,\"message\":\"success\",\"data\":{\"taskId\":\"t\",\"state\":"
+        "\"success\",\"resultJson\":\"{\\\"resultUrls\\\":[\\\"https://c/0.png\\\"]}\","
+        "\"costTime\":8123,\"createTime\":0,\"completeTime\":0}}";
+    TAP_EQ_INT(parse(p, ok, &st), 0, "apixo success");
+    TAP_CHECK(st.state == TASK_SUCCESS && st.n_urls == 1 && st.cost_ms == 8123,
+              "  URL and costTime");
+    provider_status_clear(&st);
+    provider_free(p);
+
+    p = provider_load_builtin("kie", err, sizeof(err));
+    TAP_CHECK(p != NULL, "kie loads (%s)", p ? "ok" : err);
+    if (!p)
+        return;
+    TAP_EQ_INT(provider_build_submit(p, "grok-imagine/text-to-image", "{\"prompt\":\"a\"}",
+                                     "https://cb/t", &r),
+               0, "kie submit");
+    TAP_EQ_STR(r.url, "https://api.kie.ai/api/v1/jobs/createTask", "  createTask");
+    TAP_EQ_STR(r.body,
+               "{\"model\":\"grok-imagine/text-to-image\",\"callBackUrl\":\"https://cb/t\","
+               "\"input\":{\"prompt\":\"a\"}}",
+               "  the model id in the body");
+    provider_request_clear(&r);
+    TAP_EQ_INT(provider_build_status(p, "grok-imagine/text-to-image", "k1", NULL, &r), 0,
+               "kie status");
+    TAP_EQ_STR(r.url, "https://api.kie.ai/api/v1/jobs/recordInfo?taskId=k1", "  recordInfo");
+    provider_request_clear(&r);
+    const char *inbody = "{\"code\":402,\"msg\":\"Insufficient credits\",\"data\":null}";
+    TAP_EQ_INT(provider_parse_submit(p, 200, inbody, strlen(inbody), NULL, 0, &sub, &e), -EDQUOT,
+               "an in-body 402 inside an HTTP 200");
+    TAP_CHECK(strstr(e.msg, "Insufficient credits") != NULL, "  with its reason: %s", e.msg);
+    const char *fail = "{\"code\":200,\"msg\":\"success\",\"data\":{\"taskId\":\"k1\",\"state\":"
+                       "\"fail\",\"failCode\":\"500\",\"failMsg\":\"internal error\"}}";
+    TAP_EQ_INT(parse(p, fail, &st), 0, "kie fail");
+    TAP_CHECK(st.state == TASK_FAILED && strcmp(st.fail_msg, "internal error") == 0, "  failed");
+    provider_status_clear(&st);
     provider_free(p);
 }
 
@@ -190,6 +391,8 @@ int main(void)
 {
     test_replicate();
     test_fal();
+    test_replicate_shapes();
+    test_apixo_kie();
     test_bad_profiles();
     return tap_done();
 }
