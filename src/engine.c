@@ -2,6 +2,7 @@
 
 #include "cachepath.h"
 #include "clock.h"
+#include "input.h"
 #include "media.h"
 #include "rate.h"
 
@@ -22,6 +23,10 @@
 #define MAX_INFLIGHT 48
 #define MAX_BODY PROVIDER_MAX_BODY_BYTES
 #define SUBMIT_ATTEMPTS 5
+/* "No such task" this many polls in a row (with backoff): the provider lost it. */
+#define MISSING_POLLS 5
+/* Result requests of a task the provider called done, before it is failed. */
+#define RESULT_ATTEMPTS 5
 #define CONNECT_TIMEOUT_MS 10000L
 #define FLUSH_EVERY_MS 1000
 #define STOP_GRACE_MS 15000
@@ -73,6 +78,8 @@ struct tsched {
     int64_t due_ms;
     uint32_t heap_pos; /* UINT32_MAX: not in the heap */
     uint32_t fail_streak;
+    uint32_t missing_streak; /* status polls answered "no such task" in a row */
+    uint32_t result_streak;  /* failed result requests of a task the provider called done */
     bool inflight;
     bool poll_again; /* a callback came while a poll was in flight: that poll may predate the end */
 };
@@ -942,8 +949,8 @@ static int start_submit(struct engine *e, struct engine_cmd *cmd)
     }
     if (x)
         x->pi = prov_index(e, cmd->model_idx);
-    if (!x || provider_build_submit(prov_of(e, x->pi), m->name, cmd->input_json, cb[0] ? cb : NULL,
-                                    &x->req) < 0) {
+    if (!x || provider_build_submit(prov_of(e, x->pi), m->name, cmd->input_json, m->request,
+                                    cb[0] ? cb : NULL, &x->req) < 0) {
         xfer_free(x);
         cmd_finish(cmd, -ENOMEM, "out of memory building the request");
         return 0;
@@ -1050,10 +1057,34 @@ static void handle_cmd(struct engine *e, struct engine_cmd *cmd)
     int rc;
     uint32_t idx;
     switch (cmd->kind) {
-    case ENGINE_SUBMIT:
+    case ENGINE_SUBMIT: {
+        /* The model's defaults go under the writer's input once, here: input.json shows
+         * what was sent. */
+        const struct model *m = store_model_at(e->store, cmd->model_idx);
+        char *merged = NULL;
+        if (m && m->defaults) {
+            rc = input_merge_defaults(m->defaults, cmd->input_json, &merged);
+            if (rc < 0) {
+                cmd_finish(cmd, rc,
+                           "the model's defaults.json and the input cannot be merged: both must "
+                           "be JSON objects");
+                break;
+            }
+            free(cmd->input_json);
+            cmd->input_json = merged;
+        }
         cmd->not_before_ms = 0;
         submit_queue(e, cmd);
         break;
+    }
+    case ENGINE_MODEL_SET: {
+        bool defaults = strcmp(cmd->name, "defaults") == 0;
+        rc = defaults ? store_model_set_defaults(e->store, cmd->model_idx, cmd->input_json)
+                      : store_model_set_request(e->store, cmd->model_idx, cmd->input_json);
+        cmd_finish(cmd, rc,
+                   rc ? "cannot store the model's settings in the database: see the log" : NULL);
+        break;
+    }
     case ENGINE_ADOPT: {
         const struct task *t = store_task_find(e->store, cmd->model_idx, cmd->name);
         if (t) {
@@ -1221,6 +1252,63 @@ static void on_submit_done(struct engine *e, struct xfer *x, CURLcode cc, long h
     cmd_finish(cmd, err, msg);
 }
 
+/* Past its deadline a pending task's readers get ETIMEDOUT; polling goes on slowly. */
+static void check_deadline(struct engine *e, uint32_t idx, const struct task *t, const char *model,
+                           int64_t now)
+{
+    if (t->gave_up || task_state_final(t->state) || now < engine_task_deadline(e, t, model))
+        return;
+    log_warn(e->log,
+             "%s/%s: not done within the model's time limit; readers get ETIMEDOUT, polling goes "
+             "on slowly for 24 h",
+             model, t->id);
+    store_task_set_gave_up(e->store, idx, true);
+}
+
+/* A status (or result) answer parsed: store it; a task that ended gets its
+ * downloads queued and teaches the schedule, one still pending is scheduled. */
+static void apply_answer(struct engine *e, uint32_t idx, const struct provider_status *ps,
+                         bool poll_again, int64_t now)
+{
+    const struct task *t = store_task_at(e->store, idx);
+    const char *model = model_of(e, t);
+    bool was_final = task_state_final(t->state);
+    store_task_apply_status(e->store, idx, ps, now);
+    t = store_task_at(e->store, idx);
+    if (!task_state_final(t->state)) {
+        check_deadline(e, idx, t, model, now);
+        if (poll_again)
+            heap_set(e, idx, now);
+        else
+            schedule_task(e, t, now);
+        return;
+    }
+    heap_remove(e, idx);
+    if (was_final)
+        return;
+    dl_queue_task(e, t);
+    hook_token_remove(e->hook, t->cb_token);
+    if (t->state == TASK_SUCCESS)
+        learn_duration(e, t->model_idx, ps);
+    log_info(e->log, "%s/%s: %s", model, t->id, task_state_name(t->state));
+    if (ps->complete_ms > 0 && now >= ps->complete_ms)
+        record_lag(e, (double)(now - ps->complete_ms));
+}
+
+/* genfs itself ends a task as failed (the provider lost it, or will not give
+ * its result): readers are answered, nothing polls it again. */
+static void fail_task(struct engine *e, uint32_t idx, const char *code, const char *msg,
+                      int64_t now)
+{
+    struct provider_status ps = {.state = TASK_FAILED, .progress = -1};
+    ps.fail_code = strdup(code);
+    ps.fail_msg = strdup(msg);
+    const struct task *t = store_task_at(e->store, idx);
+    ps.data_json = t && t->status_json ? strdup(t->status_json) : NULL;
+    apply_answer(e, idx, &ps, false, now);
+    provider_status_clear(&ps);
+}
+
 static void on_status_done(struct engine *e, struct xfer *x, CURLcode cc, long http, int64_t now)
 {
     uint32_t idx = x->task_idx;
@@ -1302,49 +1390,46 @@ static void on_status_done(struct engine *e, struct xfer *x, CURLcode cc, long h
 
     const struct task *t = store_task_at(e->store, idx);
     const char *model = store_model_at(e->store, t->model_idx)->name;
+    struct tsched *ts = &e->ts[idx];
     if (err == 0 && ps.needs_result && !task_state_final(t->state)) {
-        e->ts[idx].fail_streak = 0;
+        ts->fail_streak = 0;
+        ts->missing_streak = 0;
         start_result(e, idx);
     } else if (err == 0) {
-        bool was_final = task_state_final(t->state);
-        e->ts[idx].fail_streak = 0;
-        store_task_apply_status(e->store, idx, &ps, now);
-        t = store_task_at(e->store, idx);
-        if (task_state_final(t->state)) {
-            heap_remove(e, idx);
-            if (!was_final) {
-                dl_queue_task(e, t);
-                hook_token_remove(e->hook, t->cb_token);
-            }
-            if (!was_final) {
-                if (t->state == TASK_SUCCESS)
-                    learn_duration(e, t->model_idx, &ps);
-                log_info(e->log, "%s/%s: %s", model, t->id, task_state_name(t->state));
-                if (ps.complete_ms > 0 && now >= ps.complete_ms)
-                    record_lag(e, (double)(now - ps.complete_ms));
-            }
-        } else {
-            if (!t->gave_up && now >= engine_task_deadline(e, t, model)) {
-                log_warn(e->log,
-                         "%s/%s: not done within the model's time limit; readers get "
-                         "ETIMEDOUT, polling goes on slowly for 24 h",
-                         model, t->id);
-                store_task_set_gave_up(e->store, idx, true);
-            }
-            if (poll_again)
-                heap_set(e, idx, now);
-            else
-                schedule_task(e, t, now);
-        }
+        ts->fail_streak = 0;
+        ts->missing_streak = 0;
+        apply_answer(e, idx, &ps, poll_again, now);
+    } else if (x->kind == X_RESULT && ++ts->result_streak >= RESULT_ATTEMPTS) {
+        /* The provider said done but will not hand over the result: retrying
+         * for the whole deadline would only hide that. */
+        char why[512];
+        snprintf(why, sizeof(why),
+                 "the provider reported the task done, but its result request failed %u times "
+                 "(last: %s)",
+                 ts->result_streak, msg);
+        log_warn(e->log, "%s/%s: %s", model, t->id, why);
+        fail_task(e, idx, "result_unavailable", why, now);
+    } else if (x->kind == X_STATUS && err == -ENOENT && ++ts->missing_streak >= MISSING_POLLS) {
+        char why[512];
+        snprintf(why, sizeof(why),
+                 "the provider no longer knows this task: %u status polls in a row answered "
+                 "\"no such task\" (last: %s)",
+                 ts->missing_streak, msg);
+        log_warn(e->log, "%s/%s: %s", model, t->id, why);
+        fail_task(e, idx, "not_found", why, now);
     } else {
         /* A failed poll is a missed look: the schedule's next poll is the retry,
          * pushed back further while failures go on, so a struggling provider
          * gets fewer requests, not more. */
-        uint32_t streak = ++e->ts[idx].fail_streak;
+        if (err != -ENOENT)
+            ts->missing_streak = 0;
+        uint32_t streak = ++ts->fail_streak;
         count(e, &e->c.errors);
         if (log_once(e, msg))
             log_warn(e->log, "%s/%s: status poll failed (%s); will retry (said once per 10 min)",
                      model, t->id, msg);
+        /* The deadline holds whatever the polls answer. */
+        check_deadline(e, idx, t, model, now);
         int64_t wait = backoff_ms(e, streak);
         if (perr.retry_after_ms > wait)
             wait = perr.retry_after_ms;

@@ -25,6 +25,7 @@ enum engine_cmd_kind {
     ENGINE_MODEL_REMOVE, /* model_idx */
     ENGINE_POLL_NOW,     /* task_idx; no reply */
     ENGINE_FETCH,        /* task_idx, file_n: download (again) now */
+    ENGINE_MODEL_SET,    /* model_idx, name "defaults" | "request", input_json: object or NULL */
 };
 
 struct engine_cmd;

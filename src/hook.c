@@ -244,7 +244,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (strcmp(method, "POST") != 0)
         return reject(h, c, MHD_HTTP_METHOD_NOT_ALLOWED, "POST only\n");
     if (rq->too_big)
-        return reject(h, c, MHD_HTTP_CONTENT_TOO_LARGE, "body over 64 KiB\n");
+        return reject(h, c, MHD_HTTP_CONTENT_TOO_LARGE, "body over 1 MiB\n");
     const char *tok = hook_path_token(h->prefix, url);
     uint32_t idx;
     if (!tok || !token_lookup(h, tok, &idx))

@@ -11,7 +11,8 @@
 
 #define HOOK_TOKEN_BYTES 16 /* 128 bits from getrandom */
 #define HOOK_TOKEN_LEN (2 * HOOK_TOKEN_BYTES)
-#define HOOK_MAX_BODY (64 * 1024)
+/* A Replicate webhook is the whole prediction, logs included: well over 64 KiB. */
+#define HOOK_MAX_BODY (1024 * 1024)
 
 struct hook;
 

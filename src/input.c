@@ -171,3 +171,42 @@ int input_parse(const char *buf, size_t len, char **json, char **prompt, char *m
     free(text);
     return rc;
 }
+
+/* Adds to dst every key of src it lacks; objects on both sides merge deeper. */
+static int input_merge_under(cJSON *dst, const cJSON *src, int depth)
+{
+    if (depth > 32)
+        return -EINVAL;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, src)
+    {
+        cJSON *have = cJSON_GetObjectItemCaseSensitive(dst, it->string);
+        if (have && cJSON_IsObject(have) && cJSON_IsObject(it)) {
+            int rc = input_merge_under(have, it, depth + 1);
+            if (rc < 0)
+                return rc;
+        } else if (!have) {
+            cJSON *copy = cJSON_Duplicate(it, true);
+            if (!copy || !cJSON_AddItemToObject(dst, it->string, copy)) {
+                cJSON_Delete(copy);
+                return -ENOMEM;
+            }
+        }
+    }
+    return 0;
+}
+
+int input_merge_defaults(const char *defaults_json, const char *input_json, char **out)
+{
+    *out = NULL;
+    cJSON *input = cJSON_Parse(input_json);
+    cJSON *defaults = defaults_json ? cJSON_Parse(defaults_json) : cJSON_CreateObject();
+    int rc = cJSON_IsObject(input) && cJSON_IsObject(defaults) ? 0 : -EINVAL;
+    if (rc == 0)
+        rc = input_merge_under(input, defaults, 0);
+    if (rc == 0 && !(*out = cJSON_PrintUnformatted(input)))
+        rc = -ENOMEM;
+    cJSON_Delete(input);
+    cJSON_Delete(defaults);
+    return rc;
+}

@@ -14,4 +14,10 @@
  * msg (if not NULL) gets one line saying what was wrong and what to do. */
 int input_parse(const char *buf, size_t len, char **json, char **prompt, char *msg, size_t msglen);
 
+/* The input a model's defaults (a JSON object text, or NULL) make of what the
+ * writer gave: the defaults' keys under the writer's, objects merged key by
+ * key, the writer's value winning. 0 with *out (malloc'd compact JSON), or
+ * -EINVAL when either is not a JSON object, or -ENOMEM. */
+int input_merge_defaults(const char *defaults_json, const char *input_json, char **out);
+
 #endif

@@ -186,6 +186,12 @@ static int run(struct genfs_ctx *c)
             else
                 rc = 0;
         }
+        /* The config's defaults seed a model; a write to its defaults.json wins later. */
+        const struct model *m = rc == 0 ? store_model_at(c->store, idx) : NULL;
+        if (m && !m->defaults && o->models[i].defaults_json)
+            rc = store_model_set_defaults(c->store, idx, o->models[i].defaults_json);
+        if (rc == 0 && m && !m->request && o->models[i].request_json)
+            rc = store_model_set_request(c->store, idx, o->models[i].request_json);
         if (rc < 0) {
             snprintf(err, sizeof(err), "cannot add model %s to the database", o->models[i].name);
             return start_failed(err);

@@ -129,7 +129,7 @@ bool opts_model_name_valid(const char *name)
              name[strlen(reserved[i])] == '/'))
             return false;
     /* Segments separated by '/', none empty, none starting with '.'. */
-    bool seg_start = true;
+    bool seg_start = true, colon = false;
     for (const char *p = name; *p; p++) {
         char c = *p;
         if (c == '/') {
@@ -141,6 +141,11 @@ bool opts_model_name_valid(const char *name)
         if (seg_start && c == '.')
             return false;
         seg_start = false;
+        /* ':' once, in the last segment: Replicate's OWNER/NAME:VERSION. */
+        if (c == ':' && !colon && !strchr(p, '/') && p[1]) {
+            colon = true;
+            continue;
+        }
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
               c == '.' || c == '_' || c == '-'))
             return false;
@@ -194,7 +199,8 @@ static int add_model(struct opts *o, const char *name, char *err, size_t errlen)
     if (!opts_model_name_valid(name))
         return fail(err, errlen,
                     "invalid model name '%s': use letters, digits, '.', '_' and '-', '/' between "
-                    "segments (no segment starting with '.', not README/events/stats/log)",
+                    "segments, ':' before a version (no segment starting with '.', not "
+                    "README/events/stats/log)",
                     name);
     for (size_t i = 0; i < o->n_models; i++)
         if (strcmp(o->models[i].name, name) == 0)
@@ -376,6 +382,15 @@ static int config_profile(const cJSON *obj, const char *path, struct opts_model 
                 return fail(err, errlen, "config: %s.provider must be a string", path);
             free(om->provider);
             om->provider = strdup(it->valuestring);
+            continue;
+        }
+        if (strcmp(it->string, "defaults") == 0 || strcmp(it->string, "request") == 0) {
+            bool defaults = it->string[0] == 'd';
+            if (!cJSON_IsObject(it))
+                return fail(err, errlen, "config: %s.%s must be a JSON object", path, it->string);
+            char **slot_json = defaults ? &om->defaults_json : &om->request_json;
+            free(*slot_json);
+            *slot_json = cJSON_PrintUnformatted(it);
             continue;
         }
         if (strcmp(it->string, "initial_ms") == 0)
@@ -607,8 +622,20 @@ int opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen)
     }
     if (o->models_arg) {
         char *copy = strdup(o->models_arg), *save = NULL;
-        for (char *t = strtok_r(copy, ":", &save); t && rc == 0; t = strtok_r(NULL, ":", &save))
+        for (char *t = strtok_r(copy, ":", &save); t && rc == 0; t = strtok_r(NULL, ":", &save)) {
+            /* OWNER/NAME:VERSION: a Replicate version (64 hex digits) after a model id with
+             * a '/' belongs to it, since ':' also separates the models. */
+            char *next = save && strchr(t, '/') && strspn(save, "0123456789abcdef") == 64 &&
+                                 (save[64] == ':' || !save[64])
+                             ? save
+                             : NULL;
+            if (next) {
+                t[strlen(t)] = ':';
+                save = next[64] ? next + 65 : next + 64;
+                next[64] = '\0';
+            }
             rc = add_model(o, t, err, errlen);
+        }
         free(copy);
         if (rc < 0)
             return rc;
@@ -747,6 +774,8 @@ void opts_free(struct opts *o)
     for (size_t i = 0; i < o->n_models; i++) {
         free(o->models[i].name);
         free(o->models[i].provider);
+        free(o->models[i].defaults_json);
+        free(o->models[i].request_json);
     }
     free(o->models);
     for (size_t i = 0; i < o->n_providers; i++) {

@@ -15,6 +15,8 @@ struct opts_model {
     char *provider; /* a name from the config's "providers", or NULL: the mount's own */
     bool has_profile;
     struct sched_profile profile;
+    char *defaults_json; /* models.NAME.defaults: merged under every input, or NULL */
+    char *request_json;  /* models.NAME.request: top-level request fields, or NULL */
 };
 
 /* A further provider from the config, beside the mount's own (-o provider). */
@@ -75,7 +77,8 @@ int opts_config_parse(struct opts *o, const char *text, size_t len, const char *
 void opts_print_help(const char *prog);
 
 /* Model id rules shared by the command line and mkdir: segments of
- * [A-Za-z0-9._-] separated by '/', none empty or starting with '.'. */
+ * [A-Za-z0-9._-] separated by '/', none empty or starting with '.'; the last
+ * may hold one ':' before a version (OWNER/NAME:VERSION). */
 bool opts_model_name_valid(const char *name);
 
 #endif

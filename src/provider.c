@@ -685,7 +685,8 @@ static const char *provider_base(const struct provider *p)
 }
 
 int provider_build_submit(const struct provider *p, const char *model, const char *input_json,
-                          const char *callback_url, struct provider_request *out)
+                          const char *request_json, const char *callback_url,
+                          struct provider_request *out)
 {
     *out =
         (struct provider_request){.method = strcmp(p->submit_method, "PUT") == 0 ? "PUT" : "POST"};
@@ -713,6 +714,23 @@ int provider_build_submit(const struct provider *p, const char *model, const cha
     const cJSON *tmpl = callback_url && cb ? cb : plain;
     cJSON *body = provider_fill(tmpl, input, &v);
     cJSON_Delete(input);
+    cJSON *extra = request_json ? cJSON_Parse(request_json) : NULL;
+    if (request_json && !cJSON_IsObject(extra)) {
+        cJSON_Delete(extra);
+        cJSON_Delete(body);
+        return -EINVAL;
+    }
+    const cJSON *it;
+    if (!cJSON_IsObject(body)) {
+        cJSON_Delete(extra);
+        extra = NULL;
+    }
+    cJSON_ArrayForEach(it, extra)
+    {
+        if (!cJSON_HasObjectItem(body, it->string))
+            cJSON_AddItemToObject(body, it->string, cJSON_Duplicate(it, true));
+    }
+    cJSON_Delete(extra);
     out->body = body ? cJSON_PrintUnformatted(body) : NULL;
     cJSON_Delete(body);
     out->url = provider_expand(url, &v);

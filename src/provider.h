@@ -78,9 +78,13 @@ void provider_request_clear(struct provider_request *r);
 void provider_submit_clear(struct provider_submit *s);
 void provider_status_clear(struct provider_status *s);
 
-/* input_json: the input object text; callback_url NULL for async. */
+/* input_json: the input object text; request_json: top-level fields beside
+ * the input (a model's request.json, e.g. APIXO's "provider" routing), or
+ * NULL; they never replace a field the profile's body sets. callback_url
+ * NULL for async. */
 int provider_build_submit(const struct provider *p, const char *model, const char *input_json,
-                          const char *callback_url, struct provider_request *out);
+                          const char *request_json, const char *callback_url,
+                          struct provider_request *out);
 /* status_url: from the submit answer, or NULL for the profile's template. */
 int provider_build_status(const struct provider *p, const char *model, const char *task_id,
                           const char *status_url, struct provider_request *out);

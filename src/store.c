@@ -138,7 +138,7 @@ static char *dup_or_null(const char *s)
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);"
     "CREATE TABLE IF NOT EXISTS models(name TEXT PRIMARY KEY, created_ms INTEGER NOT NULL,"
-    " hist TEXT, provider TEXT);"
+    " hist TEXT, provider TEXT, defaults TEXT, request TEXT);"
     "CREATE TABLE IF NOT EXISTS tasks("
     " model TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL,"
     " state TEXT NOT NULL, adopted INTEGER NOT NULL DEFAULT 0, gave_up INTEGER NOT NULL DEFAULT 0,"
@@ -148,7 +148,7 @@ static const char schema_sql[] =
     " status_ms INTEGER NOT NULL DEFAULT 0, complete_ms INTEGER NOT NULL DEFAULT 0,"
     " last_poll_ms INTEGER NOT NULL DEFAULT 0, polls INTEGER NOT NULL DEFAULT 0,"
     " PRIMARY KEY(model, id));"
-    "INSERT OR IGNORE INTO meta(key, value) VALUES('schema', '1');";
+    "INSERT OR IGNORE INTO meta(key, value) VALUES('schema', '2');";
 
 static int db_exec(struct store *s, const char *sql)
 {
@@ -429,7 +429,10 @@ static int load_all(struct store *s)
 {
     sqlite3_stmt *st;
     int rc =
-        db_prepare(s, "SELECT name, created_ms, hist, provider FROM models ORDER BY rowid", &st);
+        db_prepare(s,
+                   "SELECT name, created_ms, hist, provider, defaults, request FROM models ORDER "
+                   "BY rowid",
+                   &st);
     if (rc < 0)
         return rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -441,6 +444,10 @@ static int load_all(struct store *s)
             s->models[idx]->hist = strdup(col_text(st, 2));
         if (lrc == 0 && col_text(st, 3))
             s->models[idx]->provider = strdup(col_text(st, 3));
+        if (lrc == 0 && col_text(st, 4))
+            s->models[idx]->defaults = strdup(col_text(st, 4));
+        if (lrc == 0 && col_text(st, 5))
+            s->models[idx]->request = strdup(col_text(st, 5));
     }
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE)
@@ -543,6 +550,28 @@ static int mkdir_p(const char *dir, mode_t mode)
     return 0;
 }
 
+/* Schema 2 (genfs 0.2): per-model input defaults and request fields. */
+static int db_migrate(struct store *s, const char *path, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    bool has_defaults = false;
+    if (db_prepare(s, "PRAGMA table_info(models)", &st) < 0)
+        return fail(err, errlen, -EIO, "database %s: cannot read its schema", path);
+    while (sqlite3_step(st) == SQLITE_ROW)
+        has_defaults = has_defaults || strcmp(col_text(st, 1), "defaults") == 0;
+    sqlite3_finalize(st);
+    if (!has_defaults && db_exec(s, "BEGIN; ALTER TABLE models ADD COLUMN defaults TEXT;"
+                                    " ALTER TABLE models ADD COLUMN request TEXT;"
+                                    " UPDATE meta SET value='2' WHERE key='schema'; COMMIT;") < 0)
+        return fail(err, errlen, -EIO,
+                    "database %s: cannot add the columns of schema 2 (see the log); it is left "
+                    "as it was",
+                    path);
+    return db_exec(s, "UPDATE meta SET value='2' WHERE key='schema' AND value='1';") < 0
+               ? fail(err, errlen, -EIO, "database %s: cannot record its schema version", path)
+               : 0;
+}
+
 int store_open(const char *state_dir, struct log *lg, struct store **out, char *err, size_t errlen)
 {
     struct store *s = calloc(1, sizeof(*s));
@@ -584,6 +613,8 @@ int store_open(const char *state_dir, struct log *lg, struct store **out, char *
         sqlite3_free(msg);
         goto out_fail;
     }
+    if ((rc = db_migrate(s, path, err, errlen)) < 0)
+        goto out_fail;
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(s->db, "PRAGMA quick_check", -1, &st, NULL) == SQLITE_OK) {
         int src = sqlite3_step(st);
@@ -623,6 +654,8 @@ void store_close(struct store *s)
             free(s->models[i]->name);
             free(s->models[i]->hist);
             free(s->models[i]->provider);
+            free(s->models[i]->defaults);
+            free(s->models[i]->request);
         }
         free(s->models[i]);
     }
@@ -800,6 +833,10 @@ static int model_set_text(struct store *s, uint32_t idx, const char *sql, const 
         sqlite3_bind_text(st, 2, m->name, -1, SQLITE_STATIC);
         rc = db_step_done(s, st);
     }
+    if (rc < 0) {
+        free(copy);
+        return rc;
+    }
     char **slot = (char **)((char *)m + field);
     wrlock(s);
     free(*slot);
@@ -818,6 +855,18 @@ int store_model_set_hist(struct store *s, uint32_t idx, const char *text)
 {
     return model_set_text(s, idx, "UPDATE models SET hist=?1 WHERE name=?2", text,
                           offsetof(struct model, hist));
+}
+
+int store_model_set_defaults(struct store *s, uint32_t idx, const char *json)
+{
+    return model_set_text(s, idx, "UPDATE models SET defaults=?1 WHERE name=?2", json,
+                          offsetof(struct model, defaults));
+}
+
+int store_model_set_request(struct store *s, uint32_t idx, const char *json)
+{
+    return model_set_text(s, idx, "UPDATE models SET request=?1 WHERE name=?2", json,
+                          offsetof(struct model, request));
 }
 
 int store_task_insert(struct store *s, const struct task_new *tn, uint32_t *idx)

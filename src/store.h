@@ -72,6 +72,8 @@ struct model {
     uint32_t latest; /* newest task submitted from this mount, or STORE_NONE */
     char *hist;      /* the learned schedule's durations (sched_hist text), or NULL */
     char *provider;  /* the provider it belongs to, or NULL: the mount's own */
+    char *defaults;  /* JSON object merged under every input (defaults.json), or NULL */
+    char *request;   /* JSON object of top-level request fields (request.json), or NULL */
     uint32_t n_tasks;
     int64_t mtime_ms;
 };
@@ -132,6 +134,9 @@ int store_model_set_provider(struct store *s, uint32_t idx, const char *provider
 int store_model_remove(struct store *s, uint32_t idx);
 /* Persist the learned schedule's state of a model (engine thread). */
 int store_model_set_hist(struct store *s, uint32_t idx, const char *text);
+/* A model's defaults.json / request.json (JSON object text, NULL: none), durably. */
+int store_model_set_defaults(struct store *s, uint32_t idx, const char *json);
+int store_model_set_request(struct store *s, uint32_t idx, const char *json);
 
 struct task_new {
     uint32_t model_idx;

@@ -22,10 +22,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!provider_base_url(p))
             provider_set_base_url(p, "http://127.0.0.1:9/");
         struct provider_request r = {0};
-        if (provider_build_submit(p, "owner/model", "{\"prompt\":\"a\"}", NULL, &r) == 0)
+        if (provider_build_submit(p, "owner/model", "{\"prompt\":\"a\"}", NULL, NULL, &r) == 0)
             check(r.method != NULL && r.url != NULL, "a submit request has a URL");
         provider_request_clear(&r);
-        if (provider_build_submit(p, "m", "{\"prompt\":\"a\"}", "http://cb.test/h/0123", &r) == 0)
+        if (provider_build_submit(p, "m", "{\"prompt\":\"a\"}", NULL, "http://cb.test/h/0123",
+                                  &r) == 0)
             check(r.url != NULL, "a callback submit has a URL");
         provider_request_clear(&r);
         if (provider_build_status(p, "owner/model", "t1", NULL, &r) == 0)

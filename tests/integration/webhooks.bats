@@ -64,7 +64,7 @@ lag_of() {
     assert_output 405
     run curl -s -o /dev/null -w '%{http_code}' -X POST "$CB_URL/../../etc/passwd" -d '{}'
     assert_output 404
-    head -c 70000 /dev/zero | tr '\0' a >"$BATS_TEST_TMPDIR/big"
+    head -c 1100000 /dev/zero | tr '\0' a >"$BATS_TEST_TMPDIR/big"
     run curl -s -o /dev/null -w '%{http_code}' -X POST --data-binary @"$BATS_TEST_TMPDIR/big" "$CB_URL/0123456789abcdef0123456789abcdef"
     [ "$output" = 413 ] || [ "$output" = 000 ]
     sleep 0.5

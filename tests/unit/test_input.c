@@ -126,6 +126,26 @@ static void test_roundtrip(void)
     free(p);
 }
 
+static void test_defaults(void)
+{
+    char *out = NULL;
+    TAP_EQ_INT(input_merge_defaults("{\"mode\":\"pro-text-to-image\",\"n\":1,\"opts\":{\"a\":1,"
+                                    "\"b\":2}}",
+                                    "{\"prompt\":\"fox\",\"n\":4,\"opts\":{\"b\":3}}", &out),
+               0, "defaults merged under the input");
+    TAP_EQ_STR(out,
+               "{\"prompt\":\"fox\",\"n\":4,\"opts\":{\"b\":3,\"a\":1},\"mode\":\"pro-text-to-"
+               "image\"}",
+               "  the writer's keys win, objects merge key by key");
+    free(out);
+    TAP_EQ_INT(input_merge_defaults(NULL, "{\"prompt\":\"x\"}", &out), 0, "no defaults");
+    TAP_EQ_STR(out, "{\"prompt\":\"x\"}", "  the input as it was");
+    free(out);
+    TAP_EQ_INT(input_merge_defaults("[1]", "{}", &out), -EINVAL, "defaults not an object");
+    TAP_CHECK(out == NULL, "  nothing made");
+    TAP_EQ_INT(input_merge_defaults("{}", "\"x\"", &out), -EINVAL, "input not an object");
+}
+
 int main(void)
 {
     test_text();
@@ -133,5 +153,6 @@ int main(void)
     test_errors();
     test_sizes();
     test_roundtrip();
+    test_defaults();
     return tap_done();
 }

@@ -21,15 +21,15 @@ static void test_replicate(void)
     free(h);
 
     struct provider_request r;
-    TAP_EQ_INT(
-        provider_build_submit(p, "black-forest-labs/flux-schnell", "{\"prompt\":\"a\"}", NULL, &r),
-        0, "submit");
+    TAP_EQ_INT(provider_build_submit(p, "black-forest-labs/flux-schnell", "{\"prompt\":\"a\"}",
+                                     NULL, NULL, &r),
+               0, "submit");
     TAP_EQ_STR(r.url, "http://127.0.0.1:9/v1/models/black-forest-labs/flux-schnell/predictions",
                "  URL keeps the model's slash");
     TAP_EQ_STR(r.body, "{\"input\":{\"prompt\":\"a\"}}", "  body");
     provider_request_clear(&r);
-    TAP_EQ_INT(provider_build_submit(p, "o/m", "{\"prompt\":\"a\"}", "http://cb/x?t=1", &r), 0,
-               "submit with a webhook");
+    TAP_EQ_INT(provider_build_submit(p, "o/m", "{\"prompt\":\"a\"}", NULL, "http://cb/x?t=1", &r),
+               0, "submit with a webhook");
     TAP_EQ_STR(r.body,
                "{\"input\":{\"prompt\":\"a\"},\"webhook\":\"http://cb/x?t=1\","
                "\"webhook_events_filter\":[\"completed\"]}",
@@ -96,7 +96,7 @@ static void test_fal(void)
     TAP_EQ_STR(h, "Authorization: Key k1", "Key auth");
     free(h);
     struct provider_request r;
-    TAP_EQ_INT(provider_build_submit(p, "fal-ai/flux/dev", "{\"prompt\":\"a b\"}",
+    TAP_EQ_INT(provider_build_submit(p, "fal-ai/flux/dev", "{\"prompt\":\"a b\"}", NULL,
                                      "http://cb.test/hook/t0k?x=1", &r),
                0, "submit with webhook");
     TAP_EQ_STR(
@@ -196,7 +196,7 @@ static void test_replicate_shapes(void)
     TAP_EQ_INT(provider_build_submit(
                    p,
                    "cjwbw/demucs:25a173108cff36ef9f80f854c162d01df9e6528be175794b81158fa03836d953",
-                   "{\"audio\":\"https://a/x.mp3\"}", NULL, &r),
+                   "{\"audio\":\"https://a/x.mp3\"}", NULL, NULL, &r),
                0, "a community model by version");
     TAP_EQ_STR(r.url, "https://api.replicate.com/v1/predictions", "  POST /v1/predictions");
     TAP_EQ_STR(r.body,
@@ -204,14 +204,15 @@ static void test_replicate_shapes(void)
                "\"input\":{\"audio\":\"https://a/x.mp3\"}}",
                "  the version in the body");
     provider_request_clear(&r);
-    TAP_EQ_INT(provider_build_submit(p, "o/m:v1", "{}", "https://cb/t", &r), 0,
+    TAP_EQ_INT(provider_build_submit(p, "o/m:v1", "{}", NULL, "https://cb/t", &r), 0,
                "by version, with a webhook");
     TAP_CHECK(strstr(r.body, "\"version\":\"v1\"") &&
                   strstr(r.body, "\"webhook\":\"https://cb/t\""),
               "  version and webhook: %s", r.body);
     provider_request_clear(&r);
-    TAP_EQ_INT(provider_build_submit(p, "deployments/acme/my-sdxl", "{\"prompt\":\"a\"}", NULL, &r),
-               0, "a deployment");
+    TAP_EQ_INT(
+        provider_build_submit(p, "deployments/acme/my-sdxl", "{\"prompt\":\"a\"}", NULL, NULL, &r),
+        0, "a deployment");
     TAP_EQ_STR(r.url, "https://api.replicate.com/v1/deployments/acme/my-sdxl/predictions",
                "  POST /v1/deployments/OWNER/NAME/predictions");
     TAP_EQ_STR(r.body, "{\"input\":{\"prompt\":\"a\"}}", "  the input alone");
@@ -300,6 +301,17 @@ static void test_apixo_kie(void)
     TAP_EQ_STR(r.url, "https://api.apixo.ai/api/v1/statusTask/flux-2?taskId=tk1",
                "  GET statusTask/{model}?taskId={id}");
     provider_request_clear(&r);
+    TAP_EQ_INT(provider_build_submit(p, "flux-2", "{\"prompt\":\"a\"}",
+                                     "{\"provider\":\"official\",\"input\":{\"evil\":1}}", NULL,
+                                     &r),
+               0, "apixo submit with a model's request fields");
+    TAP_EQ_STR(
+        r.body,
+        "{\"request_type\":\"async\",\"input\":{\"prompt\":\"a\"},\"provider\":\"official\"}",
+        "  beside the input, never replacing what the profile sets");
+    provider_request_clear(&r);
+    TAP_EQ_INT(provider_build_submit(p, "flux-2", "{}", "[1]", NULL, &r), -EINVAL,
+               "request fields that are not an object");
     struct provider_status st;
     struct provider_error e;
     const char *bad = "{\"code\":400,\"message\":\"Invalid request\",\"data\":{\"error\":"
@@ -330,7 +342,7 @@ static void test_apixo_kie(void)
     TAP_CHECK(p != NULL, "kie loads (%s)", p ? "ok" : err);
     if (!p)
         return;
-    TAP_EQ_INT(provider_build_submit(p, "grok-imagine/text-to-image", "{\"prompt\":\"a\"}",
+    TAP_EQ_INT(provider_build_submit(p, "grok-imagine/text-to-image", "{\"prompt\":\"a\"}", NULL,
                                      "https://cb/t", &r),
                0, "kie submit");
     TAP_EQ_STR(r.url, "https://api.kie.ai/api/v1/jobs/createTask", "  createTask");

@@ -38,8 +38,9 @@ static void test_requests(void)
 {
     struct provider_request r;
     struct provider *slash = load("apixo", "http://127.0.0.1:8080/api/");
-    TAP_EQ_INT(provider_build_submit(slash, "fal-ai/flux/dev", "{\"prompt\":\"a\"}", NULL, &r), 0,
-               "build submit");
+    TAP_EQ_INT(
+        provider_build_submit(slash, "fal-ai/flux/dev", "{\"prompt\":\"a\"}", NULL, NULL, &r), 0,
+        "build submit");
     TAP_EQ_STR(r.method, "POST", "  POST");
     TAP_EQ_STR(r.url, "http://127.0.0.1:8080/api/generateTask/fal-ai/flux/dev",
                "  trailing slash of base stripped, model slashes kept");
@@ -54,7 +55,7 @@ static void test_requests(void)
     provider_request_clear(&r);
     TAP_CHECK(r.url == NULL && r.body == NULL, "request cleared");
 
-    TAP_EQ_INT(provider_build_submit(prov, "sora-2", "{\"prompt\":\"b\",\"n\":2}",
+    TAP_EQ_INT(provider_build_submit(prov, "sora-2", "{\"prompt\":\"b\",\"n\":2}", NULL,
                                      "https://me.example/hook/tok", &r),
                0, "build callback submit");
     TAP_EQ_STR(r.url, "http://sim.test/generateTask/sora-2", "  base without slash");
@@ -68,9 +69,10 @@ static void test_requests(void)
     cJSON_Delete(b);
     provider_request_clear(&r);
 
-    TAP_EQ_INT(provider_build_submit(prov, "m", "[1]", NULL, &r), -EINVAL, "input not an object");
-    TAP_EQ_INT(provider_build_submit(prov, "m", "{", NULL, &r), -EINVAL, "input not JSON");
-    TAP_EQ_INT(provider_build_submit(prov, "", "{}", NULL, &r), -EINVAL, "empty model");
+    TAP_EQ_INT(provider_build_submit(prov, "m", "[1]", NULL, NULL, &r), -EINVAL,
+               "input not an object");
+    TAP_EQ_INT(provider_build_submit(prov, "m", "{", NULL, NULL, &r), -EINVAL, "input not JSON");
+    TAP_EQ_INT(provider_build_submit(prov, "", "{}", NULL, NULL, &r), -EINVAL, "empty model");
 
     TAP_EQ_INT(provider_build_status(slash, "fal-ai/flux/dev", "abc-123", NULL, &r), 0,
                "build status");
