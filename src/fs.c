@@ -7,6 +7,7 @@
 #include "notify.h"
 #include "opts.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -28,8 +29,18 @@
 #define TASK_BASE (UINT64_C(1) << 40)
 #define TASK_SHIFT 12
 
-/* MK_PROVIDER: .provider, which provider the model belongs to. */
-enum model_kind { MK_DIR = 0, MK_NEW = 1, MK_LATEST = 2, MK_PROVIDER = 3 };
+/* MK_PROVIDER: .provider, which provider the model belongs to; MK_DEFAULTS and
+ * MK_REQUEST: defaults.json and request.json, the model's settings. */
+enum model_kind {
+    MK_DIR = 0,
+    MK_NEW = 1,
+    MK_LATEST = 2,
+    MK_PROVIDER = 3,
+    MK_DEFAULTS = 4,
+    MK_REQUEST = 5
+};
+/* Each settings file holds at most this much. */
+#define MODEL_JSON_MAX (64 * 1024)
 enum task_kind {
     TK_DIR = 0,
     TK_STATE,
@@ -88,7 +99,7 @@ static struct node node_of(fuse_ino_t ino)
         n.type = N_MODEL;
         n.idx = (uint32_t)((ino - MODEL_BASE) >> 4);
         n.kind = (int)((ino - MODEL_BASE) & 15);
-        if (n.kind > MK_PROVIDER)
+        if (n.kind > MK_REQUEST)
             n.type = N_NONE;
     } else if (ino >= INO_README && ino <= INO_LOG) {
         n.type = N_FIXED;
@@ -118,7 +129,8 @@ enum fh_kind {
     FH_EVENTS,
     FH_SNAPSHOT,
     FH_MEDIA,
-    FH_ANNOUNCE
+    FH_ANNOUNCE,
+    FH_MODEL_JSON /* defaults.json or request.json opened for writing */
 };
 
 /* A snapshot outlives the handle while a read still answers from it: libfuse
@@ -153,6 +165,11 @@ struct fh {
     size_t partial_len;
     bool submitting;
     bool too_big; /* a write(2) went over the limit: refuse the rest */
+    /* defaults.json / request.json being written: the text so far */
+    char *edit;
+    size_t edit_len;
+    bool edit_dirty; /* written since the last flush */
+    enum model_kind edit_kind;
 };
 
 enum pend_kind { P_RESULT, P_EVENTS, P_OP, P_FILE };
@@ -169,7 +186,15 @@ struct pending {
     struct pending *next, *prev;
 };
 
-enum op_kind { OP_WRITE, OP_FLUSH, OP_READ_ID, OP_MKDIR_MODEL, OP_MKDIR_TASK, OP_RMDIR };
+enum op_kind {
+    OP_WRITE,
+    OP_FLUSH,
+    OP_READ_ID,
+    OP_MKDIR_MODEL,
+    OP_MKDIR_TASK,
+    OP_RMDIR,
+    OP_MODEL_SET
+};
 
 /* A request answered once the engine has done a command. */
 struct op {
@@ -530,6 +555,11 @@ static int fs_stat(struct fs *f, fuse_ino_t ino, struct stat *st)
             st->st_mode = S_IFREG | 0444;
             st->st_nlink = 1;
             st->st_size = (off_t)strlen(engine_provider_name(f->engine, n.idx)) + 1;
+        } else if (n.kind == MK_DEFAULTS || n.kind == MK_REQUEST) {
+            const char *json = n.kind == MK_DEFAULTS ? m->defaults : m->request;
+            st->st_mode = S_IFREG | 0644;
+            st->st_nlink = 1;
+            st->st_size = (off_t)strlen(json ? json : "{}") + 1;
         } else if (n.kind == MK_NEW) {
             st->st_mode = S_IFREG | 0666;
             st->st_nlink = 1;
@@ -652,6 +682,10 @@ static fuse_ino_t child_ino(struct fs *f, fuse_ino_t parent, const char *name)
             ino = model_ino(n.idx, MK_NEW);
         } else if (strcmp(name, ".provider") == 0) {
             ino = model_ino(n.idx, MK_PROVIDER);
+        } else if (strcmp(name, "defaults.json") == 0) {
+            ino = model_ino(n.idx, MK_DEFAULTS);
+        } else if (strcmp(name, "request.json") == 0) {
+            ino = model_ino(n.idx, MK_REQUEST);
         } else if (strcmp(name, "latest") == 0) {
             if (m->latest != STORE_NONE)
                 ino = model_ino(n.idx, MK_LATEST);
@@ -711,8 +745,9 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
         op_getattr(req, ino, NULL); /* an ATTRIB announcement */
         return;
     }
-    /* Truncating new is what "> new" does first: allowed, it holds nothing. */
-    if (n.type == N_MODEL && n.kind == MK_NEW &&
+    /* Truncating new is what "> new" does first: allowed, it holds nothing; a
+     * settings file is replaced as a whole at close. */
+    if (n.type == N_MODEL && (n.kind == MK_NEW || n.kind == MK_DEFAULTS || n.kind == MK_REQUEST) &&
         (to_set & ~(FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME |
                     FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME)) ==
             0) {
@@ -866,6 +901,10 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
             ADD_ENT("latest", model_ino(n.idx, MK_LATEST), S_IFLNK, 4);
         if (off < 5)
             ADD_ENT(".provider", model_ino(n.idx, MK_PROVIDER), S_IFREG, 5);
+        if (off < 6)
+            ADD_ENT("defaults.json", model_ino(n.idx, MK_DEFAULTS), S_IFREG, 6);
+        if (off < 7)
+            ADD_ENT("request.json", model_ino(n.idx, MK_REQUEST), S_IFREG, 7);
         uint32_t start = off > DOFF_SLOTS ? (uint32_t)(off - DOFF_SLOTS) : 0;
         for (uint32_t i = start; i < store_task_slots(f->store) && cnt < want; i++) {
             const struct task *t = store_task_at(f->store, i);
@@ -1081,10 +1120,32 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         h->kind = FH_NEW;
         h->idx = n.idx;
         fi->nonseekable = 1;
+    } else if (n.type == N_MODEL && (n.kind == MK_DEFAULTS || n.kind == MK_REQUEST) &&
+               acc != O_RDONLY) {
+        if (!by_owner(req)) {
+            free(h);
+            fuse_reply_err(req, EACCES);
+            return;
+        }
+        h->kind = FH_MODEL_JSON;
+        h->idx = n.idx;
+        h->edit_kind = (enum model_kind)n.kind;
+        h->edit_dirty = (fi->flags & O_TRUNC) != 0; /* "> defaults.json" alone clears it */
     } else if (acc != O_RDONLY) {
         free(h);
         fuse_reply_err(req, EACCES);
         return;
+    } else if (n.type == N_MODEL && (n.kind == MK_DEFAULTS || n.kind == MK_REQUEST)) {
+        h->kind = FH_SNAPSHOT;
+        h->idx = n.idx;
+        store_rdlock(f->store);
+        const struct model *m = store_model_at(f->store, n.idx);
+        const char *json = m ? (n.kind == MK_DEFAULTS ? m->defaults : m->request) : NULL;
+        char *text;
+        if (asprintf(&text, "%s\n", json ? json : "{}") < 0)
+            text = NULL;
+        store_unlock(f->store);
+        h->snap = snap_wrap(text, text ? strlen(text) : 0);
     } else if (n.type == N_MODEL && n.kind == MK_PROVIDER) {
         h->kind = FH_SNAPSHOT;
         h->idx = n.idx;
@@ -1390,6 +1451,11 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     case FH_ANNOUNCE:
         fuse_reply_buf(req, NULL, 0);
         return;
+    case FH_MODEL_JSON: /* opened read-write: what was written so far */
+        pthread_mutex_lock(&f->lock);
+        reply_slice(req, h->edit ? h->edit : "", h->edit_len, size, off);
+        pthread_mutex_unlock(&f->lock);
+        return;
     case FH_STATE:
     case FH_PLAIN: {
         size_t len = 0;
@@ -1435,6 +1501,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         snap_put(h->snap);
         free(h->task_id);
         free(h->partial);
+        free(h->edit);
         free(h);
     }
     fuse_reply_err(req, 0);
@@ -1633,6 +1700,98 @@ static int new_submit(struct fs *f, fuse_req_t req, struct fh *h, enum op_kind k
     return 0;
 }
 
+/* defaults.json / request.json: what is written between open and close
+ * replaces the file, at close; an empty file clears it. */
+static void model_json_write(fuse_req_t req, struct fh *h, const char *buf, size_t size, off_t off)
+{
+    struct fs *f = req_fs(req);
+    pthread_mutex_lock(&f->lock);
+    int rc = 0;
+    if (off < 0 || (size_t)off + size > MODEL_JSON_MAX) {
+        rc = -EFBIG;
+    } else {
+        size_t end = (size_t)off + size;
+        char *grown = end > h->edit_len ? realloc(h->edit, end) : h->edit;
+        if (!grown) {
+            rc = -ENOMEM;
+        } else {
+            if ((size_t)off > h->edit_len)
+                memset(grown + h->edit_len, ' ', (size_t)off - h->edit_len);
+            memcpy(grown + off, buf, size);
+            h->edit = grown;
+            h->edit_len = end > h->edit_len ? end : h->edit_len;
+            h->edit_dirty = true;
+            /* Shells ignore errors at close: say at the write what is already wrong. */
+            size_t lead = 0;
+            while (lead < h->edit_len && strchr(" \t\r\n", h->edit[lead]))
+                lead++;
+            if (lead < h->edit_len && h->edit[lead] != '{') {
+                rc = -EINVAL;
+                h->edit_dirty = false;
+                h->edit_len = 0;
+            }
+        }
+    }
+    pthread_mutex_unlock(&f->lock);
+    if (rc == -EINVAL)
+        log_warn(f->log,
+                 "write to %s refused: not a JSON object; write an object such as "
+                 "{\"mode\": \"pro-text-to-image\"}, or nothing to clear it",
+                 h->edit_kind == MK_DEFAULTS ? "defaults.json" : "request.json");
+    if (rc == -EFBIG)
+        log_warn(f->log, "write to %s refused: over %d bytes",
+                 h->edit_kind == MK_DEFAULTS ? "defaults.json" : "request.json", MODEL_JSON_MAX);
+    if (rc < 0)
+        fuse_reply_err(req, -rc);
+    else
+        fuse_reply_write(req, size);
+}
+
+static void model_json_flush(fuse_req_t req, struct fh *h)
+{
+    struct fs *f = req_fs(req);
+    const char *file = h->edit_kind == MK_DEFAULTS ? "defaults.json" : "request.json";
+    pthread_mutex_lock(&f->lock);
+    bool dirty = h->edit_dirty;
+    h->edit_dirty = false;
+    char *text = dirty && h->edit ? strndup(h->edit, h->edit_len) : NULL;
+    pthread_mutex_unlock(&f->lock);
+    if (!dirty) {
+        fuse_reply_err(req, 0); /* a dup'ed fd closing, or nothing written */
+        return;
+    }
+    char *json = NULL;
+    size_t skip = text ? strspn(text, " \t\r\n") : 0;
+    if (text && text[skip]) {
+        cJSON *obj = cJSON_Parse(text);
+        if (cJSON_IsObject(obj))
+            json = cJSON_PrintUnformatted(obj);
+        cJSON_Delete(obj);
+        if (!json) {
+            log_warn(f->log,
+                     "write to %s refused: not a JSON object; write an object such as "
+                     "{\"mode\": \"pro-text-to-image\"}, or nothing to clear it",
+                     file);
+            free(text);
+            fuse_reply_err(req, EINVAL);
+            return;
+        }
+    }
+    free(text);
+    struct op *o = op_new(f, req, OP_MODEL_SET);
+    if (!o || !(o->cmd.name = strdup(h->edit_kind == MK_DEFAULTS ? "defaults" : "request"))) {
+        if (o)
+            op_free(o);
+        free(json);
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    o->cmd.kind = ENGINE_MODEL_SET;
+    o->cmd.model_idx = h->idx;
+    o->cmd.input_json = json;
+    op_post(f, o);
+}
+
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
                      struct fuse_file_info *fi)
 {
@@ -1641,6 +1800,10 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
     struct fh *h = (struct fh *)(uintptr_t)fi->fh;
     if (h && h->kind == FH_ANNOUNCE) {
         fuse_reply_write(req, size); /* changes nothing: the kernel raises MODIFY */
+        return;
+    }
+    if (h && h->kind == FH_MODEL_JSON) {
+        model_json_write(req, h, buf, size, off);
         return;
     }
     if (!h || h->kind != FH_NEW) {
@@ -1722,6 +1885,10 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     struct fs *f = req_fs(req);
     struct fh *h = (struct fh *)(uintptr_t)fi->fh;
     int rc = 0;
+    if (h && h->kind == FH_MODEL_JSON) {
+        model_json_flush(req, h);
+        return;
+    }
     pthread_mutex_lock(&f->lock);
     if (h && h->kind == FH_NEW && h->too_big) {
         /* A writer that did not retry the short write still hears of it here. */
