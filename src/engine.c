@@ -53,6 +53,9 @@ struct xfer {
     size_t len, cap;
     bool too_big;
     char retry_after[64];
+    char rl_remaining[32], rl_reset[32]; /* RateLimit-Remaining/-Reset (or X-RateLimit-) */
+    const char *error_type_header;       /* the profile's, for API requests */
+    char error_type[64];
     bool fresh;                     /* no connection reuse (submissions) */
     char token[HOOK_TOKEN_LEN + 1]; /* webhook mode: this submission's callback secret */
     /* downloads */
@@ -387,38 +390,68 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *arg)
     return n;
 }
 
+/* Copies the value of header line ptr (n bytes) into out when its name is
+ * name (with the colon, lower case); true if it was. */
+static bool header_grab(const char *ptr, size_t n, const char *name, char *out, size_t outlen)
+{
+    size_t nl = strlen(name);
+    if (!name[0] || n <= nl || strncasecmp(ptr, name, nl) != 0 || ptr[nl] != ':')
+        return false;
+    const char *v = ptr + nl + 1;
+    size_t vl = n - nl - 1;
+    while (vl && (*v == ' ' || *v == '\t'))
+        v++, vl--;
+    while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n' || v[vl - 1] == ' '))
+        vl--;
+    if (vl >= outlen)
+        vl = outlen - 1;
+    memcpy(out, v, vl);
+    out[vl] = '\0';
+    return true;
+}
+
+/* A provider whose RateLimit headers say the window is spent gets no request
+ * until it resets. */
+static void note_rate_headers(struct engine *e, const struct xfer *x, int64_t now)
+{
+    int64_t ms = provider_parse_ratelimit(x->rl_remaining[0] ? x->rl_remaining : NULL,
+                                          x->rl_reset[0] ? x->rl_reset : NULL, time(NULL));
+    if (ms > 0)
+        rate_pause(&e->rate, now, ms);
+}
+
+static struct provider_headers xfer_headers(const struct xfer *x)
+{
+    return (struct provider_headers){.retry_after = x->retry_after[0] ? x->retry_after : NULL,
+                                     .error_type = x->error_type[0] ? x->error_type : NULL};
+}
+
 static size_t on_header(char *ptr, size_t size, size_t nmemb, void *arg)
 {
     struct xfer *x = arg;
     size_t n = size * nmemb;
-    static const char ctype[] = "content-type:";
-    if (n > 5 && strncmp(ptr, "HTTP/", 5) == 0)
-        x->content_type[0] = '\0'; /* a new response (after a redirect) */
-    if (n > sizeof(ctype) && strncasecmp(ptr, ctype, sizeof(ctype) - 1) == 0) {
-        const char *v = ptr + sizeof(ctype) - 1;
-        size_t vl = n - (sizeof(ctype) - 1);
-        while (vl && (*v == ' ' || *v == '\t'))
-            v++, vl--;
-        while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n' || v[vl - 1] == ' '))
-            vl--;
-        if (vl >= sizeof(x->content_type))
-            vl = sizeof(x->content_type) - 1;
-        memcpy(x->content_type, v, vl);
-        x->content_type[vl] = '\0';
+    if (n > 5 && strncmp(ptr, "HTTP/", 5) == 0) {
+        /* A new response (after a redirect): only its own headers count. */
+        x->content_type[0] = x->retry_after[0] = x->error_type[0] = '\0';
+        x->rl_remaining[0] = x->rl_reset[0] = '\0';
+        return n;
     }
-    static const char name[] = "retry-after:";
-    if (n > sizeof(name) && strncasecmp(ptr, name, sizeof(name) - 1) == 0) {
-        const char *v = ptr + sizeof(name) - 1;
-        size_t vl = n - (sizeof(name) - 1);
-        while (vl && (*v == ' ' || *v == '\t'))
-            v++, vl--;
-        while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n' || v[vl - 1] == ' '))
-            vl--;
-        if (vl >= sizeof(x->retry_after))
-            vl = sizeof(x->retry_after) - 1;
-        memcpy(x->retry_after, v, vl);
-        x->retry_after[vl] = '\0';
-    }
+    const struct {
+        const char *name;
+        char *out;
+        size_t len;
+    } wanted[] = {
+        {"content-type", x->content_type, sizeof(x->content_type)},
+        {"retry-after", x->retry_after, sizeof(x->retry_after)},
+        {"ratelimit-remaining", x->rl_remaining, sizeof(x->rl_remaining)},
+        {"x-ratelimit-remaining", x->rl_remaining, sizeof(x->rl_remaining)},
+        {"ratelimit-reset", x->rl_reset, sizeof(x->rl_reset)},
+        {"x-ratelimit-reset", x->rl_reset, sizeof(x->rl_reset)},
+        {x->error_type_header ? x->error_type_header : "", x->error_type, sizeof(x->error_type)},
+    };
+    for (size_t i = 0; i < sizeof(wanted) / sizeof(wanted[0]); i++)
+        if (header_grab(ptr, n, wanted[i].name, wanted[i].out, wanted[i].len))
+            break;
     return n;
 }
 
@@ -472,6 +505,7 @@ static int xfer_start(struct engine *e, struct xfer *x, long timeout_ms)
     x->h = curl_easy_init();
     if (!x->h)
         return -ENOMEM;
+    x->error_type_header = provider_error_type_header(prov_of(e, x->pi));
     x->hdrs = curl_slist_append(x->hdrs, e->auth[x->pi]);
     x->hdrs = curl_slist_append(x->hdrs, "Content-Type: application/json");
     x->hdrs = curl_slist_append(x->hdrs, "Accept: application/json");
@@ -494,9 +528,11 @@ static int xfer_start(struct engine *e, struct xfer *x, long timeout_ms)
     curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
     if (x->fresh)
         curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, 1L);
-    if (strcmp(x->req.method, "POST") == 0) {
+    if (strcmp(x->req.method, "GET") != 0) {
         curl_easy_setopt(h, CURLOPT_POST, 1L);
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, x->req.body ? x->req.body : "");
+        if (strcmp(x->req.method, "POST") != 0)
+            curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, x->req.method);
     }
     return xfer_add(e, x);
 }
@@ -1058,6 +1094,7 @@ static void handle_cmd(struct engine *e, struct engine_cmd *cmd)
     uint32_t idx;
     switch (cmd->kind) {
     case ENGINE_SUBMIT: {
+        cmd->first_ms = clock_now_ms();
         /* The model's defaults go under the writer's input once, here: input.json shows
          * what was sent. */
         const struct model *m = store_model_at(e->store, cmd->model_idx);
@@ -1168,10 +1205,11 @@ static void on_submit_done(struct engine *e, struct xfer *x, CURLcode cc, long h
 {
     struct engine_cmd *cmd = x->cmd;
     const struct model *m = store_model_at(e->store, cmd->model_idx);
-    char msg[300];
+    char msg[400];
     int err;
-    bool retry = false;
+    bool retry = false, throttled = false;
     int64_t wait = -1;
+    note_rate_headers(e, x, now);
     if (cc != CURLE_OK) {
         count(e, &e->c.transport_errors);
         if (cc == CURLE_OPERATION_TIMEDOUT) {
@@ -1190,9 +1228,9 @@ static void on_submit_done(struct engine *e, struct xfer *x, CURLcode cc, long h
     } else {
         struct provider_submit sub = {0};
         struct provider_error perr = {0};
-        err = provider_parse_submit(prov_of(e, x->pi), http, x->buf ? x->buf : "", x->len,
-                                    x->retry_after[0] ? x->retry_after : NULL, time(NULL), &sub,
-                                    &perr);
+        struct provider_headers hdr = xfer_headers(x);
+        err = provider_parse_submit(prov_of(e, x->pi), http, x->buf ? x->buf : "", x->len, &hdr,
+                                    time(NULL), &sub, &perr);
         redact(e, perr.msg);
         if (err == 0) {
             uint32_t idx;
@@ -1229,7 +1267,7 @@ static void on_submit_done(struct engine *e, struct xfer *x, CURLcode cc, long h
         if (http == 429 || perr.err == -EAGAIN) {
             count(e, &e->c.http_429);
             rate_on_throttle(&e->rate, now, perr.retry_after_ms);
-            retry = true;
+            throttled = true;
         } else if (http == 503 && perr.retry_after_ms >= 0) {
             retry = true;
         }
@@ -1239,10 +1277,20 @@ static void on_submit_done(struct engine *e, struct xfer *x, CURLcode cc, long h
                      "; the task may exist at the provider");
         err = perr.err ? perr.err : -EIO;
     }
-    if (retry && cmd->attempts < SUBMIT_ATTEMPTS) {
+    /* Nothing was taken on a 429, so retrying is safe: until the request's
+     * timeout, honouring Retry-After and the shared rate. */
+    int64_t b = backoff_ms(e, (uint32_t)cmd->attempts);
+    int64_t next = now + (wait > b ? wait : b);
+    if (throttled && next < cmd->first_ms + (int64_t)(e->cfg.timeout_s * 1000))
+        retry = true;
+    else if (throttled)
+        snprintf(msg + strlen(msg), sizeof(msg) - strlen(msg),
+                 "; still refused after %.0f s (-o timeout): nothing was submitted, write again "
+                 "later",
+                 e->cfg.timeout_s);
+    if (retry && (throttled || cmd->attempts < SUBMIT_ATTEMPTS)) {
         count(e, &e->c.retries);
-        int64_t b = backoff_ms(e, (uint32_t)cmd->attempts);
-        cmd->not_before_ms = now + (wait > b ? wait : b);
+        cmd->not_before_ms = next;
         log_info(e->log, "%s: submission not taken (%s); retrying", m ? m->name : "?", msg);
         submit_queue(e, cmd);
         return;
@@ -1334,11 +1382,14 @@ static void on_status_done(struct engine *e, struct xfer *x, CURLcode cc, long h
         perr.retryable = true;
         perr.retry_after_ms = -1;
     } else {
-        int (*parse)(const struct provider *, long, const char *, size_t, const char *, time_t,
-                     struct provider_status *, struct provider_error *) =
+        int (*parse)(const struct provider *, long, const char *, size_t,
+                     const struct provider_headers *, time_t, struct provider_status *,
+                     struct provider_error *) =
             x->kind == X_RESULT ? provider_parse_result : provider_parse_status;
-        err = parse(prov_of(e, x->pi), http, x->buf ? x->buf : "", x->len,
-                    x->retry_after[0] ? x->retry_after : NULL, time(NULL), &ps, &perr);
+        note_rate_headers(e, x, now);
+        struct provider_headers hdr = xfer_headers(x);
+        err = parse(prov_of(e, x->pi), http, x->buf ? x->buf : "", x->len, &hdr, time(NULL), &ps,
+                    &perr);
         redact_status(e, &ps, &perr);
         snprintf(msg, sizeof(msg), "%s", perr.msg);
         if (http == 429 || perr.err == -EAGAIN) {

@@ -46,6 +46,7 @@ struct engine_cmd {
     void *arg;
     /* engine-private */
     int attempts;
+    int64_t first_ms; /* the first attempt: 429s are retried until the request timeout */
     int64_t not_before_ms;
     struct engine_cmd *next;
 };

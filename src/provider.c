@@ -51,6 +51,7 @@ struct provider {
     char *env_code, *env_message, *env_data;
     long env_ok;
     char **error_message; /* where a non-2xx body says what went wrong */
+    char *error_type_header;
     size_t n_error_message;
     /* submit */
     char *submit_method, *submit_url;
@@ -392,8 +393,9 @@ struct provider *provider_load_json(const char *text, const char *source, char *
         cJSON_Delete(root);
         return NULL;
     }
-    static const char *const keys[] = {"name",          "about",  "base_url", "auth",   "envelope",
-                                       "error_message", "submit", "status",   "result", NULL};
+    static const char *const keys[] = {
+        "name",   "about",  "base_url",          "auth", "envelope", "error_message", "submit",
+        "status", "result", "error_type_header", NULL};
     load_keys(&l, root, "", keys);
     p->name = load_str(&l, root, "profile", "name", true);
     p->base_url = load_str(&l, root, "profile", "base_url", false);
@@ -411,6 +413,7 @@ struct provider *provider_load_json(const char *text, const char *source, char *
             load_fail(&l, "auth.header must be a plain header name");
     }
     load_envelope(&l, p, root);
+    p->error_type_header = load_str(&l, root, "profile", "error_type_header", false);
     load_error_message(&l, p, root);
     load_submit(&l, p, root);
     load_status(&l, p, root);
@@ -459,6 +462,11 @@ const char *provider_name(const struct provider *p)
 const char *provider_base_url(const struct provider *p)
 {
     return p->base_url;
+}
+
+const char *provider_error_type_header(const struct provider *p)
+{
+    return p->error_type_header;
 }
 
 void provider_free(struct provider *p)
@@ -956,6 +964,26 @@ int64_t provider_parse_retry_after(const char *value, time_t now)
     return ms < PROVIDER_MAX_RETRY_AFTER_MS ? ms : PROVIDER_MAX_RETRY_AFTER_MS;
 }
 
+int64_t provider_parse_ratelimit(const char *remaining, const char *reset, time_t now)
+{
+    if (!remaining || !reset)
+        return -1;
+    char *end;
+    errno = 0;
+    unsigned long long left = strtoull(remaining, &end, 10);
+    if (errno || end == remaining || *end || left != 0)
+        return -1;
+    unsigned long long secs = strtoull(reset, &end, 10);
+    if (errno || end == reset || *end)
+        return -1;
+    /* A Unix time (GitHub-style) rather than seconds to wait. */
+    if (secs > 1000000000ULL)
+        secs = secs > (unsigned long long)now ? secs - (unsigned long long)now : 0;
+    if (secs > (unsigned long long)PROVIDER_MAX_RETRY_AFTER_MS / 1000)
+        return PROVIDER_MAX_RETRY_AFTER_MS;
+    return (int64_t)secs * 1000;
+}
+
 /* ---- helpers for answers ---- */
 
 /* Task ids become directory names: refuse anything that is not a plain,
@@ -1132,15 +1160,18 @@ static void provider_error_text(const struct provider *p, const cJSON *root, cha
 }
 
 static int provider_fail_code(const struct provider *p, struct provider_error *err, long code,
-                              const cJSON *root, const char *retry_after, time_t now)
+                              const cJSON *root, const struct provider_headers *hdr, time_t now)
 {
-    char pmsg[120];
+    char pmsg[160], text[120], type[40] = "";
     const char *what, *advice;
-    provider_error_text(p, root, pmsg, sizeof(pmsg));
+    provider_error_text(p, root, text, sizeof(text));
+    if (hdr && hdr->error_type && *hdr->error_type)
+        provider_clean(hdr->error_type, type, sizeof(type));
+    snprintf(pmsg, sizeof(pmsg), "%s%s%s", type, type[0] && text[0] ? ": " : "", text);
     provider_code_text(code, &what, &advice);
     int e = provider_errno_for_code(code);
     if (code == 429 || code == 503)
-        err->retry_after_ms = provider_parse_retry_after(retry_after, now);
+        err->retry_after_ms = provider_parse_retry_after(hdr ? hdr->retry_after : NULL, now);
     return provider_fail(err, e ? e : -EPROTO, provider_code_retryable(code) || !e,
                          "%s (%ld%s%s)%s%s", what, code, pmsg[0] ? ": " : "", pmsg,
                          advice ? ": " : "", advice ? advice : "");
@@ -1149,8 +1180,8 @@ static int provider_fail_code(const struct provider *p, struct provider_error *e
 /* Checks the HTTP status and, for profiles with one, the envelope; on
  * success *root holds the parsed body and *data the object to read. */
 static int provider_open(const struct provider *p, const char *what, long http_status,
-                         const char *body, size_t len, const char *retry_after, time_t now,
-                         cJSON **root, const cJSON **data, struct provider_error *err)
+                         const char *body, size_t len, const struct provider_headers *hdr,
+                         time_t now, cJSON **root, const cJSON **data, struct provider_error *err)
 {
     *err = (struct provider_error){.retry_after_ms = -1};
     *root = NULL;
@@ -1160,8 +1191,8 @@ static int provider_open(const struct provider *p, const char *what, long http_s
         return provider_fail(err, -EIO, true, "%s: no HTTP answer from the provider", what);
     cJSON *doc = body && len ? provider_parse_json(body, len) : NULL;
     if (http_status < 200 || http_status > 299) {
-        int rc = provider_fail_code(p, err, http_status, cJSON_IsObject(doc) ? doc : NULL,
-                                    retry_after, now);
+        int rc =
+            provider_fail_code(p, err, http_status, cJSON_IsObject(doc) ? doc : NULL, hdr, now);
         cJSON_Delete(doc);
         return rc;
     }
@@ -1185,7 +1216,7 @@ static int provider_open(const struct provider *p, const char *what, long http_s
             rc = provider_fail(err, -EPROTO, true, "%s: \"%s\" is missing or not a number", what,
                                p->env_code);
         else if ((long)code->valuedouble != p->env_ok)
-            rc = provider_fail_code(p, err, (long)code->valuedouble, doc, retry_after, now);
+            rc = provider_fail_code(p, err, (long)code->valuedouble, doc, hdr, now);
         else if (!cJSON_IsObject(*data = provider_at(doc, p->env_data)))
             rc = provider_fail(err, -EPROTO, true, "%s: \"%s\" is missing or not an object", what,
                                p->env_data);
@@ -1442,14 +1473,13 @@ static int64_t provider_time(const struct provider *p, const cJSON *data, const 
 }
 
 int provider_parse_submit(const struct provider *p, long http_status, const char *body, size_t len,
-                          const char *retry_after, time_t now, struct provider_submit *out,
-                          struct provider_error *err)
+                          const struct provider_headers *hdr, time_t now,
+                          struct provider_submit *out, struct provider_error *err)
 {
     *out = (struct provider_submit){0};
     cJSON *root;
     const cJSON *data;
-    int rc = provider_open(p, "submit answer", http_status, body, len, retry_after, now, &root,
-                           &data, err);
+    int rc = provider_open(p, "submit answer", http_status, body, len, hdr, now, &root, &data, err);
     if (rc < 0)
         return rc;
     const cJSON *id = provider_at(data, p->submit_task_id);
@@ -1513,14 +1543,13 @@ static int provider_fail_reason(const cJSON *data, const char *code_path, const 
 }
 
 int provider_parse_status(const struct provider *p, long http_status, const char *body, size_t len,
-                          const char *retry_after, time_t now, struct provider_status *out,
-                          struct provider_error *err)
+                          const struct provider_headers *hdr, time_t now,
+                          struct provider_status *out, struct provider_error *err)
 {
     *out = (struct provider_status){.progress = -1};
     cJSON *root;
     const cJSON *data;
-    int rc = provider_open(p, "status answer", http_status, body, len, retry_after, now, &root,
-                           &data, err);
+    int rc = provider_open(p, "status answer", http_status, body, len, hdr, now, &root, &data, err);
     if (rc < 0)
         return rc;
     const cJSON *state = provider_at(data, p->state_path);
@@ -1571,16 +1600,19 @@ out:
 }
 
 int provider_parse_result(const struct provider *p, long http_status, const char *body, size_t len,
-                          const char *retry_after, time_t now, struct provider_status *out,
-                          struct provider_error *err)
+                          const struct provider_headers *hdr, time_t now,
+                          struct provider_status *out, struct provider_error *err)
 {
     *out = (struct provider_status){.progress = -1, .state = TASK_SUCCESS};
     /* A request that failed answers its result with 400/422 and the reason. */
     if (http_status == 400 || http_status == 422) {
         cJSON *doc = body && len <= PROVIDER_MAX_BODY ? provider_parse_json(body, len) : NULL;
         out->state = TASK_FAILED;
-        char word[16];
-        snprintf(word, sizeof(word), "%ld", http_status);
+        char word[64];
+        if (hdr && hdr->error_type && *hdr->error_type)
+            provider_clean(hdr->error_type, word, sizeof(word));
+        else
+            snprintf(word, sizeof(word), "%ld", http_status);
         int rc = provider_fail_reason(doc, p->result_error_code, p->result_error_msg, word, out);
         cJSON_Delete(doc);
         if (rc < 0) {
@@ -1591,8 +1623,7 @@ int provider_parse_result(const struct provider *p, long http_status, const char
     }
     cJSON *root;
     const cJSON *data;
-    int rc = provider_open(p, "result answer", http_status, body, len, retry_after, now, &root,
-                           &data, err);
+    int rc = provider_open(p, "result answer", http_status, body, len, hdr, now, &root, &data, err);
     if (rc < 0)
         return rc;
     rc = provider_urls("result answer", "the result", data, false, p->result_urls_path,

@@ -66,6 +66,8 @@ struct provider *provider_load_builtin(const char *name, char *err, size_t errle
 int provider_set_base_url(struct provider *p, const char *base_url);
 const char *provider_name(const struct provider *p);
 const char *provider_base_url(const struct provider *p); /* NULL if none */
+/* The header that names an error's type (profile key error_type_header), or NULL. */
+const char *provider_error_type_header(const struct provider *p);
 /* The default provider's name. */
 #define PROVIDER_DEFAULT "apixo"
 void provider_free(struct provider *p);
@@ -92,22 +94,28 @@ int provider_build_status(const struct provider *p, const char *model, const cha
 int provider_build_result(const struct provider *p, const char *model, const char *task_id,
                           const char *result_url, struct provider_request *out);
 
-/* http_status: the HTTP status (0 if none); retry_after: the Retry-After
- * header value or NULL; now: for HTTP dates. Returns 0 and fills out, or
- * a negative errno and fills err. */
+/* The headers of an answer that the parsers read; any field may be NULL. */
+struct provider_headers {
+    const char *retry_after;
+    const char *error_type; /* the profile's error_type_header (fal's X-Fal-Error-Type) */
+};
+
+/* http_status: the HTTP status (0 if none); hdr: the answer's headers (NULL:
+ * none); now: for HTTP dates. Returns 0 and fills out, or a negative errno
+ * and fills err. */
 int provider_parse_submit(const struct provider *p, long http_status, const char *body, size_t len,
-                          const char *retry_after, time_t now, struct provider_submit *out,
-                          struct provider_error *err);
+                          const struct provider_headers *hdr, time_t now,
+                          struct provider_submit *out, struct provider_error *err);
 int provider_parse_status(const struct provider *p, long http_status, const char *body, size_t len,
-                          const char *retry_after, time_t now, struct provider_status *out,
-                          struct provider_error *err);
+                          const struct provider_headers *hdr, time_t now,
+                          struct provider_status *out, struct provider_error *err);
 
 /* The answer to provider_build_result: out gets state success with the
  * URLs, or failed with the provider's code and message; transient trouble is
  * a negative errno with err->retryable. */
 int provider_parse_result(const struct provider *p, long http_status, const char *body, size_t len,
-                          const char *retry_after, time_t now, struct provider_status *out,
-                          struct provider_error *err);
+                          const struct provider_headers *hdr, time_t now,
+                          struct provider_status *out, struct provider_error *err);
 
 /* Answers longer than this are refused unread. */
 #define PROVIDER_MAX_BODY_BYTES ((size_t)1024 * 1024)
@@ -118,5 +126,9 @@ int provider_errno_for_code(long code);
 bool provider_code_retryable(long code);
 /* Retry-After: delta seconds or an HTTP date. ms from now, or -1 if unparsable. */
 int64_t provider_parse_retry_after(const char *value, time_t now);
+/* RateLimit-Remaining and RateLimit-Reset (or their X- forms): when the window
+ * is spent (remaining 0), ms until it resets (reset in delta seconds, or Unix
+ * seconds as some providers send), capped like Retry-After; else -1. */
+int64_t provider_parse_ratelimit(const char *remaining, const char *reset, time_t now);
 
 #endif

@@ -78,12 +78,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check(ms >= -1, "provider_parse_retry_after gives -1 or a delay");
     }
     char *body = fuzz_copy(body_start, len);
+    /* The error type header, when given, is the Retry-After value too: any text. */
+    struct provider_headers hdr = {.retry_after = retry_after,
+                                   .error_type = (data[1] & 0x40) ? retry_after : NULL};
 
     struct provider_error e;
     memset(&e, 0xa5, sizeof(e)); /* the parsers must fill it themselves */
     if (parser == 0) {
         struct provider_submit s = {0};
-        int rc = provider_parse_submit(p, http, body, len, retry_after, NOW, &s, &e);
+        int rc = provider_parse_submit(p, http, body, len, &hdr, NOW, &s, &e);
         if (rc == 0) {
             check(s.task_id != NULL && s.task_id[0] != '\0', "a submit gives a task id");
             check(strchr(s.task_id, '/') == NULL, "the task id is a safe file name");
@@ -93,8 +96,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         provider_submit_clear(&s);
     } else {
         struct provider_status s = {0};
-        int rc = parser == 1 ? provider_parse_status(p, http, body, len, retry_after, NOW, &s, &e)
-                             : provider_parse_result(p, http, body, len, retry_after, NOW, &s, &e);
+        int rc = parser == 1 ? provider_parse_status(p, http, body, len, &hdr, NOW, &s, &e)
+                             : provider_parse_result(p, http, body, len, &hdr, NOW, &s, &e);
         if (rc == 0)
             check_status(&s);
         else

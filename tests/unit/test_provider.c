@@ -30,8 +30,8 @@ static int status(long http, const char *body, struct provider_status *st,
 static int submit(long http, const char *body, const char *retry_after, struct provider_submit *s,
                   struct provider_error *err)
 {
-    return provider_parse_submit(prov, http, body, body ? strlen(body) : 0, retry_after, NOW, s,
-                                 err);
+    struct provider_headers hdr = {.retry_after = retry_after};
+    return provider_parse_submit(prov, http, body, body ? strlen(body) : 0, &hdr, NOW, s, err);
 }
 
 static void test_requests(void)
@@ -180,6 +180,13 @@ static void test_retry_after(void)
     TAP_EQ_INT(provider_parse_retry_after("Tue, 14 Nov 2023 25:13:50 GMT", NOW), -1, "bad hour");
     TAP_EQ_INT(provider_parse_retry_after("Tue, 14 Nov 2023 22:13:50 GMT x", NOW), -1,
                "junk after date");
+
+    TAP_EQ_INT(provider_parse_ratelimit("0", "7", NOW), 7000, "RateLimit window spent: its reset");
+    TAP_EQ_INT(provider_parse_ratelimit("0", "1700000030", NOW), 30000, "a reset as a Unix time");
+    TAP_EQ_INT(provider_parse_ratelimit("3", "7", NOW), -1, "requests left: no pause");
+    TAP_EQ_INT(provider_parse_ratelimit("0", NULL, NOW), -1, "no reset: no pause");
+    TAP_EQ_INT(provider_parse_ratelimit("0", "soon", NOW), -1, "a reset that is no number");
+    TAP_EQ_INT(provider_parse_ratelimit("0", "999999", NOW), 3600000, "capped at an hour");
 
     struct provider_submit s;
     struct provider_error e;

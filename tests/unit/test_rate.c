@@ -79,6 +79,7 @@ static void test_throttle(void)
 
     rate_init(&r, 10, T0);
     rate_on_throttle(&r, T0, 3000);
+    TAP_CHECK(fabs(r.current - 10) < 1e-9, "a 429 with Retry-After does not slow the rate");
     TAP_EQ_INT(rate_take(&r, T0), 3000, "Retry-After blocks every request");
     TAP_EQ_INT(rate_take(&r, T0 + 2500), 500, "until the block ends");
     TAP_EQ_INT(rate_take(&r, T0 + 3000), 0, "one request when the block ends");
@@ -112,10 +113,46 @@ static void test_recovery(void)
     TAP_CHECK(n >= 100 && n <= 111, "full rate again after recovery (%d in 10 s)", n);
 }
 
+/* Thirty 429s with Retry-After: 1, one after another, as a storm sends them:
+ * each costs about its second, not ever longer waits. */
+static void test_storm(void)
+{
+    struct rate r;
+    rate_init(&r, 10, T0);
+    int64_t now = T0;
+    for (int i = 0; i < 30; i++) {
+        int64_t wait;
+        while ((wait = rate_take(&r, now)) > 0)
+            now += wait;
+        rate_on_throttle(&r, now, 1000);
+    }
+    while (rate_take(&r, now) > 0)
+        now++;
+    TAP_CHECK(now - T0 <= 31000, "30 refusals with Retry-After: 1 pass in about 30 s (%lld ms)",
+              (long long)(now - T0));
+    TAP_CHECK(fabs(r.current - 10) < 1e-9, "  and the rate is the configured one after it");
+
+    rate_init(&r, 10, T0);
+    for (int i = 0; i < 10; i++)
+        rate_on_throttle(&r, T0 + 1000 * i, -1);
+    TAP_CHECK(r.current < 0.5, "ten 429s without Retry-After, a second apart: near the floor");
+    static int64_t at[400];
+    int64_t stop = T0 + 9000;
+    TAP_CHECK(rate_take(&r, stop + 1000) >= 0 && r.current < 1.0, "  still slow a second later");
+    int n = drive(&r, stop + 10000, 10000, at, 400);
+    TAP_CHECK(n >= 95, "  back to the full rate within 10 s of the last 429 (%d in the next 10 s)",
+              n);
+    rate_init(&r, 10, T0);
+    rate_pause(&r, T0, 2000);
+    rate_pause(&r, T0 + 100, 500);
+    TAP_EQ_INT(rate_take(&r, T0 + 1000), 1000, "a shorter pause does not shorten one");
+}
+
 int main(void)
 {
     test_steady();
     test_throttle();
     test_recovery();
+    test_storm();
     return tap_done();
 }
