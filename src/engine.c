@@ -39,6 +39,7 @@ enum xfer_kind { X_SUBMIT, X_STATUS, X_ADOPT, X_RESULT, X_DOWNLOAD };
 #define MAX_DOWNLOADS 4
 #define DOWNLOAD_ATTEMPTS 4
 #define MAX_REDIRECTS 5L
+#define KEEP_EVERY_MS 3600000 /* -o keep looks for old tasks hourly (and at start) */
 
 struct xfer {
     enum xfer_kind kind;
@@ -131,11 +132,15 @@ struct engine {
         int64_t at_ms;
     } logged[LOG_ONCE_SLOTS];
     int downloads;
-    int64_t cache_bytes; /* whole files in the cache */
+    int64_t cache_bytes;   /* whole files in the cache */
+    int64_t kept_over_cap; /* bytes over cache_max that could not be evicted */
+    bool over_cap_said;
+    int64_t last_keep_ms;
 
     pthread_mutex_t stats_lock;
     struct counters c;
     int64_t cache_bytes_now;
+    int64_t kept_over_cap_now;
     double rate_now;
 };
 
@@ -775,7 +780,16 @@ static void start_download(struct engine *e, struct dl_job *j)
     free(j);
 }
 
-/* Least recently opened whole files go first, until the cache fits its cap. */
+/* A whole file may leave the cache only if it can be fetched again: its
+ * provider's result URLs never expire. Anything else is the user's data. */
+static bool evictable(struct engine *e, const struct task *t, uint32_t n)
+{
+    return t->files[n].state == FILE_DONE && !media_is_data_uri(t->urls[n]) &&
+           provider_url_lifetime_s(prov_of(e, prov_index(e, t->model_idx))) < 0;
+}
+
+/* Least recently opened evictable files go first, until the cache fits its
+ * cap; what cannot go is kept, and the log and stats say so. */
 static void evict_if_needed(struct engine *e)
 {
     while (e->cfg.cache_max_bytes > 0 && e->cache_bytes > e->cfg.cache_max_bytes) {
@@ -786,15 +800,25 @@ static void evict_if_needed(struct engine *e)
             const struct task *t = store_task_at(e->store, i);
             for (uint32_t n = 0; t && t->files && n < t->n_urls; n++) {
                 int64_t at = __atomic_load_n(&t->files[n].atime_ms, __ATOMIC_RELAXED);
-                if (t->files[n].state == FILE_DONE && at < oldest) {
+                if (at < oldest && evictable(e, t, n)) {
                     oldest = at;
                     victim = t;
                     vn = n;
                 }
             }
         }
-        if (!victim)
+        if (!victim) {
+            int64_t over = e->cache_bytes - e->cfg.cache_max_bytes;
+            if (!e->over_cap_said)
+                log_warn(e->log,
+                         "the cache holds %lld bytes over cache_max: they are results whose "
+                         "URLs expire at the provider, kept because they could not be fetched "
+                         "again; forget finished tasks with rmdir, or mount with -o keep=DAYS",
+                         (long long)over);
+            e->over_cap_said = true;
+            e->kept_over_cap = over;
             return;
+        }
         char path[4096];
         if (cache_file_path(path, sizeof(path), e->cfg.cache_dir, model_of(e, victim), victim->id,
                             victim->files[vn].name) == 0)
@@ -804,6 +828,30 @@ static void evict_if_needed(struct engine *e)
         log_info(e->log, "%s/%s: evicted files/%s from the cache (fetched again when read)",
                  model_of(e, victim), victim->id, victim->files[vn].name);
         store_file_set(e->store, victim->idx, vn, FILE_PENDING, NULL, -2);
+    }
+    e->over_cap_said = false;
+    e->kept_over_cap = 0;
+}
+
+static void cache_forget(struct engine *e, const struct task *t);
+
+/* -o keep=DAYS: finished tasks that ended longer ago are forgotten, with their
+ * files, as rmdir would. */
+static void forget_old(struct engine *e, int64_t now)
+{
+    if (e->cfg.keep_ms <= 0 || now - e->last_keep_ms < KEEP_EVERY_MS)
+        return;
+    e->last_keep_ms = now;
+    for (uint32_t i = 0; i < store_task_slots(e->store); i++) {
+        const struct task *t = store_task_at(e->store, i);
+        if (!t || !task_state_final(t->state) || now - t->change_ms < e->cfg.keep_ms)
+            continue;
+        log_info(e->log, "%s/%s: forgotten (ended over %lld days ago: -o keep)", model_of(e, t),
+                 t->id, (long long)(e->cfg.keep_ms / 86400000));
+        cache_forget(e, t);
+        hook_token_remove(e->hook, t->cb_token);
+        if (store_task_remove(e->store, i) == 0 && i < e->ts_cap)
+            heap_remove(e, i);
     }
 }
 
@@ -1642,7 +1690,9 @@ static void *engine_main(void *arg)
         pthread_mutex_lock(&e->stats_lock);
         e->rate_now = e->rate.current;
         e->cache_bytes_now = e->cache_bytes;
+        e->kept_over_cap_now = e->kept_over_cap;
         pthread_mutex_unlock(&e->stats_lock);
+        forget_old(e, now);
         if (stopping) {
             /* Status polls can be dropped; a submission in flight cannot. */
             if (e->submits_inflight == 0 || now - stop_started > STOP_GRACE_MS)
@@ -1677,9 +1727,9 @@ struct engine *engine_new(struct store *st, struct log *lg, const struct engine_
     if (!e)
         return NULL;
     e->store = st;
-
     e->log = lg;
     e->cfg = *cfg;
+    e->last_keep_ms = INT64_MIN / 2; /* -o keep looks at once */
     e->auth = calloc(cfg->n_providers, sizeof(char *));
     e->keys = calloc(cfg->n_providers, sizeof(char *));
     for (size_t i = 0; e->keys && i < cfg->n_providers; i++)
@@ -1860,6 +1910,7 @@ char *engine_stats_json(struct engine *e)
     struct counters c = e->c;
     double rate_now = e->rate_now;
     int64_t cache_bytes = e->cache_bytes_now;
+    int64_t kept_over_cap = e->kept_over_cap_now;
     pthread_mutex_unlock(&e->stats_lock);
 
     cJSON *root = cJSON_CreateObject();
@@ -1875,6 +1926,8 @@ char *engine_stats_json(struct engine *e)
     cJSON_AddNumberToObject(dl, "bytes", (double)c.download_bytes);
     cJSON_AddNumberToObject(dl, "evictions", (double)c.evictions);
     cJSON_AddNumberToObject(dl, "cache_bytes", (double)cache_bytes);
+    /* Results kept past cache_max: their URLs expire, so they cannot be fetched again. */
+    cJSON_AddNumberToObject(dl, "kept_over_cap_bytes", (double)kept_over_cap);
     uint64_t cb_ok, cb_bad, cb_dropped;
     hook_counts(e->hook, &cb_ok, &cb_bad, &cb_dropped);
     cJSON *cbs = cJSON_AddObjectToObject(root, "callbacks");

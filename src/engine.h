@@ -67,6 +67,7 @@ struct engine_config {
     const char *cache_dir;
     int64_t file_max_bytes;          /* one result file */
     int64_t cache_max_bytes;         /* all whole files; 0 = no limit */
+    int64_t keep_ms;                 /* -o keep: forget tasks ended longer ago; 0 = never */
     const char *callback_url;        /* webhook mode: the listener's public base URL, else NULL */
     int64_t callback_poll_ms;        /* webhook mode: safety polls this often */
     const struct opts_model *models; /* profile overrides from the config */

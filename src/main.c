@@ -204,6 +204,7 @@ static int run(struct genfs_ctx *c)
                                .timeout_s = o->timeout_s,
                                .cache_dir = o->cache_dir,
                                .file_max_bytes = o->file_max_bytes,
+                               .keep_ms = (int64_t)(o->keep_days * 86400000.0),
                                .cache_max_bytes = o->cache_max_bytes,
                                .callback_url = o->callback_url,
                                .callback_poll_ms = (int64_t)(o->callback_poll_s * 1000),

@@ -36,6 +36,7 @@ struct raw_opts {
     char *callback_poll;
     char *file_max;
     char *cache_max;
+    char *keep;
     char *mountpoint;
     int foreground;
     int debug;
@@ -66,6 +67,7 @@ static const struct fuse_opt opt_spec[] = {
     RAW("callback_poll=%s", callback_poll),
     RAW("file_max=%s", file_max),
     RAW("cache_max=%s", cache_max),
+    RAW("keep=%s", keep),
     FUSE_OPT_KEY("-h", KEY_HELP),
     FUSE_OPT_KEY("--help", KEY_HELP),
     FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -601,6 +603,18 @@ int opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen)
     if (rc == 0 && r.cache_max && parse_size(r.cache_max, &o->cache_max_bytes) < 0)
         rc = fail(err, errlen, "invalid cache_max '%s': give a size such as 10G (0: no limit)",
                   r.cache_max);
+    if (rc == 0 && r.keep) {
+        char *end;
+        double days = strtod(r.keep, &end);
+        if (end == r.keep || *end || !(days > 0 && days <= 36500))
+            rc = fail(err, errlen,
+                      "invalid keep '%s': give the days after which finished tasks are "
+                      "forgotten, such as 30",
+                      r.keep);
+        else
+            o->keep_days = days;
+    }
+    free(r.keep);
     free(r.file_max);
     free(r.cache_max);
     bool explicit_config = r.config != NULL;
@@ -737,7 +751,10 @@ void opts_print_help(const char *prog)
            "  -o rate=N              at most N API requests per second (default 10)\n"
            "  -o timeout=SECONDS     time limit of one API request (default 60)\n"
            "  -o file_max=SIZE       largest result file downloaded (default 2G)\n"
-           "  -o cache_max=SIZE      cache size; least recently used files go (default 10G)\n"
+           "  -o cache_max=SIZE      cache size (default 10G): least recently used files go if\n"
+           "                         their provider can serve them again; the rest is kept\n"
+           "  -o keep=DAYS           forget finished tasks (and their files) DAYS after they\n"
+           "                         ended (default: never; rmdir forgets one)\n"
            "  -o provider=NAME|FILE  provider profile: apixo (default), kie, replicate, fal,\n"
            "                         or a profile file (see genfs(1))\n"
            "  -o notify=on|off       inotify announcements for watchers (default on)\n"

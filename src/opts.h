@@ -52,6 +52,7 @@ struct opts {
     int64_t file_max_bytes;
     double callback_poll_s; /* callback mode: safety polls this often */
     int64_t cache_max_bytes;
+    double keep_days; /* -o keep: forget finished tasks this long after they ended; 0: never */
     enum sched_kind schedule;
     bool notify;
     enum log_level log_level; /* what reaches stderr or syslog (MOUNT/log: info and up) */

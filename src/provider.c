@@ -52,6 +52,7 @@ struct provider {
     long env_ok;
     char **error_message; /* where a non-2xx body says what went wrong */
     char *error_type_header;
+    int64_t url_lifetime_s; /* how long result URLs live: -1 for ever, 0 unknown */
     size_t n_error_message;
     /* submit */
     char *submit_method, *submit_url;
@@ -414,6 +415,13 @@ struct provider *provider_load_json(const char *text, const char *source, char *
     }
     load_envelope(&l, p, root);
     p->error_type_header = load_str(&l, root, "profile", "error_type_header", false);
+    const cJSON *life = cJSON_GetObjectItemCaseSensitive(root, "result_url_lifetime_s");
+    if (cJSON_IsNumber(life) && (life->valuedouble == -1 || life->valuedouble >= 1) &&
+        life->valuedouble < 1e10)
+        p->url_lifetime_s = (int64_t)life->valuedouble;
+    else if (life && !cJSON_IsNull(life))
+        load_fail(&l, "result_url_lifetime_s must be a number of seconds, or -1 for URLs that "
+                      "never expire");
     load_error_message(&l, p, root);
     load_submit(&l, p, root);
     load_status(&l, p, root);
@@ -467,6 +475,11 @@ const char *provider_base_url(const struct provider *p)
 const char *provider_error_type_header(const struct provider *p)
 {
     return p->error_type_header;
+}
+
+int64_t provider_url_lifetime_s(const struct provider *p)
+{
+    return p->url_lifetime_s;
 }
 
 void provider_free(struct provider *p)

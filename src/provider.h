@@ -66,6 +66,9 @@ struct provider *provider_load_builtin(const char *name, char *err, size_t errle
 int provider_set_base_url(struct provider *p, const char *base_url);
 const char *provider_name(const struct provider *p);
 const char *provider_base_url(const struct provider *p); /* NULL if none */
+/* How long the provider's result URLs live (profile key result_url_lifetime_s):
+ * seconds, -1 for ever, 0 when the profile does not say (assume they expire). */
+int64_t provider_url_lifetime_s(const struct provider *p);
 /* The header that names an error's type (profile key error_type_header), or NULL. */
 const char *provider_error_type_header(const struct provider *p);
 /* The default provider's name. */

@@ -189,8 +189,46 @@ log_has() {
     whole test-image "$id" 0.png
 }
 
-@test "cache_max evicts the least recently opened file; reading it again fetches it again" {
+# The built-in apixo profile with result URLs that never expire, as a user's own profile.
+lasting_profile() {
+    python3 - "$GENFS_REPO_ROOT/profiles/apixo.json" "$BATS_TEST_TMPDIR/lasting.json" <<'PY'
+import json, sys
+p = json.load(open(sys.argv[1]))
+p["name"] = "lasting"
+p["result_url_lifetime_s"] = -1
+json.dump(p, open(sys.argv[2], "w"))
+PY
+    printf '%s\n' "$BATS_TEST_TMPDIR/lasting.json"
+}
+
+@test "cache_max keeps results whose URLs expire: every file stays readable, log and stats say so" {
     genfs_mount -o config="$CONFIG",cache_max=250K
+    ids=()
+    for i in 1 2 3; do
+        ids+=("$(submit_done test-image "{\"prompt\": \"kept picture $i\", \"sim_duration_ms\": 500}")")
+    done
+    for id in "${ids[@]}"; do
+        f="$MNT/test-image/$id/files/0.png"
+        run timeout 60 sha256sum "$f"
+        assert_success
+        assert_output "$(sim_sha "$id" 0)  $f"
+    done
+    # Three 197 KB files are over 250K: nothing was evicted, nothing fetched twice.
+    for id in "${ids[@]}"; do
+        [ -f "$CACHE_DIR/test-image/$id/0.png" ]
+        assert_equal "$(sim_media_requests "$id")" 1
+    done
+    run genfs_stats_get 'd["downloads"]["evictions"]'
+    assert_output 0
+    run genfs_stats_get 'd["downloads"]["kept_over_cap_bytes"]'
+    [ "$output" -gt 0 ]
+    run cat "$MNT/log"
+    assert_output --partial "over cache_max"
+    assert_output --partial "URLs expire"
+}
+
+@test "cache_max evicts the least recently opened file; reading it again fetches it again" {
+    genfs_mount -o config="$CONFIG",cache_max=250K,provider="$(lasting_profile)"
     a=$(submit_done test-image '{"prompt": "first picture", "sim_duration_ms": 500}')
     fa="$MNT/test-image/$a/files/0.png"
     run timeout 60 sha256sum "$fa"
