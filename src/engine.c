@@ -23,6 +23,10 @@
 #define MAX_INFLIGHT 48
 #define MAX_BODY PROVIDER_MAX_BODY_BYTES
 #define SUBMIT_ATTEMPTS 5
+/* What genfs did about a submission that may have been taken, and what to check. */
+#define MAY_EXIST                                                                                  \
+    "genfs did not send it again, since the task may exist at the provider: check its "            \
+    "dashboard, adopt the task with mkdir MODEL/ID if it is there, or write again if not"
 /* "No such task" this many polls in a row (with backoff): the provider lost it. */
 #define MISSING_POLLS 5
 /* Result requests of a task the provider called done, before it is failed. */
@@ -1262,16 +1266,14 @@ static void on_submit_done(struct engine *e, struct xfer *x, CURLcode cc, long h
         count(e, &e->c.transport_errors);
         if (cc == CURLE_OPERATION_TIMEDOUT) {
             err = -ETIMEDOUT;
-            snprintf(msg, sizeof(msg),
-                     "the provider did not answer the submission in time; the task may exist "
-                     "there: check the provider before writing again");
+            snprintf(msg, sizeof(msg), "the provider did not answer the submission in time; %s",
+                     MAY_EXIST);
         } else {
             err = -EIO;
             transport_error_msg(cc, msg, sizeof(msg));
             retry = submit_not_taken(cc);
             if (!retry)
-                snprintf(msg + strlen(msg), sizeof(msg) - strlen(msg),
-                         "; the task may exist at the provider");
+                snprintf(msg + strlen(msg), sizeof(msg) - strlen(msg), "; %s", MAY_EXIST);
         }
     } else {
         struct provider_submit sub = {0};
@@ -1320,9 +1322,8 @@ static void on_submit_done(struct engine *e, struct xfer *x, CURLcode cc, long h
             retry = true;
         }
         wait = perr.retry_after_ms;
-        if (!retry && perr.retryable && (http < 200 || http >= 300))
-            snprintf(msg + strlen(msg), sizeof(msg) - strlen(msg),
-                     "; the task may exist at the provider");
+        if (!retry && !throttled && perr.retryable && (http < 200 || http >= 300))
+            snprintf(msg + strlen(msg), sizeof(msg) - strlen(msg), "; %s", MAY_EXIST);
         err = perr.err ? perr.err : -EIO;
     }
     /* Nothing was taken on a 429, so retrying is safe: until the request's

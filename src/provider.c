@@ -394,9 +394,18 @@ struct provider *provider_load_json(const char *text, const char *source, char *
         cJSON_Delete(root);
         return NULL;
     }
-    static const char *const keys[] = {
-        "name",   "about",  "base_url",          "auth", "envelope", "error_message", "submit",
-        "status", "result", "error_type_header", NULL};
+    static const char *const keys[] = {"name",
+                                       "about",
+                                       "base_url",
+                                       "auth",
+                                       "envelope",
+                                       "error_message",
+                                       "submit",
+                                       "status",
+                                       "result",
+                                       "error_type_header",
+                                       "result_url_lifetime_s",
+                                       NULL};
     load_keys(&l, root, "", keys);
     p->name = load_str(&l, root, "profile", "name", true);
     p->base_url = load_str(&l, root, "profile", "base_url", false);
@@ -871,10 +880,12 @@ bool provider_code_retryable(long code)
     }
 }
 
-/* What a code means to the user, and what to do about it. */
+/* What a code means to the user, and what to do about it. Transient codes get
+ * no advice here: what genfs does about them depends on the request, and the
+ * engine says it. */
 static void provider_code_text(long code, const char **what, const char **advice)
 {
-    *advice = "genfs retries it";
+    *advice = NULL;
     switch (code) {
     case 400:
     case 422:
@@ -896,7 +907,7 @@ static void provider_code_text(long code, const char **what, const char **advice
         return;
     case 429:
         *what = "the provider is rate limiting us";
-        *advice = "genfs retries it; lower -o rate if this persists";
+        *advice = "lower -o rate if this persists";
         return;
     case 455:
         *what = "the provider is unavailable (maintenance)";
