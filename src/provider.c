@@ -69,6 +69,10 @@ struct provider {
     enum time_format times;
     char *create_path, *update_path, *complete_path, *cost_path;
     bool outputs_any; /* every value of the output is one (Replicate), not only URLs */
+    long *not_yet;    /* codes of a status answer that mean "not visible yet" (kie's 422) */
+    size_t n_not_yet;
+    char **app_ns; /* namespaces whose apps have three segments (fal's workflows/) */
+    size_t n_app_ns;
     /* separate result request */
     bool has_result;
     char *result_url, *result_urls_path, *result_error_code, *result_error_msg;
@@ -317,15 +321,12 @@ static void load_status(struct loader *l, struct provider *p, const cJSON *root)
     const cJSON *st = load_obj(l, root, "", "status", true);
     if (!st)
         return;
-    static const char *const keys[] = {"url",         "state",
-                                       "states",      "progress",
-                                       "result",      "result_is_json_string",
-                                       "urls",        "failed_if",
-                                       "error_code",  "error_message",
-                                       "times",       "create_time",
-                                       "update_time", "complete_time",
-                                       "cost_time",   "outputs",
-                                       NULL};
+    static const char *const keys[] = {"url",           "state",         "states",
+                                       "progress",      "result",        "result_is_json_string",
+                                       "urls",          "failed_if",     "error_code",
+                                       "error_message", "times",         "create_time",
+                                       "update_time",   "complete_time", "cost_time",
+                                       "outputs",       "not_yet_codes", NULL};
     load_keys(l, st, "status", keys);
     p->status_url = load_str(l, st, "status", "url", true);
     if (p->status_url && !url_template_ok(p->status_url))
@@ -356,6 +357,19 @@ static void load_status(struct loader *l, struct provider *p, const cJSON *root)
         load_fail(l, "status.outputs must be \"urls\" or \"any\"");
     p->outputs_any = outputs && strcmp(outputs, "any") == 0;
     free(outputs);
+    const cJSON *ny = cJSON_GetObjectItemCaseSensitive(st, "not_yet_codes"), *it;
+    if (ny && !cJSON_IsArray(ny))
+        load_fail(l, "status.not_yet_codes must be an array of codes");
+    p->not_yet = calloc((size_t)cJSON_GetArraySize(ny) + 1, sizeof(long));
+    if (!cJSON_IsArray(ny))
+        ny = NULL;
+    cJSON_ArrayForEach(it, ny)
+    {
+        if (!cJSON_IsNumber(it) || it->valuedouble < 100 || it->valuedouble > 999999)
+            load_fail(l, "status.not_yet_codes must be an array of codes");
+        else if (p->not_yet)
+            p->not_yet[p->n_not_yet++] = (long)it->valuedouble;
+    }
 }
 
 static void load_result(struct loader *l, struct provider *p, const cJSON *root)
@@ -405,6 +419,7 @@ struct provider *provider_load_json(const char *text, const char *source, char *
                                        "result",
                                        "error_type_header",
                                        "result_url_lifetime_s",
+                                       "app_namespaces",
                                        NULL};
     load_keys(&l, root, "", keys);
     p->name = load_str(&l, root, "profile", "name", true);
@@ -424,6 +439,19 @@ struct provider *provider_load_json(const char *text, const char *source, char *
     }
     load_envelope(&l, p, root);
     p->error_type_header = load_str(&l, root, "profile", "error_type_header", false);
+    const cJSON *ns = cJSON_GetObjectItemCaseSensitive(root, "app_namespaces"), *nsi;
+    if (ns && !cJSON_IsArray(ns))
+        load_fail(&l, "app_namespaces must be an array of strings");
+    p->app_ns = calloc((size_t)cJSON_GetArraySize(ns) + 1, sizeof(char *));
+    if (!cJSON_IsArray(ns))
+        ns = NULL;
+    cJSON_ArrayForEach(nsi, ns)
+    {
+        if (!cJSON_IsString(nsi))
+            load_fail(&l, "app_namespaces must be an array of strings");
+        else if (p->app_ns)
+            p->app_ns[p->n_app_ns++] = strdup(nsi->valuestring);
+    }
     const cJSON *life = cJSON_GetObjectItemCaseSensitive(root, "result_url_lifetime_s");
     if (cJSON_IsNumber(life) && (life->valuedouble == -1 || life->valuedouble >= 1) &&
         life->valuedouble < 1e10)
@@ -521,6 +549,10 @@ void provider_free(struct provider *p)
         cJSON_Delete(p->variants[i].callback_body);
     }
     free(p->variants);
+    free(p->not_yet);
+    for (size_t i = 0; i < p->n_app_ns; i++)
+        free(p->app_ns[i]);
+    free(p->app_ns);
     free(p);
 }
 
@@ -611,16 +643,27 @@ struct vars {
     const char *version; /* the text after the model id's last ':', or NULL */
 };
 
-static void provider_vars_model(struct vars *v, const char *model)
+static void provider_vars_model(const struct provider *p, struct vars *v, const char *model)
 {
     v->model = model;
     const char *colon = strrchr(model, ':');
     v->version = colon && colon[1] ? colon + 1 : NULL;
     size_t n = colon ? (size_t)(colon - model) : strlen(model);
-    const char *slash = memchr(model, '/', n);
-    const char *second = slash ? memchr(slash + 1, '/', n - (size_t)(slash + 1 - model)) : NULL;
-    if (second)
-        n = (size_t)(second - model);
+    /* The app is OWNER/APP, or NS/OWNER/APP in the profile's app namespaces. */
+    int segments = 2;
+    for (size_t i = 0; i < p->n_app_ns; i++) {
+        size_t l = strlen(p->app_ns[i]);
+        if (strncmp(model, p->app_ns[i], l) == 0 && model[l] == '/')
+            segments = 3;
+    }
+    const char *end = model;
+    for (int i = 0; i < segments && end; i++) {
+        end = memchr(end, '/', n - (size_t)(end - model));
+        if (end && i < segments - 1)
+            end++;
+    }
+    if (end)
+        n = (size_t)(end - model);
     if (n >= sizeof(v->app))
         n = 0;
     memcpy(v->app, model, n);
@@ -728,7 +771,7 @@ int provider_build_submit(const struct provider *p, const char *model, const cha
         return -EINVAL;
     }
     struct vars v = {.base = provider_base(p), .callback_url = callback_url};
-    provider_vars_model(&v, model);
+    provider_vars_model(p, &v, model);
     const char *url = p->submit_url;
     const cJSON *plain = p->submit_body, *cb = p->callback_body;
     for (size_t i = 0; i < p->n_variants; i++) {
@@ -817,7 +860,7 @@ int provider_build_status(const struct provider *p, const char *model, const cha
         if (!model || !*model || !task_id || !*task_id)
             return -EINVAL;
         struct vars v = {.base = provider_base(p), .id = task_id};
-        provider_vars_model(&v, model);
+        provider_vars_model(p, &v, model);
         out->url = provider_expand(p->status_url, &v);
     }
     return out->url ? 0 : -ENOMEM;
@@ -835,7 +878,7 @@ int provider_build_result(const struct provider *p, const char *model, const cha
         if (!model || !*model || !task_id || !*task_id)
             return -EINVAL;
         struct vars v = {.base = provider_base(p), .id = task_id};
-        provider_vars_model(&v, model);
+        provider_vars_model(p, &v, model);
         out->url = provider_expand(p->result_url, &v);
     }
     return out->url ? 0 : -ENOMEM;
@@ -1194,6 +1237,7 @@ static int provider_fail_code(const struct provider *p, struct provider_error *e
     snprintf(pmsg, sizeof(pmsg), "%s%s%s", type, type[0] && text[0] ? ": " : "", text);
     provider_code_text(code, &what, &advice);
     int e = provider_errno_for_code(code);
+    err->code = code;
     if (code == 429 || code == 503)
         err->retry_after_ms = provider_parse_retry_after(hdr ? hdr->retry_after : NULL, now);
     return provider_fail(err, e ? e : -EPROTO, provider_code_retryable(code) || !e,
@@ -1294,26 +1338,33 @@ static int provider_add_output(struct provider_status *out, char *url, const cha
 }
 
 /* Result URLs wherever they sit: a string, an array of them, or objects
- * holding "url", at any depth. Only http(s) URLs and data: URIs count. */
-static int provider_collect(const cJSON *v, struct provider_status *out, int depth)
+ * holding "url", at any depth. Only http(s) URLs and data: URIs count; a
+ * plain string field of an object counts when it names a media file
+ * ("audio": ".../a.wav"), not when it is some other link ("prompt"). An
+ * output under an object's key is named after it (fal's "video"); array
+ * members are not. */
+static int provider_collect(const cJSON *v, const char *name, struct provider_status *out,
+                            int depth)
 {
     if (!v || depth > 16)
         return 0;
     if (cJSON_IsString(v))
         return provider_is_url(v->valuestring)
-                   ? provider_add_output(out, strdup(v->valuestring), NULL)
+                   ? provider_add_output(out, strdup(v->valuestring), name)
                    : 0;
     if (cJSON_IsObject(v)) {
         const cJSON *u = cJSON_GetObjectItemCaseSensitive(v, "url");
         if (cJSON_IsString(u))
-            return provider_collect(u, out, depth + 1);
+            return provider_collect(u, name, out, depth + 1);
     }
     const cJSON *it;
     cJSON_ArrayForEach(it, v)
     {
-        if (cJSON_IsObject(v) && cJSON_IsString(it))
-            continue; /* a plain field of an object is no result */
-        int rc = provider_collect(it, out, depth + 1);
+        bool field = cJSON_IsObject(v);
+        if (field && cJSON_IsString(it) && !media_is_data_uri(it->valuestring) &&
+            !media_ext_for_url(it->valuestring))
+            continue;
+        int rc = provider_collect(it, field ? it->string : NULL, out, depth + 1);
         if (rc < 0)
             return rc;
     }
@@ -1452,7 +1503,7 @@ static int provider_urls(const char *what, const char *field, const cJSON *value
     else if (!list)
         rc = provider_fail(err, -EPROTO, true, "%s: %s has no %s", what, field,
                            *path ? path : "value");
-    else if ((rc = provider_collect(list, out, 0)) == 0 && out->n_urls == 0)
+    else if ((rc = provider_collect(list, NULL, out, 0)) == 0 && out->n_urls == 0)
         rc = provider_no_url(what, *path ? path : field, out, err);
     if (rc == -ENOMEM)
         provider_fail(err, rc, true, "%s: out of memory", what);
@@ -1542,9 +1593,27 @@ static bool provider_state_of(const struct provider *p, const char *word, enum t
 }
 
 /* failCode may be a string or a number: a string for us. */
+/* The first of a|b|c that is present and not null. */
+static const cJSON *provider_at_any(const cJSON *data, const char *paths)
+{
+    char one[256];
+    for (const char *p = paths; p && *p;) {
+        size_t n = strcspn(p, "|");
+        if (n < sizeof(one)) {
+            memcpy(one, p, n);
+            one[n] = '\0';
+            const cJSON *v = provider_at(data, one);
+            if (v && !cJSON_IsNull(v))
+                return v;
+        }
+        p += n + (p[n] == '|');
+    }
+    return NULL;
+}
+
 static int provider_dup_at(const cJSON *data, const char *path, char **out)
 {
-    return path ? provider_dup_code(provider_at(data, path), out) : 0;
+    return path ? provider_dup_code(provider_at_any(data, path), out) : 0;
 }
 
 /* failCode and failMsg of a failed task; without a code, the provider's own
@@ -1554,7 +1623,7 @@ static int provider_fail_reason(const cJSON *data, const char *code_path, const 
 {
     if (provider_dup_at(data, code_path, &out->fail_code) < 0)
         return -ENOMEM;
-    const cJSON *m = msg_path ? provider_at(data, msg_path) : NULL;
+    const cJSON *m = provider_at_any(data, msg_path);
     out->fail_msg = provider_reason(m);
     if (out->fail_code || !word)
         return 0;
@@ -1574,6 +1643,15 @@ int provider_parse_status(const struct provider *p, long http_status, const char
     cJSON *root;
     const cJSON *data;
     int rc = provider_open(p, "status answer", http_status, body, len, hdr, now, &root, &data, err);
+    for (size_t i = 0; rc < 0 && i < p->n_not_yet; i++) {
+        if (err->code == p->not_yet[i]) {
+            char was[sizeof(err->msg)];
+            snprintf(was, sizeof(was), "%s", err->msg);
+            return provider_fail(err, -EAGAIN, true,
+                                 "status answer: the provider does not show the task yet (%s)",
+                                 was);
+        }
+    }
     if (rc < 0)
         return rc;
     const cJSON *state = provider_at(data, p->state_path);
@@ -1628,8 +1706,10 @@ int provider_parse_result(const struct provider *p, long http_status, const char
                           struct provider_status *out, struct provider_error *err)
 {
     *out = (struct provider_status){.progress = -1, .state = TASK_SUCCESS};
-    /* A request that failed answers its result with 400/422 and the reason. */
-    if (http_status == 400 || http_status == 422) {
+    /* A failed request's result answers 400/422 with the reason; a 5xx that
+     * names its error type (fal's request_timeout) is the request's own end. */
+    bool typed = hdr && hdr->error_type && *hdr->error_type;
+    if (http_status == 400 || http_status == 422 || (http_status >= 500 && typed)) {
         cJSON *doc = body && len <= PROVIDER_MAX_BODY ? provider_parse_json(body, len) : NULL;
         out->state = TASK_FAILED;
         char word[64];

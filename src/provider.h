@@ -23,6 +23,7 @@ struct provider_error {
     int err;                /* negative errno (SPEC 3 mapping) */
     bool retryable;         /* transient: worth retrying (429, 455, 5xx, malformed) */
     int64_t retry_after_ms; /* from Retry-After, or -1 */
+    long code;              /* the refusal's HTTP or in-body code, 0 if none */
     char msg[256];          /* one line: what went wrong */
 };
 
