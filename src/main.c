@@ -141,7 +141,7 @@ static int run(struct genfs_ctx *c)
     c->log = log_new(o->log_level, 0);
     if (!c->log)
         return start_failed("out of memory");
-    if (store_open(o->state_dir, c->log, &c->store, err, sizeof(err)) < 0)
+    if (store_open(o->state_dir, o->fresh, c->log, &c->store, err, sizeof(err)) < 0)
         return start_failed(err);
     /* The mount's own provider, then those the config names. */
     c->n_providers = 1 + o->n_providers;

@@ -40,6 +40,7 @@ struct raw_opts {
     char *mountpoint;
     int foreground;
     int debug;
+    int fresh;
     int help;
     int version;
     int extra_nonopt;
@@ -68,6 +69,7 @@ static const struct fuse_opt opt_spec[] = {
     RAW("file_max=%s", file_max),
     RAW("cache_max=%s", cache_max),
     RAW("keep=%s", keep),
+    {"fresh", offsetof(struct raw_opts, fresh), 1},
     FUSE_OPT_KEY("-h", KEY_HELP),
     FUSE_OPT_KEY("--help", KEY_HELP),
     FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -565,6 +567,7 @@ int opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen)
     o->show_version = r.version;
     o->foreground = r.foreground;
     o->debug = r.debug;
+    o->fresh = r.fresh;
     o->mountpoint = r.mountpoint;
     o->api_url = r.api_url;
     o->key_file = r.key_file;
@@ -755,6 +758,8 @@ void opts_print_help(const char *prog)
            "                         their provider can serve them again; the rest is kept\n"
            "  -o keep=DAYS           forget finished tasks (and their files) DAYS after they\n"
            "                         ended (default: never; rmdir forgets one)\n"
+           "  -o fresh               start with no tasks when the database genfs used before\n"
+           "                         is missing or damaged (what is left is moved aside)\n"
            "  -o provider=NAME|FILE  provider profile: apixo (default), kie, replicate, fal,\n"
            "                         or a profile file (see genfs(1))\n"
            "  -o notify=on|off       inotify announcements for watchers (default on)\n"

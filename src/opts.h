@@ -55,6 +55,7 @@ struct opts {
     double keep_days; /* -o keep: forget finished tasks this long after they ended; 0: never */
     enum sched_kind schedule;
     bool notify;
+    bool fresh; /* -o fresh: start with no tasks when the database is missing or damaged */
     enum log_level log_level; /* what reaches stderr or syslog (MOUNT/log: info and up) */
     struct opts_model *models;
     size_t n_models;

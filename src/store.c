@@ -27,6 +27,7 @@ struct observer {
 struct store {
     pthread_rwlock_t lock;
     struct log *log;
+    char *state_dir; /* for its state file */
     sqlite3 *db;
     int lock_fd;
     struct task **tasks;
@@ -572,7 +573,83 @@ static int db_migrate(struct store *s, const char *path, char *err, size_t errle
                : 0;
 }
 
-int store_open(const char *state_dir, struct log *lg, struct store **out, char *err, size_t errlen)
+/* STATE_DIR/state says whether genfs used this directory before and how it
+ * stopped: "running" while a genfs has it, "clean" after a clean stop. A
+ * database that went missing or empty, or lost its write-ahead log in a
+ * crash, is then told apart from a first start. */
+static int state_mark(const char *dir, const char *word)
+{
+    char path[4096], tmp[4100];
+    snprintf(path, sizeof(path), "%s/state", dir);
+    snprintf(tmp, sizeof(tmp), "%s.new", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    char line[32];
+    int n = snprintf(line, sizeof(line), "%s\n", word);
+    int rc = write(fd, line, (size_t)n) == n && fsync(fd) == 0 ? 0 : -EIO;
+    close(fd);
+    if (rc == 0 && rename(tmp, path) != 0)
+        rc = -errno;
+    return rc;
+}
+
+/* What the state file says: "running", "clean", or "" when there is none. */
+static void state_read(const char *dir, char *word, size_t len)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/state", dir);
+    word[0] = '\0';
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    if (!fgets(word, (int)len, f))
+        word[0] = '\0';
+    word[strcspn(word, "\n")] = '\0';
+    fclose(f);
+}
+
+/* Refuses a database that genfs used before and that is now missing, empty,
+ * or without its write-ahead log after an unclean stop; with fresh, moves
+ * what is left of it aside instead. */
+static int check_db_files(const char *dir, const char *db, bool fresh, struct log *lg, char *err,
+                          size_t errlen)
+{
+    char word[32], wal[4110];
+    state_read(dir, word, sizeof(word));
+    snprintf(wal, sizeof(wal), "%s-wal", db);
+    struct stat st;
+    bool have_db = stat(db, &st) == 0, empty = have_db && st.st_size == 0;
+    bool have_wal = stat(wal, &st) == 0;
+    const char *wrong = NULL;
+    if (!word[0])
+        return 0; /* never used by a genfs that recorded its state: a first start */
+    if (!have_db)
+        wrong = "is missing";
+    else if (empty)
+        wrong = "is empty (0 bytes)";
+    else if (strcmp(word, "running") == 0 && !have_wal)
+        wrong = "lost its write-ahead log (tasks.db-wal) after genfs stopped uncleanly, and with "
+                "it the last changes";
+    if (!wrong)
+        return 0;
+    if (!fresh)
+        return fail(err, errlen, -EIO,
+                    "database %s, which genfs used before, %s: restore it (and tasks.db-wal) "
+                    "from a backup, or mount with -o fresh to start with no tasks (what is left "
+                    "is moved aside; tasks at the provider can be adopted with mkdir MODEL/ID)",
+                    db, wrong);
+    char aside[4200];
+    snprintf(aside, sizeof(aside), "%s.broken-%lld", db, (long long)time(NULL));
+    if (have_db && rename(db, aside) != 0)
+        return fail(err, errlen, -errno, "-o fresh: cannot move %s aside: %s", db, strerror(errno));
+    log_warn(lg, "-o fresh: database %s %s; starting with no tasks%s%s", db, wrong,
+             have_db ? ", the old one is " : "", have_db ? aside : "");
+    return 0;
+}
+
+int store_open(const char *state_dir, bool fresh, struct log *lg, struct store **out, char *err,
+               size_t errlen)
 {
     struct store *s = calloc(1, sizeof(*s));
     if (!s)
@@ -593,6 +670,8 @@ int store_open(const char *state_dir, struct log *lg, struct store **out, char *
 
     char path[4096];
     snprintf(path, sizeof(path), "%s/tasks.db", state_dir);
+    if ((rc = check_db_files(state_dir, path, fresh, lg, err, errlen)) < 0)
+        goto out_fail;
     mode_t old = umask(077);
     int orc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
     umask(old);
@@ -632,6 +711,11 @@ int store_open(const char *state_dir, struct log *lg, struct store **out, char *
         rc = fail(err, errlen, -EIO, "cannot load tasks from %s: %s", path, sqlite3_errmsg(s->db));
         goto out_fail;
     }
+    if ((rc = state_mark(state_dir, "running")) < 0) {
+        fail(err, errlen, rc, "cannot write %s/state: %s", state_dir, strerror(-rc));
+        goto out_fail;
+    }
+    s->state_dir = strdup(state_dir);
     *out = s;
     return 0;
 out_fail:
@@ -645,8 +729,11 @@ void store_close(struct store *s)
         return;
     if (s->db) {
         store_flush(s);
-        sqlite3_close(s->db);
+        /* The last connection's close checkpoints the log and removes it. */
+        if (sqlite3_close(s->db) == SQLITE_OK && s->state_dir)
+            state_mark(s->state_dir, "clean");
     }
+    free(s->state_dir);
     for (uint32_t i = 0; i < s->n_tasks; i++)
         task_free(s->tasks[i]);
     for (uint32_t i = 0; i < s->n_models; i++) {

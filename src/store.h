@@ -105,8 +105,11 @@ typedef void (*store_observer_fn)(void *arg, const struct store_change *c);
 struct store;
 
 /* Creates state_dir (0700), takes an exclusive lock on it, opens or creates
- * the database and loads everything. Errors: negative errno and one line in err. */
-int store_open(const char *state_dir, struct log *lg, struct store **out, char *err, size_t errlen);
+ * the database and loads everything. A database genfs used before that is
+ * missing, empty or lost its log in a crash is refused, unless fresh (then
+ * moved aside). Errors: negative errno and one line in err. */
+int store_open(const char *state_dir, bool fresh, struct log *lg, struct store **out, char *err,
+               size_t errlen);
 void store_close(struct store *s);
 /* Record this process's pid in the state_dir lock (after daemonizing). */
 void store_write_pid(struct store *s);

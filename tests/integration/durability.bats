@@ -235,3 +235,64 @@ JSON
     run stat -c %a "$STATE_DIR/tasks.db"
     assert_output 600
 }
+
+# start_refused: genfs on the same state_dir must refuse to start, with one line.
+start_refused() {
+    run timeout 20 env GENFS_API_KEY="$GENFS_SIM_KEY" "$(genfs_bin)" -f \
+        -o "api_url=$SIM_URL,state_dir=$STATE_DIR,cache_dir=$CACHE_DIR" "$MNT"
+    assert_equal "$status" 2
+    [ "${#lines[@]}" -eq 1 ]
+    assert_output --partial "which genfs used before"
+    assert_output --partial "$1"
+    assert_output --partial "-o fresh"
+    ! genfs_is_mounted || false
+}
+
+@test "a database deleted or emptied after a clean stop is refused, and -o fresh starts afresh" {
+    genfs_mount -o config="$CONFIG"
+    id=$(genfs_submit test-image '{"prompt": "remember me", "sim_duration_ms": 500}')
+    [ -n "$id" ]
+    genfs_unmount
+    rm "$STATE_DIR/tasks.db"
+    start_refused "is missing"
+    : >"$STATE_DIR/tasks.db"
+    start_refused "is empty"
+    genfs_mount -o config="$CONFIG",fresh
+    run ls "$MNT/test-image"
+    refute_output --partial "$id"
+    run cat "$MNT/log"
+    assert_output --partial "-o fresh"
+    compgen -G "$STATE_DIR/tasks.db.broken-*" >/dev/null
+}
+
+@test "a write-ahead log deleted after a crash is refused: the tasks in it are not silently lost" {
+    genfs_mount -o config="$CONFIG"
+    ids=()
+    for i in 1 2 3; do
+        ids+=("$(genfs_submit test-image "{\"prompt\": \"in the log $i\", \"sim_duration_ms\": 60000}")")
+    done
+    [ "${#ids[@]}" -eq 3 ]
+    genfs_kill9
+    fusermount3 -uz "$MNT" 2>/dev/null || true
+    [ -f "$STATE_DIR/tasks.db-wal" ]
+    rm -f "$STATE_DIR/tasks.db-wal" "$STATE_DIR/tasks.db-shm"
+    start_refused "write-ahead log"
+    # Asked to, it starts with what the database file still holds moved aside.
+    genfs_mount -o config="$CONFIG",fresh
+    run cat "$MNT/log"
+    assert_output --partial "write-ahead log"
+}
+
+@test "a crash with the write-ahead log in place restarts with every task" {
+    genfs_mount -o config="$CONFIG"
+    ids=()
+    for i in 1 2 3; do
+        ids+=("$(genfs_submit test-image "{\"prompt\": \"kept $i\", \"sim_duration_ms\": 60000}")")
+    done
+    genfs_kill9
+    fusermount3 -uz "$MNT" 2>/dev/null || true
+    genfs_mount -o config="$CONFIG"
+    for id in "${ids[@]}"; do
+        [ -d "$MNT/test-image/$id" ]
+    done
+}
