@@ -61,6 +61,7 @@ struct xfer {
     char rl_remaining[32], rl_reset[32]; /* RateLimit-Remaining/-Reset (or X-RateLimit-) */
     const char *error_type_header;       /* the profile's, for API requests */
     char error_type[64];
+    int write_errno;                /* a download's failed write to the cache */
     bool fresh;                     /* no connection reuse (submissions) */
     char token[HOOK_TOKEN_LEN + 1]; /* webhook mode: this submission's callback secret */
     /* downloads */
@@ -95,6 +96,7 @@ struct tsched {
 struct counters {
     uint64_t submit, status, adopt, downloads, download_bytes, evictions;
     uint64_t retries, http_429, errors, transport_errors;
+    uint64_t disk_full;  /* writes to cache_dir or state_dir that found the disk full */
     uint64_t polls_late; /* sent over 1 s after due */
     double lag_ms[LAG_SAMPLES];
     uint32_t n_lag, lag_head;
@@ -662,6 +664,7 @@ static size_t on_file_body(char *ptr, size_t size, size_t nmemb, void *arg)
         if (w < 0) {
             if (errno == EINTR)
                 continue;
+            x->write_errno = errno;
             return 0;
         }
         done += (size_t)w;
@@ -671,6 +674,16 @@ static size_t on_file_body(char *ptr, size_t size, size_t nmemb, void *arg)
 }
 
 static void evict_if_needed(struct engine *e);
+
+/* What a failed write to the cache leaves a file in: a full disk (or quota)
+ * is said as such, counted, and retried at the next read. */
+static enum file_state cache_failure(struct engine *e, int err)
+{
+    if (err != ENOSPC && err != EDQUOT)
+        return FILE_FAILED;
+    count(e, &e->c.disk_full);
+    return FILE_NOSPACE;
+}
 
 /* A data: URI (or a text output) is the file itself: decoded into the part
  * file x->fd, then renamed like a download. */
@@ -689,10 +702,12 @@ static void save_inline_output(struct engine *e, struct xfer *x, const struct ta
     } else {
         for (size_t done = 0; !why && done < len;) {
             ssize_t w = write(x->fd, bytes + done, len - done);
-            if (w < 0 && errno != EINTR)
+            if (w < 0 && errno != EINTR) {
+                x->write_errno = errno;
                 why = strerror(errno);
-            else if (w > 0)
+            } else if (w > 0) {
                 done += (size_t)w;
+            }
         }
     }
     free(bytes);
@@ -700,13 +715,17 @@ static void save_inline_output(struct engine *e, struct xfer *x, const struct ta
     store_file_name(t, x->file_n, type[0] && rc == 0 ? type : NULL, name, sizeof(name));
     if (!why && (fsync(x->fd) != 0 ||
                  cache_file_path(path, sizeof(path), e->cfg.cache_dir, model, t->id, name) < 0 ||
-                 rename(part, path) != 0))
+                 rename(part, path) != 0)) {
+        x->write_errno = errno;
         why = strerror(errno);
+    }
     if (why) {
         unlink(part);
-        log_warn(e->log, "%s/%s: files/%s: cannot store the provider's inline output: %s", model,
-                 t->id, name, why);
-        store_file_set(e->store, x->task_idx, x->file_n, FILE_FAILED, NULL, -2);
+        log_warn(e->log, "%s/%s: files/%s: cannot store the provider's inline output: %s%s", model,
+                 t->id, name, why,
+                 x->write_errno == ENOSPC ? ": cache_dir is full, free space there" : "");
+        store_file_set(e->store, x->task_idx, x->file_n,
+                       x->write_errno ? cache_failure(e, x->write_errno) : FILE_FAILED, NULL, -2);
         return;
     }
     store_file_set(e->store, x->task_idx, x->file_n, FILE_DONE, name, (int64_t)len);
@@ -739,9 +758,10 @@ static void start_download(struct engine *e, struct dl_job *j)
             0 ||
         mkdir_parents(part, 0700) < 0 ||
         (x->fd = open(part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0) {
+        int saved = errno;
         log_error(e->log, "%s/%s: cannot write to the cache (%s): check cache_dir %s",
-                  model_of(e, t), t->id, strerror(errno), e->cfg.cache_dir);
-        store_file_set(e->store, j->task_idx, j->file_n, FILE_FAILED, NULL, -2);
+                  model_of(e, t), t->id, strerror(saved), e->cfg.cache_dir);
+        store_file_set(e->store, j->task_idx, j->file_n, cache_failure(e, saved), NULL, -2);
         xfer_free(x);
         free(j);
         return;
@@ -880,7 +900,10 @@ static void on_download_done(struct engine *e, struct xfer *x, CURLcode cc, long
         if (fsync(x->fd) != 0 ||
             cache_file_path(path, sizeof(path), e->cfg.cache_dir, model, t->id, name) < 0 ||
             rename(part, path) != 0) {
-            snprintf(why, sizeof(why), "cannot store it in the cache: %s", strerror(errno));
+            int saved = errno;
+            final = cache_failure(e, saved);
+            snprintf(why, sizeof(why), "cannot store it in cache_dir %s: %s", e->cfg.cache_dir,
+                     strerror(saved));
         } else {
             store_file_set(e->store, x->task_idx, x->file_n, FILE_DONE, name, x->written);
             __atomic_store_n(&t->files[x->file_n].atime_ms, now, __ATOMIC_RELAXED);
@@ -907,6 +930,11 @@ static void on_download_done(struct engine *e, struct xfer *x, CURLcode cc, long
     } else if (cc == CURLE_FILESIZE_EXCEEDED || (cc == CURLE_WRITE_ERROR && x->too_big)) {
         snprintf(why, sizeof(why), "refused: larger than the %lld-byte file_max",
                  (long long)e->cfg.file_max_bytes);
+    } else if (cc == CURLE_WRITE_ERROR && x->write_errno) {
+        final = cache_failure(e, x->write_errno);
+        snprintf(why, sizeof(why), "cannot write to cache_dir %s: %s%s", e->cfg.cache_dir,
+                 strerror(x->write_errno),
+                 final == FILE_NOSPACE ? " (free space there; a read tries again)" : "");
     } else {
         snprintf(why, sizeof(why), "%s", curl_easy_strerror(cc));
         retry = cc != CURLE_WRITE_ERROR;
@@ -1217,9 +1245,9 @@ static void handle_cmd(struct engine *e, struct engine_cmd *cmd)
         const struct task *t = store_task_at(e->store, cmd->task_idx);
         if (t && t->files && cmd->file_n < t->n_urls) {
             enum file_state fs = t->files[cmd->file_n].state;
-            if (fs == FILE_FAILED)
+            if (fs == FILE_FAILED || fs == FILE_NOSPACE)
                 store_file_set(e->store, cmd->task_idx, cmd->file_n, FILE_PENDING, NULL, -2);
-            if (fs == FILE_FAILED || fs == FILE_PENDING)
+            if (fs == FILE_FAILED || fs == FILE_NOSPACE || fs == FILE_PENDING)
                 dl_queue(e, cmd->task_idx, cmd->file_n, true);
         }
         cmd_finish(cmd, 0, NULL);
@@ -1302,13 +1330,17 @@ static void on_submit_done(struct engine *e, struct xfer *x, CURLcode cc, long h
                 schedule_task(e, store_task_at(e->store, idx), now);
                 cmd_finish(cmd, 0, NULL);
             } else {
+                bool full = err == -ENOSPC;
+                if (full)
+                    count(e, &e->c.disk_full);
                 log_error(e->log,
-                          "%s/%s: accepted by the provider but not stored (%s): adopt it with "
-                          "mkdir",
-                          m ? m->name : "?", sub.task_id, strerror(-err));
-                snprintf(msg, sizeof(msg), "task %s was accepted but could not be stored",
-                         sub.task_id);
-                cmd_finish(cmd, -EIO, msg);
+                          "%s/%s: accepted by the provider but not stored (%s%s): adopt it with "
+                          "mkdir %s/%s once there is room",
+                          m ? m->name : "?", sub.task_id, strerror(-err),
+                          full ? ": state_dir is full" : "", m ? m->name : "MODEL", sub.task_id);
+                snprintf(msg, sizeof(msg), "task %s was accepted but could not be stored%s",
+                         sub.task_id, full ? ": state_dir is full" : "");
+                cmd_finish(cmd, full ? -ENOSPC : -EIO, msg);
             }
             provider_submit_clear(&sub);
             return;
@@ -1945,6 +1977,7 @@ char *engine_stats_json(struct engine *e)
     cJSON_AddNumberToObject(root, "http_429", (double)c.http_429);
     cJSON_AddNumberToObject(root, "errors", (double)c.errors);
     cJSON_AddNumberToObject(root, "transport_errors", (double)c.transport_errors);
+    cJSON_AddNumberToObject(root, "disk_full", (double)c.disk_full);
     cJSON_AddNumberToObject(root, "polls_late", (double)c.polls_late);
     cJSON_AddNumberToObject(root, "rate_limit", e->cfg.rate);
     cJSON_AddNumberToObject(root, "rate_current", rate_now);

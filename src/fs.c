@@ -1089,6 +1089,8 @@ static int media_ready(struct fs *f, uint32_t idx, uint32_t n, int *fd)
     switch (media_state(f, idx, n)) {
     case FILE_FAILED:
         return -EIO;
+    case FILE_NOSPACE:
+        return -ENOSPC;
     case FILE_EXPIRED:
         return -ENOENT;
     case FILE_DONE: /* evicted between the two looks */
@@ -1414,10 +1416,11 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                 close(spare);
             return;
         }
-        if (rc == -EIO) {
+        if (rc == -EIO || rc == -ENOSPC) {
             /* Tell this reader now; try once more in the background. */
             post_fetch(f, idx, file_n);
-            log_warn(f->log, "read of a result file failed: its download failed (see above)");
+            log_warn(f->log, "read of a result file failed: %s (see above)",
+                     rc == -EIO ? "its download failed" : "cache_dir is full");
         }
         if (rc < 0) {
             fuse_reply_err(req, -rc);

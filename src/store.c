@@ -175,6 +175,11 @@ static int db_step_done(struct store *s, sqlite3_stmt *st)
 {
     int rc = sqlite3_step(st);
     sqlite3_finalize(st);
+    if (rc == SQLITE_FULL) {
+        log_error(s->log, "database write failed: the disk of state_dir is full: free space "
+                          "there");
+        return -ENOSPC;
+    }
     if (rc != SQLITE_DONE) {
         log_error(s->log, "database write failed: %s", sqlite3_errmsg(s->db));
         return -EIO;

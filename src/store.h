@@ -21,6 +21,7 @@ enum file_state {
     FILE_DONE,        /* whole, in the cache */
     FILE_FAILED,      /* retries used up: readers get EIO */
     FILE_EXPIRED,     /* the URL answered 403/404/410: readers get ENOENT */
+    FILE_NOSPACE,     /* the cache's disk was full: readers get ENOSPC, a read tries again */
 };
 
 /* One downloaded result, files/<name>, for the URL of the same index. */
