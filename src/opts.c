@@ -674,9 +674,9 @@ int opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen)
         free(r.key);
         r.key = NULL;
         rc = fail(err, errlen,
-                  "no -o key=: on the command line every user sees the key (ps); put it in a file "
-                  "only you can read (chmod 600 FILE) and pass -o key_file=FILE, or set "
-                  "GENFS_API_KEY");
+                  "the API key cannot be given on the command line (-o key=), where every user "
+                  "sees it (ps): put it in a file only you can read (chmod 600 FILE) and pass -o "
+                  "key_file=FILE, or set GENFS_API_KEY");
     }
     o->show_help = r.help;
     o->show_version = r.version;
