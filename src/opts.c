@@ -189,7 +189,8 @@ static char *home_find(char *why, size_t whylen)
         home = pw ? pw->pw_dir : NULL;
         from = "the password database";
         if (!home || home[0] != '/') {
-            snprintf(why, whylen, "HOME is unset and the password database has no home for uid %u",
+            snprintf(why, whylen,
+                     "HOME is unset or relative and the password database has no home for uid %u",
                      (unsigned)getuid());
             return NULL;
         }
@@ -287,17 +288,6 @@ static int read_fd(int fd, size_t max, char **out, size_t *len)
     return 0;
 }
 
-static int untrusted(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int untrusted(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -EPERM;
-}
-
 /* OpenSSH's rule for the files it trusts (secure_filename), on the open
  * file fd and the directories above its resolved path: each belongs to the
  * user or root, and no one else may write it, so no one else could have
@@ -310,29 +300,27 @@ static int check_trusted(const struct opts *o, int fd, const char *path, const c
     uid_t uid = getuid();
     struct stat st;
     if (fstat(fd, &st) != 0)
-        return untrusted(err, errlen, "cannot read %s %s: %s", what, path, strerror(errno));
+        return fail(err, errlen, "cannot read %s %s: %s", what, path, strerror(errno));
     if (!S_ISREG(st.st_mode))
-        return untrusted(err, errlen, "%s %s is not a regular file", what, path);
+        return fail(err, errlen, "%s %s is not a regular file", what, path);
     if (st.st_uid != uid && st.st_uid != 0)
-        return untrusted(err, errlen,
-                         "%s %s belongs to uid %u, not to you (uid %u)%s: another user may have "
-                         "written it; remove it, or chown it to yourself",
-                         what, path, (unsigned)st.st_uid, (unsigned)uid, uid ? " or root" : "");
+        return fail(err, errlen,
+                    "%s %s belongs to uid %u, not to you (uid %u)%s: another user may have "
+                    "written it; remove it, or chown it to yourself",
+                    what, path, (unsigned)st.st_uid, (unsigned)uid, uid ? " or root" : "");
     if (secret && (st.st_mode & (S_IRWXG | S_IRWXO)))
-        return untrusted(err, errlen,
-                         "%s %s is accessible by other users (mode %03o): run chmod 600 %s", what,
-                         path, (unsigned)(st.st_mode & 0777), path);
+        return fail(err, errlen, "%s %s is accessible by other users (mode %03o): run chmod 600 %s",
+                    what, path, (unsigned)(st.st_mode & 0777), path);
     if (st.st_mode & (S_IWGRP | S_IWOTH))
-        return untrusted(err, errlen,
-                         "%s %s is writable by other users (mode %03o): run chmod go-w %s", what,
-                         path, (unsigned)(st.st_mode & 0777), path);
+        return fail(err, errlen, "%s %s is writable by other users (mode %03o): run chmod go-w %s",
+                    what, path, (unsigned)(st.st_mode & 0777), path);
     char *real = realpath(path, NULL);
     if (!real)
-        return untrusted(err, errlen, "cannot resolve %s %s: %s", what, path, strerror(errno));
+        return fail(err, errlen, "cannot resolve %s %s: %s", what, path, strerror(errno));
     struct stat at;
     int rc = 0;
     if (stat(real, &at) != 0 || at.st_dev != st.st_dev || at.st_ino != st.st_ino)
-        rc = untrusted(err, errlen, "%s %s changed while genfs read it: try again", what, path);
+        rc = fail(err, errlen, "%s %s changed while genfs read it: try again", what, path);
     for (char *slash = strrchr(real, '/'); rc == 0 && slash; slash = strrchr(real, '/')) {
         if (slash == real)
             slash[1] = '\0'; /* "/" itself, then stop */
@@ -340,18 +328,18 @@ static int check_trusted(const struct opts *o, int fd, const char *path, const c
             *slash = '\0';
         struct stat d;
         if (stat(real, &d) != 0)
-            rc = untrusted(err, errlen, "cannot check the directory %s of %s %s: %s", real, what,
-                           path, strerror(errno));
+            rc = fail(err, errlen, "cannot check the directory %s of %s %s: %s", real, what, path,
+                      strerror(errno));
         else if (d.st_uid != uid && d.st_uid != 0)
-            rc = untrusted(err, errlen,
-                           "%s %s is in %s, which belongs to uid %u (not you or root), who could "
-                           "swap it: move the file to a directory of yours",
-                           what, path, real, (unsigned)d.st_uid);
+            rc = fail(err, errlen,
+                      "%s %s is in %s, which belongs to uid %u (not you or root), who could "
+                      "swap it: move the file to a directory of yours",
+                      what, path, real, (unsigned)d.st_uid);
         else if ((d.st_mode & (S_IWGRP | S_IWOTH)) && !(d.st_mode & S_ISVTX))
-            rc = untrusted(err, errlen,
-                           "%s %s is in %s, which other users may write (mode %03o): run chmod "
-                           "go-w %s, or move the file",
-                           what, path, real, (unsigned)(d.st_mode & 0777), real);
+            rc = fail(err, errlen,
+                      "%s %s is in %s, which other users may write (mode %03o): run chmod "
+                      "go-w %s, or move the file",
+                      what, path, real, (unsigned)(d.st_mode & 0777), real);
         if (strcmp(real, "/") == 0 || (o->home && strcmp(real, o->home) == 0))
             break;
     }

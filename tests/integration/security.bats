@@ -413,9 +413,12 @@ PY
     MNT="$base/mnt" STATE_DIR="$base/state" CACHE_DIR="$base/cache"
     mkdir -p "$MNT"
     export MNT STATE_DIR CACHE_DIR
+    # The config is written first: made under umask 000, everyone could write it, and genfs
+    # would refuse it.
+    opts=$(fast)
     (
         umask 000
-        sec_mount -o "$(fast)"
+        sec_mount -o "$opts"
         echo "$GENFS_PID" >"$base/pid"
     )
     GENFS_PID=$(cat "$base/pid")
