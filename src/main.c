@@ -53,33 +53,16 @@ static const char *url_path(const char *url)
     return p ? p : "";
 }
 
-static char *read_text(const char *path, size_t max)
-{
-    char *text = NULL;
-    size_t len = 0;
-    FILE *fp = fopen(path, "r");
-    if (!fp)
-        return NULL;
-    FILE *mem = open_memstream(&text, &len);
-    char buf[4096];
-    size_t n;
-    while (mem && (n = fread(buf, 1, sizeof(buf), fp)) > 0 && len < max)
-        fwrite(buf, 1, n, mem);
-    if (mem)
-        fclose(mem);
-    fclose(fp);
-    return text;
-}
-
-/* A profile: from a file when given, else a built-in by name. */
-static struct provider *load_provider(const char *name, const char *file, char *err, size_t errlen)
+/* A profile: from a file when given (one no other user could have written),
+ * else a built-in by name. */
+static struct provider *load_provider(const struct opts *o, const char *name, const char *file,
+                                      char *err, size_t errlen)
 {
     if (file) {
-        char *text = read_text(file, 1u << 20);
-        if (!text) {
-            snprintf(err, errlen, "cannot read provider profile %s: %s", file, strerror(errno));
+        char *text;
+        size_t len;
+        if (opts_read_trusted(o, file, "provider profile", 1u << 20, &text, &len, err, errlen) < 0)
             return NULL;
-        }
         struct provider *p = provider_load_json(text, file, err, errlen);
         free(text);
         return p;
@@ -156,7 +139,7 @@ static int run(struct genfs_ctx *c)
         const char *api_url = op ? op->api_url : o->api_url;
         ep->name = op ? op->name : o->provider_name;
         ep->api_key = op ? op->api_key : o->api_key;
-        ep->prov = load_provider(profile, file, err, sizeof(err));
+        ep->prov = load_provider(o, profile, file, err, sizeof(err));
         if (!ep->prov)
             return start_failed(err);
         if (api_url && provider_set_base_url(ep->prov, api_url) < 0) {

@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,7 @@ enum { KEY_HELP, KEY_VERSION, KEY_FOREGROUND, KEY_DEBUG };
 struct raw_opts {
     char *api_url;
     char *key_file;
+    char *key; /* -o key=, refused: a key in argv is in ps for everyone */
     char *config;
     char *state_dir;
     char *cache_dir;
@@ -53,6 +55,8 @@ struct raw_opts {
 static const struct fuse_opt opt_spec[] = {
     RAW("api_url=%s", api_url),
     RAW("key_file=%s", key_file),
+    RAW("key=%s", key),
+    RAW("api_key=%s", key),
     RAW("config=%s", config),
     RAW("state_dir=%s", state_dir),
     RAW("cache_dir=%s", cache_dir),
@@ -183,18 +187,47 @@ static int parse_size(const char *s, int64_t *out)
     return 0;
 }
 
-static char *xdg_dir(const char *env, const char *fallback_rel)
+/* The user's home: $HOME when it is an absolute path, else the password
+ * database's entry of the real uid (mount(8) and systemd may start us without
+ * HOME). Never a shared place such as /tmp, whose files anyone can plant:
+ * NULL, and why in why, when neither names a directory. */
+static char *home_find(char *why, size_t whylen)
+{
+    const char *home = getenv("HOME");
+    const char *from = "HOME";
+    if (!home || home[0] != '/') {
+        struct passwd *pw = getpwuid(getuid());
+        home = pw ? pw->pw_dir : NULL;
+        from = "the password database";
+        if (!home || home[0] != '/') {
+            snprintf(why, whylen,
+                     "HOME is unset or relative and the password database has no home for uid %u",
+                     (unsigned)getuid());
+            return NULL;
+        }
+    }
+    struct stat st;
+    if (stat(home, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        snprintf(why, whylen, "the home directory %s (from %s) is not a directory", home, from);
+        return NULL;
+    }
+    /* Resolved, so that the walk of opts_read_trusted knows it when it gets there. */
+    char *real = realpath(home, NULL);
+    return real ? real : strdup(home);
+}
+
+/* $ENV/genfs, else HOME/rel/genfs; NULL when ENV is unset (or relative, which
+ * the XDG spec says to ignore) and there is no home. */
+static char *xdg_dir(const struct opts *o, const char *env, const char *rel)
 {
     const char *base = getenv(env);
     char buf[4096];
-    if (base && base[0] == '/') {
+    if (base && base[0] == '/')
         snprintf(buf, sizeof(buf), "%s/genfs", base);
-    } else {
-        const char *home = getenv("HOME");
-        if (!home || !*home)
-            home = "/tmp";
-        snprintf(buf, sizeof(buf), "%s/%s/genfs", home, fallback_rel);
-    }
+    else if (o->home)
+        snprintf(buf, sizeof(buf), "%s/%s/genfs", o->home, rel);
+    else
+        return NULL;
     return strdup(buf);
 }
 
@@ -238,16 +271,11 @@ static int parse_rate(const char *s, double *out)
     return 0;
 }
 
-static int read_small_file(const char *path, size_t max, char **out, size_t *len)
+static int read_fd(int fd, size_t max, char **out, size_t *len)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
     char *buf = malloc(max + 1);
-    if (!buf) {
-        close(fd);
+    if (!buf)
         return -ENOMEM;
-    }
     size_t n = 0;
     for (;;) {
         ssize_t r = read(fd, buf + n, max + 1 - n);
@@ -256,7 +284,6 @@ static int read_small_file(const char *path, size_t max, char **out, size_t *len
                 continue;
             int e = -errno;
             free(buf);
-            close(fd);
             return e;
         }
         if (r == 0)
@@ -264,32 +291,105 @@ static int read_small_file(const char *path, size_t max, char **out, size_t *len
         n += (size_t)r;
         if (n > max) {
             free(buf);
-            close(fd);
             return -EFBIG;
         }
     }
-    close(fd);
     buf[n] = '\0';
     *out = buf;
     *len = n;
     return 0;
 }
 
-/* A key from a file only its owner can read; one line, trailing space cut. */
-static int read_key_file(const char *path, char **key, char *err, size_t errlen)
+/* OpenSSH's rule for the files it trusts (secure_filename), on the open
+ * file fd and the directories above its resolved path: each belongs to the
+ * user or root, and no one else may write it, so no one else could have
+ * written the file or swapped it for another. A sticky directory (/tmp) may
+ * be writable by all: in it, no one else can rename or remove what the user
+ * or root owns. The walk stops at the home directory, like OpenSSH's. */
+static int check_trusted(const struct opts *o, int fd, const char *path, const char *what,
+                         bool secret, char *err, size_t errlen)
 {
+    uid_t uid = getuid();
     struct stat st;
-    if (stat(path, &st) != 0)
-        return fail(err, errlen, "cannot read key_file %s: %s", path, strerror(errno));
-    if (st.st_mode & (S_IRWXG | S_IRWXO))
+    if (fstat(fd, &st) != 0)
+        return fail(err, errlen, "cannot read %s %s: %s", what, path, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return fail(err, errlen, "%s %s is not a regular file", what, path);
+    if (st.st_uid != uid && st.st_uid != 0)
         return fail(err, errlen,
-                    "key_file %s is accessible by other users (mode %03o): run chmod 600 %s", path,
-                    (unsigned)(st.st_mode & 0777), path);
+                    "%s %s belongs to uid %u, not to you (uid %u)%s: another user may have "
+                    "written it; remove it, or chown it to yourself",
+                    what, path, (unsigned)st.st_uid, (unsigned)uid, uid ? " or root" : "");
+    if (secret && (st.st_mode & (S_IRWXG | S_IRWXO)))
+        return fail(err, errlen, "%s %s is accessible by other users (mode %03o): run chmod 600 %s",
+                    what, path, (unsigned)(st.st_mode & 0777), path);
+    if (st.st_mode & (S_IWGRP | S_IWOTH))
+        return fail(err, errlen, "%s %s is writable by other users (mode %03o): run chmod go-w %s",
+                    what, path, (unsigned)(st.st_mode & 0777), path);
+    char *real = realpath(path, NULL);
+    if (!real)
+        return fail(err, errlen, "cannot resolve %s %s: %s", what, path, strerror(errno));
+    struct stat at;
+    int rc = 0;
+    if (stat(real, &at) != 0 || at.st_dev != st.st_dev || at.st_ino != st.st_ino)
+        rc = fail(err, errlen, "%s %s changed while genfs read it: try again", what, path);
+    for (char *slash = strrchr(real, '/'); rc == 0 && slash; slash = strrchr(real, '/')) {
+        if (slash == real)
+            slash[1] = '\0'; /* "/" itself, then stop */
+        else
+            *slash = '\0';
+        struct stat d;
+        if (stat(real, &d) != 0)
+            rc = fail(err, errlen, "cannot check the directory %s of %s %s: %s", real, what, path,
+                      strerror(errno));
+        else if (d.st_uid != uid && d.st_uid != 0)
+            rc = fail(err, errlen,
+                      "%s %s is in %s, which belongs to uid %u (not you or root), who could "
+                      "swap it: move the file to a directory of yours",
+                      what, path, real, (unsigned)d.st_uid);
+        else if ((d.st_mode & (S_IWGRP | S_IWOTH)) && !(d.st_mode & S_ISVTX))
+            rc = fail(err, errlen,
+                      "%s %s is in %s, which other users may write (mode %03o): run chmod "
+                      "go-w %s, or move the file",
+                      what, path, real, (unsigned)(d.st_mode & 0777), real);
+        if (strcmp(real, "/") == 0 || (o->home && strcmp(real, o->home) == 0))
+            break;
+    }
+    free(real);
+    return rc;
+}
+
+static int read_trusted(const struct opts *o, const char *path, const char *what, bool secret,
+                        size_t max, char **text, size_t *len, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        int e = -errno;
+        snprintf(err, errlen, "cannot read %s %s: %s", what, path, strerror(-e));
+        return e;
+    }
+    int rc = check_trusted(o, fd, path, what, secret, err, errlen);
+    if (rc == 0 && (rc = read_fd(fd, max, text, len)) < 0)
+        snprintf(err, errlen, "cannot read %s %s: %s", what, path, strerror(-rc));
+    close(fd);
+    return rc;
+}
+
+int opts_read_trusted(const struct opts *o, const char *path, const char *what, size_t max,
+                      char **text, size_t *len, char *err, size_t errlen)
+{
+    return read_trusted(o, path, what, false, max, text, len, err, errlen);
+}
+
+/* A key from a file only its owner can read; one line, trailing space cut. */
+static int read_key_file(const struct opts *o, const char *path, char **key, char *err,
+                         size_t errlen)
+{
     char *buf;
     size_t len;
-    int r = read_small_file(path, KEY_MAX_BYTES, &buf, &len);
+    int r = read_trusted(o, path, "key_file", true, KEY_MAX_BYTES, &buf, &len, err, errlen);
     if (r < 0)
-        return fail(err, errlen, "cannot read key_file %s: %s", path, strerror(-r));
+        return -EINVAL;
     while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' '))
         buf[--len] = '\0';
     *key = buf;
@@ -313,7 +413,7 @@ static int load_key(struct opts *o, char *err, size_t errlen)
 {
     int rc;
     if (o->key_file) {
-        if ((rc = read_key_file(o->key_file, &o->api_key, err, errlen)) < 0)
+        if ((rc = read_key_file(o, o->key_file, &o->api_key, err, errlen)) < 0)
             return rc;
     } else if (getenv("GENFS_API_KEY")) {
         char *v = getenv("GENFS_API_KEY");
@@ -328,7 +428,7 @@ static int load_key(struct opts *o, char *err, size_t errlen)
         struct opts_provider *p = &o->providers[i];
         if (!p->key_file)
             return fail(err, errlen, "config: providers.%s needs a key_file", p->name);
-        if ((rc = read_key_file(p->key_file, &p->api_key, err, errlen)) < 0 ||
+        if ((rc = read_key_file(o, p->key_file, &p->api_key, err, errlen)) < 0 ||
             (rc = check_key(p->api_key, p->name, err, errlen)) < 0)
             return rc;
     }
@@ -535,20 +635,35 @@ static int load_config(struct opts *o, bool explicit_path, char *err, size_t err
 {
     char *buf;
     size_t len;
-    int r = read_small_file(o->config_path, CONFIG_MAX_BYTES, &buf, &len);
+    int r =
+        read_trusted(o, o->config_path, "config", false, CONFIG_MAX_BYTES, &buf, &len, err, errlen);
     if (r == -ENOENT && !explicit_path)
         return 0;
     if (r < 0)
-        return fail(err, errlen, "cannot read config %s: %s", o->config_path, strerror(-r));
+        return -EINVAL;
     int rc = opts_config_parse(o, buf, len, o->config_path, err, errlen);
     free(buf);
     return rc;
+}
+
+/* The default of state_dir or cache_dir: one line when there is no home. */
+static int default_dir(struct opts *o, char **slot, const char *env, const char *rel,
+                       const char *opt, const char *why, char *err, size_t errlen)
+{
+    if (*slot)
+        return 0;
+    *slot = xdg_dir(o, env, rel);
+    if (*slot)
+        return 0;
+    return fail(err, errlen, "no place for the %s: %s; set HOME or %s, or pass -o %s=DIR",
+                opt[0] == 's' ? "task database" : "cache", why, env, opt);
 }
 
 int opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen)
 {
     memset(o, 0, sizeof(*o));
     struct raw_opts r = {0};
+    int rc = 0;
     o->fuse_args = (struct fuse_args)FUSE_ARGS_INIT(0, NULL);
     fuse_opt_add_arg(&o->fuse_args, argv[0]);
     /* /proc/mounts shows "genfs ... fuse.genfs"; the user's own -o may override. */
@@ -563,6 +678,15 @@ int opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen)
         fuse_opt_add_arg(&o->fuse_args, args.argv[i]);
     fuse_opt_free_args(&args);
 
+    if (r.key) {
+        explicit_bzero(r.key, strlen(r.key));
+        free(r.key);
+        r.key = NULL;
+        rc = fail(err, errlen,
+                  "the API key cannot be given on the command line (-o key=), where every user "
+                  "sees it (ps): put it in a file only you can read (chmod 600 FILE) and pass -o "
+                  "key_file=FILE, or set GENFS_API_KEY");
+    }
     o->show_help = r.help;
     o->show_version = r.version;
     o->foreground = r.foreground;
@@ -581,8 +705,7 @@ int opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen)
     o->callback_listen = r.callback_listen;
     o->models_arg = r.models;
     o->rate = -1;
-    int rc = 0;
-    if (r.rate && parse_rate(r.rate, &o->rate) < 0)
+    if (rc == 0 && r.rate && parse_rate(r.rate, &o->rate) < 0)
         rc = fail(err, errlen, "invalid rate '%s': give requests per second, e.g. -o rate=10",
                   r.rate);
     free(r.rate);
@@ -630,13 +753,16 @@ int opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen)
     if (!o->mountpoint)
         return fail(err, errlen, "no mountpoint: genfs [options] MOUNTPOINT (see genfs --help)");
 
-    if (!o->config_path) {
-        char *dir = xdg_dir("XDG_CONFIG_HOME", ".config");
-        size_t n = strlen(dir) + sizeof("/config.json");
+    char home_why[512] = "";
+    o->home = home_find(home_why, sizeof(home_why));
+    /* The directory of the user's config and profiles; without a home there is none. */
+    char *config_dir = xdg_dir(o, "XDG_CONFIG_HOME", ".config");
+    if (!o->config_path && config_dir) {
+        size_t n = strlen(config_dir) + sizeof("/config.json");
         o->config_path = malloc(n);
-        snprintf(o->config_path, n, "%s/config.json", dir);
-        free(dir);
+        snprintf(o->config_path, n, "%s/config.json", config_dir);
     }
+    free(config_dir);
     if (o->models_arg) {
         char *copy = strdup(o->models_arg), *save = NULL;
         for (char *t = strtok_r(copy, ":", &save); t && rc == 0; t = strtok_r(NULL, ":", &save)) {
@@ -657,7 +783,7 @@ int opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen)
         if (rc < 0)
             return rc;
     }
-    if ((rc = load_config(o, explicit_config, err, errlen)) < 0)
+    if (o->config_path && (rc = load_config(o, explicit_config, err, errlen)) < 0)
         return rc;
 
     if (!o->api_url && getenv("GENFS_API_URL"))
@@ -706,12 +832,12 @@ int opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen)
     }
     if (!strchr(o->provider_name, '/')) {
         /* A profile of the user's own shadows a built-in of the same name. */
-        char *dir = xdg_dir("XDG_CONFIG_HOME", ".config");
+        char *dir = xdg_dir(o, "XDG_CONFIG_HOME", ".config");
         char path[4096];
-        snprintf(path, sizeof(path), "%s/profiles/%s.json", dir, o->provider_name);
-        free(dir);
-        if (access(path, F_OK) == 0)
+        snprintf(path, sizeof(path), "%s/profiles/%s.json", dir ? dir : "", o->provider_name);
+        if (dir && access(path, F_OK) == 0)
             o->provider_file = strdup(path);
+        free(dir);
     } else {
         o->provider_file = strdup(o->provider_name);
     }
@@ -727,10 +853,11 @@ int opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen)
         o->file_max_bytes = INT64_C(2) << 30;
     if (o->cache_max_bytes < 0)
         o->cache_max_bytes = INT64_C(10) << 30;
-    if (!o->state_dir)
-        o->state_dir = xdg_dir("XDG_STATE_HOME", ".local/state");
-    if (!o->cache_dir)
-        o->cache_dir = xdg_dir("XDG_CACHE_HOME", ".cache");
+    if ((rc = default_dir(o, &o->state_dir, "XDG_STATE_HOME", ".local/state", "state_dir", home_why,
+                          err, errlen)) < 0 ||
+        (rc = default_dir(o, &o->cache_dir, "XDG_CACHE_HOME", ".cache", "cache_dir", home_why, err,
+                          errlen)) < 0)
+        return rc;
     return load_key(o, err, errlen);
 }
 
@@ -783,6 +910,7 @@ void opts_free(struct opts *o)
     free(o->api_url);
     free(o->key_file);
     free(o->config_path);
+    free(o->home);
     free(o->state_dir);
     free(o->cache_dir);
     free(o->schedule_name);

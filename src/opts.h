@@ -1,5 +1,6 @@
 /* Command line (fuse_opt) and the JSON config: parsing, validation and the
- * one-line messages for bad settings. Reads the config and key files only. */
+ * one-line messages for bad settings. Reads the config, profile and key
+ * files, and only those another user could not have written. */
 #ifndef GENFS_OPTS_H
 #define GENFS_OPTS_H
 
@@ -37,6 +38,7 @@ struct opts {
     char *api_url;
     char *key_file;
     char *config_path;
+    char *home; /* $HOME, else the password database's; NULL when neither is a directory */
     char *state_dir;
     char *cache_dir;
     char *schedule_name;
@@ -77,6 +79,15 @@ void opts_free(struct opts *o);
 int opts_config_parse(struct opts *o, const char *text, size_t len, const char *source, char *err,
                       size_t errlen);
 void opts_print_help(const char *prog);
+
+/* The text (NUL-terminated, at most max bytes) of the file at path, if no
+ * other user could have written it or put it there: the file and every
+ * directory above it (up to o->home or /) belong to the user or root and no
+ * one else may write them, except a sticky directory such as /tmp. what
+ * names the file in messages ("config", "key_file", ...). 0, or a negative
+ * errno with a one-line message in err that says what to change. */
+int opts_read_trusted(const struct opts *o, const char *path, const char *what, size_t max,
+                      char **text, size_t *len, char *err, size_t errlen);
 
 /* Model id rules shared by the command line and mkdir: segments of
  * [A-Za-z0-9._-] separated by '/', none empty or starting with '.'; the last

@@ -325,6 +325,27 @@ PY
     genfs_is_mounted
 }
 
+@test "a key on the command line (-o key=, -o api_key=) is refused with a pointer to key_file, and never echoed (issue 22)" {
+    MNT="$BATS_TEST_TMPDIR/mnt"
+    mkdir -p "$MNT"
+    secret=sk-on-the-command-line-0123456789
+    for opt in key api_key; do
+        # Even with a usable key in the environment: the one on the command line is already seen.
+        run --separate-stderr timeout 10 env GENFS_API_KEY=sk-env "$(genfs_bin)" -f \
+            -o "api_url=http://127.0.0.1:9,$opt=$secret,state_dir=$BATS_TEST_TMPDIR/s" "$MNT"
+        [ "$status" -eq 2 ] || fail "-o $opt=: status $status, stderr: $stderr"
+        assert_equal "$stderr" "genfs: the API key cannot be given on the command line (-o key=), where every user sees it (ps): put it in a file only you can read (chmod 600 FILE) and pass -o key_file=FILE, or set GENFS_API_KEY"
+        ! genfs_is_mounted || false
+        # The mount helper (an fstab line, mount -o) refuses it before it would echo it (-v).
+        run --separate-stderr env GENFS_BIN="$(genfs_bin)" sh "$GENFS_REPO_ROOT/scripts/mount.fuse.genfs" \
+            genfs "$MNT" -v -o "user,$opt=$secret"
+        assert_equal "$status" 1
+        [[ "$stderr" == *"pass key_file=FILE"* ]] || fail "mount.fuse.genfs: $stderr"
+        [[ "$stderr" != *"$secret"* ]] || fail "mount.fuse.genfs echoed the key: $stderr"
+    done
+    [ ! -e "$BATS_TEST_TMPDIR/s" ]
+}
+
 # ================================================================ access
 
 @test "without allow_other another user gets EACCES on the mount; the owner is served" {
@@ -392,9 +413,12 @@ PY
     MNT="$base/mnt" STATE_DIR="$base/state" CACHE_DIR="$base/cache"
     mkdir -p "$MNT"
     export MNT STATE_DIR CACHE_DIR
+    # The config is written first: made under umask 000, everyone could write it, and genfs
+    # would refuse it.
+    opts=$(fast)
     (
         umask 000
-        sec_mount -o "$(fast)"
+        sec_mount -o "$opts"
         echo "$GENFS_PID" >"$base/pid"
     )
     GENFS_PID=$(cat "$base/pid")
