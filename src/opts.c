@@ -531,10 +531,21 @@ static int set_string(char **slot, const cJSON *it, const char *key, char *err, 
 int opts_config_parse(struct opts *o, const char *text, size_t len, const char *source, char *err,
                       size_t errlen)
 {
-    cJSON *root = cJSON_ParseWithLength(text, len);
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, false);
+    if (!root) {
+        /* Where the parser stopped, as an editor counts: line and column from 1. */
+        size_t at = end && end >= text && end <= text + len ? (size_t)(end - text) : 0;
+        int line = 1, col = 1;
+        for (size_t i = 0; i < at; i++, col++)
+            if (text[i] == '\n')
+                line++, col = 0;
+        return fail(err, errlen, "config %s is not valid JSON: error at line %d, column %d", source,
+                    line, col);
+    }
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        return fail(err, errlen, "config %s is not a valid JSON object", source);
+        return fail(err, errlen, "config %s is not a JSON object ({...})", source);
     }
     int rc = 0;
     const cJSON *it;

@@ -94,8 +94,15 @@ assert_refused() {
     assert_refused
 }
 
-@test "no api_url: exit 2, one line naming api_url" {
-    genfs_try GENFS_API_KEY="$KEY" -- -f -o "state_dir=$STATE_DIR,cache_dir=$CACHE_DIR" "$MNT"
+@test "a profile without a base URL and no api_url: exit 2, one line naming api_url" {
+    # Every built-in has its base URL; a profile of one's own may not.
+    python3 - "$GENFS_REPO_ROOT/profiles/apixo.json" "$BATS_TEST_TMPDIR/nobase.json" <<'PY'
+import json, sys
+p = json.load(open(sys.argv[1]))
+del p["base_url"]
+json.dump(p, open(sys.argv[2], "w"))
+PY
+    genfs_try GENFS_API_KEY="$KEY" -- -f -o "provider=$BATS_TEST_TMPDIR/nobase.json,state_dir=$STATE_DIR,cache_dir=$CACHE_DIR" "$MNT"
     assert_refused
     [[ "$stderr" == *api_url* ]]
 }
@@ -176,10 +183,11 @@ assert_refused() {
 }
 
 @test "a config that is not JSON: exit 2, one line naming the file" {
-    printf '{"api_url": \n' >"$BATS_TEST_TMPDIR/c.json"
+    printf '{\n  "rate": 5,\n  "models": [nano-banana]\n}\n' >"$BATS_TEST_TMPDIR/c.json"
     genfs_try GENFS_API_KEY="$KEY" -- -f -o "api_url=$NOURL,config=$BATS_TEST_TMPDIR/c.json,state_dir=$STATE_DIR,cache_dir=$CACHE_DIR" "$MNT"
     assert_refused
     [[ "$stderr" == *c.json* ]]
+    [[ "$stderr" == *"line 3, column 14"* ]]
 }
 
 @test "an explicit config that cannot be read (missing, a directory): exit 2, one line" {
