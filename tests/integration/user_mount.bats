@@ -167,9 +167,11 @@ USER_MOUNT='as_user env -i PATH=/usr/bin:/bin mount "$MNT"'
         try 'chown 65534 \$CONF' 'chown \$U \$CONF'
         try 'chmod 640 \$KEYF' 'chmod 600 \$KEYF'
         try 'chown 65534 \$UHOME/.config' 'chown \$U \$UHOME/.config'
-        printf '{}' >\$UHOME/.config/genfs/profiles/native.json
-        chown \$U \$UHOME/.config/genfs/profiles/native.json
-        try 'chmod 666 \$UHOME/.config/genfs/profiles/native.json' 'rm \$UHOME/.config/genfs/profiles/native.json'
+        # A profile of the user's own, named by the config (the last case: it rewrites it).
+        printf '{}' >\$UHOME/.config/genfs/profiles/mine.json
+        chown \$U \$UHOME/.config/genfs/profiles/mine.json
+        printf '{\"provider\": \"mine\"}' >\$CONF
+        try 'chmod 666 \$UHOME/.config/genfs/profiles/mine.json' ''
     "
     assert_success
     refute_line "mount: ok"
@@ -179,7 +181,7 @@ USER_MOUNT='as_user env -i PATH=/usr/bin:/bin mount "$MNT"'
     assert_line "genfs: config $CONF belongs to uid 65534, not to you (uid $U) or root: another user may have written it; remove it, or chown it to yourself"
     assert_line "genfs: key_file $KEYF is accessible by other users (mode 640): run chmod 600 $KEYF"
     assert_line "genfs: config $CONF is in $UHOME/.config, which belongs to uid 65534 (not you or root), who could swap it: move the file to a directory of yours"
-    assert_line "genfs: provider profile $UHOME/.config/genfs/profiles/native.json is writable by other users (mode 666): run chmod go-w $UHOME/.config/genfs/profiles/native.json"
+    assert_line "genfs: provider profile $UHOME/.config/genfs/profiles/mine.json is writable by other users (mode 666): run chmod go-w $UHOME/.config/genfs/profiles/mine.json"
     # One line each: the message, mount(8)'s status, the mount count, the separator.
     [ "${#lines[@]}" -eq 24 ] || fail "expected 6 cases of 4 lines: $output"
 }
