@@ -40,6 +40,7 @@ struct raw_opts {
     int help;
     int version;
     int extra_nonopt;
+    int nonempty;
 };
 
 #define RAW(t, f)                                                                                  \
@@ -64,6 +65,7 @@ static const struct fuse_opt opt_spec[] = {
     RAW("callback_poll=%s", callback_poll),
     RAW("file_max=%s", file_max),
     RAW("cache_max=%s", cache_max),
+    {"nonempty", offsetof(struct raw_opts, nonempty), 1},
     FUSE_OPT_KEY("-h", KEY_HELP),
     FUSE_OPT_KEY("--help", KEY_HELP),
     FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -546,6 +548,7 @@ int opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen)
     o->show_version = r.version;
     o->foreground = r.foreground;
     o->debug = r.debug;
+    o->nonempty = r.nonempty;
     o->mountpoint = r.mountpoint;
     o->api_url = r.api_url;
     o->key_file = r.key_file;
@@ -719,6 +722,7 @@ void opts_print_help(const char *prog)
            "                         ends; genfs listens on ADDR:PORT\n"
            "  -o callback_poll=SECS  webhook mode: safety polls this often (default 60)\n"
            "  -o allow_other         let other users see the mount (needs user_allow_other)\n"
+           "  -o nonempty            mount on a directory that is not empty, or on a live mount\n"
            "  -h, --help             this help\n"
            "  -V, --version          the version\n"
            "\n"
