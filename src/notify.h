@@ -28,10 +28,9 @@ typedef void (*notify_done_fn)(void *arg, bool ok);
 struct notify;
 
 /* mountpoint: absolute (resolved before mounting), just mounted by se;
- * in_child(child_arg)
- * runs first in the announcer (system calls only: wipe secrets); attr_only:
- * the kernel checks modes itself (default_permissions): MODIFY falls back
- * to an ATTRIB announcement. */
+ * in_child(child_arg) runs first in the announcer (system calls only: wipe
+ * secrets); attr_only: the kernel checks modes itself (default_permissions):
+ * MODIFY falls back to an ATTRIB announcement. */
 int notify_start(const char *mountpoint, struct fuse_session *se, struct log *lg, bool attr_only,
                  void (*in_child)(void *), void *child_arg, struct notify **out);
 /* Takes no more items and stops touching the session; call before the
