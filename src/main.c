@@ -4,18 +4,23 @@
 #include "fs.h"
 #include "hook.h"
 #include "log.h"
+#include "mountinfo.h"
 #include "opts.h"
 #include "provider.h"
 #include "store.h"
 
 #include <curl/curl.h>
+#include <dirent.h>
 #include <errno.h>
+#include <libgen.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -74,34 +79,138 @@ static struct provider *load_provider(const struct opts *o, const char *name, co
     return p;
 }
 
-/* A mount whose daemon died answers ENOTCONN ("Transport endpoint is not
- * connected"): take it down lazily so we can mount again, and say so. */
-static void clean_stale_mount(const char *mountpoint)
+/* Whether the FUSE mount on top of path has lost its daemon. statfs is
+ * never answered from the kernel's cache (a stat() of a dead mount is, for a
+ * minute after its last attribute fetch), and a connection whose daemon died
+ * fails it at once with ENOTCONN. Asked from a child, so that a daemon alive
+ * but stuck cannot hang this start: after 5 s it counts as alive. */
+static bool mount_is_dead(const char *path)
 {
-    struct stat st;
-    if (stat(mountpoint, &st) == 0 || errno != ENOTCONN)
-        return;
-    int rc = -1;
-    if (geteuid() == 0) {
-        rc = umount2(mountpoint, MNT_DETACH);
-    } else {
-        pid_t pid = fork();
-        if (pid == 0) {
-            execlp("fusermount3", "fusermount3", "-u", "-z", "-q", "--", mountpoint, (char *)NULL);
-            _exit(127);
-        }
-        int status;
-        if (pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status))
-            rc = WEXITSTATUS(status) == 0 ? 0 : -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct statfs sf;
+        _exit(statfs(path, &sf) < 0 && errno == ENOTCONN ? 1 : 0);
     }
-    if (rc == 0)
+    if (pid < 0)
+        return false;
+    int status;
+    for (int i = 0; i < 600; i++) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid)
+            return WIFEXITED(status) && WEXITSTATUS(status) == 1;
+        if (r < 0)
+            return false;
+        if (i == 500)
+            kill(pid, SIGKILL);
+        usleep(10000);
+    }
+    return false; /* stuck even after SIGKILL, in a request the daemon holds */
+}
+
+static int unmount_lazily(const char *mountpoint)
+{
+    if (geteuid() == 0)
+        return umount2(mountpoint, MNT_DETACH | UMOUNT_NOFOLLOW);
+    pid_t pid = fork();
+    if (pid == 0) {
+        execlp("fusermount3", "fusermount3", "-u", "-z", "-q", "--", mountpoint, (char *)NULL);
+        _exit(127);
+    }
+    int status;
+    if (pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status))
+        return WEXITSTATUS(status) == 0 ? 0 : -1;
+    return -1;
+}
+
+/* The mountpoint as /proc/self/mountinfo writes it. Resolving the path
+ * itself fails under a dead mount (ENOTCONN): then its parent is resolved. */
+static char *mountpoint_canonical(const char *mountpoint)
+{
+    char *abs = realpath(mountpoint, NULL);
+    if (abs || errno != ENOTCONN)
+        return abs;
+    char *d = strdup(mountpoint), *b = strdup(mountpoint);
+    char *dir = d && b ? realpath(dirname(d), NULL) : NULL;
+    if (dir && asprintf(&abs, "%s/%s", strcmp(dir, "/") == 0 ? "" : dir, basename(b)) < 0)
+        abs = NULL;
+    free(dir);
+    free(d);
+    free(b);
+    return abs;
+}
+
+/* The FUSE mount on top of point: 1 and its type in fstype, or 0 (none). */
+static int mountpoint_top_fuse(const char *point, char *fstype, size_t len)
+{
+    char *text = read_text("/proc/self/mountinfo", 64u << 20);
+    struct mountinfo_entry at[64];
+    size_t k = text ? mountinfo_at(text, point, at, 64) : 0;
+    const struct mountinfo_entry *top = mountinfo_top(at, k < 64 ? k : 64);
+    int found = top && mountinfo_is_fuse(top);
+    if (found)
+        snprintf(fstype, len, "%s", top->fstype);
+    free(text);
+    return found;
+}
+
+/* False only when the directory could be read and holds something. */
+static bool dir_is_empty(const char *path)
+{
+    DIR *d = opendir(path);
+    if (!d)
+        return true; /* the mount says what is wrong with it */
+    struct dirent *e;
+    bool empty = true;
+    while (empty && (e = readdir(d)))
+        empty = strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0;
+    closedir(d);
+    return empty;
+}
+
+/* Before mounting: every FUSE mount at the mountpoint whose daemon died
+ * (kill -9, a crash) is removed, from the top down, so that genfs never
+ * mounts on top of a dead one (after the next crash there would be two, and
+ * removing only the top one would leave the mountpoint unusable). A live
+ * genfs mount there, or a directory that is not empty, is refused unless
+ * nonempty. Returns 0, or -1 having said what to do. */
+static int mountpoint_clean(const char *mountpoint, bool nonempty)
+{
+    char *point = mountpoint_canonical(mountpoint);
+    if (!point)
+        return 0; /* the mount says what is wrong with the path */
+    int rc = 0;
+    char fstype[128];
+    for (int removed = 0; mountpoint_top_fuse(point, fstype, sizeof(fstype)); removed++) {
+        if (!mount_is_dead(point)) {
+            if (strcmp(fstype, "fuse.genfs") == 0 && !nonempty) {
+                fprintf(stderr,
+                        "genfs: %s is already mounted by a running genfs: unmount it first "
+                        "(fusermount3 -u %s), or pass -o nonempty to mount on top of it\n",
+                        mountpoint, mountpoint);
+                rc = -1;
+            }
+            break;
+        }
+        if (removed == 64 || unmount_lazily(point) != 0) {
+            fprintf(stderr,
+                    "genfs: %s is a stale mount (its daemon died) and could not be unmounted: "
+                    "run fusermount3 -uz %s, then start genfs again\n",
+                    mountpoint, mountpoint);
+            rc = -1;
+            break;
+        }
         fprintf(stderr, "genfs: %s was a stale mount (its daemon had died): unmounted it\n",
                 mountpoint);
-    else
+    }
+    if (rc == 0 && !nonempty && !dir_is_empty(point)) {
         fprintf(stderr,
-                "genfs: %s is a stale mount (its daemon died) and could not be unmounted: run "
-                "fusermount3 -uz %s\n",
-                mountpoint, mountpoint);
+                "genfs: %s is not empty, and the mount would hide what is in it: empty it, "
+                "choose another directory, or pass -o nonempty\n",
+                mountpoint);
+        rc = -1;
+    }
+    free(point);
+    return rc;
 }
 
 static int start_failed(const char *msg)
@@ -214,7 +323,10 @@ static int run(struct genfs_ctx *c)
     fs_set_session(c->fs, c->se);
     if (fuse_set_signal_handlers(c->se) != 0)
         return start_failed("cannot install signal handlers");
-    clean_stale_mount(o->mountpoint);
+    if (mountpoint_clean(o->mountpoint, o->nonempty) < 0) {
+        fuse_remove_signal_handlers(c->se);
+        return 2;
+    }
     /* Resolved now: after mounting, resolving it would ask our own mount. */
     char *abs_mnt = realpath(o->mountpoint, NULL);
     if (!abs_mnt)

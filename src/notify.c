@@ -1,12 +1,17 @@
 #include "notify.h"
+#include "mountinfo.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -37,6 +42,14 @@ struct notify {
     pid_t child;
     int sock;
     bool child_lost; /* logged once */
+    /* The mount's device, to notice the user's unmount (see watch_main);
+     * watch: found, and the announcer may use a private view of the mount. */
+    bool watch;
+    unsigned dev_major, dev_minor;
+    int mountinfo_fd;
+    int wake_fd; /* wakes the watcher at notify_halt */
+    pthread_t watcher;
+    bool watcher_started;
     /* held (read) while touching the session; main takes it (write) to mark
      * the session dead before its fd is closed */
     pthread_rwlock_t alive_lock;
@@ -70,25 +83,28 @@ static void drop_entry(struct notify *n, const struct item *it)
 
 /* One request to the announcer: the operation (uint32_t), then the absolute
  * path and the symlink target, each NUL-terminated and under WIRE_PATH bytes;
- * the answer is an int32_t, 0 or -errno. */
+ * the answer is an int32_t, 0 or -errno. Before the first request the
+ * announcer says how it reaches the mount: an int32_t, 0 (a private view) or
+ * -errno (why not: through the mount itself). */
 #define WIRE_PATH 4096
 #define WIRE_MAX (sizeof(uint32_t) + 2 * WIRE_PATH)
 
 /* Runs in the announcer process: system calls only (it was forked from a
- * threaded process, so no malloc, stdio or locks). */
-static int announce_here(enum notify_op op, const char *path, const char *target, bool attr_only)
+ * threaded process, so no malloc, stdio or locks). path: relative to dir. */
+static int announce_here(enum notify_op op, int dir, const char *path, const char *target,
+                         bool attr_only)
 {
     int fd, rc = 0;
     switch (op) {
     case NOTE_MKDIR:
-        rc = mkdir(path, 0755);
+        rc = mkdirat(dir, path, 0755);
         break;
     case NOTE_MODIFY:
         if (attr_only) {
-            rc = utimensat(AT_FDCWD, path, NULL, 0);
+            rc = utimensat(dir, path, NULL, 0);
             break;
         }
-        fd = open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
+        fd = openat(dir, path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
         if (fd < 0)
             return -errno;
         if (write(fd, "\n", 1) != 1)
@@ -96,13 +112,13 @@ static int announce_here(enum notify_op op, const char *path, const char *target
         close(fd);
         return rc;
     case NOTE_CREATE:
-        fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY, 0444);
+        fd = openat(dir, path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY, 0444);
         if (fd < 0)
             return -errno;
         close(fd);
         return 0;
     case NOTE_SYMLINK:
-        rc = symlink(target, path);
+        rc = symlinkat(target, dir, path);
         break;
     case NOTE_BARRIER:
         return 0;
@@ -110,8 +126,9 @@ static int announce_here(enum notify_op op, const char *path, const char *target
     return rc < 0 ? -errno : 0;
 }
 
-/* attr_only: fixed for the mount, known before the fork. */
-static _Noreturn void announcer_main(int sock, bool attr_only)
+/* view: a private view of the mount (see view_open), whose root the paths
+ * are then taken from, or -1: the absolute paths through the mount itself. */
+static _Noreturn void announcer_main(int sock, int view, size_t mnt_len, bool attr_only)
 {
     static char buf[WIRE_MAX + 1];
     for (;;) {
@@ -126,13 +143,116 @@ static _Noreturn void announcer_main(int sock, bool attr_only)
         const char *path = buf + sizeof(op);
         size_t plen = strlen(path);
         const char *target = sizeof(op) + plen + 1 < (size_t)k ? path + plen + 1 : "";
-        int32_t rc = announce_here((enum notify_op)op, path, target, attr_only);
+        int dir = AT_FDCWD;
+        if (view >= 0 && plen > mnt_len + 1) {
+            dir = view;
+            path += mnt_len + 1;
+        }
+        int32_t rc = announce_here((enum notify_op)op, dir, path, target, attr_only);
         if (send(sock, &rc, sizeof(rc), MSG_NOSIGNAL) != (ssize_t)sizeof(rc))
             _exit(0);
     }
 }
 
-/* Absolute paths, no descriptor held on the mount between announcements. */
+/* A descriptor and an errno in one message (fd < 0: none). */
+static void send_fd(int sock, int fd, int32_t err)
+{
+    char ctl[CMSG_SPACE(sizeof(int))] = {0};
+    struct iovec iov = {.iov_base = &err, .iov_len = sizeof(err)};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (fd >= 0) {
+        mh.msg_control = ctl;
+        mh.msg_controllen = sizeof(ctl);
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+    }
+    sendmsg(sock, &mh, MSG_NOSIGNAL);
+}
+
+/* The descriptor send_fd sent, or -errno. */
+static int recv_fd(int sock)
+{
+    int32_t err = -EPIPE;
+    char ctl[CMSG_SPACE(sizeof(int))];
+    struct iovec iov = {.iov_base = &err, .iov_len = sizeof(err)};
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof(ctl)};
+    ssize_t k;
+    do
+        k = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+    while (k < 0 && errno == EINTR);
+    struct cmsghdr *cm = k > 0 ? CMSG_FIRSTHDR(&mh) : NULL;
+    int fd = -1;
+    if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
+        memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+    if (fd >= 0)
+        return fd;
+    return k == (ssize_t)sizeof(err) && err > 0 ? -err : -EPIPE;
+}
+
+/* Without the privilege to copy a mount here (genfs is not root), a child
+ * makes the copy in a user and mount namespace of its own, where it has that
+ * privilege, and hands it over; its namespace, with its copy of every other
+ * mount, goes when it exits. */
+static int view_from_userns(const char *mnt)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+        return -errno;
+    pid_t pid = fork();
+    if (pid < 0) {
+        int err = errno;
+        close(sv[0]);
+        close(sv[1]);
+        return -err;
+    }
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int fd = -1;
+        int32_t err = 0;
+        if (unshare(CLONE_NEWUSER | CLONE_NEWNS) < 0 ||
+            (fd = open_tree(AT_FDCWD, mnt, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC)) < 0)
+            err = errno;
+        send_fd(sv[1], fd, err);
+        _exit(0);
+    }
+    close(sv[1]);
+    int fd = recv_fd(sv[0]);
+    close(sv[0]);
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    return fd;
+}
+
+/* A private view of the mount: a detached copy of it (open_tree), the same
+ * file system (inotify watchers see what is done through it), which a
+ * user's umount does not count, so an announcement never makes it fail with
+ * "busy". The copy keeps the file system alive after the user's unmount
+ * until the announcer ends: watch_main sees to that. Returns the descriptor
+ * or -errno. Runs in the announcer: system calls only. */
+static int view_open(const char *mnt, unsigned major, unsigned minor)
+{
+    int fd = open_tree(AT_FDCWD, mnt, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+    if (fd < 0 && errno != EPERM)
+        return -errno;
+    if (fd < 0 && (fd = view_from_userns(mnt)) < 0)
+        return fd;
+    /* Still ours (not what is below an early unmount)? DONT_SYNC: from what
+     * the kernel has, no request (genfs may not be serving yet). */
+    struct statx sx;
+    if (statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, 0, &sx) < 0 ||
+        sx.stx_dev_major != major || sx.stx_dev_minor != minor) {
+        close(fd);
+        return -ESTALE;
+    }
+    return fd;
+}
+
+/* Absolute paths: the announcer takes them from the root of its view, or,
+ * without one, goes through the mount (holding nothing between two). */
 static int full_path(struct notify *n, const char *rel, char *buf, size_t len)
 {
     int k = snprintf(buf, len, "%s/%s", n->mountpoint, rel);
@@ -176,9 +296,34 @@ static int64_t mono_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* The announcer's first word: how it reaches the mount. */
+static void announcer_hello(struct notify *n)
+{
+    int32_t how;
+    ssize_t k;
+    do
+        k = recv(n->sock, &how, sizeof(how), 0);
+    while (k < 0 && errno == EINTR);
+    if (k != (ssize_t)sizeof(how))
+        return; /* gone: the first announcement says so */
+    if (how == 0) {
+        log_debug(n->log, "announcements go through a private view of the mount");
+        return;
+    }
+    const char *why = !n->watch       ? "genfs cannot watch /proc/self/mountinfo for the unmount"
+                      : how == -EPERM ? "no user namespaces: see kernel.unprivileged_userns_clone "
+                                        "and user.max_user_namespaces"
+                                      : strerror(-how);
+    log_info(n->log,
+             "announcements go through the mount itself (no private view of it: %s): an "
+             "unmount that meets one fails with \"Device or resource busy\"; run it again",
+             why);
+}
+
 static void *notify_main(void *arg)
 {
     struct notify *n = arg;
+    announcer_hello(n);
     pthread_mutex_lock(&n->lock);
     for (;;) {
         while (!n->head && !n->stopping)
@@ -236,6 +381,99 @@ static void *notify_main(void *arg)
     return NULL;
 }
 
+/* The whole of /proc/self/mountinfo, read again from the start. */
+static char *mountinfo_read(int fd)
+{
+    size_t cap = 16384, len = 0;
+    char *buf = malloc(cap);
+    if (!buf || lseek(fd, 0, SEEK_SET) < 0) {
+        free(buf);
+        return NULL;
+    }
+    for (;;) {
+        if (cap - len < 4096) {
+            char *b = realloc(buf, cap * 2);
+            if (!b)
+                break;
+            buf = b;
+            cap *= 2;
+        }
+        ssize_t k = read(fd, buf + len, cap - len - 1);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0)
+            break;
+        if (k == 0) {
+            buf[len] = '\0';
+            return buf;
+        }
+        len += (size_t)k;
+    }
+    free(buf);
+    return NULL;
+}
+
+/* The user unmounted the mount: the announcer's view is what keeps the file
+ * system alive now. Ending the announcer lets the kernel finish it, which
+ * ends the session like any unmount. */
+static void announcer_end_unmounted(struct notify *n)
+{
+    pthread_mutex_lock(&n->lock);
+    bool stopping = n->stopping;
+    n->stopping = true;
+    pthread_cond_broadcast(&n->cond);
+    pthread_mutex_unlock(&n->lock);
+    if (!stopping)
+        log_info(n->log, "%s was unmounted: ending the inotify announcer", n->mountpoint);
+    shutdown(n->sock, SHUT_RDWR);
+    kill(n->child, SIGKILL);
+}
+
+/* Watches genfs's own mount table (poll() on mountinfo wakes at each change
+ * of it) until no mount of the file system is left in it. */
+static void *watch_main(void *arg)
+{
+    struct notify *n = arg;
+    for (;;) {
+        char *text = mountinfo_read(n->mountinfo_fd);
+        bool gone = text && !mountinfo_has_dev(text, n->dev_major, n->dev_minor);
+        if (gone) {
+            announcer_end_unmounted(n);
+            free(text);
+            return NULL;
+        }
+        struct pollfd p[2] = {{.fd = n->mountinfo_fd, .events = POLLPRI},
+                              {.fd = n->wake_fd, .events = POLLIN}};
+        /* A table that could not be read is read again in a second; so is
+         * one after a failed poll (it must not stop watching: after the
+         * unmount, the view would keep the file system alive). */
+        int k = poll(p, 2, text ? -1 : 1000);
+        free(text);
+        if (k > 0 && p[1].revents)
+            return NULL;
+        if (k < 0 && errno != EINTR)
+            poll(p + 1, 1, 1000);
+    }
+}
+
+/* The mount genfs just made at the mountpoint: its device, from the top of
+ * what is mounted there. Sets n->watch when the announcer may use a view. */
+static void mount_find(struct notify *n)
+{
+    n->mountinfo_fd = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
+    char *text = n->mountinfo_fd >= 0 ? mountinfo_read(n->mountinfo_fd) : NULL;
+    struct mountinfo_entry at[64];
+    size_t k = text ? mountinfo_at(text, n->mountpoint, at, 64) : 0;
+    const struct mountinfo_entry *top = mountinfo_top(at, k < 64 ? k : 64);
+    if (top && mountinfo_is_fuse(top)) {
+        n->dev_major = top->major;
+        n->dev_minor = top->minor;
+        n->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        n->watch = n->wake_fd >= 0;
+    }
+    free(text);
+}
+
 /* The announcer is a process of its own, not a thread: an announcement is
  * a request to our own mount that the kernel waits for without interruption.
  * If genfs dies (kill -9, a crash) while a thread of its own waits there,
@@ -275,7 +513,11 @@ static int announcer_fork(struct notify *n, void (*in_child)(void *), void *chil
         sigaction(SIGINT, &ign, NULL);
         sigaction(SIGTERM, &ign, NULL);
         sigaction(SIGHUP, &ign, NULL);
-        announcer_main(keep, n->attr_only);
+        int view = n->watch ? view_open(n->mountpoint, n->dev_major, n->dev_minor) : -ENOENT;
+        int32_t how = view < 0 ? view : 0;
+        if (send(keep, &how, sizeof(how), MSG_NOSIGNAL) != (ssize_t)sizeof(how))
+            _exit(0);
+        announcer_main(keep, view, strlen(n->mountpoint), n->attr_only);
     }
     close(sv[1]);
     n->sock = sv[0];
@@ -296,22 +538,27 @@ int notify_start(const char *mountpoint, struct fuse_session *se, struct log *lg
     n->attr_only = attr_only;
     n->alive = true;
     n->sock = -1;
-    int rc = announcer_fork(n, in_child, child_arg);
-    if (rc < 0) {
-        free(n->mountpoint);
-        free(n);
-        return rc;
-    }
+    n->wake_fd = -1;
+    n->mountinfo_fd = -1;
     pthread_rwlock_init(&n->alive_lock, NULL);
     pthread_mutex_init(&n->lock, NULL);
     pthread_cond_init(&n->cond, NULL);
-    rc = pthread_create(&n->thread, NULL, notify_main, n);
-    if (rc != 0) {
-        n->started = false;
-        notify_stop(n);
-        return -rc;
+    mount_find(n);
+    int rc = announcer_fork(n, in_child, child_arg);
+    if (rc == 0) {
+        rc = -pthread_create(&n->thread, NULL, notify_main, n);
+        n->started = rc == 0;
     }
-    n->started = true;
+    /* A view without a watcher would keep the file system alive after the
+     * user's unmount: no notifier rather than that. */
+    if (rc == 0 && n->watch) {
+        rc = -pthread_create(&n->watcher, NULL, watch_main, n);
+        n->watcher_started = rc == 0;
+    }
+    if (rc < 0) {
+        notify_stop(n);
+        return rc;
+    }
     *out = n;
     return 0;
 }
@@ -330,6 +577,8 @@ void notify_halt(struct notify *n)
     /* Wakes the thread if it waits for the announcer's answer. */
     if (n->sock >= 0)
         shutdown(n->sock, SHUT_RDWR);
+    if (n->wake_fd >= 0)
+        eventfd_write(n->wake_fd, 1);
 }
 
 void notify_stop(struct notify *n)
@@ -339,8 +588,14 @@ void notify_stop(struct notify *n)
     notify_halt(n);
     if (n->started)
         pthread_join(n->thread, NULL);
+    if (n->watcher_started)
+        pthread_join(n->watcher, NULL);
     if (n->sock >= 0)
         close(n->sock);
+    if (n->mountinfo_fd >= 0)
+        close(n->mountinfo_fd);
+    if (n->wake_fd >= 0)
+        close(n->wake_fd);
     if (n->child > 0) {
         /* Its request (if any) failed when the session's descriptor closed. */
         kill(n->child, SIGKILL);

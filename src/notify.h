@@ -1,8 +1,10 @@
 /* The notifier: turns store changes into real operations on the mount
  * (mkdir, open-write-close, create, symlink) so the kernel raises inotify
  * events for watchers. A thread queues them to an announcer process that
- * performs them; FUSE handlers recognise its requests by its pid and treat
- * them as announcements that change nothing. */
+ * performs them, through a private view of the mount where it can have one
+ * (a user's unmount does not count it, and genfs ends the announcer when it
+ * sees that unmount); FUSE handlers recognise its requests by its pid and
+ * treat them as announcements that change nothing. */
 #ifndef GENFS_NOTIFY_H
 #define GENFS_NOTIFY_H
 
@@ -25,10 +27,10 @@ typedef void (*notify_done_fn)(void *arg, bool ok);
 
 struct notify;
 
-/* mountpoint: absolute (resolved before mounting); in_child(child_arg)
- * runs first in the announcer (system calls only: wipe secrets); attr_only:
- * the kernel checks modes itself (default_permissions): MODIFY falls back
- * to an ATTRIB announcement. */
+/* mountpoint: absolute (resolved before mounting), just mounted by se;
+ * in_child(child_arg) runs first in the announcer (system calls only: wipe
+ * secrets); attr_only: the kernel checks modes itself (default_permissions):
+ * MODIFY falls back to an ATTRIB announcement. */
 int notify_start(const char *mountpoint, struct fuse_session *se, struct log *lg, bool attr_only,
                  void (*in_child)(void *), void *child_arg, struct notify **out);
 /* Takes no more items and stops touching the session; call before the

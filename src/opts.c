@@ -46,6 +46,7 @@ struct raw_opts {
     int help;
     int version;
     int extra_nonopt;
+    int nonempty;
 };
 
 #define RAW(t, f)                                                                                  \
@@ -74,6 +75,7 @@ static const struct fuse_opt opt_spec[] = {
     RAW("cache_max=%s", cache_max),
     RAW("keep=%s", keep),
     {"fresh", offsetof(struct raw_opts, fresh), 1},
+    {"nonempty", offsetof(struct raw_opts, nonempty), 1},
     FUSE_OPT_KEY("-h", KEY_HELP),
     FUSE_OPT_KEY("--help", KEY_HELP),
     FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -703,6 +705,7 @@ int opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen)
     o->foreground = r.foreground;
     o->debug = r.debug;
     o->fresh = r.fresh;
+    o->nonempty = r.nonempty;
     o->mountpoint = r.mountpoint;
     o->api_url = r.api_url;
     o->key_file = r.key_file;
@@ -908,6 +911,7 @@ void opts_print_help(const char *prog)
            "                         ends; genfs listens on ADDR:PORT\n"
            "  -o callback_poll=SECS  webhook mode: safety polls this often (default 60)\n"
            "  -o allow_other         let other users see the mount (needs user_allow_other)\n"
+           "  -o nonempty            mount on a directory that is not empty, or on a live mount\n"
            "  -h, --help             this help\n"
            "  -V, --version          the version\n"
            "\n"

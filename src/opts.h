@@ -35,6 +35,7 @@ struct opts {
     bool debug;
     bool show_help;
     bool show_version;
+    bool nonempty; /* mount over a non-empty directory or a live mount */
     char *api_url;
     char *key_file;
     char *config_path;
