@@ -142,7 +142,10 @@ static char *mountpoint_canonical(const char *mountpoint)
 /* The FUSE mount on top of point: 1 and its type in fstype, or 0 (none). */
 static int mountpoint_top_fuse(const char *point, char *fstype, size_t len)
 {
-    char *text = read_text("/proc/self/mountinfo", 64u << 20);
+    int fd = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
+    char *text = fd >= 0 ? mountinfo_read(fd) : NULL;
+    if (fd >= 0)
+        close(fd);
     struct mountinfo_entry at[64];
     size_t k = text ? mountinfo_at(text, point, at, 64) : 0;
     const struct mountinfo_entry *top = mountinfo_top(at, k < 64 ? k : 64);

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* The next space-separated field of *p, NUL-terminated; NULL at the end. */
 static char *next_field(char **p)
@@ -149,4 +150,36 @@ bool mountinfo_is_fuse(const struct mountinfo_entry *e)
 {
     return strcmp(e->fstype, "fuse") == 0 || strcmp(e->fstype, "fuseblk") == 0 ||
            strncmp(e->fstype, "fuse.", 5) == 0;
+}
+
+/* The whole of /proc/self/mountinfo, read again from the start. */
+char *mountinfo_read(int fd)
+{
+    size_t cap = 16384, len = 0;
+    char *buf = malloc(cap);
+    if (!buf || lseek(fd, 0, SEEK_SET) < 0) {
+        free(buf);
+        return NULL;
+    }
+    for (;;) {
+        if (cap - len < 4096) {
+            char *b = realloc(buf, cap * 2);
+            if (!b)
+                break;
+            buf = b;
+            cap *= 2;
+        }
+        ssize_t k = read(fd, buf + len, cap - len - 1);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0)
+            break;
+        if (k == 0) {
+            buf[len] = '\0';
+            return buf;
+        }
+        len += (size_t)k;
+    }
+    free(buf);
+    return NULL;
 }

@@ -1,5 +1,5 @@
 /* Reading /proc/PID/mountinfo: which mounts sit at a path, and whether a
- * device is still mounted. Pure: the caller reads the file. */
+ * device is still mounted. Pure but for mountinfo_read. */
 #ifndef GENFS_MOUNTINFO_H
 #define GENFS_MOUNTINFO_H
 
@@ -26,6 +26,9 @@ size_t mountinfo_at(char *text, const char *point, struct mountinfo_entry *out, 
 const struct mountinfo_entry *mountinfo_top(const struct mountinfo_entry *v, size_t n);
 /* Whether text (parsed in place) lists a mount of the device major:minor. */
 bool mountinfo_has_dev(char *text, unsigned major, unsigned minor);
+/* The whole file open at fd (mountinfo), read again from its start: malloc'd
+ * text, or NULL. */
+char *mountinfo_read(int fd);
 /* A FUSE file system ("fuse", "fuseblk", "fuse.NAME"). */
 bool mountinfo_is_fuse(const struct mountinfo_entry *e);
 

@@ -381,38 +381,6 @@ static void *notify_main(void *arg)
     return NULL;
 }
 
-/* The whole of /proc/self/mountinfo, read again from the start. */
-static char *mountinfo_read(int fd)
-{
-    size_t cap = 16384, len = 0;
-    char *buf = malloc(cap);
-    if (!buf || lseek(fd, 0, SEEK_SET) < 0) {
-        free(buf);
-        return NULL;
-    }
-    for (;;) {
-        if (cap - len < 4096) {
-            char *b = realloc(buf, cap * 2);
-            if (!b)
-                break;
-            buf = b;
-            cap *= 2;
-        }
-        ssize_t k = read(fd, buf + len, cap - len - 1);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0)
-            break;
-        if (k == 0) {
-            buf[len] = '\0';
-            return buf;
-        }
-        len += (size_t)k;
-    }
-    free(buf);
-    return NULL;
-}
-
 /* The user unmounted the mount: the announcer's view is what keeps the file
  * system alive now. Ending the announcer lets the kernel finish it, which
  * ends the session like any unmount. */
