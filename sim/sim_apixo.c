@@ -122,7 +122,7 @@ cJSON *sim_apixo_status_json(const struct sim_task *t, long long now_ms, const c
         cJSON_AddStringToObject(d, "failCode", t->fail_code);
         cJSON_AddStringToObject(d, "failMsg", t->fail_msg);
     }
-    if (v.done)
+    if (v.done && !t->failed)
         cJSON_AddNumberToObject(d, "costTime", (double)(t->complete_ms - t->submit_ms));
     cJSON_AddNumberToObject(d, "createTime", (double)t->submit_ms);
     if (v.done)

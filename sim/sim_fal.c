@@ -123,11 +123,18 @@ static void sim_fal_urls(cJSON *o, const struct sim_task *t, const char *base)
     cJSON_AddStringToObject(o, "cancel_url", buf);
 }
 
+/* With a webhook the answer is the two ids only, as documented; the client builds the queue
+ * URLs itself. */
 cJSON *sim_fal_submit_json(const struct sim_task *t, const char *base)
 {
     cJSON *o = cJSON_CreateObject();
     if (!o)
         return NULL;
+    if (t->callback_url) {
+        cJSON_AddStringToObject(o, "request_id", t->id);
+        cJSON_AddStringToObject(o, "gateway_request_id", t->id);
+        return o;
+    }
     cJSON_AddStringToObject(o, "status", "IN_QUEUE");
     sim_fal_urls(o, t, base);
     cJSON_AddNumberToObject(o, "queue_position", 0);
@@ -168,9 +175,12 @@ cJSON *sim_fal_status_json(const struct sim_task *t, long long now_ms, const cha
     } else if (strcmp(v.state, "generating") == 0) {
         cJSON_AddStringToObject(o, "status", "IN_PROGRESS");
         cJSON_AddNullToObject(o, "logs");
+        cJSON_AddObjectToObject(o, "metrics");
     } else {
         /* One ahead while "waiting", at the head while "queuing". */
         cJSON_AddStringToObject(o, "status", "IN_QUEUE");
+        cJSON_AddNullToObject(o, "logs");
+        cJSON_AddObjectToObject(o, "metrics");
         cJSON_AddNumberToObject(o, "queue_position", strcmp(v.state, "waiting") == 0 ? 1 : 0);
     }
     sim_fal_urls(o, t, base);
@@ -257,6 +267,33 @@ static int sim_fal_error_status(const char *type)
     return 422;
 }
 
+/* [{"loc": ["body", F], "msg", "type", "url", "input"}]: a model error as fal's docs show it (the
+ * input only when the field was given). */
+static cJSON *sim_fal_model_errors(const struct sim_task *t)
+{
+    cJSON *a = cJSON_CreateArray(), *e = cJSON_CreateObject();
+    if (!a || !e) {
+        cJSON_Delete(a);
+        cJSON_Delete(e);
+        return NULL;
+    }
+    cJSON *loc = cJSON_AddArrayToObject(e, "loc");
+    cJSON_AddItemToArray(loc, cJSON_CreateString("body"));
+    cJSON_AddItemToArray(loc, cJSON_CreateString(t->fail_loc));
+    cJSON_AddStringToObject(e, "msg", t->fail_msg);
+    cJSON_AddStringToObject(e, "type", t->fail_code);
+    char url[256];
+    snprintf(url, sizeof(url), "https://docs.fal.ai/errors/#%s", t->fail_code);
+    cJSON_AddStringToObject(e, "url", url);
+    cJSON *in = cJSON_Parse(t->input_json);
+    cJSON *v = cJSON_DetachItemFromObjectCaseSensitive(in, t->fail_loc);
+    if (v)
+        cJSON_AddItemToObject(e, "input", v);
+    cJSON_Delete(in);
+    cJSON_AddItemToArray(a, e);
+    return a;
+}
+
 cJSON *sim_fal_result_json(const struct sim_task *t, long long now_ms, const char *base,
                            int *status, const char **error_type)
 {
@@ -276,13 +313,7 @@ cJSON *sim_fal_result_json(const struct sim_task *t, long long now_ms, const cha
         return NULL;
     if (t->fail_loc && !t->canceled) {
         *status = 422;
-        cJSON *e = cJSON_CreateObject();
-        cJSON *loc = cJSON_AddArrayToObject(e, "loc");
-        cJSON_AddItemToArray(loc, cJSON_CreateString("body"));
-        cJSON_AddItemToArray(loc, cJSON_CreateString(t->fail_loc));
-        cJSON_AddStringToObject(e, "msg", t->fail_msg);
-        cJSON_AddStringToObject(e, "type", t->fail_code);
-        cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "detail"), e);
+        cJSON_AddItemToObject(o, "detail", sim_fal_model_errors(t));
         return o;
     }
     *error_type = sim_fal_error_type(t);
@@ -300,7 +331,9 @@ cJSON *sim_fal_cancel_json(int canceled, int *status)
     return o;
 }
 
-char *sim_fal_callback_body(const struct sim_task *t, const char *base)
+/* OK with the result as payload; ERROR with "Invalid status code: N" and the failed result's
+ * body as payload, as fal's webhook docs show. */
+char *sim_fal_callback_body(const struct sim_task *t, long long now_ms, const char *base)
 {
     cJSON *o = cJSON_CreateObject();
     if (!o)
@@ -308,11 +341,17 @@ char *sim_fal_callback_body(const struct sim_task *t, const char *base)
     cJSON_AddStringToObject(o, "request_id", t->id);
     cJSON_AddStringToObject(o, "gateway_request_id", t->id);
     cJSON_AddStringToObject(o, "status", t->failed ? "ERROR" : "OK");
-    cJSON_AddItemToObject(o, "payload", t->failed ? cJSON_CreateNull() : sim_fal_payload(t, base));
-    if (t->failed)
-        cJSON_AddStringToObject(o, "error", sim_fal_error_msg(t));
-    else
+    if (t->failed) {
+        int status;
+        const char *et;
+        char err[64];
+        cJSON_AddItemToObject(o, "payload", sim_fal_result_json(t, now_ms, base, &status, &et));
+        snprintf(err, sizeof(err), "Invalid status code: %d", status);
+        cJSON_AddStringToObject(o, "error", err);
+    } else {
+        cJSON_AddItemToObject(o, "payload", sim_fal_payload(t, base));
         cJSON_AddNullToObject(o, "error");
+    }
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return s;

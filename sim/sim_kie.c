@@ -71,15 +71,19 @@ static cJSON *sim_kie_envelope(int code, const char *msg)
     return o;
 }
 
+/* Real answers carry recordId beside taskId, the same id. */
 cJSON *sim_kie_submit_json(const struct sim_task *t)
 {
     cJSON *o = sim_kie_envelope(200, "success");
-    cJSON_AddStringToObject(cJSON_AddObjectToObject(o, "data"), "taskId", t->id);
+    cJSON *d = cJSON_AddObjectToObject(o, "data");
+    cJSON_AddStringToObject(d, "taskId", t->id);
+    cJSON_AddStringToObject(d, "recordId", t->id);
     return o;
 }
 
-/* The record: every field present, strings empty while not applicable; costTime once ended
- * well, progress for sora models only, as the docs describe. */
+/* The record: every field present, strings empty while not applicable; costTime (the
+ * generation's own time, not the wait) once ended well, progress for sora models only, as the
+ * docs describe. */
 static cJSON *sim_kie_record(const struct sim_task *t, long long now_ms, const char *base)
 {
     struct sim_task_view v;
@@ -97,7 +101,7 @@ static cJSON *sim_kie_record(const struct sim_task *t, long long now_ms, const c
     cJSON_AddStringToObject(d, "failCode", v.done && t->failed ? t->fail_code : "");
     cJSON_AddStringToObject(d, "failMsg", v.done && t->failed ? t->fail_msg : "");
     if (v.done && !t->failed)
-        cJSON_AddNumberToObject(d, "costTime", (double)(t->complete_ms - t->submit_ms));
+        cJSON_AddNumberToObject(d, "costTime", (double)(t->complete_ms - v.start_ms));
     if (v.done)
         cJSON_AddNumberToObject(d, "completeTime", (double)t->complete_ms);
     else

@@ -215,7 +215,11 @@ static enum MHD_Result sim_http_proto_json(struct sim_ctx *ctx, struct MHD_Conne
         free(s);
         return MHD_NO;
     }
-    MHD_add_response_header(r, "Content-Type", "application/json");
+    /* replicate's errors are problem documents (RFC 9457), as its answers say. */
+    MHD_add_response_header(r, "Content-Type",
+                            ctx->protocol == SIM_PROTO_REPLICATE && http >= 400
+                                ? "application/problem+json"
+                                : "application/json");
     if (fal_error_type)
         MHD_add_response_header(r, "X-Fal-Error-Type", fal_error_type);
     return sim_http_queue(c, http, r, retry_after);

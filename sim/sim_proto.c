@@ -344,7 +344,7 @@ char *sim_proto_callback_body(enum sim_protocol p, const struct sim_task *t, lon
                               const char *base)
 {
     if (p == SIM_PROTO_FAL)
-        return sim_fal_callback_body(t, base);
+        return sim_fal_callback_body(t, now_ms, base);
     if (p == SIM_PROTO_KIE)
         return sim_kie_callback_body(t, now_ms, base);
     cJSON *o = sim_proto_status_json(p, t, now_ms, base);

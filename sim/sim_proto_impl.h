@@ -69,7 +69,7 @@ cJSON *sim_fal_status_json(const struct sim_task *t, long long now_ms, const cha
 cJSON *sim_fal_result_json(const struct sim_task *t, long long now_ms, const char *base,
                            int *status, const char **error_type);
 cJSON *sim_fal_cancel_json(int canceled, int *status);
-char *sim_fal_callback_body(const struct sim_task *t, const char *base);
+char *sim_fal_callback_body(const struct sim_task *t, long long now_ms, const char *base);
 cJSON *sim_fal_error_json(int code, const char *msg);
 char *sim_fal_malformed(enum sim_malformed_kind kind, enum sim_route route, const char *id);
 

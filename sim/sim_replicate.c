@@ -11,6 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define SIM_REPLICATE_BAD_VERSION                                                                  \
+    "The specified version does not exist (or perhaps you don't have permission to use it?)"
+
 static int sim_replicate_ends_with(const char *s, size_t len, const char *suffix)
 {
     size_t n = strlen(suffix);
@@ -122,7 +125,7 @@ int sim_replicate_submit_parse(const struct sim_models *ms, const struct sim_rou
             return sim_proto_refuse(422, msg, msglen, "version: required");
         out->model = sim_replicate_find_version(ms, v->valuestring);
         if (!out->model)
-            return sim_proto_refuse(422, msg, msglen, "Invalid version or not permitted");
+            return sim_proto_refuse(422, msg, msglen, "%s", SIM_REPLICATE_BAD_VERSION);
     }
     out->input = cJSON_GetObjectItemCaseSensitive(out->root, "input");
     if (!cJSON_IsObject(out->input))
@@ -280,8 +283,10 @@ static char *sim_replicate_logs(const struct sim_task *t, long long now_ms, long
               upto = now_ms < t->complete_ms ? now_ms : t->complete_ms;
     long long total = t->logs_bytes > 0 ? t->logs_bytes / SIM_REPLICATE_LOG_LINE + 1 : 0;
     long long lines = 0;
-    if (total && !t->aborted && upto > start_ms)
-        lines = upto >= end ? total : total * (upto - start_ms) / (end - start_ms);
+    if (total && !t->aborted && upto >= end)
+        lines = total;
+    else if (total && !t->aborted && upto > start_ms)
+        lines = total * (upto - start_ms) / (end - start_ms);
     char *s = malloc((size_t)(lines * SIM_REPLICATE_LOG_LINE) + 1);
     if (!s)
         return NULL;
@@ -333,8 +338,12 @@ cJSON *sim_replicate_prediction(const struct sim_task *t, long long now_ms, cons
         cJSON_AddStringToObject(o, "error", t->fail_msg);
     else
         cJSON_AddNullToObject(o, "error");
-    char *logs = sim_replicate_logs(t, now_ms, v.start_ms);
-    cJSON_AddStringToObject(o, "logs", logs ? logs : "");
+    /* A canceled prediction shows logs null, as recorded. */
+    char *logs = v.done && t->canceled ? NULL : sim_replicate_logs(t, now_ms, v.start_ms);
+    if (logs)
+        cJSON_AddStringToObject(o, "logs", logs);
+    else
+        cJSON_AddNullToObject(o, "logs");
     free(logs);
     cJSON_AddBoolToObject(o, "data_removed", 0);
     cJSON_AddStringToObject(o, "source", "api");
@@ -406,14 +415,37 @@ static const char *sim_replicate_reason(int code)
     }
 }
 
+/* {"title", "detail", "status"} as recorded: a bad version has its own title, a 404 none, and
+ * an input error lists its field in invalid_fields ("- input.x: why\n" in detail). */
 cJSON *sim_replicate_error_json(int code, const char *msg)
 {
     cJSON *o = cJSON_CreateObject();
     if (!o)
         return NULL;
-    cJSON_AddStringToObject(o, "title", sim_replicate_title(code));
-    cJSON_AddStringToObject(o, "detail", msg ? msg : sim_replicate_reason(code));
+    const char *detail = msg ? msg : sim_replicate_reason(code);
+    const char *colon = strstr(detail, ": ");
+    int field = code == 422 && strncmp(detail, "input.", 6) == 0 && colon;
+    if (code == 422 && strcmp(detail, SIM_REPLICATE_BAD_VERSION) == 0)
+        cJSON_AddStringToObject(o, "title", "Invalid version or not permitted");
+    else if (code != 404)
+        cJSON_AddStringToObject(o, "title", sim_replicate_title(code));
+    if (field) {
+        char buf[600];
+        snprintf(buf, sizeof(buf), "- %s\n", detail);
+        cJSON_AddStringToObject(o, "detail", buf);
+    } else {
+        cJSON_AddStringToObject(o, "detail", detail);
+    }
     cJSON_AddNumberToObject(o, "status", code);
+    if (field) {
+        cJSON *f = cJSON_CreateObject();
+        cJSON_AddStringToObject(f, "type", strstr(colon, "required") ? "required" : "invalid");
+        char name[128];
+        snprintf(name, sizeof(name), "%.*s", (int)(colon - detail), detail);
+        cJSON_AddStringToObject(f, "field", name);
+        cJSON_AddStringToObject(f, "description", colon + 2);
+        cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "invalid_fields"), f);
+    }
     return o;
 }
 

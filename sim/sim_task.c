@@ -132,7 +132,10 @@ void sim_task_view_at(const struct sim_task *t, long long now_ms, struct sim_tas
 
 int sim_task_started(const struct sim_task *t)
 {
-    return !t->aborted && t->submit_ms + t->duration_ms * 3 / 10 < t->complete_ms;
+    /* A task that ran its whole (maybe zero) duration started; a cut-short one if cut after
+     * its queue. */
+    return !t->aborted && (t->complete_ms >= t->submit_ms + t->duration_ms ||
+                           t->submit_ms + t->duration_ms * 3 / 10 < t->complete_ms);
 }
 
 int sim_task_cancel(struct sim_task *t, long long now_ms)

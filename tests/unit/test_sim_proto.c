@@ -230,7 +230,7 @@ static void test_submit_replicate(void)
     refused(R, "/v1/predictions",
             "{\"version\":\"0000000000000000000000000000000000000000000000000000000000000000\","
             "\"input\":{\"prompt\":\"x\"}}",
-            NULL, 422, "Invalid version or not permitted");
+            NULL, 422, "The specified version does not exist");
     refused(R, "/v1/predictions", "{\"input\":{\"prompt\":\"x\"}}", NULL, 422, "version");
     refused(R, "/v1/deployments/acme/none/predictions", "{\"input\":{\"prompt\":\"x\"}}", NULL, 404,
             "Deployment not found: acme/none");
@@ -456,8 +456,10 @@ static void test_kie_answers(void)
     int st = 0;
     cJSON *p = sim_proto_submit_json(K, t, t->submit_ms, base, &st);
     char *s = print(p);
-    TAP_EQ_STR(s, "{\"code\":200,\"msg\":\"success\",\"data\":{\"taskId\":\"0123abcd\"}}",
-               "kie createTask answer");
+    TAP_EQ_STR(s,
+               "{\"code\":200,\"msg\":\"success\",\"data\":{\"taskId\":\"0123abcd\","
+               "\"recordId\":\"0123abcd\"}}",
+               "kie createTask answer: recordId beside taskId, as recorded");
     free(s);
     cJSON_Delete(p);
     const char *want[] = {"waiting", "queuing", "generating", "success"};
@@ -482,8 +484,8 @@ static void test_kie_answers(void)
     d = obj(p, "data");
     TAP_CHECK(strcmp(str(d, "resultJson"),
                      "{\"resultUrls\":[\"http://127.0.0.1:5/media/0123abcd/0.png\"]}") == 0 &&
-                  num(d, "costTime") == 1000 && num(d, "completeTime") == 1e12 + 1000,
-              "kie success: resultJson string, costTime, completeTime");
+                  num(d, "costTime") == 700 && num(d, "completeTime") == 1e12 + 1000,
+              "kie success: resultJson string, costTime (the generation's 70%%), completeTime");
     cJSON_Delete(p);
     t->failed = 1;
     p = sim_proto_status_json(K, t, t->complete_ms, base);
@@ -645,6 +647,7 @@ static void test_replicate_answers(void)
     TAP_CHECK(st == 200 && strcmp(str(p, "status"), "canceled") == 0 && is_null(p, "error") &&
                   is_null(p, "output") && str(p, "completed_at") && str(p, "started_at"),
               "cancel: 200, the prediction canceled, error null");
+    TAP_CHECK(is_null(p, "logs"), "a canceled prediction's logs: null, as recorded");
     cJSON_Delete(p);
     sim_task_free(t);
     t = mk("ab", "test/aborted", SIM_KIND_IMAGE, 1, 1);
@@ -666,13 +669,29 @@ static void test_replicate_answers(void)
     sim_task_free(t);
 
     int http;
-    p = sim_proto_error_json(R, 422, "input.prompt: required", &http);
+    p = sim_proto_error_json(R, 422, "input.prompt: required, must be a non-empty string", &http);
     s = print(p);
     TAP_EQ_STR(s,
-               "{\"title\":\"Input validation failed\",\"detail\":\"input.prompt: required\","
-               "\"status\":422}",
-               "replicate error shape");
+               "{\"title\":\"Input validation failed\",\"detail\":\"- input.prompt: required, "
+               "must be a non-empty string\\n\",\"status\":422,\"invalid_fields\":[{\"type\":"
+               "\"required\",\"field\":\"input.prompt\",\"description\":\"required, must be a "
+               "non-empty string\"}]}",
+               "replicate input error: detail lines and invalid_fields, as recorded");
     free(s);
+    cJSON_Delete(p);
+    p = sim_proto_error_json(R, 422,
+                             "The specified version does not exist (or perhaps you don't have "
+                             "permission to use it?)",
+                             &http);
+    TAP_EQ_STR(str(p, "title"), "Invalid version or not permitted", "a bad version's own title");
+    cJSON_Delete(p);
+    p = sim_proto_error_json(R, 404, "Prediction not found: x", &http);
+    TAP_CHECK(!has(p, "title") && num(p, "status") == 404 && str(p, "detail"),
+              "a 404: detail and status, no title, as recorded");
+    cJSON_Delete(p);
+    p = sim_proto_error_json(R, 401, NULL, &http);
+    TAP_EQ_STR(str(p, "detail"), "You did not pass a valid authentication token",
+               "401 in replicate's words");
     cJSON_Delete(p);
 }
 
@@ -690,13 +709,23 @@ static void test_fal_answers(void)
     TAP_EQ_STR(str(p, "cancel_url"), "http://127.0.0.1:5/fal-ai/flux/requests/u-1/cancel",
                "cancel_url on the app id");
     cJSON_Delete(p);
+    t->callback_url = strdup("http://h/wh");
+    p = sim_proto_submit_json(F, t, t->submit_ms, base, &st);
+    char *s0 = print(p);
+    TAP_EQ_STR(s0, "{\"request_id\":\"u-1\",\"gateway_request_id\":\"u-1\"}",
+               "fal submit with a webhook: the two ids only, as documented");
+    free(s0);
+    cJSON_Delete(p);
+    free(t->callback_url);
+    t->callback_url = NULL;
     TAP_CHECK(sim_proto_task_visible(F, t, "fal-ai/flux") &&
                   !sim_proto_task_visible(F, t, "fal-ai/flux/dev") &&
                   !sim_proto_task_visible(F, t, "fal-ai/other"),
               "fal: a request is seen under its app id only");
     p = sim_proto_status_json(F, t, t->submit_ms + 50, base);
-    TAP_CHECK(strcmp(str(p, "status"), "IN_QUEUE") == 0 && num(p, "queue_position") == 1,
-              "IN_QUEUE position 1 while waiting");
+    TAP_CHECK(strcmp(str(p, "status"), "IN_QUEUE") == 0 && num(p, "queue_position") == 1 &&
+                  is_null(p, "logs") && cJSON_IsObject(obj(p, "metrics")),
+              "IN_QUEUE position 1 while waiting, logs null and metrics {} as recorded");
     cJSON_Delete(p);
     p = sim_proto_status_json(F, t, t->submit_ms + 500, base);
     TAP_EQ_STR(str(p, "status"), "IN_PROGRESS", "IN_PROGRESS");
@@ -721,10 +750,12 @@ static void test_fal_answers(void)
     t->fail_msg = strdup("ensure this value has at most 2500 characters");
     p = sim_proto_result_json(t, t->complete_ms, base, &st, &et);
     char *s = print(p);
-    TAP_EQ_STR(s,
-               "{\"detail\":[{\"loc\":[\"body\",\"prompt\"],\"msg\":\"ensure this value has at "
-               "most 2500 characters\",\"type\":\"value_error.any_str.max_length\"}]}",
-               "model error: 422 with detail an array of loc/msg/type");
+    TAP_EQ_STR(
+        s,
+        "{\"detail\":[{\"loc\":[\"body\",\"prompt\"],\"msg\":\"ensure this value has at "
+        "most 2500 characters\",\"type\":\"value_error.any_str.max_length\",\"url\":"
+        "\"https://docs.fal.ai/errors/#value_error.any_str.max_length\",\"input\":\"a fox\"}]}",
+        "model error: 422 with detail an array of loc/msg/type/url/input");
     TAP_CHECK(st == 422 && !et, "model error: 422, no X-Fal-Error-Type");
     free(s);
     cJSON_Delete(p);
@@ -749,7 +780,10 @@ static void test_fal_answers(void)
     cJSON_Delete(p);
     char *cb = sim_proto_callback_body(F, t, t->complete_ms, base);
     p = cJSON_Parse(cb);
-    TAP_CHECK(strcmp(str(p, "status"), "ERROR") == 0 && is_null(p, "payload"), "fal webhook ERROR");
+    TAP_CHECK(strcmp(str(p, "status"), "ERROR") == 0 &&
+                  strcmp(str(p, "error"), "Invalid status code: 422") == 0 &&
+                  strcmp(str(obj(p, "payload"), "error_type"), "E42") == 0,
+              "fal webhook ERROR: the status code, the failed result as payload");
     cJSON_Delete(p);
     free(cb);
     sim_task_free(t);

@@ -63,6 +63,11 @@ int main(void)
     cJSON_Delete(rj);
     free(r);
     TAP_CHECK(sim_task_started(t), "a task that ran to its end started");
+    t->duration_ms = 0;
+    t->complete_ms = t->submit_ms;
+    TAP_CHECK(sim_task_started(t), "a zero-length task that ended started too");
+    t->duration_ms = 10000;
+    t->complete_ms = t->submit_ms + t->duration_ms;
 
     /* A cancel during generation ends it then; a second cancel changes nothing. */
     TAP_EQ_INT(sim_task_cancel(t, 1005000), 1, "cancel while generating");
