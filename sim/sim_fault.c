@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum sim_fault_type { SIM_FT_RATE, SIM_FT_INT, SIM_FT_STR };
+enum sim_fault_type { SIM_FT_RATE, SIM_FT_INT, SIM_FT_STR, SIM_FT_5XX };
 
 static const struct {
     const char *name;
@@ -39,6 +39,8 @@ static const struct {
     INT(rate_limit),
     INT(media_ttl_ms),
     INT(errors_in_body),
+    INT(result_5xx),
+    {"result_5xx_status", SIM_FT_5XX, offsetof(struct sim_faults, result_5xx_status)},
     {"media_redirect", SIM_FT_STR, offsetof(struct sim_faults, media_redirect)},
 #undef RATE
 #undef INT
@@ -46,17 +48,30 @@ static const struct {
 
 #define SIM_FAULT_NSWITCH (sizeof(sim_fault_switches) / sizeof(sim_fault_switches[0]))
 
-const char *const sim_fault_counter_names[] = {
-    "error_500",        "error_502",    "error_503",      "error_504",
-    "error_455",        "reset_rate",   "slow_rate",      "malformed_rate",
-    "burst_429",        "rate_limit",   "fail_rate",      "lost_callback_rate",
-    "media_error_rate", "media_ttl_ms", "media_redirect", NULL};
+const char *const sim_fault_counter_names[] = {"error_500",
+                                               "error_502",
+                                               "error_503",
+                                               "error_504",
+                                               "error_455",
+                                               "reset_rate",
+                                               "slow_rate",
+                                               "malformed_rate",
+                                               "burst_429",
+                                               "rate_limit",
+                                               "fail_rate",
+                                               "lost_callback_rate",
+                                               "media_error_rate",
+                                               "media_ttl_ms",
+                                               "media_redirect",
+                                               "result_5xx",
+                                               NULL};
 
 void sim_fault_defaults(struct sim_faults *f)
 {
     memset(f, 0, sizeof(*f));
     f->slow_ms = 10000;
     f->burst_retry_after = 1;
+    f->result_5xx_status = 500;
 }
 
 static int sim_fault_check(const cJSON *v, enum sim_fault_type type, const char *name, char *err,
@@ -73,6 +88,13 @@ static int sim_fault_check(const cJSON *v, enum sim_fault_type type, const char 
         if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0 && v->valuedouble <= 1e15) ||
             v->valuedouble != floor(v->valuedouble)) {
             snprintf(err, errlen, "fault \"%s\" must be a non-negative integer", name);
+            return -1;
+        }
+        return 0;
+    case SIM_FT_5XX:
+        if (!cJSON_IsNumber(v) || !(v->valuedouble >= 500 && v->valuedouble <= 599) ||
+            v->valuedouble != floor(v->valuedouble)) {
+            snprintf(err, errlen, "fault \"%s\" must be an HTTP status 500..599", name);
             return -1;
         }
         return 0;
@@ -97,6 +119,7 @@ static void sim_fault_set(struct sim_faults *f, size_t i, const cJSON *v)
         *(double *)p = v->valuedouble;
         break;
     case SIM_FT_INT:
+    case SIM_FT_5XX:
         *(long long *)p = (long long)v->valuedouble;
         break;
     case SIM_FT_STR:
@@ -179,6 +202,7 @@ cJSON *sim_fault_to_json(const struct sim_faults *f)
             cJSON_AddNumberToObject(o, sim_fault_switches[i].name, *(const double *)p);
             break;
         case SIM_FT_INT:
+        case SIM_FT_5XX:
             cJSON_AddNumberToObject(o, sim_fault_switches[i].name, (double)*(const long long *)p);
             break;
         case SIM_FT_STR:
@@ -268,6 +292,14 @@ void sim_fault_decide_api(struct sim_faults *f, struct sim_fault_state *st, uint
         out->delay_ms = f->slow_ms;
         out->name = "slow_rate";
     }
+}
+
+int sim_fault_decide_result(struct sim_faults *f)
+{
+    if (f->result_5xx <= 0)
+        return 0;
+    f->result_5xx--;
+    return (int)f->result_5xx_status;
 }
 
 void sim_fault_decide_media(const struct sim_faults *f, uint64_t seed, uint64_t reqno,

@@ -18,6 +18,8 @@ struct sim_faults {
     long long rate_limit;        /* API requests per second; 0 = unlimited */
     long long media_ttl_ms;      /* 0 = media never expire */
     long long errors_in_body;    /* 1: errors answer HTTP 200, code only in the body */
+    long long result_5xx;        /* fal: the next N fetches of a completed result fail */
+    long long result_5xx_status; /* with this status, default 500 */
     char media_redirect[1024];   /* "" = off */
 };
 
@@ -68,10 +70,13 @@ cJSON *sim_fault_to_json(const struct sim_faults *f);
 /* Names of every counter sim_fault_decision.name can take (NULL-terminated), for figures. */
 extern const char *const sim_fault_counter_names[];
 
-/* Decision for a /generateTask request (submit or status). May count down burst_429 and updates
- * the rate-limit window in st. */
+/* Decision for a provider API request (submit, status, result, cancel). May count down burst_429
+ * and updates the rate-limit window in st. */
 void sim_fault_decide_api(struct sim_faults *f, struct sim_fault_state *st, uint64_t seed,
                           uint64_t reqno, long long now_ms, struct sim_fault_decision *out);
+/* fal's result fetch of a completed request: the 5xx status to answer instead (counting
+ * result_5xx down), or 0. */
+int sim_fault_decide_result(struct sim_faults *f);
 /* Decision for a media request of a task that completed at complete_ms. */
 void sim_fault_decide_media(const struct sim_faults *f, uint64_t seed, uint64_t reqno,
                             long long now_ms, long long complete_ms,

@@ -1,8 +1,8 @@
-/* genfs-sim: a local provider for genfs (SPEC 4 and 7), speaking the native, replicate or fal
- * protocol (--protocol). This file holds the I/O: command line,
- * the libmicrohttpd server (thread per connection, so slow answers can simply sleep), the
- * callback sender (libcurl multi on its own thread) and the one context struct. Decisions are
- * made by the pure modules (sim_fault, sim_req, sim_task, sim_media, sim_model). */
+/* genfs-sim: a local provider for genfs (SPEC 7), speaking APIXO's, kie's, replicate's or fal's
+ * protocol (--protocol, APIXO by default). This file holds the I/O: command line, the
+ * libmicrohttpd server (thread per connection, so slow answers can simply sleep), the callback
+ * sender (libcurl multi on its own thread) and the one context struct. Decisions are made by the
+ * pure modules (sim_fault, sim_req, sim_task, sim_media, sim_model, sim_proto). */
 #include "sim_fault.h"
 #include "sim_media.h"
 #include "sim_model.h"
@@ -30,6 +30,7 @@
 #define SIM_BODY_MAX (2u << 20) /* genfs sends at most 1 MiB of input */
 #define SIM_CALLBACK_TIMEOUT_MS 5000L
 #define SIM_CALLBACK_RETRY_MS 1000
+#define SIM_CALLBACK_RETRIES 3 /* after a failed delivery, as the providers retry */
 #define SIM_HUGE_BODY (5u << 20)
 #define SIM_STATUS_MAX 600
 
@@ -62,7 +63,7 @@ static void sim_cb_transfer_free(struct sim_cb_transfer **list, struct sim_cb_tr
 }
 
 struct sim_figures {
-    long long submit, status, result, media, other;
+    long long submit, status, result, cancel, media, other;
     long long callback_sent, callback_lost, callback_failed;
     long long responses[SIM_STATUS_MAX];
     long long faults[32];
@@ -198,74 +199,55 @@ static enum MHD_Result sim_http_raw_json(struct MHD_Connection *c, int status, c
     return sim_http_text(c, status, s, "application/json", 0);
 }
 
-/* The provider envelope {"code","msg","data"}; takes ownership of data. */
-static enum MHD_Result sim_http_envelope(struct sim_ctx *ctx, struct MHD_Connection *c, int code,
-                                         const char *msg, cJSON *data, int retry_after)
-{
-    cJSON *env = cJSON_CreateObject();
-    if (!env) {
-        cJSON_Delete(data);
-        return MHD_NO;
-    }
-    cJSON_AddNumberToObject(env, "code", code);
-    cJSON_AddStringToObject(env, "msg", msg);
-    cJSON_AddItemToObject(env, "data", data ? data : cJSON_CreateNull());
-    pthread_mutex_lock(&ctx->lock);
-    int in_body = ctx->faults.errors_in_body != 0;
-    pthread_mutex_unlock(&ctx->lock);
-    sim_fig_response(ctx, code);
-    char *text = cJSON_PrintUnformatted(env);
-    cJSON_Delete(env);
-    return sim_http_text(c, in_body ? 200 : code, text, "application/json", retry_after);
-}
-
-/* A protocol answer of replicate or fal: the HTTP status is the real one (errors_in_body is
- * native only). Takes ownership of j. */
-static enum MHD_Result sim_http_proto_json(struct sim_ctx *ctx, struct MHD_Connection *c,
-                                           int status, cJSON *j, int retry_after)
+/* A protocol answer with HTTP status http; code (the envelope's, else http) is counted in the
+ * figures. fal_error_type, when set, goes out as X-Fal-Error-Type. Takes ownership of j. */
+static enum MHD_Result sim_http_proto_json(struct sim_ctx *ctx, struct MHD_Connection *c, int http,
+                                           int code, cJSON *j, int retry_after,
+                                           const char *fal_error_type)
 {
     char *s = j ? cJSON_PrintUnformatted(j) : NULL;
     cJSON_Delete(j);
     if (!s)
         return MHD_NO;
-    sim_fig_response(ctx, status);
-    return sim_http_text(c, status, s, "application/json", retry_after);
-}
-
-static enum MHD_Result sim_http_error(struct sim_ctx *ctx, struct MHD_Connection *c, int code,
-                                      const char *msg, int retry_after)
-{
-    if (ctx->protocol == SIM_PROTO_NATIVE)
-        return sim_http_envelope(ctx, c, code, msg, NULL, retry_after);
-    return sim_http_proto_json(ctx, c, code, sim_proto_error_json(ctx->protocol, code, msg),
-                               retry_after);
-}
-
-static const char *sim_http_status_msg(int code)
-{
-    switch (code) {
-    case 429:
-        return "rate limited: too many requests";
-    case 455:
-        return "service unavailable: maintenance";
-    case 500:
-        return "internal server error";
-    case 502:
-        return "bad gateway";
-    case 503:
-        return "service unavailable";
-    case 504:
-        return "gateway timeout";
-    case 410:
-        return "media expired";
-    default:
-        return "error";
+    sim_fig_response(ctx, code);
+    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        free(s);
+        return MHD_NO;
     }
+    /* replicate's errors are problem documents (RFC 9457), as its answers say. */
+    MHD_add_response_header(r, "Content-Type",
+                            ctx->protocol == SIM_PROTO_REPLICATE && http >= 400
+                                ? "application/problem+json"
+                                : "application/json");
+    if (fal_error_type)
+        MHD_add_response_header(r, "X-Fal-Error-Type", fal_error_type);
+    return sim_http_queue(c, http, r, retry_after);
+}
+
+/* An error in the protocol's shape; msg NULL gives the provider's usual wording. An API error
+ * follows the protocol's HTTP status rules (kie's own codes inside an HTTP 200, and
+ * errors_in_body for APIXO and kie); other errors (media, unknown paths) answer the code as
+ * the HTTP status. */
+static enum MHD_Result sim_http_error(struct sim_ctx *ctx, struct MHD_Connection *c, int code,
+                                      const char *msg, int retry_after, int api)
+{
+    int http;
+    cJSON *j = sim_proto_error_json(ctx->protocol, code, msg, &http);
+    pthread_mutex_lock(&ctx->lock);
+    int in_body = ctx->faults.errors_in_body != 0;
+    pthread_mutex_unlock(&ctx->lock);
+    if (!api)
+        http = code;
+    else if (in_body && (ctx->protocol == SIM_PROTO_APIXO || ctx->protocol == SIM_PROTO_KIE))
+        http = 200;
+    return sim_http_proto_json(ctx, c, http, code, j, retry_after, NULL);
 }
 
 /* ---- handlers ----------------------------------------------------------------------------- */
 
-/* "Authorization: Bearer KEY" (native, replicate) or "Key KEY" (fal); the wrong scheme fails. */
+/* "Authorization: Bearer KEY" (APIXO, kie, replicate) or "Key KEY" (fal); the wrong scheme fails.
+ */
 static int sim_http_authorized(struct sim_ctx *ctx, struct MHD_Connection *c)
 {
     const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
@@ -304,11 +286,54 @@ static void sim_ctx_schedule_callback(struct sim_ctx *ctx, const struct sim_task
     cb->attempt = attempt;
 }
 
-/* Creates the task for a validated submit. Called with the lock held. */
-static struct sim_task *sim_ctx_create_task(struct sim_ctx *ctx, const struct sim_model *model,
-                                            const struct sim_submit *sub, const char *body,
-                                            size_t len, const char *canon)
+/* Brings a task's pending callback forward to now (its end moved, as a cancel moves it). Called
+ * with the lock held. */
+static void sim_ctx_callback_now(struct sim_ctx *ctx, const struct sim_task *t, long long now)
 {
+    for (size_t i = 0; i < ctx->npending; i++)
+        if (ctx->pending[i].seq == t->seq && strcmp(ctx->pending[i].id, t->id) == 0)
+            ctx->pending[i].due_ms = now;
+}
+
+#define SIM_ABORTED_MSG "Prediction aborted: its deadline passed before it started"
+
+/* Sets the task's end: the input's sim_outcome, else the model's forced end, else a draw
+ * against fail_rate; and the failure it shows. Called with the lock held. */
+static void sim_ctx_task_outcome(struct sim_ctx *ctx, struct sim_task *t,
+                                 const struct sim_model *model, const struct sim_submit *sub)
+{
+    enum sim_outcome o = sub->outcome;
+    if (o == SIM_OUTCOME_DRAW && model->end == SIM_END_CANCELED)
+        o = SIM_OUTCOME_CANCELED;
+    else if (o == SIM_OUTCOME_DRAW && model->end == SIM_END_ABORTED)
+        o = SIM_OUTCOME_ABORTED;
+    if (o == SIM_OUTCOME_DRAW) {
+        t->failed = sim_fault_task_fails(&ctx->faults, model->fail_rate, ctx->seed, t->seq);
+        if (t->failed)
+            sim_fig_fault(ctx, "fail_rate");
+    } else {
+        t->failed = o != SIM_OUTCOME_SUCCESS;
+        t->canceled = o == SIM_OUTCOME_CANCELED;
+        t->aborted = o == SIM_OUTCOME_ABORTED;
+    }
+    const char *code, *msg, *loc;
+    sim_proto_default_failure(ctx->protocol, ctx->seed, t->seq, &code, &msg, &loc);
+    if (t->aborted)
+        msg = SIM_ABORTED_MSG;
+    /* The drawn failure's field only goes with its own code and message. */
+    if (sub->fail_code || sub->fail_msg)
+        loc = NULL;
+    t->fail_code = strdup(sub->fail_code ? sub->fail_code : code);
+    t->fail_msg = strdup(sub->fail_msg ? sub->fail_msg : msg);
+    if (sub->fail_loc || loc)
+        t->fail_loc = strdup(sub->fail_loc ? sub->fail_loc : loc);
+}
+
+/* Creates the task for a validated submit. Called with the lock held. */
+static struct sim_task *sim_ctx_create_task(struct sim_ctx *ctx, const struct sim_submit *sub,
+                                            const char *body, size_t len, const char *canon)
+{
+    const struct sim_model *model = sub->model;
     struct sim_task *t = calloc(1, sizeof(*t));
     if (!t)
         return NULL;
@@ -322,6 +347,7 @@ static struct sim_task *sim_ctx_create_task(struct sim_ctx *ctx, const struct si
     t->input_json = strdup(canon);
     t->param = strndup(body, len);
     t->callback_url = sub->callback ? strdup(sub->callback_url) : NULL;
+    t->provider = sub->provider ? strdup(sub->provider) : NULL;
     t->submit_ms = sim_now_ms();
     if (sub->duration_ms >= 0)
         t->duration_ms = sim_model_scale_ms((double)sub->duration_ms, ctx->time_scale);
@@ -329,22 +355,15 @@ static struct sim_task *sim_ctx_create_task(struct sim_ctx *ctx, const struct si
         t->duration_ms =
             sim_model_scale_ms(sim_model_draw_ms(model, ctx->seed, t->seq), ctx->time_scale);
     t->complete_ms = t->submit_ms + t->duration_ms;
-    if (sub->outcome == SIM_OUTCOME_DRAW) {
-        t->failed = sim_fault_task_fails(&ctx->faults, model->fail_rate, ctx->seed, t->seq);
-        if (t->failed)
-            sim_fig_fault(ctx, "fail_rate");
-    } else {
-        t->failed = sub->outcome == SIM_OUTCOME_FAILED || sub->outcome == SIM_OUTCOME_CANCELED;
-        t->canceled = sub->outcome == SIM_OUTCOME_CANCELED;
-    }
-    t->fail_code = strdup(sub->fail_code ? sub->fail_code : "500");
-    t->fail_msg = strdup(sub->fail_msg ? sub->fail_msg : "generation failed: content policy");
-    t->outputs = sub->outputs;
+    sim_ctx_task_outcome(ctx, t, model, sub);
+    t->outputs = sub->outputs ? sub->outputs : model->outputs ? model->outputs : 1;
+    t->output = model->output;
+    t->logs_bytes = model->logs_bytes;
     t->media_bytes = sub->media_bytes;
     uint64_t h = sim_rng_hash_str(sim_rng_hash_u64(ctx->seed, 0x6d65646961ULL), model->name);
     t->media_seed = sim_rng_hash_str(h, sub->prompt);
     if (!t->model || !t->prompt || !t->input_json || !t->param || !t->fail_code || !t->fail_msg ||
-        (sub->callback && !t->callback_url)) {
+        (sub->callback && !t->callback_url) || (sub->provider && !t->provider)) {
         sim_task_free(t);
         return NULL;
     }
@@ -368,6 +387,9 @@ static struct sim_task *sim_ctx_create_task(struct sim_ctx *ctx, const struct si
     return t;
 }
 
+/* Check order for a submit, in every protocol: fault switches, key (401), then the protocol's
+ * parser (model 404 and body 400/422; kie reads the model from the body), then sim_reject /
+ * sim_credits. */
 static enum MHD_Result sim_handle_submit(struct sim_ctx *ctx, struct MHD_Connection *c,
                                          const struct sim_route_info *ri, struct sim_conn *sc)
 {
@@ -380,98 +402,133 @@ static enum MHD_Result sim_handle_submit(struct sim_ctx *ctx, struct MHD_Connect
     pthread_mutex_unlock(&ctx->lock);
 
     if (fd.action == SIM_FAULT_STATUS)
-        return sim_http_error(ctx, c, fd.status, sim_http_status_msg(fd.status), fd.retry_after);
+        return sim_http_error(ctx, c, fd.status, NULL, fd.retry_after, 1);
     if (fd.action == SIM_FAULT_MALFORMED) {
         sim_fig_response(ctx, 200);
         return sim_http_text(
             c, 200, sim_proto_malformed_body(ctx->protocol, fd.malformed_kind, ri->route, ""),
             "application/json", 0);
     }
-    if (fd.action == SIM_FAULT_RESET && !fd.reset_after_create)
+    int reset = fd.action == SIM_FAULT_RESET;
+    if (reset && !fd.reset_after_create)
         return MHD_NO;
 
     if (!sim_http_authorized(ctx, c))
-        return fd.action == SIM_FAULT_RESET ? MHD_NO
-                                            : sim_http_error(ctx, c, 401, "unauthorized", 0);
-    const struct sim_model *model = sim_models_find(&ctx->models, ri->model);
-    if (!model)
-        return fd.action == SIM_FAULT_RESET ? MHD_NO
-                                            : sim_http_error(ctx, c, 404, "unknown model", 0);
-    char msg[256];
+        return reset ? MHD_NO : sim_http_error(ctx, c, 401, NULL, 0, 1);
+    char msg[512];
     struct sim_submit sub;
     int rc;
     if (sc->too_big) {
-        memset(&sub, 0, sizeof(sub));
+        sim_req_submit_init(&sub);
         snprintf(msg, sizeof(msg), "body: larger than %u bytes", SIM_BODY_MAX);
-        rc = 422;
+        rc = ctx->protocol == SIM_PROTO_APIXO ? 400 : 422;
     } else {
         /* MHD decodes the query; the value lives as long as the connection's request. */
         const char *hook = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "fal_webhook");
-        rc = sim_proto_submit_parse(ctx->protocol, sc->body, sc->len, hook, &sub, msg, sizeof(msg));
+        rc = sim_proto_submit_parse(ctx->protocol, &ctx->models, ri, sc->body, sc->len, hook, &sub,
+                                    msg, sizeof(msg));
     }
-    if (rc == 0 && sub.no_credits) {
-        snprintf(msg, sizeof(msg), "insufficient credits");
-        rc = 402;
+    const char *why = msg;
+    if (rc == 0 && sub.reject) {
+        rc = sub.reject;
+        why = NULL;
     }
     if (rc != 0) {
         sim_req_submit_free(&sub);
-        return fd.action == SIM_FAULT_RESET ? MHD_NO : sim_http_error(ctx, c, rc, msg, 0);
+        return reset ? MHD_NO : sim_http_error(ctx, c, rc, why, 0, 1);
     }
     char *canon = sim_req_canonical_json(sub.input);
-    size_t klen = strlen(model->name) + (canon ? strlen(canon) : 0) + 2;
+    const char *mname = sub.model->name;
+    size_t klen = strlen(mname) + (canon ? strlen(canon) : 0) + 2;
     char *dkey = malloc(klen);
     struct sim_task *t = NULL;
     char id[SIM_TASK_ID_MAX + 1] = "";
     cJSON *answer = NULL;
     int answer_status = 200;
     if (canon && dkey) {
-        snprintf(dkey, klen, "%s\n%s", model->name, canon);
+        snprintf(dkey, klen, "%s\n%s", mname, canon);
         pthread_mutex_lock(&ctx->lock);
-        t = sim_ctx_create_task(ctx, model, &sub, sc->body, sc->len, canon);
+        t = sim_ctx_create_task(ctx, &sub, sc->body, sc->len, canon);
         if (t) {
             memcpy(id, t->id, sizeof(id));
             /* Built under the lock: the task may be forgotten by /_sim/reset right after. */
-            if (ctx->protocol != SIM_PROTO_NATIVE)
-                answer = sim_proto_submit_json(ctx->protocol, t, sim_now_ms(), ctx->base_url,
-                                               &answer_status);
+            answer = sim_proto_submit_json(ctx->protocol, t, sim_now_ms(), ctx->base_url,
+                                           &answer_status);
             if (sim_table_get(&ctx->dups, dkey))
                 ctx->fig.duplicates++;
             else
                 sim_table_put(&ctx->dups, dkey, (void *)1);
-            if (fd.action == SIM_FAULT_RESET)
+            if (reset)
                 ctx->fig.created_then_reset++;
         }
         pthread_mutex_unlock(&ctx->lock);
     }
     free(dkey);
     free(canon);
+    sim_log(ctx, "task %s model %s created", id, sub.model->name);
     sim_req_submit_free(&sub);
-    if (fd.action == SIM_FAULT_RESET) {
+    if (reset) {
         cJSON_Delete(answer);
         return MHD_NO;
     }
     if (!t)
-        return sim_http_error(ctx, c, 500, "out of memory", 0);
-    sim_log(ctx, "task %s model %s created", id, ri->model);
+        return sim_http_error(ctx, c, 500, "out of memory", 0, 1);
     if (fd.action == SIM_FAULT_SLOW)
         sim_sleep_ms(ctx, fd.delay_ms);
-    if (ctx->protocol != SIM_PROTO_NATIVE)
-        return sim_http_proto_json(ctx, c, answer_status, answer, 0);
-    cJSON *data = cJSON_CreateObject();
-    cJSON_AddStringToObject(data, "taskId", id);
-    return sim_http_envelope(ctx, c, 200, "success", data, 0);
+    return sim_http_proto_json(ctx, c, answer_status, 200, answer, 0, NULL);
 }
 
-/* Status (every protocol) and fal's result fetch: the same faults, key and model checks; a task
- * asked under another model is 404 (replicate's status names no model). */
+/* The answer to a status, result or cancel of a task the caller may see, built under the
+ * lock. */
+struct sim_api_answer {
+    cJSON *body;
+    int status;
+    char fal_error_type[64];
+};
+
+static void sim_ctx_answer_task(struct sim_ctx *ctx, struct sim_task *t, enum sim_route route,
+                                struct sim_api_answer *a)
+{
+    long long now = sim_now_ms();
+    a->status = 200;
+    if (route == SIM_ROUTE_RESULT) {
+        struct sim_task_view v;
+        sim_task_view_at(t, now, &v);
+        t->result_requests++;
+        int fault = v.done ? sim_fault_decide_result(&ctx->faults) : 0;
+        if (fault) {
+            sim_fig_fault(ctx, "result_5xx");
+            a->body = sim_proto_error_json(ctx->protocol, fault, NULL, &a->status);
+            return;
+        }
+        const char *et = NULL;
+        a->body = sim_proto_result_json(t, now, ctx->base_url, &a->status, &et);
+        if (et)
+            snprintf(a->fal_error_type, sizeof(a->fal_error_type), "%s", et);
+        return;
+    }
+    if (route == SIM_ROUTE_CANCEL) {
+        int canceled = sim_task_cancel(t, now);
+        if (canceled && t->callback_url)
+            sim_ctx_callback_now(ctx, t, now);
+        a->body = sim_proto_cancel_json(ctx->protocol, t, now, ctx->base_url, canceled, &a->status);
+        return;
+    }
+    t->status_requests++;
+    a->body = sim_proto_status_json(ctx->protocol, t, now, ctx->base_url);
+}
+
+/* Status (every protocol), fal's result fetch and the cancels: the same faults and key check;
+ * a task asked under another model (APIXO) or app (fal) does not exist. */
 static enum MHD_Result sim_handle_status(struct sim_ctx *ctx, struct MHD_Connection *c,
                                          const struct sim_route_info *ri)
 {
     struct sim_fault_decision fd;
-    int result = ri->route == SIM_ROUTE_RESULT;
     pthread_mutex_lock(&ctx->lock);
-    if (result)
+    if (ri->route == SIM_ROUTE_RESULT)
         ctx->fig.result++;
+    else if (ri->route == SIM_ROUTE_CANCEL)
+        ctx->fig.cancel++;
     else
         ctx->fig.status++;
     sim_fault_decide_api(&ctx->faults, &ctx->fault_state, ctx->seed, ++ctx->api_reqno, sim_now_ms(),
@@ -481,7 +538,7 @@ static enum MHD_Result sim_handle_status(struct sim_ctx *ctx, struct MHD_Connect
 
     switch (fd.action) {
     case SIM_FAULT_STATUS:
-        return sim_http_error(ctx, c, fd.status, sim_http_status_msg(fd.status), fd.retry_after);
+        return sim_http_error(ctx, c, fd.status, NULL, fd.retry_after, 1);
     case SIM_FAULT_RESET:
         return MHD_NO;
     case SIM_FAULT_MALFORMED:
@@ -497,31 +554,29 @@ static enum MHD_Result sim_handle_status(struct sim_ctx *ctx, struct MHD_Connect
         break;
     }
     if (!sim_http_authorized(ctx, c))
-        return sim_http_error(ctx, c, 401, "unauthorized", 0);
-    if (ri->model[0] && !sim_models_find(&ctx->models, ri->model))
-        return sim_http_error(ctx, c, 404, "unknown model", 0);
+        return sim_http_error(ctx, c, 401, NULL, 0, 1);
+    char msg[512];
+    if (!ri->task_id[0])
+        return sim_http_error(ctx, c, 400,
+                              ctx->protocol == SIM_PROTO_KIE ? "taskId parameter is required"
+                                                             : "Missing required parameter: taskId",
+                              0, 1);
+    if (ctx->protocol == SIM_PROTO_APIXO && !sim_models_find(&ctx->models, ri->model)) {
+        snprintf(msg, sizeof(msg), "Model not found: %s", ri->model);
+        return sim_http_error(ctx, c, 404, msg, 0, 1);
+    }
+    struct sim_api_answer a = {0};
     pthread_mutex_lock(&ctx->lock);
     struct sim_task *t = sim_table_get(&ctx->tasks, ri->task_id);
-    cJSON *data = NULL;
-    int status = 200;
-    if (t && (!ri->model[0] || strcmp(t->model, ri->model) == 0)) {
-        long long now = sim_now_ms();
-        if (result) {
-            t->result_requests++;
-            data = sim_proto_result_json(t, now, ctx->base_url, &status);
-        } else {
-            t->status_requests++;
-            data = ctx->protocol == SIM_PROTO_NATIVE
-                       ? sim_task_status_json(t, now, ctx->base_url)
-                       : sim_proto_status_json(ctx->protocol, t, now, ctx->base_url);
-        }
-    }
+    if (t && sim_proto_task_visible(ctx->protocol, t, ri->model))
+        sim_ctx_answer_task(ctx, t, ri->route, &a);
     pthread_mutex_unlock(&ctx->lock);
-    if (!data)
-        return sim_http_error(ctx, c, 404, "task not found", 0);
-    if (ctx->protocol != SIM_PROTO_NATIVE)
-        return sim_http_proto_json(ctx, c, status, data, 0);
-    return sim_http_envelope(ctx, c, 200, "success", data, 0);
+    if (!a.body) {
+        int code = sim_proto_unknown_task(ctx->protocol, ri->task_id, msg, sizeof(msg));
+        return sim_http_error(ctx, c, code, msg, 0, 1);
+    }
+    return sim_http_proto_json(ctx, c, a.status, a.status, a.body, 0,
+                               a.fal_error_type[0] ? a.fal_error_type : NULL);
 }
 
 static ssize_t sim_http_media_reader(void *cls, uint64_t pos, char *buf, size_t max)
@@ -569,7 +624,7 @@ static enum MHD_Result sim_handle_media(struct sim_ctx *ctx, struct MHD_Connecti
     pthread_mutex_unlock(&ctx->lock);
 
     if (!found)
-        return sim_http_error(ctx, c, 404, "media not found", 0);
+        return sim_http_error(ctx, c, 404, NULL, 0, 0);
     if (fd.action == SIM_FAULT_REDIRECT) {
         struct MHD_Response *r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
         if (!r)
@@ -579,10 +634,10 @@ static enum MHD_Result sim_handle_media(struct sim_ctx *ctx, struct MHD_Connecti
         return sim_http_queue(c, 302, r, 0);
     }
     if (fd.action == SIM_FAULT_STATUS)
-        return sim_http_error(ctx, c, fd.status, sim_http_status_msg(fd.status), 0);
+        return sim_http_error(ctx, c, fd.status, NULL, 0, 0);
     struct sim_media *m = sim_media_new(kind, seed, bytes);
     if (!m)
-        return sim_http_error(ctx, c, 500, "out of memory", 0);
+        return sim_http_error(ctx, c, 500, "out of memory", 0, 0);
     struct MHD_Response *r = MHD_create_response_from_callback(
         sim_media_size(m), 64 * 1024, sim_http_media_reader, m, sim_http_media_free);
     if (!r) {
@@ -605,13 +660,14 @@ static cJSON *sim_ctx_figures_json(struct sim_ctx *ctx)
     cJSON_AddNumberToObject(rq, "submit", (double)f->submit);
     cJSON_AddNumberToObject(rq, "status", (double)f->status);
     cJSON_AddNumberToObject(rq, "result", (double)f->result);
+    cJSON_AddNumberToObject(rq, "cancel", (double)f->cancel);
     cJSON_AddNumberToObject(rq, "media", (double)f->media);
     cJSON_AddNumberToObject(rq, "callback_sent", (double)f->callback_sent);
     cJSON_AddNumberToObject(rq, "callback_lost", (double)f->callback_lost);
     cJSON_AddNumberToObject(rq, "callback_failed", (double)f->callback_failed);
     cJSON_AddNumberToObject(rq, "other", (double)f->other);
-    cJSON_AddNumberToObject(rq, "total",
-                            (double)(f->submit + f->status + f->result + f->media + f->other));
+    cJSON_AddNumberToObject(
+        rq, "total", (double)(f->submit + f->status + f->result + f->cancel + f->media + f->other));
     cJSON *rs = cJSON_AddObjectToObject(o, "responses");
     for (int i = 0; i < SIM_STATUS_MAX; i++) {
         if (f->responses[i]) {
@@ -817,13 +873,15 @@ static enum MHD_Result sim_http_handler(void *cls, struct MHD_Connection *c, con
         return MHD_YES;
     }
     struct sim_route_info ri;
-    sim_proto_route(ctx->protocol, method, url, &ri);
+    sim_proto_route(ctx->protocol, method, url,
+                    MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "taskId"), &ri);
     sim_log(ctx, "%s %s", method, url);
     switch (ri.route) {
     case SIM_ROUTE_SUBMIT:
         return sim_handle_submit(ctx, c, &ri, sc);
     case SIM_ROUTE_STATUS:
     case SIM_ROUTE_RESULT:
+    case SIM_ROUTE_CANCEL:
         return sim_handle_status(ctx, c, &ri);
     case SIM_ROUTE_MEDIA:
         return sim_handle_media(ctx, c, &ri);
@@ -833,8 +891,8 @@ static enum MHD_Result sim_http_handler(void *cls, struct MHD_Connection *c, con
         ctx->fig.other++;
         pthread_mutex_unlock(&ctx->lock);
         if (ri.route == SIM_ROUTE_BAD_METHOD)
-            return sim_http_error(ctx, c, 405, "method not allowed", 0);
-        return sim_http_error(ctx, c, 404, "not found", 0);
+            return sim_http_error(ctx, c, 405, NULL, 0, 0);
+        return sim_http_error(ctx, c, 404, NULL, 0, 0);
     default:
         return sim_handle_sim(ctx, c, &ri, sc);
     }
@@ -934,8 +992,9 @@ static void sim_cb_finish(struct sim_ctx *ctx, CURLM *multi, struct sim_cb_trans
         curl_easy_cleanup(e);
         pthread_mutex_lock(&ctx->lock);
         struct sim_task *t = sim_table_get(&ctx->tasks, x->cb.id);
-        if (!ok && x->cb.attempt == 0 && t && t->seq == x->cb.seq) {
-            sim_ctx_schedule_callback(ctx, t, sim_now_ms() + SIM_CALLBACK_RETRY_MS, 1);
+        if (!ok && x->cb.attempt < SIM_CALLBACK_RETRIES && t && t->seq == x->cb.seq) {
+            sim_ctx_schedule_callback(ctx, t, sim_now_ms() + SIM_CALLBACK_RETRY_MS,
+                                      x->cb.attempt + 1);
         } else if (!ok) {
             ctx->fig.callback_failed++;
         }
@@ -977,11 +1036,12 @@ static void sim_usage(FILE *f)
 {
     fputs("usage: genfs-sim [--listen ADDR:PORT] [--port-file FILE] [--seed N]\n"
           "                 [--time-scale X] [--key KEY] [--key-file FILE] [--profile FILE]\n"
-          "                 [--protocol native|replicate|fal] [--fault NAME=VALUE]...\n"
+          "                 [--protocol apixo|kie|replicate|fal] [--fault NAME=VALUE]...\n"
           "                 [--quiet] [--help]\n"
-          "A local provider for genfs: the native, replicate or fal protocol, real media,\n"
-          "seeded timings and faults. Key: --key, --key-file or env GENFS_SIM_KEY (none: any\n"
-          "token); sent as \"Authorization: Bearer KEY\" (fal: \"Key KEY\").\n"
+          "A local provider for genfs: APIXO's (the default), kie's, replicate's or fal's\n"
+          "protocol, real media, seeded timings and faults. Key: --key, --key-file or env\n"
+          "GENFS_SIM_KEY (none: any token); sent as \"Authorization: Bearer KEY\" (fal:\n"
+          "\"Key KEY\").\n"
           "See docs/simulator.md.\n",
           f);
 }
@@ -1101,7 +1161,7 @@ static int sim_parse_args(struct sim_ctx *ctx, int argc, char **argv)
             profiles[nprofiles++] = v;
         } else if (strcmp(a, "--protocol") == 0) {
             if (sim_proto_parse(v, &ctx->protocol) != 0)
-                return sim_die("--protocol wants native, replicate or fal, got \"%s\"", v);
+                return sim_die("--protocol wants apixo, kie, replicate or fal, got \"%s\"", v);
         } else if (strcmp(a, "--fault") == 0) {
             if (sim_fault_merge_arg(&ctx->faults, v, err, sizeof(err)) != 0)
                 return sim_die("--fault: %s", err);

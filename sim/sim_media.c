@@ -4,6 +4,7 @@
 #include "sim_sha256.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +22,8 @@ const char *sim_media_mime(enum sim_kind kind)
         return "audio/wav";
     case SIM_KIND_VIDEO:
         return "image/gif";
+    case SIM_KIND_TEXT:
+        return "text/plain";
     default:
         return "image/png";
     }
@@ -33,6 +36,8 @@ const char *sim_media_ext(enum sim_kind kind)
         return "wav";
     case SIM_KIND_VIDEO:
         return "gif";
+    case SIM_KIND_TEXT:
+        return "txt";
     default:
         return "png";
     }
@@ -347,6 +352,54 @@ static void sim_media_gif_piece(struct sim_media *m)
     }
 }
 
+/* ---- text --------------------------------------------------------------------------------- */
+
+/* Word i of the text with its leading space (none for the first) and a full stop ending every
+ * tenth word: what a language model's tokens look like, split where a client would see them. */
+static size_t sim_media_text_token(const struct sim_media *m, uint64_t i, char *out)
+{
+    static const char *const words[] = {
+        "the",   "light", "house", "stands", "over",  "a",     "quiet", "sea", "and",   "its",
+        "lamp",  "turns", "slow",  "while",  "gulls", "drift", "past",  "old", "stone", "walls",
+        "under", "grey",  "sky",   "where",  "waves", "break", "soft",  "on",  "the",   "rocks"};
+    const char *w = words[sim_rng_hash_u64(m->seed, i) % (sizeof(words) / sizeof(words[0]))];
+    size_t n = 0;
+    if (i > 0)
+        out[n++] = ' ';
+    size_t wl = strlen(w);
+    memcpy(out + n, w, wl);
+    n += wl;
+    if (i % 10 == 9)
+        out[n++] = '.';
+    return n;
+}
+
+static void sim_media_text_piece(struct sim_media *m)
+{
+    m->piece_len = 0;
+    while (m->piece_len < SIM_MEDIA_PIECE_MAX - 32 && m->raw_done < m->size - 1) {
+        char tok[32];
+        size_t n = sim_media_text_token(m, m->sample, tok);
+        size_t from = m->col;
+        size_t take = n - from;
+        if (take > m->size - 1 - m->raw_done)
+            take = (size_t)(m->size - 1 - m->raw_done);
+        memcpy(m->piece + m->piece_len, tok + from, take);
+        m->piece_len += take;
+        m->raw_done += take;
+        if (from + take == n) {
+            m->sample++;
+            m->col = 0;
+        } else {
+            m->col = (uint32_t)(from + take);
+        }
+    }
+    if (m->raw_done == m->size - 1 && m->phase == 0) {
+        m->piece[m->piece_len++] = '\n';
+        m->phase = 1;
+    }
+}
+
 /* ---- common ------------------------------------------------------------------------------- */
 
 static void sim_media_rewind(struct sim_media *m)
@@ -424,6 +477,9 @@ struct sim_media *sim_media_new(enum sim_kind kind, uint64_t seed, uint64_t targ
         m->size = sim_media_gif_size(side, m->frames);
         break;
     }
+    case SIM_KIND_TEXT:
+        m->size = target_bytes ? target_bytes : SIM_MEDIA_TEXT_DEFAULT;
+        break;
     }
     sim_media_rewind(m);
     return m;
@@ -451,6 +507,9 @@ size_t sim_media_read(struct sim_media *m, uint8_t *buf, size_t max)
                 break;
             case SIM_KIND_VIDEO:
                 sim_media_gif_piece(m);
+                break;
+            case SIM_KIND_TEXT:
+                sim_media_text_piece(m);
                 break;
             default:
                 sim_media_png_piece(m);
@@ -504,4 +563,50 @@ int sim_media_sha256_hex(enum sim_kind kind, uint64_t seed, uint64_t target_byte
     free(buf);
     sim_media_free(m);
     return 0;
+}
+
+char *sim_media_all(enum sim_kind kind, uint64_t seed, uint64_t target_bytes, size_t *len)
+{
+    struct sim_media *m = sim_media_new(kind, seed, target_bytes);
+    char *buf = m && m->size < SIM_MEDIA_INLINE_MAX ? malloc((size_t)m->size + 1) : NULL;
+    if (!buf) {
+        sim_media_free(m);
+        return NULL;
+    }
+    size_t n = sim_media_read(m, (uint8_t *)buf, (size_t)m->size);
+    buf[n] = '\0';
+    *len = n;
+    sim_media_free(m);
+    return buf;
+}
+
+char *sim_media_data_uri(enum sim_kind kind, uint64_t seed, uint64_t target_bytes)
+{
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t n;
+    unsigned char *raw = (unsigned char *)sim_media_all(kind, seed, target_bytes, &n);
+    if (!raw)
+        return NULL;
+    const char *mime = sim_media_mime(kind);
+    size_t head = strlen("data:") + strlen(mime) + strlen(";base64,");
+    char *out = malloc(head + (n + 2) / 3 * 4 + 1);
+    if (!out) {
+        free(raw);
+        return NULL;
+    }
+    size_t o = (size_t)sprintf(out, "data:%s;base64,", mime);
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)raw[i] << 16;
+        if (i + 1 < n)
+            v |= (uint32_t)raw[i + 1] << 8;
+        if (i + 2 < n)
+            v |= raw[i + 2];
+        out[o++] = b64[(v >> 18) & 63];
+        out[o++] = b64[(v >> 12) & 63];
+        out[o++] = i + 1 < n ? b64[(v >> 6) & 63] : '=';
+        out[o++] = i + 2 < n ? b64[v & 63] : '=';
+    }
+    out[o] = '\0';
+    free(raw);
+    return out;
 }

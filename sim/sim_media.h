@@ -1,7 +1,8 @@
-/* Media encoders for genfs-sim: PNG (stored deflate), WAV (16-bit PCM mono) and animated
- * GIF89a (9-bit LZW with clear codes). They produce their bytes sequentially in pieces of at
- * most ~64 KiB, so a 200 MB file is streamed with constant memory, and the exact size is known
- * before the first byte (Content-Length). Pure: no I/O. */
+/* Media encoders for genfs-sim: PNG (stored deflate), WAV (16-bit PCM mono), animated GIF89a
+ * (9-bit LZW with clear codes) and plain text (words drawn from the seed, ending in a newline).
+ * They produce their bytes sequentially in pieces of at most ~64 KiB, so a 200 MB file is streamed
+ * with constant memory, and the exact size is known before the first byte (Content-Length). Pure:
+ * no I/O. */
 #ifndef SIM_MEDIA_H
 #define SIM_MEDIA_H
 
@@ -13,6 +14,9 @@
 #define SIM_MEDIA_PIECE_MAX 70000
 #define SIM_MEDIA_WAV_RATE 22050
 #define SIM_MEDIA_GIF_CLEAR_EVERY 250 /* literals between clear codes: keeps codes at 9 bits */
+#define SIM_MEDIA_TEXT_DEFAULT 240    /* bytes of a text output by default */
+/* Largest media sim_media_all builds in memory (data: URIs, inline text): 64 MiB. */
+#define SIM_MEDIA_INLINE_MAX (64ull << 20)
 
 struct sim_media {
     enum sim_kind kind;
@@ -44,8 +48,9 @@ struct sim_media {
     uint8_t palette[768];
 };
 
-/* target_bytes 0 = the default size (PNG 256x256, WAV 2 s, GIF 8 frames 64x64); otherwise the
- * dimensions grow so the file is about that big. Returns NULL when out of memory. */
+/* target_bytes 0 = the default size (PNG 256x256, WAV 2 s, GIF 8 frames 64x64, text 240 B);
+ * otherwise the dimensions grow so the file is about that big (text: exactly that big). Returns
+ * NULL when out of memory. */
 struct sim_media *sim_media_new(enum sim_kind kind, uint64_t seed, uint64_t target_bytes);
 void sim_media_free(struct sim_media *m);
 uint64_t sim_media_size(const struct sim_media *m);
@@ -55,6 +60,12 @@ size_t sim_media_read(struct sim_media *m, uint8_t *buf, size_t max);
 int sim_media_seek(struct sim_media *m, uint64_t pos);
 /* SHA-256 of the whole file, hex. Returns -1 when out of memory. */
 int sim_media_sha256_hex(enum sim_kind kind, uint64_t seed, uint64_t target_bytes, char out[65]);
+
+/* The whole file in memory with a NUL after it (for text and data: URIs); NULL when out of
+ * memory or larger than SIM_MEDIA_INLINE_MAX. */
+char *sim_media_all(enum sim_kind kind, uint64_t seed, uint64_t target_bytes, size_t *len);
+/* "data:MIME;base64,..." of the whole file (malloc'd); NULL as for sim_media_all. */
+char *sim_media_data_uri(enum sim_kind kind, uint64_t seed, uint64_t target_bytes);
 
 const char *sim_media_mime(enum sim_kind kind);
 const char *sim_media_ext(enum sim_kind kind);

@@ -10,19 +10,24 @@
 
 /* Medians and ranges follow the seed polling guide (a model is polled from "initial" on, and
  * gives up at "max"), so genfs's schedules meet realistic spreads. */
+/* flux-2 wants its generation mode as APIXO's Flux 2 does, so genfs's per-model input defaults
+ * can be tested. */
 static const struct {
     const char *name;
     enum sim_kind kind;
     double median_ms, sigma, min_ms, max_ms;
+    const char *requires;
 } sim_model_defaults[] = {
-    {"nano-banana", SIM_KIND_IMAGE, 8000, 0.45, 3000, 30000},
-    {"flux-2", SIM_KIND_IMAGE, 20000, 0.40, 8000, 60000},
-    {"sora-2", SIM_KIND_VIDEO, 180000, 0.35, 60000, 500000},
-    {"veo-3-1", SIM_KIND_VIDEO, 120000, 0.40, 45000, 400000},
-    {"suno", SIM_KIND_AUDIO, 60000, 0.40, 20000, 250000},
-    {"test-image", SIM_KIND_IMAGE, 5000, 0.30, 2000, 15000},
-    {"test-audio", SIM_KIND_AUDIO, 5000, 0.30, 2000, 15000},
-    {"test-video", SIM_KIND_VIDEO, 5000, 0.30, 2000, 15000},
+    {"nano-banana", SIM_KIND_IMAGE, 8000, 0.45, 3000, 30000, NULL},
+    {"flux-2", SIM_KIND_IMAGE, 20000, 0.40, 8000, 60000,
+     "{\"mode\": [\"pro-text-to-image\", \"pro-image-to-image\", \"flex-text-to-image\", "
+     "\"flex-image-to-image\"]}"},
+    {"sora-2", SIM_KIND_VIDEO, 180000, 0.35, 60000, 500000, NULL},
+    {"veo-3-1", SIM_KIND_VIDEO, 120000, 0.40, 45000, 400000, NULL},
+    {"suno", SIM_KIND_AUDIO, 60000, 0.40, 20000, 250000, NULL},
+    {"test-image", SIM_KIND_IMAGE, 5000, 0.30, 2000, 15000, NULL},
+    {"test-audio", SIM_KIND_AUDIO, 5000, 0.30, 2000, 15000, NULL},
+    {"test-video", SIM_KIND_VIDEO, 5000, 0.30, 2000, 15000, NULL},
 };
 
 const char *sim_kind_name(enum sim_kind k)
@@ -32,6 +37,8 @@ const char *sim_kind_name(enum sim_kind k)
         return "audio";
     case SIM_KIND_VIDEO:
         return "video";
+    case SIM_KIND_TEXT:
+        return "text";
     default:
         return "image";
     }
@@ -47,8 +54,49 @@ int sim_kind_parse(const char *s, enum sim_kind *out)
         *out = SIM_KIND_AUDIO;
     else if (strcmp(s, "video") == 0)
         *out = SIM_KIND_VIDEO;
+    else if (strcmp(s, "text") == 0)
+        *out = SIM_KIND_TEXT;
     else
         return -1;
+    return 0;
+}
+
+int sim_output_shape_parse(const char *s, enum sim_output_shape *out)
+{
+    static const char *const names[] = {"auto",    "url",    "urls", "named", "nested",
+                                        "datauri", "tokens", "text", NULL};
+    for (int i = 0; s && names[i]; i++) {
+        if (strcmp(s, names[i]) == 0) {
+            *out = (enum sim_output_shape)i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int sim_model_check_requires(const struct sim_model *m, const cJSON *input, char *field,
+                             size_t fieldlen, int *missing)
+{
+    const cJSON *req;
+    cJSON_ArrayForEach(req, m->requires)
+    {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(input, req->string);
+        snprintf(field, fieldlen, "%s", req->string);
+        if (!cJSON_IsString(v) || !v->valuestring[0]) {
+            *missing = 1;
+            return -1;
+        }
+        int ok = cJSON_GetArraySize(req) == 0;
+        const cJSON *allowed;
+        cJSON_ArrayForEach(allowed, req)
+        {
+            ok |= cJSON_IsString(allowed) && strcmp(allowed->valuestring, v->valuestring) == 0;
+        }
+        if (!ok) {
+            *missing = 0;
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -83,14 +131,19 @@ int sim_models_init_default(struct sim_models *ms)
         m->sigma = sim_model_defaults[i].sigma;
         m->min_ms = sim_model_defaults[i].min_ms;
         m->max_ms = sim_model_defaults[i].max_ms;
+        if (sim_model_defaults[i].requires &&
+            !(m->requires = cJSON_Parse(sim_model_defaults[i].requires)))
+            return -1;
     }
     return 0;
 }
 
 void sim_models_free(struct sim_models *ms)
 {
-    for (size_t i = 0; i < ms->n; i++)
+    for (size_t i = 0; i < ms->n; i++) {
         free(ms->v[i].name);
+        cJSON_Delete(ms->v[i].requires);
+    }
     free(ms->v);
     memset(ms, 0, sizeof(*ms));
 }
@@ -115,6 +168,56 @@ static int sim_models_num(const cJSON *o, const char *field, double lo, double h
         return -1;
     }
     *out = it->valuedouble;
+    return 0;
+}
+
+/* The non-numeric model options: output, outcome, requires. tmp->requires may be replaced by
+ * a new object that the caller's model then owns. */
+static int sim_models_options(const cJSON *e, const char *name, struct sim_model *tmp, char *err,
+                              size_t errlen)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(e, "output");
+    if (it && (!cJSON_IsString(it) || sim_output_shape_parse(it->valuestring, &tmp->output))) {
+        snprintf(err, errlen,
+                 "profile: model \"%s\": \"output\" must be auto|url|urls|named|nested|"
+                 "datauri|tokens|text",
+                 name);
+        return -1;
+    }
+    it = cJSON_GetObjectItemCaseSensitive(e, "outcome");
+    if (it) {
+        if (cJSON_IsString(it) && strcmp(it->valuestring, "canceled") == 0)
+            tmp->end = SIM_END_CANCELED;
+        else if (cJSON_IsString(it) && strcmp(it->valuestring, "aborted") == 0)
+            tmp->end = SIM_END_ABORTED;
+        else if (cJSON_IsString(it) && strcmp(it->valuestring, "draw") == 0)
+            tmp->end = SIM_END_DRAW;
+        else {
+            snprintf(err, errlen,
+                     "profile: model \"%s\": \"outcome\" must be draw|canceled|aborted", name);
+            return -1;
+        }
+    }
+    it = cJSON_GetObjectItemCaseSensitive(e, "requires");
+    if (!it)
+        return 0;
+    int ok = cJSON_IsObject(it);
+    const cJSON *f, *v;
+    cJSON_ArrayForEach(f, it)
+    {
+        ok &= cJSON_IsArray(f);
+        cJSON_ArrayForEach(v, f)
+        {
+            ok &= cJSON_IsString(v);
+        }
+    }
+    cJSON *copy = ok ? cJSON_Duplicate(it, 1) : NULL;
+    if (!copy) {
+        snprintf(err, errlen,
+                 "profile: model \"%s\": \"requires\" must map fields to arrays of strings", name);
+        return -1;
+    }
+    tmp->requires = copy;
     return 0;
 }
 
@@ -156,8 +259,8 @@ int sim_models_load_profile(struct sim_models *ms, const char *json, char *err, 
         const cJSON *kind = cJSON_GetObjectItemCaseSensitive(e, "kind");
         if (kind) {
             if (!cJSON_IsString(kind) || sim_kind_parse(kind->valuestring, &tmp.kind) != 0) {
-                snprintf(err, errlen, "profile: model \"%s\": \"kind\" must be image|audio|video",
-                         name);
+                snprintf(err, errlen,
+                         "profile: model \"%s\": \"kind\" must be image|audio|video|text", name);
                 goto out;
             }
         } else if (!old) {
@@ -165,24 +268,35 @@ int sim_models_load_profile(struct sim_models *ms, const char *json, char *err, 
                      name);
             goto out;
         }
+        double outputs = tmp.outputs, logs = (double)tmp.logs_bytes;
         if (sim_models_num(e, "median_ms", 0, 1e10, &tmp.median_ms, name, err, errlen) ||
             sim_models_num(e, "sigma", 0, 10, &tmp.sigma, name, err, errlen) ||
             sim_models_num(e, "min_ms", 0, 1e10, &tmp.min_ms, name, err, errlen) ||
             sim_models_num(e, "max_ms", 0, 1e12, &tmp.max_ms, name, err, errlen) ||
-            sim_models_num(e, "fail_rate", 0, 1, &tmp.fail_rate, name, err, errlen))
+            sim_models_num(e, "fail_rate", 0, 1, &tmp.fail_rate, name, err, errlen) ||
+            sim_models_num(e, "outputs", 1, 8, &outputs, name, err, errlen) ||
+            sim_models_num(e, "logs_bytes", 0, 1 << 26, &logs, name, err, errlen))
             goto out;
+        tmp.outputs = (int)outputs;
+        tmp.logs_bytes = (long long)logs;
         if (tmp.min_ms > tmp.max_ms) {
             snprintf(err, errlen, "profile: model \"%s\": min_ms > max_ms", name);
             goto out;
         }
+        if (sim_models_options(e, name, &tmp, err, errlen) != 0)
+            goto out;
         struct sim_model *m = old ? (struct sim_model *)old : sim_models_add(ms, name);
         if (!m) {
+            if (!old)
+                cJSON_Delete(tmp.requires);
             snprintf(err, errlen, "profile: out of memory");
             goto out;
         }
         char *keep = m->name;
+        cJSON *requires = tmp.requires == m->requires ? NULL : m->requires;
         *m = tmp;
         m->name = keep;
+        cJSON_Delete(requires);
     }
     rc = 0;
 out:
@@ -212,12 +326,4 @@ long long sim_model_scale_ms(double ms, double time_scale)
     if (v > 9e15)
         v = 9e15;
     return llround(v);
-}
-
-void sim_model_task_id(uint64_t seed, uint64_t counter, char *out)
-{
-    uint64_t a = sim_rng_hash_u64(sim_rng_hash_u64(seed, 0x7461736b6964ULL), counter);
-    uint64_t b = sim_rng_mix(a ^ 0x5bd1e9955bd1e995ULL);
-    snprintf(out, SIM_TASK_ID_LEN + 1, "tk%016llx%04llx", (unsigned long long)a,
-             (unsigned long long)(b & 0xffff));
 }

@@ -49,26 +49,7 @@ void sim_req_route(const char *method, const char *path, struct sim_route_info *
     out->route = SIM_ROUTE_NOT_FOUND;
     int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
     int post = strcmp(method, "POST") == 0;
-    static const char api[] = "/generateTask/";
     static const char media[] = "/media/";
-    if (strncmp(path, api, sizeof(api) - 1) == 0) {
-        const char *rest = path + sizeof(api) - 1;
-        size_t len = strlen(rest);
-        if (post) {
-            if (sim_req_model_ok(rest, len) &&
-                sim_req_copy(out->model, sizeof(out->model), rest, len) == 0)
-                out->route = SIM_ROUTE_SUBMIT;
-        } else if (get) {
-            const char *last = strrchr(rest, '/');
-            if (last && sim_req_model_ok(rest, (size_t)(last - rest)) &&
-                sim_req_copy(out->model, sizeof(out->model), rest, (size_t)(last - rest)) == 0 &&
-                sim_req_copy(out->task_id, sizeof(out->task_id), last + 1, strlen(last + 1)) == 0)
-                out->route = SIM_ROUTE_STATUS;
-        } else {
-            out->route = SIM_ROUTE_BAD_METHOD;
-        }
-        return;
-    }
     if (strncmp(path, media, sizeof(media) - 1) == 0) {
         if (get)
             sim_req_route_media(path + sizeof(media) - 1, out);
@@ -112,20 +93,15 @@ void sim_req_route(const char *method, const char *path, struct sim_route_info *
 
 int sim_req_is_api(enum sim_route r)
 {
-    return r == SIM_ROUTE_SUBMIT || r == SIM_ROUTE_STATUS || r == SIM_ROUTE_RESULT;
+    return r == SIM_ROUTE_SUBMIT || r == SIM_ROUTE_STATUS || r == SIM_ROUTE_RESULT ||
+           r == SIM_ROUTE_CANCEL;
 }
 
-static int sim_req_fail(char *msg, size_t msglen, const char *text)
-{
-    snprintf(msg, msglen, "%s", text);
-    return 422;
-}
-
-/* Like sim_req_fail, the field named relative to prefix. */
+/* A message naming the field relative to prefix; -1 for the callers' returns. */
 static int sim_req_fail_field(char *msg, size_t msglen, const char *prefix, const char *text)
 {
     snprintf(msg, msglen, "%s%s", prefix, text);
-    return 422;
+    return -1;
 }
 
 static int sim_req_int(const cJSON *it, long long lo, long long hi, long long *out)
@@ -141,7 +117,6 @@ void sim_req_submit_init(struct sim_submit *out)
 {
     memset(out, 0, sizeof(*out));
     out->duration_ms = -1;
-    out->outputs = 1;
 }
 
 int sim_req_prompt_parse(const cJSON *input, const char *prefix, struct sim_submit *out, char *msg,
@@ -155,7 +130,7 @@ int sim_req_prompt_parse(const cJSON *input, const char *prefix, struct sim_subm
     return 0;
 }
 
-int sim_req_knobs_parse(const cJSON *input, const char *prefix, int allow_canceled,
+int sim_req_knobs_parse(const cJSON *input, const char *prefix, int outcomes,
                         struct sim_submit *out, char *msg, size_t msglen)
 {
     const cJSON *it;
@@ -167,19 +142,28 @@ int sim_req_knobs_parse(const cJSON *input, const char *prefix, int allow_cancel
         out->duration_ms = v;
     }
     if ((it = cJSON_GetObjectItemCaseSensitive(input, "sim_outcome"))) {
-        if (cJSON_IsString(it) && strcmp(it->valuestring, "success") == 0)
-            out->outcome = SIM_OUTCOME_SUCCESS;
-        else if (cJSON_IsString(it) && strcmp(it->valuestring, "failed") == 0)
-            out->outcome = SIM_OUTCOME_FAILED;
-        else if (allow_canceled && cJSON_IsString(it) && strcmp(it->valuestring, "canceled") == 0)
-            out->outcome = SIM_OUTCOME_CANCELED;
-        else if (allow_canceled)
+        static const struct {
+            const char *word;
+            enum sim_outcome outcome;
+            int needs;
+        } words[] = {{"success", SIM_OUTCOME_SUCCESS, 0},
+                     {"failed", SIM_OUTCOME_FAILED, 0},
+                     {"canceled", SIM_OUTCOME_CANCELED, SIM_KNOB_CANCELED},
+                     {"aborted", SIM_OUTCOME_ABORTED, SIM_KNOB_ABORTED}};
+        int found = 0;
+        for (size_t i = 0; i < sizeof(words) / sizeof(words[0]) && !found; i++) {
+            if (cJSON_IsString(it) && strcmp(it->valuestring, words[i].word) == 0 &&
+                (words[i].needs & outcomes) == words[i].needs) {
+                out->outcome = words[i].outcome;
+                found = 1;
+            }
+        }
+        if (!found)
             return sim_req_fail_field(msg, msglen, prefix,
-                                      "sim_outcome: must be \"success\", \"failed\" or "
-                                      "\"canceled\"");
-        else
-            return sim_req_fail_field(msg, msglen, prefix,
-                                      "sim_outcome: must be \"success\" or \"failed\"");
+                                      (outcomes & SIM_KNOB_ABORTED)
+                                          ? "sim_outcome: must be \"success\", \"failed\", "
+                                            "\"canceled\" or \"aborted\""
+                                          : "sim_outcome: must be \"success\" or \"failed\"");
     }
     if ((it = cJSON_GetObjectItemCaseSensitive(input, "sim_fail_code"))) {
         if (!cJSON_IsString(it))
@@ -190,6 +174,12 @@ int sim_req_knobs_parse(const cJSON *input, const char *prefix, int allow_cancel
         if (!cJSON_IsString(it))
             return sim_req_fail_field(msg, msglen, prefix, "sim_fail_msg: must be a string");
         out->fail_msg = it->valuestring;
+    }
+    if ((it = cJSON_GetObjectItemCaseSensitive(input, "sim_fail_loc"))) {
+        if (!cJSON_IsString(it) || !it->valuestring[0])
+            return sim_req_fail_field(msg, msglen, prefix,
+                                      "sim_fail_loc: must be a non-empty string");
+        out->fail_loc = it->valuestring;
     }
     if ((it = cJSON_GetObjectItemCaseSensitive(input, "sim_outputs"))) {
         if (sim_req_int(it, 1, SIM_OUTPUTS_MAX, &v))
@@ -206,48 +196,16 @@ int sim_req_knobs_parse(const cJSON *input, const char *prefix, int allow_cancel
     if ((it = cJSON_GetObjectItemCaseSensitive(input, "sim_credits"))) {
         if (!cJSON_IsString(it))
             return sim_req_fail_field(msg, msglen, prefix, "sim_credits: must be a string");
-        out->no_credits = strcmp(it->valuestring, "none") == 0;
+        if (strcmp(it->valuestring, "none") == 0)
+            out->reject = 402;
+    }
+    if ((it = cJSON_GetObjectItemCaseSensitive(input, "sim_reject"))) {
+        if (sim_req_int(it, 400, 599, &v))
+            return sim_req_fail_field(msg, msglen, prefix,
+                                      "sim_reject: must be an HTTP code 400..599");
+        out->reject = (int)v;
     }
     return 0;
-}
-
-int sim_req_submit_parse(const char *body, size_t len, struct sim_submit *out, char *msg,
-                         size_t msglen)
-{
-    sim_req_submit_init(out);
-    if (!body || len == 0)
-        return sim_req_fail(msg, msglen, "body: expected a JSON object");
-    out->root = cJSON_ParseWithLength(body, len);
-    if (!out->root || !cJSON_IsObject(out->root))
-        return sim_req_fail(msg, msglen, "body: not a JSON object");
-    const cJSON *input = cJSON_GetObjectItemCaseSensitive(out->root, "input");
-    if (!cJSON_IsObject(input))
-        return sim_req_fail(msg, msglen, "input: required, must be an object");
-    out->input = input;
-    int rc = sim_req_prompt_parse(input, "input.", out, msg, msglen);
-    if (rc)
-        return rc;
-    const cJSON *rt = cJSON_GetObjectItemCaseSensitive(out->root, "request_type");
-    const cJSON *cb = cJSON_GetObjectItemCaseSensitive(out->root, "callback_url");
-    if (rt && !cJSON_IsString(rt))
-        return sim_req_fail(msg, msglen, "request_type: must be \"async\" or \"callback\"");
-    if (!rt || strcmp(rt->valuestring, "async") == 0) {
-        out->callback = 0;
-    } else if (strcmp(rt->valuestring, "callback") == 0) {
-        out->callback = 1;
-    } else {
-        return sim_req_fail(msg, msglen, "request_type: must be \"async\" or \"callback\"");
-    }
-    if (out->callback) {
-        if (!cJSON_IsString(cb) || (strncmp(cb->valuestring, "http://", 7) != 0 &&
-                                    strncmp(cb->valuestring, "https://", 8) != 0))
-            return sim_req_fail(msg, msglen,
-                                "callback_url: required with request_type callback, http(s) URL");
-        out->callback_url = cb->valuestring;
-    } else if (cb && !cJSON_IsNull(cb)) {
-        return sim_req_fail(msg, msglen, "callback_url: only allowed with request_type callback");
-    }
-    return sim_req_knobs_parse(input, "input.", 0, out, msg, msglen);
 }
 
 void sim_req_submit_free(struct sim_submit *s)

@@ -101,20 +101,24 @@ void sim_task_view_at(const struct sim_task *t, long long now_ms, struct sim_tas
     if (el < 0)
         el = 0;
     v->start_ms = t->submit_ms + d * 3 / 10;
-    if (el >= d) {
+    if (now_ms >= t->complete_ms) {
         v->done = 1;
-        v->state = t->canceled ? "canceled" : t->failed ? "failed" : "success";
+        v->state = t->aborted    ? "aborted"
+                   : t->canceled ? "canceled"
+                   : t->failed   ? "failed"
+                                 : "success";
         v->progress = t->failed ? 0 : 100;
         v->update_ms = t->complete_ms;
         return;
     }
     /* Phases as providers report them: a short wait, a queue, then the generation proper
-     * whose progress rises linearly but never shows 100 before the end. */
+     * whose progress rises linearly but never shows 100 before the end. An aborted task
+     * never leaves the queue. */
     long long q = d / 10, g = d * 3 / 10;
     if (el < q) {
         v->state = "waiting";
         v->update_ms = t->submit_ms;
-    } else if (el < g) {
+    } else if (el < g || t->aborted) {
         v->state = "queuing";
         v->update_ms = t->submit_ms + q;
     } else {
@@ -124,6 +128,24 @@ void sim_task_view_at(const struct sim_task *t, long long now_ms, struct sim_tas
         v->progress = p > 99 ? 99 : (int)p;
         v->update_ms = now_ms;
     }
+}
+
+int sim_task_started(const struct sim_task *t)
+{
+    /* A task that ran its whole (maybe zero) duration started; a cut-short one if cut after
+     * its queue. */
+    return !t->aborted && (t->complete_ms >= t->submit_ms + t->duration_ms ||
+                           t->submit_ms + t->duration_ms * 3 / 10 < t->complete_ms);
+}
+
+int sim_task_cancel(struct sim_task *t, long long now_ms)
+{
+    if (now_ms >= t->complete_ms)
+        return 0;
+    t->complete_ms = now_ms > t->submit_ms ? now_ms : t->submit_ms;
+    t->failed = 1;
+    t->canceled = 1;
+    return 1;
 }
 
 uint64_t sim_task_media_seed(const struct sim_task *t, int n)
@@ -136,7 +158,7 @@ void sim_task_media_url(const struct sim_task *t, const char *base, int n, char 
     snprintf(out, cap, "%s/media/%s/%d.%s", base, t->id, n, sim_media_ext(t->kind));
 }
 
-static cJSON *sim_task_urls(const struct sim_task *t, const char *base)
+cJSON *sim_task_urls_json(const struct sim_task *t, const char *base)
 {
     cJSON *a = cJSON_CreateArray();
     for (int i = 0; a && i < t->outputs; i++) {
@@ -147,37 +169,13 @@ static cJSON *sim_task_urls(const struct sim_task *t, const char *base)
     return a;
 }
 
-cJSON *sim_task_status_json(const struct sim_task *t, long long now_ms, const char *base)
+char *sim_task_result_json(const struct sim_task *t, const char *base)
 {
-    struct sim_task_view v;
-    sim_task_view_at(t, now_ms, &v);
-    cJSON *d = cJSON_CreateObject();
-    if (!d)
-        return NULL;
-    cJSON_AddStringToObject(d, "taskId", t->id);
-    cJSON_AddStringToObject(d, "model", t->model);
-    cJSON_AddStringToObject(d, "state", v.state);
-    cJSON_AddNumberToObject(d, "progress", v.progress);
-    if (v.done && !t->failed) {
-        cJSON *r = cJSON_CreateObject();
-        cJSON_AddItemToObject(r, "resultUrls", sim_task_urls(t, base));
-        char *s = cJSON_PrintUnformatted(r);
-        cJSON_AddStringToObject(d, "resultJson", s ? s : "");
-        cJSON_free(s);
-        cJSON_Delete(r);
-    } else {
-        cJSON_AddStringToObject(d, "resultJson", "");
-    }
-    cJSON_AddStringToObject(d, "failCode", v.done && t->failed ? t->fail_code : "");
-    cJSON_AddStringToObject(d, "failMsg", v.done && t->failed ? t->fail_msg : "");
-    cJSON_AddNumberToObject(d, "createTime", (double)t->submit_ms);
-    cJSON_AddNumberToObject(d, "updateTime", (double)v.update_ms);
-    if (v.done)
-        cJSON_AddNumberToObject(d, "completeTime", (double)t->complete_ms);
-    else
-        cJSON_AddNullToObject(d, "completeTime");
-    cJSON_AddStringToObject(d, "param", t->param);
-    return d;
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddItemToObject(r, "resultUrls", sim_task_urls_json(t, base));
+    char *s = r ? cJSON_PrintUnformatted(r) : NULL;
+    cJSON_Delete(r);
+    return s;
 }
 
 cJSON *sim_task_figure_json(const struct sim_task *t, long long now_ms, const char *base,
@@ -195,9 +193,10 @@ cJSON *sim_task_figure_json(const struct sim_task *t, long long now_ms, const ch
     cJSON_AddItemToObject(o, "input", in ? in : cJSON_CreateNull());
     cJSON_AddStringToObject(o, "state", v.state);
     cJSON_AddStringToObject(o, "final_state",
-                            t->canceled ? "canceled"
-                            : t->failed ? "failed"
-                                        : "success");
+                            t->aborted    ? "aborted"
+                            : t->canceled ? "canceled"
+                            : t->failed   ? "failed"
+                                          : "success");
     cJSON_AddStringToObject(o, "fail_code", t->failed ? t->fail_code : "");
     cJSON_AddStringToObject(o, "fail_msg", t->failed ? t->fail_msg : "");
     cJSON_AddNumberToObject(o, "submit_ms", (double)t->submit_ms);
@@ -208,8 +207,12 @@ cJSON *sim_task_figure_json(const struct sim_task *t, long long now_ms, const ch
     cJSON_AddNumberToObject(o, "result_requests", (double)t->result_requests);
     if (t->callback_url)
         cJSON_AddStringToObject(o, "callback_url", t->callback_url);
+    if (t->provider)
+        cJSON_AddStringToObject(o, "provider", t->provider);
+    else
+        cJSON_AddNullToObject(o, "provider");
     cJSON_AddItemToObject(o, "result_urls",
-                          t->failed ? cJSON_CreateArray() : sim_task_urls(t, base));
+                          t->failed ? cJSON_CreateArray() : sim_task_urls_json(t, base));
     cJSON *sh = cJSON_CreateArray();
     for (int i = 0; sh && sha256 && !t->failed && i < t->outputs; i++)
         cJSON_AddItemToArray(sh, cJSON_CreateString(sha256[i]));
@@ -226,6 +229,8 @@ void sim_task_free(struct sim_task *t)
     free(t->input_json);
     free(t->param);
     free(t->callback_url);
+    free(t->provider);
+    free(t->fail_loc);
     free(t->fail_code);
     free(t->fail_msg);
     free(t->sha256);

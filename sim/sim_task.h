@@ -18,11 +18,17 @@ struct sim_task {
     char *input_json; /* the input object as submitted (canonical) */
     char *param;      /* the whole request body as received */
     char *callback_url;
+    char *provider; /* APIXO's routing field as submitted, NULL when absent */
     uint64_t seq;
+    /* complete_ms is the true end: submit_ms + duration_ms, or earlier once canceled. */
     long long submit_ms, duration_ms, complete_ms;
     int failed;
-    int canceled; /* replicate's sim_outcome "canceled": failed, shown as canceled */
+    int canceled; /* failed, shown as canceled (replicate) or cancelled (fal) */
+    int aborted;  /* failed before it ever started (replicate's aborted) */
     char *fail_code, *fail_msg;
+    char *fail_loc; /* fal: the input field of a validation error; NULL for a request error */
+    enum sim_output_shape output;
+    long long logs_bytes;
     int outputs;
     unsigned long long media_bytes;
     uint64_t media_seed; /* hash(seed, model, prompt); output n adds n */
@@ -51,20 +57,28 @@ void *sim_table_get(const struct sim_table *t, const char *key);
 int sim_table_put(struct sim_table *t, const char *key, void *value);
 
 struct sim_task_view {
-    const char *state; /* waiting | queuing | generating | success | failed | canceled */
-    int progress;      /* 0..100 */
+    /* waiting | queuing | generating | success | failed | canceled | aborted */
+    const char *state;
+    int progress; /* 0..100 */
     long long update_ms;
     long long start_ms; /* when generation starts (the end of queuing) */
     int done;
 };
 
 void sim_task_view_at(const struct sim_task *t, long long now_ms, struct sim_task_view *v);
+/* Whether generation had begun by the task's end (an aborted or early-canceled task never
+ * started). */
+int sim_task_started(const struct sim_task *t);
+/* Ends a running task at now_ms as canceled; 0 when it had already ended (nothing changes). */
+int sim_task_cancel(struct sim_task *t, long long now_ms);
 /* Seed of output n's media. */
 uint64_t sim_task_media_seed(const struct sim_task *t, int n);
 /* "{base}/media/{id}/{n}.{ext}" into out. */
 void sim_task_media_url(const struct sim_task *t, const char *base, int n, char *out, size_t cap);
-/* The "data" object of a status answer at now_ms. */
-cJSON *sim_task_status_json(const struct sim_task *t, long long now_ms, const char *base);
+/* ["{base}/media/{id}/0.ext", ...]: one URL per output. */
+cJSON *sim_task_urls_json(const struct sim_task *t, const char *base);
+/* The text {"resultUrls": [...]} that APIXO and kie put in resultJson. */
+char *sim_task_result_json(const struct sim_task *t, const char *base);
 /* The /_sim/tasks record; sha256 may be NULL (then "media_sha256" is left empty). */
 cJSON *sim_task_figure_json(const struct sim_task *t, long long now_ms, const char *base,
                             char (*sha256)[65]);

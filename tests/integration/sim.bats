@@ -1,5 +1,6 @@
 #!/usr/bin/env bats
-# genfs-sim driven with curl: the native protocol (SPEC 4), media, faults and /_sim/ figures.
+# genfs-sim driven with curl: its default protocol (APIXO's task API), media, faults, callbacks and
+# /_sim/ figures. The other protocols: sim_protocols.bats.
 # Run: BUILD_DIR=build bats tests/integration/sim.bats
 
 load '/usr/lib/bats/bats-support/load'
@@ -31,6 +32,10 @@ auth() {
 
 body() {
     cat "$BATS_TEST_TMPDIR/body"
+}
+
+bodyj() {
+    sim_json "$1" <"$BATS_TEST_TMPDIR/body"
 }
 
 # Submits and prints the task id.
@@ -124,37 +129,75 @@ s.serve_forever()
     sim_start --quiet
     run http -X POST -H "$(auth)" -d '{"input":{"prompt":"x"}}' "$SIM_URL/generateTask/no-such"
     assert_output 404
-    run http -H "$(auth)" "$SIM_URL/generateTask/test-image/tk00000000000000000000"
+    assert_equal "$(body | sim_json 'd["message"] + " | " + d["data"]["error"]')" \
+        "Not found | Model not found: no-such"
+    run http -H "$(auth)" "$SIM_URL/statusTask/test-image?taskId=task_00000000000000000000"
     assert_output 404
+    assert_equal "$(body | sim_json 'd["data"]["error"]')" "Task not found: task_00000000000000000000"
     id="$(submit_id test-image '{"input":{"prompt":"x"}}')"
-    run http -H "$(auth)" "$SIM_URL/generateTask/test-audio/$id"
+    run http -H "$(auth)" "$SIM_URL/statusTask/test-audio?taskId=$id"
     assert_output 404
+    run http -H "$(auth)" "$SIM_URL/statusTask/test-image"
+    assert_output 400
+    assert_equal "$(body | sim_json 'd["data"]["error"]')" "Missing required parameter: taskId"
     run http "$SIM_URL/nothing/here"
     assert_output 404
+    run http -H "$(auth)" "$SIM_URL/generateTask/test-image/$id"
+    assert_output 405
 }
 
-@test "invalid input: 422 saying which field" {
+@test "invalid input: 400 {code, message, data.error} saying which field" {
     sim_start --quiet
     run http -X POST -H "$(auth)" -d '{"input":{}}' "$SIM_URL/generateTask/test-image"
-    assert_output 422
+    assert_output 400
     run body
-    assert_output --partial 'input.prompt'
+    assert_output '{"code":400,"message":"Invalid request","data":{"error":"Missing required field: input.prompt"}}'
     run http -X POST -H "$(auth)" -d 'this is not json' "$SIM_URL/generateTask/test-image"
-    assert_output 422
+    assert_output 400
     run http -X POST -H "$(auth)" -d '{"request_type":"callback","input":{"prompt":"p"}}' \
         "$SIM_URL/generateTask/test-image"
-    assert_output 422
+    assert_output 400
+    assert_equal "$(body | sim_json 'd["data"]["error"]')" "Missing required field: callback_url"
+    run http -X POST -H "$(auth)" -d '{"provider":"cheap","input":{"prompt":"p"}}' \
+        "$SIM_URL/generateTask/test-image"
+    assert_output 400
     run body
-    assert_output --partial 'callback_url'
+    assert_output --partial 'provider'
     run sim_figures
     assert_equal "$(printf '%s' "$output" | sim_json 'd["tasks"]')" 0
 }
 
-@test "sim_credits none: 402 and no task" {
+@test "flux-2 wants input.mode as APIXO's does; the provider routing field is recorded" {
+    sim_start --quiet
+    run http -X POST -H "$(auth)" -d '{"input":{"prompt":"p"}}' "$SIM_URL/generateTask/flux-2"
+    assert_output 400
+    assert_equal "$(body | sim_json 'd["data"]["error"]')" "Missing required field: input.mode"
+    run http -X POST -H "$(auth)" -d '{"input":{"prompt":"p","mode":"watercolour"}}' \
+        "$SIM_URL/generateTask/flux-2"
+    assert_output 400
+    assert_equal "$(body | sim_json 'd["data"]["error"]')" "Invalid value for input.mode"
+    run http -X POST -H "$(auth)" -d '{"provider":"official","input":{"prompt":"p","mode":"pro-text-to-image"}}' \
+        "$SIM_URL/generateTask/flux-2"
+    assert_output 200
+    id="$(bodyj 'd["data"]["taskId"]')"
+    assert_equal "$(sim_task "$id" | sim_json '[d["provider"], d["input"]["mode"]]')" \
+        '["official", "pro-text-to-image"]'
+    a="$(submit_id test-image '{"input":{"prompt":"no route"}}')"
+    assert_equal "$(sim_task "$a" | sim_json 'd["provider"]')" null
+}
+
+@test "sim_credits none: 402; sim_reject 403 and 503; no task" {
     sim_start --quiet
     run http -X POST -H "$(auth)" -d '{"input":{"prompt":"p","sim_credits":"none"}}' \
         "$SIM_URL/generateTask/test-image"
     assert_output 402
+    assert_equal "$(bodyj 'd["code"]')" 402
+    for code in 403 503; do
+        run http -X POST -H "$(auth)" -d "{\"input\":{\"prompt\":\"p\",\"sim_reject\":$code}}" \
+            "$SIM_URL/generateTask/test-image"
+        assert_output "$code"
+        assert_equal "$(bodyj 'd["code"] == int(d["code"]) and len(d["data"]["error"]) > 0')" true
+    done
     assert_equal "$(sim_figures | sim_json 'd["tasks"]')" 0
 }
 
@@ -165,7 +208,7 @@ s.serve_forever()
     assert_output 429
     run grep -i '^retry-after: 3' "$BATS_TEST_TMPDIR/headers"
     assert_success
-    run http -H "$(auth)" "$SIM_URL/generateTask/test-image/tk1"
+    run http -H "$(auth)" "$SIM_URL/statusTask/test-image?taskId=task_1"
     assert_output 429
     run http -X POST -H "$(auth)" -d '{"input":{"prompt":"p"}}' "$SIM_URL/generateTask/test-image"
     assert_output 200
@@ -184,7 +227,7 @@ s.serve_forever()
         pids=()
         for i in $(seq 1 12); do
             curl -s -o /dev/null --max-time 30 -w '%{http_code}\n' -H "$(auth)" \
-                "$SIM_URL/generateTask/test-image/tkx" >"$BATS_TEST_TMPDIR/code.$i" &
+                "$SIM_URL/statusTask/test-image?taskId=task_x" >"$BATS_TEST_TMPDIR/code.$i" &
             pids+=($!)
         done
         wait "${pids[@]}" || true
@@ -246,12 +289,30 @@ sys.exit(1 if ok else 0)' "$BATS_TEST_TMPDIR/body"
 
 @test "a task goes through its states to success; media download matches sha256, real PNG" {
     sim_start --quiet --time-scale 0.01
-    id="$(submit_id test-image '{"request_type":"async","input":{"prompt":"a red fox","sim_duration_ms":100000}}')"
-    [[ "$id" =~ ^tk[0-9a-f]{20}$ ]]
-    first="$(sim_status test-image "$id" | sim_json 'd["data"]["state"]')"
-    [[ "$first" =~ ^(waiting|queuing|generating)$ ]]
+    id="$(submit_id test-image '{"request_type":"async","input":{"prompt":"a red fox","sim_duration_ms":300000}}')"
+    # polled at once: pending lasts the first 30% (0.9 s; wide for a loaded machine)
+    run python3 - "$SIM_URL/statusTask/test-image?taskId=$id" "Bearer $GENFS_SIM_KEY" <<'EOF'
+import json, sys, time, urllib.request
+seen = []
+for _ in range(500):
+    req = urllib.request.Request(sys.argv[1], headers={"Authorization": sys.argv[2]})
+    s = json.load(urllib.request.urlopen(req, timeout=10))["data"]["state"]
+    if not seen or seen[-1] != s:
+        seen.append(s)
+    if s in ("success", "failed"):
+        break
+    time.sleep(0.04)
+print(" ".join(seen))
+EOF
+    assert_output "pending processing success"
+    [[ "$id" =~ ^task_[a-z0-9]{20}$ ]]
+    # a running task shows only its id, state and createTime, as APIXO's does
+    long="$(submit_id test-image '{"input":{"prompt":"slow","sim_duration_ms":100000000}}')"
+    assert_equal "$(sim_status test-image "$long" | sim_json '[d["data"]["state"], sorted(d["data"])]')" \
+        '["pending", ["createTime", "state", "taskId"]]'
     done_body="$(sim_wait_done test-image "$id" 20)"
     assert_equal "$(printf '%s' "$done_body" | sim_json 'd["data"]["state"]')" success
+    assert_equal "$(printf '%s' "$done_body" | sim_json 'd["data"]["costTime"] == d["data"]["completeTime"] - d["data"]["createTime"]')" true
     url="$(printf '%s' "$done_body" | sim_json 'json.loads(d["data"]["resultJson"])["resultUrls"][0]')"
     assert_equal "$url" "$SIM_URL/media/$id/0.png"
     run http "$url"
@@ -262,7 +323,7 @@ sys.exit(1 if ok else 0)' "$BATS_TEST_TMPDIR/body"
     t="$(sim_task "$id")"
     assert_equal "$(printf '%s' "$t" | sim_json 'd["media_sha256"][0]')" "$got"
     assert_equal "$(printf '%s' "$t" | sim_json 'd["final_state"]')" success
-    assert_equal "$(printf '%s' "$t" | sim_json 'd["complete_ms"] - d["submit_ms"]')" 1000
+    assert_equal "$(printf '%s' "$t" | sim_json 'd["complete_ms"] - d["submit_ms"]')" 3000
     run python3 -c '
 import struct, sys, zlib
 d = open(sys.argv[1], "rb").read()
@@ -329,16 +390,23 @@ print(d.count(b"\x21\xf9\x04"))' "$BATS_TEST_TMPDIR/body"
     assert_equal "$(printf '%s' "$b" | sim_json 'd["data"]["state"]')" failed
     assert_equal "$(printf '%s' "$b" | sim_json 'd["data"]["failCode"]')" 451
     assert_equal "$(printf '%s' "$b" | sim_json 'd["data"]["failMsg"]')" "blocked by policy"
-    assert_equal "$(printf '%s' "$b" | sim_json 'd["data"]["resultJson"]')" ""
+    assert_equal "$(printf '%s' "$b" | sim_json '"resultJson" in d["data"]')" false
     run http "$SIM_URL/media/$id/0.png"
     assert_output 404
 }
 
-@test "fail_rate=1 fails every new task" {
+@test "fail_rate=1 fails every new task with APIXO's failure words" {
     sim_start --quiet --time-scale 0.01 --fault fail_rate=1
-    id="$(submit_id test-image '{"input":{"prompt":"p","sim_duration_ms":10}}')"
-    b="$(sim_wait_done test-image "$id" 10)"
-    assert_equal "$(printf '%s' "$b" | sim_json 'd["data"]["state"]')" failed
+    for i in 1 2 3 4 5 6; do
+        id="$(submit_id test-image "{\"input\":{\"prompt\":\"p$i\",\"sim_duration_ms\":10}}")"
+        b="$(sim_wait_done test-image "$id" 10)"
+        assert_equal "$(printf '%s' "$b" | sim_json 'd["data"]["state"]')" failed
+        printf '%s' "$b" | sim_json 'd["data"]["failCode"]' >>"$BATS_TEST_TMPDIR/codes"
+    done
+    run sort -u "$BATS_TEST_TMPDIR/codes"
+    # words such as CONTENT_VIOLATION, more than one kind over six tasks
+    assert_equal "$(grep -cvE '^[A-Z_]+$' "$BATS_TEST_TMPDIR/codes")" 0
+    [ "${#lines[@]}" -ge 2 ]
 }
 
 @test "a duplicate submission (same model and input, any key order) is counted" {
@@ -360,8 +428,8 @@ print(d.count(b"\x21\xf9\x04"))' "$BATS_TEST_TMPDIR/body"
         [ -s "$BATS_TEST_TMPDIR/cb.out" ] && break
         sleep 0.1
     done
-    run sim_json 'd["data"]["taskId"] + " " + d["data"]["state"]' <"$BATS_TEST_TMPDIR/cb.out"
-    assert_output "$id success"
+    run sim_json 'd["data"]["taskId"] + " " + d["data"]["state"] + " " + d["message"]' <"$BATS_TEST_TMPDIR/cb.out"
+    assert_output "$id success success"
     assert_equal "$(sim_figures | sim_json 'd["requests"]["callback_sent"]')" 1
 
     sim_faults '{"lost_callback_rate": 1}'
@@ -377,6 +445,71 @@ print(d.count(b"\x21\xf9\x04"))' "$BATS_TEST_TMPDIR/body"
     # the task itself still completes
     b="$(sim_wait_done test-image "$id2" 10)"
     assert_equal "$(printf '%s' "$b" | sim_json 'd["data"]["state"]')" success
+}
+
+# A POST sink that answers 500 to its first $2 requests: every body goes to $1, one per line, with
+# the status it got. Exports CB_PORT, CB_PID.
+flaky_listener() {
+    local out="$1" fails="$2" pf="$BATS_TEST_TMPDIR/flaky.port" i
+    rm -f "$pf"
+    python3 -c '
+import http.server, sys
+left = [int(sys.argv[3])]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        b = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        code = 500 if left[0] > 0 else 200
+        left[0] -= 1
+        with open(sys.argv[1], "ab") as f:
+            f.write(str(code).encode() + b" " + b + b"\n")
+        self.send_response(code)
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+s = http.server.HTTPServer(("127.0.0.1", 0), H)
+with open(sys.argv[2] + ".tmp", "w") as f:
+    f.write(str(s.server_address[1]))
+import os; os.rename(sys.argv[2] + ".tmp", sys.argv[2])
+s.serve_forever()
+' "$out" "$pf" "$fails" 3>&- &
+    CB_PID=$!
+    for i in $(seq 1 100); do
+        [ -s "$pf" ] && break
+        sleep 0.05
+    done
+    CB_PORT="$(cat "$pf")"
+}
+
+@test "a failed callback delivery is retried up to 3 times, then counted failed" {
+    flaky_listener "$BATS_TEST_TMPDIR/cb.out" 3
+    sim_start --quiet --time-scale 0.01
+    hook="http://127.0.0.1:$CB_PORT/hook"
+    id="$(submit_id test-image "{\"request_type\":\"callback\",\"callback_url\":\"$hook\",\"input\":{\"prompt\":\"p\",\"sim_duration_ms\":10}}")"
+    for i in $(seq 1 150); do
+        [ "$(wc -l <"$BATS_TEST_TMPDIR/cb.out" 2>/dev/null || echo 0)" -ge 4 ] && break
+        sleep 0.1
+    done
+    # three refusals, then the fourth attempt is taken; the same body each time
+    run cut -d' ' -f1 "$BATS_TEST_TMPDIR/cb.out"
+    assert_output "$(printf '500\n500\n500\n200')"
+    assert_equal "$(cut -d' ' -f2- "$BATS_TEST_TMPDIR/cb.out" | sort -u | wc -l)" 1
+    assert_equal "$(sim_figures | sim_json '[d["requests"]["callback_sent"], d["requests"]["callback_failed"]]')" "[1, 0]"
+    kill "$CB_PID"
+    wait "$CB_PID" 2>/dev/null || true
+    CB_PID=
+    sim_stop
+
+    flaky_listener "$BATS_TEST_TMPDIR/cb2.out" 100
+    sim_start --quiet --time-scale 0.01
+    hook="http://127.0.0.1:$CB_PORT/hook"
+    submit_id test-image "{\"request_type\":\"callback\",\"callback_url\":\"$hook\",\"input\":{\"prompt\":\"q\",\"sim_duration_ms\":10}}" >/dev/null
+    for i in $(seq 1 150); do
+        [ "$(sim_figures | sim_json 'd["requests"]["callback_failed"]')" = 1 ] && break
+        sleep 0.1
+    done
+    assert_equal "$(sim_figures | sim_json 'd["requests"]["callback_failed"]')" 1
+    sleep 1.5
+    assert_equal "$(wc -l <"$BATS_TEST_TMPDIR/cb2.out")" 4
 }
 
 @test "reset_rate=1: the connection closes without an answer" {
@@ -525,7 +658,8 @@ EOF
     sim_start --quiet --time-scale 0.01 --profile "$BATS_TEST_TMPDIR/profile.json"
     id="$(submit_id fal-ai/flux/dev '{"input":{"prompt":"p"}}')"
     b="$(sim_wait_done fal-ai/flux/dev "$id" 10)"
-    assert_equal "$(printf '%s' "$b" | sim_json 'd["data"]["model"] + " " + d["data"]["state"]')" "fal-ai/flux/dev success"
+    assert_equal "$(printf '%s' "$b" | sim_json 'd["data"]["state"]')" success
+    assert_equal "$(sim_task "$id" | sim_json 'd["model"]')" fal-ai/flux/dev
     assert_equal "$(sim_task "$id" | sim_json 'd["complete_ms"] - d["submit_ms"]')" 10
 }
 
@@ -542,7 +676,7 @@ for i in range(2000):
     ids.add(json.loads(c.getresponse().read())["data"]["taskId"])
 assert len(ids) == 2000
 for t in list(ids)[:500]:
-    c.request("GET", "/generateTask/nano-banana/" + t, headers=h)
+    c.request("GET", "/statusTask/nano-banana?taskId=" + t, headers=h)
     d = json.loads(c.getresponse().read())
     assert d["code"] == 200 and d["data"]["taskId"] == t
 EOF

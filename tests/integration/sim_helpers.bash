@@ -1,4 +1,5 @@
-# Helpers to run genfs-sim from bats tests (sim.bats and the genfs tests).
+# Helpers to run genfs-sim from bats tests (sim.bats and the genfs tests). The sim speaks APIXO
+# unless started with --protocol (sim_start_proto).
 #
 #   sim_start [ARGS...]   start $BUILD_DIR/genfs-sim on a free loopback port; exports SIM_PID,
 #                         SIM_PORT, SIM_URL, SIM_LOG and the test key (GENFS_SIM_KEY and
@@ -11,8 +12,8 @@
 #   sim_task ID           GET /_sim/tasks/ID (true completion time, media sha256, ...)
 #   sim_tasks             GET /_sim/tasks
 #   sim_reset             forget all tasks and zero the figures
-#   sim_submit MODEL JSON POST /generateTask/MODEL with the key; prints the answer body
-#   sim_status MODEL ID   GET /generateTask/MODEL/ID with the key; prints the answer body
+#   sim_submit MODEL JSON POST /generateTask/MODEL with the key (APIXO); prints the answer body
+#   sim_status MODEL ID   GET /statusTask/MODEL?taskId=ID with the key; prints the answer body
 #   sim_wait_done MODEL ID [SECONDS]  poll until success/failed; prints the last answer
 #   sim_json EXPR         reads JSON on stdin, prints EXPR evaluated in Python with the
 #                         document as d (strings raw, anything else as JSON)
@@ -150,7 +151,7 @@ sim_submit() {
 }
 
 sim_status() {
-    sim_curl -H "Authorization: Bearer $GENFS_SIM_KEY" "$SIM_URL/generateTask/$1/$2"
+    sim_curl -H "Authorization: Bearer $GENFS_SIM_KEY" "$SIM_URL/statusTask/$1?taskId=$2"
 }
 
 sim_wait_done() {
@@ -177,38 +178,42 @@ print(v if isinstance(v, str) else json.dumps(v))
 ' "$1"
 }
 
-# ---- other wire protocols (genfs-sim --protocol native|replicate|fal) ----------------------
+# ---- every wire protocol (genfs-sim --protocol apixo|kie|replicate|fal) ---------------------
 #
 #   sim_start_proto PROTOCOL [ARGS...]   sim_start --protocol PROTOCOL ARGS; exports SIM_PROTOCOL
 #   sim_auth_proto [PROTOCOL]            prints the Authorization header line for the protocol
 #                                        ("Authorization: Bearer KEY"; fal "Authorization: Key KEY")
 #   sim_submit_proto PROTOCOL MODEL JSON [WEBHOOK]
 #                                        POSTs JSON as the whole body to the protocol's submit URL
-#                                        (native {"input":...,...}, replicate {"input":...,...},
+#                                        (APIXO {"input":...,...}, kie {"model":...,"input":...}
+#                                        to createTask whatever MODEL, replicate {"input":...},
 #                                        fal the input itself; WEBHOOK becomes ?fal_webhook= for
 #                                        fal); prints the answer body
 #   sim_submit_input PROTOCOL MODEL INPUT_JSON
 #                                        wraps INPUT_JSON as the protocol wants, submits, prints
-#                                        the task id (taskId / id / request_id)
-#   sim_status_proto PROTOCOL MODEL ID   the status answer body (replicate ignores MODEL)
+#                                        the task id (data.taskId / id / request_id)
+#   sim_status_proto PROTOCOL MODEL ID   the status answer body (kie and replicate ignore MODEL;
+#                                        fal polls the model's app id)
 #   sim_result_proto MODEL ID            fal: GET the response_url (the result object)
+#   sim_fal_app MODEL                    fal's app id of an endpoint id (fal-ai/flux/dev ->
+#                                        fal-ai/flux)
 #   sim_state_proto PROTOCOL             reads a status answer on stdin, prints the state word
-#                                        (native state, replicate status, fal status)
+#                                        (APIXO/kie data.state, replicate/fal status)
 #   sim_wait_done_proto PROTOCOL MODEL ID [SECONDS]
 #                                        polls until the task ended; prints the last status body
 #   sim_urls_proto PROTOCOL MODEL ID     the result URLs of an ended task, one per line
 #
-# PROTOCOL may be left empty ("") to mean $SIM_PROTOCOL (default native).
+# PROTOCOL may be left empty ("") to mean $SIM_PROTOCOL (default apixo).
 
 sim_start_proto() {
-    SIM_PROTOCOL="${1:-native}"
+    SIM_PROTOCOL="${1:-apixo}"
     export SIM_PROTOCOL
     shift
     sim_start --protocol "$SIM_PROTOCOL" "$@"
 }
 
 sim_proto_of() {
-    printf '%s\n' "${1:-${SIM_PROTOCOL:-native}}"
+    printf '%s\n' "${1:-${SIM_PROTOCOL:-apixo}}"
 }
 
 sim_auth_proto() {
@@ -219,10 +224,18 @@ sim_auth_proto() {
     fi
 }
 
+sim_fal_app() {
+    case "$1" in
+    workflows/* | comfy/*) printf '%s\n' "$1" | cut -d/ -f1-3 ;;
+    *) printf '%s\n' "$1" | cut -d/ -f1-2 ;;
+    esac
+}
+
 sim_submit_proto() {
     local p model="$2" body="$3" hook="${4:-}" url
     p="$(sim_proto_of "$1")"
     case "$p" in
+    kie) url="$SIM_URL/api/v1/jobs/createTask" ;;
     replicate) url="$SIM_URL/v1/models/$model/predictions" ;;
     fal)
         url="$SIM_URL/$model"
@@ -241,6 +254,7 @@ sim_submit_input() {
     p="$(sim_proto_of "$1")"
     case "$p" in
     fal) body="$3" ;;
+    kie) body="{\"model\": \"$2\", \"input\": $3}" ;;
     *) body="{\"input\": $3}" ;;
     esac
     case "$p" in
@@ -254,14 +268,15 @@ sim_status_proto() {
     local p
     p="$(sim_proto_of "$1")"
     case "$p" in
+    kie) sim_curl -H "$(sim_auth_proto "$p")" "$SIM_URL/api/v1/jobs/recordInfo?taskId=$3" ;;
     replicate) sim_curl -H "$(sim_auth_proto "$p")" "$SIM_URL/v1/predictions/$3" ;;
-    fal) sim_curl -H "$(sim_auth_proto "$p")" "$SIM_URL/$2/requests/$3/status" ;;
-    *) sim_curl -H "$(sim_auth_proto "$p")" "$SIM_URL/generateTask/$2/$3" ;;
+    fal) sim_curl -H "$(sim_auth_proto "$p")" "$SIM_URL/$(sim_fal_app "$2")/requests/$3/status" ;;
+    *) sim_curl -H "$(sim_auth_proto "$p")" "$SIM_URL/statusTask/$2?taskId=$3" ;;
     esac
 }
 
 sim_result_proto() {
-    sim_curl -H "$(sim_auth_proto fal)" "$SIM_URL/$1/requests/$2"
+    sim_curl -H "$(sim_auth_proto fal)" "$SIM_URL/$(sim_fal_app "$1")/requests/$2"
 }
 
 sim_state_proto() {
@@ -278,7 +293,7 @@ sim_wait_done_proto() {
         body="$(sim_status_proto "$p" "$model" "$id")"
         state="$(printf '%s' "$body" | sim_state_proto "$p" 2>/dev/null)"
         case "$state" in
-        success | failed | succeeded | canceled | COMPLETED)
+        success | failed | fail | succeeded | canceled | aborted | COMPLETED)
             printf '%s\n' "$body"
             return 0
             ;;
@@ -294,8 +309,10 @@ sim_urls_proto() {
     p="$(sim_proto_of "$1")"
     case "$p" in
     replicate)
-        sim_status_proto "$p" "$2" "$3" |
-            sim_json '"\n".join([d["output"]] if isinstance(d["output"], str) else d["output"] or [])'
+        # output may be a URL, an array (nested too) or an object of named URLs (some null).
+        sim_status_proto "$p" "$2" "$3" | sim_json '"\n".join((lambda f: f(f, d["output"]))(
+            lambda f, o: [o] if isinstance(o, str) else
+            sum((f(f, x) for x in (o.values() if isinstance(o, dict) else o or [])), [])))'
         ;;
     fal)
         sim_result_proto "$2" "$3" | sim_json '"\n".join(
@@ -306,7 +323,7 @@ sim_urls_proto() {
         ;;
     *)
         sim_status_proto "$p" "$2" "$3" |
-            sim_json '"\n".join(json.loads(d["data"]["resultJson"] or "{}").get("resultUrls", []))'
+            sim_json '"\n".join(json.loads(d["data"].get("resultJson") or "{}").get("resultUrls", []))'
         ;;
     esac
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bats
-# genfs-sim --protocol replicate and --protocol fal driven with curl: the same tasks, states,
-# media, faults, knobs and /_sim/ figures as the native protocol (sim.bats), in each provider's
-# wire format (docs/simulator.md, "Protocols").
+# genfs-sim --protocol kie, replicate and fal driven with curl: the same tasks, states, media,
+# faults, knobs and /_sim/ figures as the default APIXO protocol (sim.bats), in each provider's
+# wire format as the real service answers (docs/simulator.md, "Protocols").
 # Run: BUILD_DIR=build bats tests/integration/sim_protocols.bats
 
 load '/usr/lib/bats/bats-support/load'
@@ -40,12 +40,14 @@ callback_listener() {
     local out="$1" pf="$BATS_TEST_TMPDIR/cb.port" i
     rm -f "$pf"
     python3 -c '
-import http.server, sys
+import http.server, os, sys
 class H(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         b = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        with open(sys.argv[1], "ab") as f:
-            f.write(self.path.encode() + b" " + b + b"\n")
+        # One write of the whole line, so a reader never sees half a long body.
+        fd = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.write(fd, self.path.encode() + b" " + b + b"\n")
+        os.close(fd)
         self.send_response(200)
         self.end_headers()
     def log_message(self, *a):
@@ -74,26 +76,27 @@ wait_file() {
 }
 
 # Polls a status URL every 40 ms until the task ends; prints the distinct state words seen, in
-# order, space-separated.
+# order, space-separated. $3: where the state is (Python on the answer d; default d["status"]).
 states_seen() {
-    python3 - "$1" "$2" "$3" <<'EOF'
+    python3 - "$1" "$2" "${3:-d[\"status\"]}" <<'EOF'
 import json, sys, time, urllib.request
-url, auth, key = sys.argv[1], sys.argv[2], sys.argv[3]
+url, auth, expr = sys.argv[1], sys.argv[2], sys.argv[3]
 seen = []
 for _ in range(500):
     req = urllib.request.Request(url, headers={"Authorization": auth})
     d = json.load(urllib.request.urlopen(req, timeout=10))
-    s = d["status"]
+    s = eval(expr, {"d": d})
     if not seen or seen[-1] != s:
         seen.append(s)
-    if s in ("succeeded", "failed", "canceled", "COMPLETED"):
+    if s in ("succeeded", "failed", "canceled", "aborted", "COMPLETED", "success", "fail"):
         break
     time.sleep(0.04)
 print(" ".join(seen))
 EOF
 }
 
-# Checks a malformed body never offers a usable id: $1 the JSON key of the id.
+# Checks a malformed body never offers a usable id: $1 the JSON key of the id ("data.taskId"
+# for an id inside data).
 no_usable_id() {
     python3 -c '
 import json, sys
@@ -101,25 +104,123 @@ try:
     d = json.load(open(sys.argv[1]))
 except Exception:
     sys.exit(0)
-ok = isinstance(d, dict) and isinstance(d.get(sys.argv[2]), str) and d[sys.argv[2]] != ""
+for k in sys.argv[2].split("."):
+    d = d.get(k) if isinstance(d, dict) else None
+ok = isinstance(d, str) and d != ""
 sys.exit(1 if ok else 0)' "$BATS_TEST_TMPDIR/body" "$1"
 }
 
-# ---- both -------------------------------------------------------------------------------------
+# ---- every protocol ---------------------------------------------------------------------------
 
-@test "--protocol: a bad value exits 2; --protocol native is the default protocol" {
+@test "--protocol: native is gone (exit 2); APIXO is the default, without the others' models" {
     bin="$(sim_bin)"
-    run "$bin" --protocol kie
+    run "$bin" --protocol native
     assert_equal "$status" 2
-    assert_output --partial "--protocol wants native, replicate or fal"
-    sim_start --quiet --protocol native
-    id="$(sim_submit_input native test-image '{"prompt":"x"}')"
-    [[ "$id" =~ ^tk[0-9a-f]{20}$ ]]
-    assert_equal "$(sim_figures | sim_json 'd["protocol"]')" native
-    # the protocol models are not added to native
-    run http -X POST -H "$(sim_auth_proto native)" -d '{"input":{"prompt":"x"}}' \
+    assert_output --partial "--protocol wants apixo, kie, replicate or fal"
+    sim_start --quiet
+    id="$(sim_submit_input apixo test-image '{"prompt":"x"}')"
+    [[ "$id" =~ ^task_[a-z0-9]{20}$ ]]
+    assert_equal "$(sim_figures | sim_json 'd["protocol"]')" apixo
+    # the other protocols' test models are not added to APIXO
+    run http -X POST -H "$(sim_auth_proto apixo)" -d '{"input":{"prompt":"x"}}' \
         "$SIM_URL/generateTask/test/image"
     assert_output 404
+    # nor its routes to the others'
+    sim_stop
+    sim_start_proto kie --quiet
+    run http -X POST -H "$(sim_auth_proto)" -d '{"input":{"prompt":"x"}}' \
+        "$SIM_URL/generateTask/test-image"
+    assert_output 404
+}
+
+# ---- kie ----------------------------------------------------------------------------------------
+
+@test "kie: createTask with the model in the body, recordInfo waiting -> ... -> success" {
+    sim_start_proto kie --quiet --time-scale 0.01
+    run http -X POST -H "$(sim_auth_proto)" -H 'Content-Type: application/json' \
+        -d '{"model":"grok-imagine/text-to-image","input":{"prompt":"a red fox","aspect_ratio":"3:2","sim_duration_ms":1000000}}' \
+        "$SIM_URL/api/v1/jobs/createTask"
+    assert_output 200
+    id="$(bodyj 'd["data"]["taskId"]')"
+    seen="$(states_seen "$SIM_URL/api/v1/jobs/recordInfo?taskId=$id" "Bearer $GENFS_SIM_KEY" 'd["data"]["state"]')"
+    assert_equal "$seen" "waiting queuing generating success"
+    [[ "$id" =~ ^[0-9a-f]{32}$ ]]
+    assert_equal "$(bodyj '[d["code"], d["msg"]]')" '[200, "success"]'
+    b="$(sim_status_proto kie "" "$id")"
+    assert_equal "$(printf '%s' "$b" | sim_json '[d["data"][k] for k in ("model", "state", "failCode", "failMsg")]')" \
+        '["grok-imagine/text-to-image", "success", "", ""]'
+    assert_equal "$(printf '%s' "$b" | sim_json 'json.loads(d["data"]["param"])["input"]["aspect_ratio"]')" 3:2
+    # costTime is the generation's own time (the 70% after the queue), not the wait
+    assert_equal "$(printf '%s' "$b" | sim_json 'd["data"]["costTime"] == (d["data"]["completeTime"] - d["data"]["createTime"]) * 7 // 10')" true
+    url="$(sim_urls_proto kie "" "$id")"
+    assert_equal "$url" "$SIM_URL/media/$id/0.png"
+    run http "$url"
+    assert_output 200
+    assert_equal "$(sim_task "$id" | sim_json 'd["media_sha256"][0]')" \
+        "$(sha256sum "$BATS_TEST_TMPDIR/body" | cut -d' ' -f1)"
+}
+
+@test "kie: its refusals come inside an HTTP 200; a failed task is state fail" {
+    sim_start_proto kie --quiet --time-scale 0.01
+    u="$SIM_URL/api/v1/jobs/createTask"
+    run http -X POST -H 'Authorization: Bearer wrong' -d '{"model":"flux-2","input":{"prompt":"x"}}' "$u"
+    assert_output 200
+    assert_equal "$(bodyj '[d["code"], d["msg"], d["data"]]')" '[401, "You do not have access permissions", null]'
+    run http -X POST -H "$(sim_auth_proto)" -d '{"model":"no/such","input":{"prompt":"x"}}' "$u"
+    assert_output 200
+    assert_equal "$(bodyj 'd["code"]')" 422
+    run http -X POST -H "$(sim_auth_proto)" -d '{"model":"grok-imagine/text-to-image","input":{}}' "$u"
+    assert_equal "$(bodyj '[d["code"], d["msg"]]')" '[422, "input.prompt is required"]'
+    run http -X POST -H "$(sim_auth_proto)" -d '{"model":"grok-imagine/text-to-image","input":{"prompt":"x","sim_credits":"none"}}' "$u"
+    assert_output 200
+    assert_equal "$(bodyj 'd["code"]')" 402
+    run http -H "$(sim_auth_proto)" "$SIM_URL/api/v1/jobs/recordInfo?taskId=nope"
+    assert_output 200
+    assert_equal "$(bodyj '[d["code"], d["msg"], d["data"]]')" '[422, "recordInfo is null", null]'
+    run http -H "$(sim_auth_proto)" "$SIM_URL/api/v1/jobs/recordInfo"
+    assert_equal "$(bodyj 'd["code"]')" 400
+    assert_equal "$(sim_figures | sim_json '[d["tasks"], d["responses"]["422"], d["responses"]["401"]]')" '[0, 3, 1]'
+    # a gateway fault is a real HTTP status; errors_in_body puts it in the body too
+    sim_faults '{"error_502": 1}'
+    run http -H "$(sim_auth_proto)" "$SIM_URL/api/v1/jobs/recordInfo?taskId=x"
+    assert_output 502
+    sim_faults '{"errors_in_body": 1}'
+    run http -H "$(sim_auth_proto)" "$SIM_URL/api/v1/jobs/recordInfo?taskId=x"
+    assert_output 200
+    assert_equal "$(bodyj 'd["code"]')" 502
+    sim_faults_reset
+    id="$(sim_submit_input kie grok-imagine/text-to-image '{"prompt":"p","sim_duration_ms":10,"sim_outcome":"failed","sim_fail_code":"400","sim_fail_msg":"flagged"}')"
+    b="$(sim_wait_done_proto kie "" "$id" 10)"
+    assert_equal "$(printf '%s' "$b" | sim_json '[d["data"][k] for k in ("state", "failCode", "failMsg", "resultJson")]')" \
+        '["fail", "400", "flagged", ""]'
+}
+
+@test "kie: callBackUrl gets {code, msg, data}: 200 on success, 501 with the reason on failure" {
+    callback_listener "$BATS_TEST_TMPDIR/cb.out"
+    sim_start_proto kie --quiet --time-scale 0.01
+    hook="http://127.0.0.1:$CB_PORT/kie/cb"
+    id="$(sim_submit_proto kie "" "{\"model\":\"grok-imagine/text-to-image\",\"callBackUrl\":\"$hook\",\"input\":{\"prompt\":\"p\",\"sim_duration_ms\":100}}" | sim_json 'd["data"]["taskId"]')"
+    wait_file "$BATS_TEST_TMPDIR/cb.out"
+    run sh -c "cut -d' ' -f2- '$BATS_TEST_TMPDIR/cb.out' | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d[\"code\"], d[\"msg\"], d[\"data\"][\"taskId\"], d[\"data\"][\"state\"])'"
+    assert_output "200 success $id success"
+    : >"$BATS_TEST_TMPDIR/cb.out"
+    id2="$(sim_submit_proto kie "" "{\"model\":\"grok-imagine/text-to-image\",\"callBackUrl\":\"$hook\",\"input\":{\"prompt\":\"q\",\"sim_duration_ms\":10,\"sim_outcome\":\"failed\",\"sim_fail_msg\":\"boom\"}}" | sim_json 'd["data"]["taskId"]')"
+    wait_file "$BATS_TEST_TMPDIR/cb.out"
+    run sh -c "cut -d' ' -f2- '$BATS_TEST_TMPDIR/cb.out' | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d[\"code\"], d[\"msg\"], d[\"data\"][\"taskId\"], d[\"data\"][\"state\"])'"
+    assert_output "501 boom $id2 fail"
+}
+
+@test "kie: malformed answers never hold a usable taskId" {
+    sim_start_proto kie --quiet
+    sim_faults '{"malformed_rate": 1}'
+    for i in 1 2 3 4 5 6 7; do
+        run http -X POST -H "$(sim_auth_proto)" -d '{"model":"flux-2","input":{"prompt":"p","mode":"pro-text-to-image"}}' \
+            "$SIM_URL/api/v1/jobs/createTask"
+        assert_output 200
+        run no_usable_id data.taskId
+        assert_success
+    done
+    assert_equal "$(sim_figures | sim_json 'd["tasks"]')" 0
 }
 
 # ---- replicate --------------------------------------------------------------------------------
@@ -212,7 +313,10 @@ sys.exit(1 if ok else 0)' "$BATS_TEST_TMPDIR/body" "$1"
     run http -X POST -H "$(sim_auth_proto)" -d '{"input":{}}' "$u"
     assert_output 422
     assert_equal "$(bodyj 'd["title"] + " | " + d["detail"]')" \
-        "Input validation failed | input.prompt: required, must be a non-empty string"
+        "Input validation failed | - input.prompt: required, must be a non-empty string"
+    assert_equal "$(bodyj 'd["invalid_fields"][0]["field"]')" input.prompt
+    run grep -i '^content-type: application/problem+json' "$BATS_TEST_TMPDIR/headers"
+    assert_success
     run http -X POST -H "$(sim_auth_proto)" -d '{"prompt":"x"}' "$u"
     assert_output 422
     run http -X POST -H "$(sim_auth_proto)" -d '{"input":{"prompt":"x"},"webhook":"file:///x"}' "$u"
@@ -220,9 +324,110 @@ sys.exit(1 if ok else 0)' "$BATS_TEST_TMPDIR/body" "$1"
     run http -X POST -H "$(sim_auth_proto)" -d '{"input":{"prompt":"x","sim_credits":"none"}}' "$u"
     assert_output 402
     assert_equal "$(sim_figures | sim_json 'd["tasks"]')" 0
-    # cancel is not simulated
-    run http -X POST -H "$(sim_auth_proto)" "$SIM_URL/v1/predictions/x/cancel"
+    run http -X POST -H "$(sim_auth_proto)" "$SIM_URL/v1/predictions/nosuchprediction/cancel"
     assert_output 404
+}
+
+@test "replicate: community models by version, deployments, official models by name" {
+    cat >"$BATS_TEST_TMPDIR/profile.json" <<'EOF'
+{"models": {"acme/house-style": {"kind": "image", "median_ms": 1000, "sigma": 0,
+ "min_ms": 10, "max_ms": 5000}}}
+EOF
+    sim_start_proto replicate --quiet --time-scale 0.01 --profile "$BATS_TEST_TMPDIR/profile.json"
+    id="$(sim_submit_input replicate test/audio '{"prompt":"x"}')"
+    version="$(sim_status_proto replicate "" "$id" | sim_json 'd["version"]')"
+    [[ "$version" =~ ^[0-9a-f]{64}$ ]]
+    run http -X POST -H "$(sim_auth_proto)" -d "{\"version\":\"$version\",\"input\":{\"prompt\":\"by version\"}}" \
+        "$SIM_URL/v1/predictions"
+    assert_output 201
+    assert_equal "$(bodyj '[d["model"], d["version"], d["status"]]')" "[\"test/audio\", \"$version\", \"starting\"]"
+    run http -X POST -H "$(sim_auth_proto)" -d "{\"version\":\"test/audio:$version\",\"input\":{\"prompt\":\"x\"}}" \
+        "$SIM_URL/v1/predictions"
+    assert_output 201
+    run http -X POST -H "$(sim_auth_proto)" -d '{"version":"5c7d5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa","input":{"prompt":"x"}}' \
+        "$SIM_URL/v1/predictions"
+    assert_output 422
+    assert_equal "$(bodyj 'd["title"] + " | " + d["detail"]')" \
+        "Invalid version or not permitted | The specified version does not exist (or perhaps you don't have permission to use it?)"
+    run http -X POST -H "$(sim_auth_proto)" -d '{"input":{"prompt":"deployed"}}' \
+        "$SIM_URL/v1/deployments/acme/house-style/predictions"
+    assert_output 201
+    d="$(bodyj 'd["id"]')"
+    b="$(sim_wait_done_proto replicate "" "$d" 10)"
+    assert_equal "$(printf '%s' "$b" | sim_json 'd["status"] + " " + d["output"]')" \
+        "succeeded $SIM_URL/media/$d/0.png"
+    run http -X POST -H "$(sim_auth_proto)" -d '{"input":{"prompt":"x"}}' \
+        "$SIM_URL/v1/deployments/acme/none/predictions"
+    assert_output 404
+    assert_equal "$(bodyj 'd["detail"]')" "Deployment not found: acme/none"
+}
+
+@test "replicate: output shapes: demucs stems with nulls, nested arrays, data: URIs, text" {
+    sim_start_proto replicate --quiet --time-scale 0.01
+    dm="$(sim_submit_input replicate test/demucs '{"prompt":"a song","sim_duration_ms":10}')"
+    ne="$(sim_submit_input replicate test/nested '{"prompt":"grid","sim_duration_ms":10}')"
+    du="$(sim_submit_input replicate test/datauri '{"prompt":"inline","sim_duration_ms":10}')"
+    tk="$(sim_submit_input replicate test/text '{"prompt":"say","sim_duration_ms":10}')"
+    ts="$(sim_submit_input replicate test/text-string '{"prompt":"say","sim_duration_ms":10}')"
+    for i in "$dm" "$ne" "$du" "$tk" "$ts"; do sim_wait_done_proto replicate "" "$i" 10 >/dev/null; done
+    assert_equal "$(sim_status_proto replicate "" "$dm" | sim_json '{k: (v and v.rsplit("/", 1)[1]) for k, v in d["output"].items()}')" \
+        '{"vocals": "0.wav", "bass": "1.wav", "drums": "2.wav", "guitar": null, "piano": null, "other": "3.wav"}'
+    run sim_urls_proto replicate "" "$dm"
+    assert_equal "${#lines[@]}" 4
+    run http "$SIM_URL/media/$dm/3.wav"
+    assert_output 200
+    assert_equal "$(sim_status_proto replicate "" "$ne" | sim_json '[len(x) for x in d["output"]]')" "[2, 1]"
+    # the data: URI holds the very bytes the media URL would serve
+    sim_status_proto replicate "" "$du" | sim_json 'd["output"]' >"$BATS_TEST_TMPDIR/uri"
+    run python3 -c '
+import base64, sys
+u = open(sys.argv[1]).read().strip()
+head, b64 = u.split(",", 1)
+open(sys.argv[2], "wb").write(base64.b64decode(b64))
+print(head)' "$BATS_TEST_TMPDIR/uri" "$BATS_TEST_TMPDIR/inline.png"
+    assert_output "data:image/png;base64"
+    assert_equal "$(sha256sum <"$BATS_TEST_TMPDIR/inline.png" | cut -d' ' -f1)" \
+        "$(sim_task "$du" | sim_json 'd["media_sha256"][0]')"
+    # a language model's tokens join to its text; the plain-string model gives one string
+    tokens="$(sim_status_proto replicate "" "$tk" | sim_json '"".join(d["output"])')"
+    [ "$(sim_status_proto replicate "" "$tk" | sim_json 'len(d["output"]) > 10 and all(t.startswith(" ") for t in d["output"][1:])')" = true ]
+    curl -sS -o "$BATS_TEST_TMPDIR/text.txt" "$SIM_URL/media/$tk/0.txt"
+    assert_equal "$tokens" "$(cat "$BATS_TEST_TMPDIR/text.txt")"
+    assert_equal "$(sim_status_proto replicate "" "$ts" | sim_json 'type(d["output"]).__name__')" str
+}
+
+@test "replicate: cancel, the canceled and aborted models, logs over 64 KiB in the webhook" {
+    callback_listener "$BATS_TEST_TMPDIR/cb.out"
+    sim_start_proto replicate --quiet --time-scale 0.01
+    hook="http://127.0.0.1:$CB_PORT/hook"
+    id="$(sim_submit_proto replicate test/image "{\"input\":{\"prompt\":\"stop me\",\"sim_duration_ms\":1000000},\"webhook\":\"$hook\"}" | sim_json 'd["id"]')"
+    run http -X POST -H "$(sim_auth_proto)" "$SIM_URL/v1/predictions/$id/cancel"
+    assert_output 200
+    assert_equal "$(bodyj '[d["status"], d["error"], d["output"], d["completed_at"] is not None]')" \
+        '["canceled", null, null, true]'
+    # the webhook comes at once, not when the prediction would have ended
+    wait_file "$BATS_TEST_TMPDIR/cb.out"
+    assert_equal "$(cut -d' ' -f2- "$BATS_TEST_TMPDIR/cb.out" | sim_json 'd["id"] + " " + d["status"]')" "$id canceled"
+    assert_equal "$(sim_task "$id" | sim_json 'd["final_state"]')" canceled
+    # a second cancel answers the prediction as it stands
+    run http -X POST -H "$(sim_auth_proto)" "$SIM_URL/v1/predictions/$id/cancel"
+    assert_output 200
+    assert_equal "$(bodyj 'd["status"]')" canceled
+    assert_equal "$(sim_figures | sim_json 'd["requests"]["cancel"]')" 2
+
+    c="$(sim_submit_input replicate test/canceled '{"prompt":"p","sim_duration_ms":10}')"
+    a="$(sim_submit_input replicate test/aborted '{"prompt":"p","sim_duration_ms":10}')"
+    assert_equal "$(sim_wait_done_proto replicate "" "$c" 10 | sim_json '[d["status"], d["error"]]')" \
+        '["canceled", null]'
+    b="$(sim_wait_done_proto replicate "" "$a" 10)"
+    assert_equal "$(printf '%s' "$b" | sim_json '[d["status"], d["started_at"], len(d["error"]) > 0]')" \
+        '["aborted", null, true]'
+
+    : >"$BATS_TEST_TMPDIR/cb.out"
+    l="$(sim_submit_proto replicate test/longlogs "{\"input\":{\"prompt\":\"talk\",\"sim_duration_ms\":10},\"webhook\":\"$hook\"}" | sim_json 'd["id"]')"
+    wait_file "$BATS_TEST_TMPDIR/cb.out"
+    [ "$(cut -d' ' -f2- "$BATS_TEST_TMPDIR/cb.out" | sim_json 'len(d["logs"])')" -gt 65536 ]
+    assert_equal "$(cut -d' ' -f2- "$BATS_TEST_TMPDIR/cb.out" | sim_json 'd["id"] + " " + d["status"]')" "$l succeeded"
 }
 
 @test "replicate: burst_429 with Retry-After, 503, reset, errors_in_body ignored" {
@@ -357,7 +562,7 @@ EOF
     assert_equal "${#lines[@]}" 2
 }
 
-@test "fal: a failed request is COMPLETED with error; its response_url answers 422" {
+@test "fal: a failed request is COMPLETED with error; model errors 422 {detail: [...]}, request errors their status" {
     sim_start_proto fal --quiet --time-scale 0.01
     id="$(sim_submit_input fal fal-ai/test-image '{"prompt":"p","sim_duration_ms":10,"sim_outcome":"failed","sim_fail_msg":"content policy","sim_fail_code":"content_policy_violation"}')"
     b="$(sim_wait_done_proto fal fal-ai/test-image "$id" 10)"
@@ -367,8 +572,65 @@ EOF
     assert_output 422
     assert_equal "$(bodyj '[d["detail"], d["error_type"]]')" \
         '["content policy", "content_policy_violation"]'
+    run grep -i '^x-fal-error-type: content_policy_violation' "$BATS_TEST_TMPDIR/headers"
+    assert_success
     run http "$SIM_URL/media/$id/0.png"
     assert_output 404
+    # a model (validation) error: detail is an array of {loc, msg, type}
+    v="$(sim_submit_input fal fal-ai/test-image '{"prompt":"p","sim_duration_ms":10,"sim_outcome":"failed","sim_fail_loc":"prompt","sim_fail_code":"value_error.any_str.max_length","sim_fail_msg":"ensure this value has at most 2500 characters"}')"
+    sim_wait_done_proto fal fal-ai/test-image "$v" 10 >/dev/null
+    run http -H "$(sim_auth_proto)" "$SIM_URL/fal-ai/test-image/requests/$v"
+    assert_output 422
+    run body
+    assert_output '{"detail":[{"loc":["body","prompt"],"msg":"ensure this value has at most 2500 characters","type":"value_error.any_str.max_length","url":"https://docs.fal.ai/errors/#value_error.any_str.max_length","input":"p"}]}'
+    run grep -ci '^x-fal-error-type' "$BATS_TEST_TMPDIR/headers"
+    assert_output 0
+    # a request error: its typical status, error_type in the body and the header
+    r="$(sim_submit_input fal fal-ai/test-image '{"prompt":"p","sim_duration_ms":10,"sim_outcome":"failed","sim_fail_code":"request_timeout","sim_fail_msg":"Request timed out"}')"
+    sim_wait_done_proto fal fal-ai/test-image "$r" 10 >/dev/null
+    run http -H "$(sim_auth_proto)" "$SIM_URL/fal-ai/test-image/requests/$r"
+    assert_output 504
+    assert_equal "$(bodyj '[d["detail"], d["error_type"]]')" '["Request timed out", "request_timeout"]'
+    run grep -i '^x-fal-error-type: request_timeout' "$BATS_TEST_TMPDIR/headers"
+    assert_success
+}
+
+@test "fal: result_5xx: COMPLETED, then the response URL answers 5xx N times" {
+    sim_start_proto fal --quiet --time-scale 0.01
+    id="$(sim_submit_input fal fal-ai/test-image '{"prompt":"p","sim_duration_ms":10}')"
+    sim_wait_done_proto fal fal-ai/test-image "$id" 10 >/dev/null
+    sim_faults '{"result_5xx": 2, "result_5xx_status": 503}'
+    # the status is not touched by it
+    run http -H "$(sim_auth_proto)" "$SIM_URL/fal-ai/test-image/requests/$id/status"
+    assert_output 200
+    codes=""
+    for i in 1 2 3; do
+        codes="$codes $(http -H "$(sim_auth_proto)" "$SIM_URL/fal-ai/test-image/requests/$id")"
+    done
+    assert_equal "$codes" " 503 503 200"
+    assert_equal "$(sim_figures | sim_json 'd["faults_injected"]["result_5xx"]')" 2
+    assert_equal "$(sim_task "$id" | sim_json 'd["result_requests"]')" 3
+}
+
+@test "fal: PUT cancel_url cancels a queued request; an ended one is ALREADY_COMPLETED" {
+    callback_listener "$BATS_TEST_TMPDIR/cb.out"
+    sim_start_proto fal --quiet --time-scale 0.01
+    id="$(sim_submit_proto fal fal-ai/flux/dev '{"prompt":"p","sim_duration_ms":1000000}' "http://127.0.0.1:$CB_PORT/h" | sim_json 'd["request_id"]')"
+    run http -X PUT -H "$(sim_auth_proto)" "$SIM_URL/fal-ai/flux/requests/$id/cancel"
+    assert_output 202
+    assert_equal "$(bodyj 'd["status"]')" CANCELLATION_REQUESTED
+    b="$(sim_status_proto fal fal-ai/flux/dev "$id")"
+    assert_equal "$(printf '%s' "$b" | sim_json '[d["status"], d["error_type"]]')" '["COMPLETED", "request_cancelled"]'
+    run http -H "$(sim_auth_proto)" "$SIM_URL/fal-ai/flux/requests/$id"
+    assert_output 400
+    wait_file "$BATS_TEST_TMPDIR/cb.out"
+    assert_equal "$(cut -d' ' -f2- "$BATS_TEST_TMPDIR/cb.out" | sim_json 'd["status"]')" ERROR
+    run http -X PUT -H "$(sim_auth_proto)" "$SIM_URL/fal-ai/flux/requests/$id/cancel"
+    assert_output 400
+    assert_equal "$(bodyj 'd["status"]')" ALREADY_COMPLETED
+    run http -X PUT -H "$(sim_auth_proto)" "$SIM_URL/fal-ai/flux/requests/nope/cancel"
+    assert_output 404
+    assert_equal "$(sim_task "$id" | sim_json 'd["final_state"]')" canceled
 }
 
 @test "fal: 401 Bearer scheme or wrong key, 404 unknown model/request, 422, 402" {
@@ -384,8 +646,9 @@ EOF
     run http -H "$(sim_auth_proto)" "$SIM_URL/fal-ai/test-image/requests/nope/status"
     assert_output 404
     id="$(sim_submit_input fal fal-ai/test-image '{"prompt":"x"}')"
-    run http -H "$(sim_auth_proto)" "$SIM_URL/fal-ai/test/video/requests/$id/status"
+    run http -H "$(sim_auth_proto)" "$SIM_URL/fal-ai/test/requests/$id/status"
     assert_output 404
+    assert_equal "$(bodyj 'd["detail"]')" "Request not found"
     run http -X POST -H "$(sim_auth_proto)" -d '{"input":{"prompt":"x"}}' \
         "$SIM_URL/fal-ai/test-image"
     assert_output 422
@@ -441,11 +704,13 @@ EOF
     [ $((($(date +%s%N) - start) / 1000000)) -ge 1100 ]
 }
 
-@test "fal: fal_webhook gets {request_id, gateway_request_id, status, payload, error}" {
+@test "fal: with fal_webhook the submit answers the two ids; the webhook {request_id, gateway_request_id, status, payload, error}" {
     callback_listener "$BATS_TEST_TMPDIR/cb.out"
     sim_start_proto fal --quiet --time-scale 0.01
     hook="http://127.0.0.1:$CB_PORT/fal/hook?t=1"
-    id="$(sim_submit_proto fal fal-ai/test-image '{"prompt":"p","sim_duration_ms":200}' "$hook" | sim_json 'd["request_id"]')"
+    answer="$(sim_submit_proto fal fal-ai/test-image '{"prompt":"p","sim_duration_ms":200}' "$hook")"
+    id="$(printf '%s' "$answer" | sim_json 'd["request_id"]')"
+    assert_equal "$(printf '%s' "$answer" | sim_json 'sorted(d)')" '["gateway_request_id", "request_id"]'
     wait_file "$BATS_TEST_TMPDIR/cb.out"
     run cut -d' ' -f1 "$BATS_TEST_TMPDIR/cb.out"
     assert_output "/fal/hook?t=1"
@@ -454,19 +719,28 @@ EOF
     : >"$BATS_TEST_TMPDIR/cb.out"
     id2="$(sim_submit_proto fal fal-ai/test-image '{"prompt":"q","sim_duration_ms":10,"sim_outcome":"failed","sim_fail_msg":"boom"}' "$hook" | sim_json 'd["request_id"]')"
     wait_file "$BATS_TEST_TMPDIR/cb.out"
-    run sh -c "cut -d' ' -f2- '$BATS_TEST_TMPDIR/cb.out' | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d[\"request_id\"], d[\"status\"], d[\"payload\"], d[\"error\"])'"
-    assert_output "$id2 ERROR None boom"
+    run sh -c "cut -d' ' -f2- '$BATS_TEST_TMPDIR/cb.out' | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d[\"request_id\"], d[\"status\"], d[\"payload\"][\"detail\"], d[\"error\"])'"
+    assert_output "$id2 ERROR boom Invalid status code: 422"
     assert_equal "$(sim_figures | sim_json 'd["requests"]["callback_sent"]')" 2
 }
 
-@test "fal: --profile model fal-ai/flux/dev (status URL model is the path before /requests/)" {
+@test "fal: fal-ai/flux/dev polls under its app id fal-ai/flux; the full path is refused" {
     cat >"$BATS_TEST_TMPDIR/profile.json" <<'EOF'
 {"models": {"fal-ai/flux/dev": {"kind": "image", "median_ms": 1000, "sigma": 0,
  "min_ms": 10, "max_ms": 5000}}}
 EOF
     sim_start_proto fal --quiet --time-scale 0.01 --profile "$BATS_TEST_TMPDIR/profile.json"
-    id="$(sim_submit_input fal fal-ai/flux/dev '{"prompt":"p","seed":42}')"
+    run http -X POST -H "$(sim_auth_proto)" -d '{"prompt":"p","seed":42}' "$SIM_URL/fal-ai/flux/dev"
+    assert_output 200
+    id="$(bodyj 'd["request_id"]')"
+    assert_equal "$(bodyj '[d["status_url"], d["response_url"], d["cancel_url"]]')" \
+        "[\"$SIM_URL/fal-ai/flux/requests/$id/status\", \"$SIM_URL/fal-ai/flux/requests/$id\", \"$SIM_URL/fal-ai/flux/requests/$id/cancel\"]"
     sim_wait_done_proto fal fal-ai/flux/dev "$id" 10 >/dev/null
+    run http -H "$(sim_auth_proto)" "$SIM_URL/fal-ai/flux/dev/requests/$id/status"
+    assert_output 404
+    assert_equal "$(bodyj 'd["detail"]')" "Not Found"
+    run http -H "$(sim_auth_proto)" "$SIM_URL/fal-ai/flux/dev/requests/$id"
+    assert_output 404
     r="$(sim_result_proto fal-ai/flux/dev "$id")"
     assert_equal "$(printf '%s' "$r" | sim_json '[d["seed"], d["images"][0]["url"]]')" \
         "[42, \"$SIM_URL/media/$id/0.png\"]"

@@ -1,5 +1,6 @@
-/* genfs-sim completion-time distributions and task ids: reproducible for a seed, medians near
- * the model's, bounds respected, time scale applied, profiles merged. */
+/* genfs-sim models: completion-time distributions reproducible for a seed, medians near the
+ * model's, bounds respected, time scale applied; profiles merged with their options (output
+ * shape, outputs, forced outcome, logs, required input fields). */
 #include "sim_model.h"
 #include "sim_rng.h"
 #include "tap.h"
@@ -68,15 +69,26 @@ int main(void)
     TAP_EQ_INT(sim_model_scale_ms(8000, 1), 8000, "time scale 1");
     TAP_EQ_INT(sim_model_scale_ms(8000, 0), 0, "time scale 0");
 
-    char a[SIM_TASK_ID_LEN + 1], b[SIM_TASK_ID_LEN + 1], c[SIM_TASK_ID_LEN + 1];
-    sim_model_task_id(1, 1, a);
-    sim_model_task_id(1, 1, b);
-    sim_model_task_id(1, 2, c);
-    TAP_EQ_INT(strlen(a), SIM_TASK_ID_LEN, "task id length");
-    TAP_CHECK(strncmp(a, "tk", 2) == 0 && strspn(a + 2, "0123456789abcdef") == 20,
-              "task id is tk + 20 hex (%s)", a);
-    TAP_EQ_STR(a, b, "task id reproducible");
-    TAP_CHECK(strcmp(a, c) != 0, "next counter, other id");
+    /* flux-2 needs a mode as APIXO's does; the others only a prompt. */
+    char field[64] = "";
+    int missing = -1;
+    cJSON *in = cJSON_Parse("{\"prompt\": \"p\"}");
+    const struct sim_model *fx = sim_models_find(&ms, "flux-2");
+    TAP_CHECK(sim_model_check_requires(fx, in, field, sizeof(field), &missing) == -1 &&
+                  strcmp(field, "mode") == 0 && missing == 1,
+              "flux-2 without mode: mode missing (%s, %d)", field, missing);
+    TAP_EQ_INT(sim_model_check_requires(nb, in, field, sizeof(field), &missing), 0,
+               "nano-banana needs no mode");
+    cJSON_AddStringToObject(in, "mode", "pro-text-to-image");
+    TAP_EQ_INT(sim_model_check_requires(fx, in, field, sizeof(field), &missing), 0,
+               "flux-2 with mode pro-text-to-image");
+    cJSON_ReplaceItemInObject(in, "mode", cJSON_CreateString("sketch"));
+    TAP_CHECK(sim_model_check_requires(fx, in, field, sizeof(field), &missing) == -1 &&
+                  missing == 0,
+              "flux-2 with an unknown mode: a bad value, not a missing one");
+    cJSON_Delete(in);
+    TAP_CHECK(nb->output == SIM_OUT_AUTO && nb->end == SIM_END_DRAW && nb->logs_bytes == 0,
+              "built-in models: automatic output, drawn end, no logs");
 
     char err[256] = "";
     const char *prof = "{\"models\": {\"fal-ai/flux/dev\": {\"kind\": \"image\", \"median_ms\": "
@@ -98,6 +110,39 @@ int main(void)
                -1, "bad kind refused");
     TAP_EQ_INT(sim_models_load_profile(&ms, "[1]", err, sizeof(err)), -1, "not an object");
     TAP_CHECK(sim_models_find(&ms, "x") == NULL, "failed profile adds nothing");
+
+    const char *opts = "{\"models\": {\"o/stems\": {\"kind\": \"audio\", \"output\": \"named\", "
+                       "\"outputs\": 4, \"outcome\": \"aborted\", \"logs_bytes\": 70000, "
+                       "\"requires\": {\"style\": []}}, \"o/chat\": {\"kind\": \"text\"}}}";
+    TAP_EQ_INT(sim_models_load_profile(&ms, opts, err, sizeof(err)), 0, "model options load");
+    const struct sim_model *st = sim_models_find(&ms, "o/stems");
+    TAP_CHECK(st && st->output == SIM_OUT_NAMED && st->outputs == 4 && st->end == SIM_END_ABORTED &&
+                  st->logs_bytes == 70000 && st->requires,
+              "output, outputs, outcome, logs_bytes, requires");
+    TAP_CHECK(sim_models_find(&ms, "o/chat")->kind == SIM_KIND_TEXT, "kind text");
+    in = cJSON_Parse("{\"prompt\": \"p\", \"style\": \"anything\"}");
+    TAP_EQ_INT(sim_model_check_requires(st, in, field, sizeof(field), &missing), 0,
+               "an empty list admits any non-empty string");
+    cJSON_Delete(in);
+    TAP_EQ_INT(sim_models_load_profile(
+                   &ms, "{\"models\": {\"o/stems\": {\"requires\": {\"mode\": [\"a\"]}}}}", err,
+                   sizeof(err)),
+               0, "requires replaced");
+    TAP_CHECK(cJSON_GetObjectItem(st->requires, "mode") &&
+                  !cJSON_GetObjectItem(st->requires, "style"),
+              "the new requires replace the old");
+    static const char *const bad[][2] = {
+        {"{\"models\": {\"y\": {\"kind\": \"image\", \"output\": \"blob\"}}}", "output"},
+        {"{\"models\": {\"y\": {\"kind\": \"image\", \"outputs\": 9}}}", "outputs"},
+        {"{\"models\": {\"y\": {\"kind\": \"image\", \"outcome\": \"maybe\"}}}", "outcome"},
+        {"{\"models\": {\"y\": {\"kind\": \"image\", \"requires\": {\"m\": [1]}}}}", "requires"},
+        {"{\"models\": {\"y\": {\"kind\": \"image\", \"requires\": [\"m\"]}}}", "requires"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int rc = sim_models_load_profile(&ms, bad[i][0], err, sizeof(err));
+        TAP_CHECK(rc == -1 && strstr(err, bad[i][1]), "bad %s refused: %s", bad[i][1], err);
+    }
+    TAP_CHECK(sim_models_find(&ms, "y") == NULL, "no bad model added");
 
     /* rng sanity: uniform mean, normal mean and spread */
     double sum = 0, sq = 0, nsum = 0;

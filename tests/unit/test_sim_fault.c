@@ -97,6 +97,18 @@ int main(void)
     TAP_CHECK(ra, "burst Retry-After is burst_retry_after");
     TAP_EQ_INT(f.burst_429, 0, "burst counted down");
 
+    /* result_5xx: the next N result fetches answer result_5xx_status */
+    TAP_EQ_INT(sim_fault_decide_result(&f), 0, "result_5xx off: no fault");
+    TAP_EQ_INT(f.result_5xx_status, 500, "result_5xx_status defaults to 500");
+    TAP_EQ_INT(merge(&f, "{\"result_5xx\":2,\"result_5xx_status\":503}", err, sizeof(err)), 0,
+               "merge result_5xx");
+    int r1 = sim_fault_decide_result(&f), r2 = sim_fault_decide_result(&f);
+    TAP_CHECK(r1 == 503 && r2 == 503 && sim_fault_decide_result(&f) == 0,
+              "result_5xx=2: two 503s, then the result");
+    TAP_EQ_INT(merge(&f, "{\"result_5xx_status\":404}", err, sizeof(err)), -1,
+               "result_5xx_status must be a 5xx");
+    TAP_CHECK(strstr(err, "500..599") != NULL, "message names the range: %s", err);
+
     /* rate limit per second */
     sim_fault_defaults(&f);
     memset(&st, 0, sizeof(st));

@@ -1,5 +1,6 @@
 /* genfs-sim media encoders: decode what they produce with independent code (bitwise CRC, our own
- * inflate of stored blocks, a full GIF LZW decoder) and check sizes, streaming and seeking. */
+ * inflate of stored blocks, a full GIF LZW decoder, base64) and check sizes, streaming and
+ * seeking, text, and data: URIs. */
 #include "sim_media.h"
 #include "tap.h"
 
@@ -300,6 +301,62 @@ static void test_stream(enum sim_kind kind)
     free(c);
 }
 
+static void test_text(uint64_t target)
+{
+    size_t len;
+    uint8_t *t = read_all(SIM_KIND_TEXT, 3, target, &len);
+    TAP_EQ_INT(len, target ? target : SIM_MEDIA_TEXT_DEFAULT, "text: exactly the size asked");
+    int printable = 1;
+    for (size_t i = 0; i + 1 < len; i++)
+        printable &= (t[i] >= 'a' && t[i] <= 'z') || t[i] == ' ' || t[i] == '.';
+    TAP_CHECK(printable && t[len - 1] == '\n', "text: words, spaces, full stops, a final newline");
+    size_t n;
+    char *all = sim_media_all(SIM_KIND_TEXT, 3, target, &n);
+    TAP_CHECK(all && n == len && memcmp(all, t, len) == 0 && all[n] == '\0',
+              "sim_media_all: the same bytes, NUL-terminated");
+    free(all);
+    free(t);
+}
+
+static int b64_value(char c)
+{
+    const char *set = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const char *p = strchr(set, c);
+    return c && p ? (int)(p - set) : -1;
+}
+
+static void test_data_uri(enum sim_kind kind, const char *head)
+{
+    size_t len;
+    uint8_t *raw = read_all(kind, 8, 0, &len);
+    char *uri = sim_media_data_uri(kind, 8, 0);
+    size_t hl = strlen(head);
+    TAP_CHECK(uri && strncmp(uri, head, hl) == 0, "data URI starts %s", head);
+    /* Decode it back and compare with the file. */
+    const char *b = uri ? uri + hl : "";
+    size_t bl = strlen(b), o = 0;
+    uint8_t *dec = malloc(bl / 4 * 3 + 3);
+    int ok = bl % 4 == 0;
+    for (size_t i = 0; ok && i < bl; i += 4) {
+        int v[4];
+        for (int k = 0; k < 4; k++)
+            v[k] = b[i + k] == '=' ? 0 : b64_value(b[i + k]);
+        ok &= v[0] >= 0 && v[1] >= 0 && v[2] >= 0 && v[3] >= 0;
+        uint32_t w =
+            (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
+        dec[o++] = (uint8_t)(w >> 16);
+        if (b[i + 2] != '=')
+            dec[o++] = (uint8_t)(w >> 8);
+        if (b[i + 3] != '=')
+            dec[o++] = (uint8_t)w;
+    }
+    TAP_CHECK(ok && o == len && memcmp(dec, raw, len) == 0, "%s data URI decodes to the file",
+              sim_media_ext(kind));
+    free(dec);
+    free(uri);
+    free(raw);
+}
+
 int main(void)
 {
     test_png(0);
@@ -312,8 +369,17 @@ int main(void)
     test_stream(SIM_KIND_IMAGE);
     test_stream(SIM_KIND_AUDIO);
     test_stream(SIM_KIND_VIDEO);
+    test_stream(SIM_KIND_TEXT);
+    test_text(0);
+    test_text(1);
+    test_text(100000);
+    test_data_uri(SIM_KIND_IMAGE, "data:image/png;base64,");
+    test_data_uri(SIM_KIND_AUDIO, "data:audio/wav;base64,");
+    test_data_uri(SIM_KIND_TEXT, "data:text/plain;base64,");
     TAP_EQ_STR(sim_media_mime(SIM_KIND_IMAGE), "image/png", "png mime");
     TAP_EQ_STR(sim_media_mime(SIM_KIND_AUDIO), "audio/wav", "wav mime");
     TAP_EQ_STR(sim_media_mime(SIM_KIND_VIDEO), "image/gif", "gif mime");
+    TAP_EQ_STR(sim_media_mime(SIM_KIND_TEXT), "text/plain", "text mime");
+    TAP_EQ_STR(sim_media_ext(SIM_KIND_TEXT), "txt", "text extension");
     return tap_done();
 }

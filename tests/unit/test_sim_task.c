@@ -1,4 +1,5 @@
-/* genfs-sim tasks: the state seen over time, the status object, and the hash table. */
+/* genfs-sim tasks: the state seen over time, cancels and aborted tasks, the resultJson text and
+ * the /_sim/ record, and the hash table. */
 #include "sim_task.h"
 #include "tap.h"
 
@@ -53,38 +54,57 @@ int main(void)
     sim_task_view_at(t, 999000, &v);
     TAP_EQ_STR(v.state, "waiting", "clock before submit: waiting");
 
-    cJSON *d = sim_task_status_json(t, 1005000, "http://127.0.0.1:5");
-    TAP_EQ_STR(str(d, "state"), "generating", "status state");
-    TAP_EQ_STR(str(d, "resultJson"), "", "resultJson empty while running");
-    TAP_CHECK(cJSON_IsNull(cJSON_GetObjectItem(d, "completeTime")), "completeTime null");
-    TAP_EQ_STR(str(d, "param"), t->param, "param is the request body");
-    cJSON_Delete(d);
-    d = sim_task_status_json(t, 1010001, "http://127.0.0.1:5");
-    TAP_EQ_STR(str(d, "state"), "success", "status success");
-    cJSON *r = cJSON_Parse(str(d, "resultJson"));
-    cJSON *urls = cJSON_GetObjectItem(r, "resultUrls");
-    TAP_EQ_INT(cJSON_GetArraySize(urls), 2, "two result URLs");
+    char *r = sim_task_result_json(t, "http://127.0.0.1:5");
+    cJSON *rj = cJSON_Parse(r);
+    cJSON *urls = cJSON_GetObjectItem(rj, "resultUrls");
+    TAP_EQ_INT(cJSON_GetArraySize(urls), 2, "resultJson: two result URLs");
     TAP_EQ_STR(cJSON_GetArrayItem(urls, 1)->valuestring,
                "http://127.0.0.1:5/media/tk0123456789abcdef0123/1.png", "URL form");
-    TAP_EQ_INT((long long)cJSON_GetObjectItem(d, "completeTime")->valuedouble, 1010000,
-               "completeTime");
-    TAP_EQ_STR(str(d, "failCode"), "", "no failCode on success");
-    cJSON_Delete(r);
+    cJSON_Delete(rj);
+    free(r);
+    TAP_CHECK(sim_task_started(t), "a task that ran to its end started");
+    t->duration_ms = 0;
+    t->complete_ms = t->submit_ms;
+    TAP_CHECK(sim_task_started(t), "a zero-length task that ended started too");
+    t->duration_ms = 10000;
+    t->complete_ms = t->submit_ms + t->duration_ms;
+
+    /* A cancel during generation ends it then; a second cancel changes nothing. */
+    TAP_EQ_INT(sim_task_cancel(t, 1005000), 1, "cancel while generating");
+    TAP_CHECK(t->failed && t->canceled && t->complete_ms == 1005000, "canceled at that moment");
+    sim_task_view_at(t, 1005000, &v);
+    TAP_CHECK(v.done && strcmp(v.state, "canceled") == 0, "shows canceled");
+    TAP_CHECK(sim_task_started(t), "it had started (30%% is at 1003000)");
+    TAP_EQ_INT(sim_task_cancel(t, 1006000), 0, "a second cancel: already ended");
+    TAP_EQ_INT(t->complete_ms, 1005000, "end unchanged");
+    sim_task_free(t);
+    t = make(0);
+    TAP_EQ_INT(sim_task_cancel(t, 1001000), 1, "cancel while queued");
+    TAP_CHECK(!sim_task_started(t), "canceled in the queue: never started");
+    TAP_EQ_INT(sim_task_cancel(t, 1020000), 0, "cancel after the end: 0");
+    sim_task_free(t);
+
+    t = make(1);
+    t->aborted = 1;
+    sim_task_view_at(t, 1005000, &v);
+    TAP_EQ_STR(v.state, "queuing", "an aborted task never leaves the queue");
+    sim_task_view_at(t, 1010000, &v);
+    TAP_EQ_STR(v.state, "aborted", "then ends aborted");
+    TAP_CHECK(!sim_task_started(t), "aborted: never started");
+    cJSON *d = sim_task_figure_json(t, 1020000, "http://h", NULL);
+    TAP_EQ_STR(str(d, "final_state"), "aborted", "figure final_state aborted");
+    TAP_CHECK(cJSON_IsNull(cJSON_GetObjectItem(d, "provider")), "no provider given: null");
     cJSON_Delete(d);
     sim_task_free(t);
 
     t = make(1);
-    d = sim_task_status_json(t, 1005000, "http://h");
-    TAP_EQ_STR(str(d, "failCode"), "", "failCode empty before the end");
-    cJSON_Delete(d);
-    d = sim_task_status_json(t, 1020000, "http://h");
-    TAP_EQ_STR(str(d, "state"), "failed", "failed at end");
-    TAP_EQ_STR(str(d, "failCode"), "500", "failCode");
-    TAP_EQ_STR(str(d, "failMsg"), "generation failed: content policy", "failMsg");
-    TAP_EQ_STR(str(d, "resultJson"), "", "no results");
-    cJSON_Delete(d);
+    t->provider = strdup("value");
     d = sim_task_figure_json(t, 1020000, "http://h", NULL);
     TAP_EQ_STR(str(d, "final_state"), "failed", "figure final_state");
+    TAP_EQ_STR(str(d, "fail_code"), "500", "figure fail_code");
+    TAP_EQ_STR(str(d, "provider"), "value", "figure provider: the routing field as submitted");
+    TAP_EQ_INT(cJSON_GetArraySize(cJSON_GetObjectItem(d, "result_urls")), 0,
+               "failed: no result URLs");
     TAP_EQ_INT((long long)cJSON_GetObjectItem(d, "complete_ms")->valuedouble, 1010000,
                "figure complete_ms");
     cJSON_Delete(d);

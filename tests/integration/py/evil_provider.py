@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""A malicious provider for the security tests: just enough of the native protocol (SPEC 4)
-to get tasks submitted, then answers that attack the client.
+"""A malicious provider for the security tests: just enough of APIXO's task API (genfs's default
+provider: POST /generateTask/MODEL, GET /statusTask/MODEL?taskId=ID, answers
+{"code", "message", "data"}) to get tasks submitted, then answers that attack the client.
 
   evil_provider.py --port-file FILE [--side-port-file FILE] [--key KEY]
 
@@ -10,7 +11,7 @@ reaches it.
 
 Each task's behaviour is chosen by the prompt written to MODEL/new: "MODE" or "MODE rest...".
   ok               status: success with one result URL on this server (/media/ID/0.png, 4 KiB)
-  huge_valid       status: a valid 200 answer, state generating, holding a 12 MiB string field
+  huge_valid       status: a valid 200 answer, state processing, holding a 12 MiB string field
   huge_body        status: a 40 MiB body (over any sane limit), streamed
   many_items       status: a valid 15 MiB answer whose extra field is an array of ~7.5 M zeros
   deep             status: 200 with data nested 500,000 arrays deep
@@ -26,7 +27,7 @@ Each task's behaviour is chosen by the prompt written to MODEL/new: "MODE" or "M
   media_endless    media: a chunked body that never ends (64 KiB chunks, as fast as read)
   media_trickle    media: Content-Length 1000000, then one byte every 2 s, forever
   echo_key         status: failed, failMsg repeating the Authorization header it received
-  echo_key_submit  submit: 401 whose msg repeats the Authorization header
+  echo_key_submit  submit: 401 whose data.error repeats the Authorization header
   bad_id:VALUE     submit: taskId VALUE (URL-escaped: %2F for /, ...) instead of a good one
 Any other prompt behaves like ok.
 
@@ -113,17 +114,29 @@ def cached(what):
         return _CACHE[what]
 
 
-def status_data(tid, model, state, result="", fail_code="", fail_msg=""):
+def status_data(tid, state, result=None, fail_code=None, fail_msg=None):
+    """The data of an APIXO status answer: only the fields that apply to the state."""
     now = int(time.time() * 1000)
-    return {"taskId": tid, "model": model, "state": state, "progress": 50,
-            "resultJson": result, "failCode": fail_code, "failMsg": fail_msg,
-            "createTime": now - 1000, "updateTime": now,
-            "completeTime": now if state in ("success", "failed") else None}
+    d = {"taskId": tid, "state": state, "createTime": now - 1000}
+    if result is not None:
+        d["resultJson"] = result
+    if fail_code is not None:
+        d["failCode"], d["failMsg"] = fail_code, fail_msg
+    if state in ("success", "failed"):
+        d["costTime"], d["completeTime"] = 1000, now
+    return d
 
 
-def success(tid, model, urls):
-    return {"code": 200, "msg": "success",
-            "data": status_data(tid, model, "success", json.dumps({"resultUrls": urls}))}
+def envelope(data):
+    return {"code": 200, "message": "success", "data": data}
+
+
+def refusal(code, message, error):
+    return {"code": code, "message": message, "data": {"error": error}}
+
+
+def success(tid, urls):
+    return envelope(status_data(tid, "success", json.dumps({"resultUrls": urls})))
 
 
 class Evil(Base):
@@ -142,16 +155,18 @@ class Evil(Base):
         path = urllib.parse.urlsplit(self.path).path
         if not path.startswith("/generateTask/"):
             self.record("other")
-            return self.send_json(404, {"code": 404, "msg": "no such path"})
+            return self.send_json(404, refusal(404, "Not found", "Resource not found"))
         self.record("submit")
         auth = self.headers.get("Authorization") or ""
         try:
             prompt = json.loads(raw)["input"]["prompt"]
         except Exception:
-            return self.send_json(422, {"code": 422, "msg": "input.prompt required"})
+            return self.send_json(400, refusal(400, "Invalid request",
+                                               "Missing required field: input.prompt"))
         mode = prompt.split()[0] if prompt.split() else "ok"
         if mode == "echo_key_submit":
-            return self.send_json(401, {"code": 401, "msg": f"invalid credentials: {auth}"})
+            return self.send_json(401, refusal(401, "Unauthorized",
+                                               f"invalid credentials: {auth}"))
         with LOCK:
             STATE["n"] += 1
             tid = "ev%06d" % STATE["n"]
@@ -159,10 +174,11 @@ class Evil(Base):
             tid = urllib.parse.unquote(mode[len("bad_id:"):])
         with LOCK:
             TASKS[tid] = mode
-        self.send_json(200, {"code": 200, "msg": "success", "data": {"taskId": tid}})
+        self.send_json(200, envelope({"taskId": tid}))
 
     def do_GET(self):
-        path = urllib.parse.urlsplit(self.path).path
+        split = urllib.parse.urlsplit(self.path)
+        path = split.path
         if path == "/_evil/requests":
             with LOCK:
                 return self.send_json(200, REQUESTS)
@@ -175,43 +191,37 @@ class Evil(Base):
         if path.startswith("/media/"):
             self.record("media")
             return self.media(path)
-        if path.startswith("/generateTask/"):
+        if path.startswith("/statusTask/"):
             self.record("status")
-            parts = path[len("/generateTask/"):].split("/")
-            tid = parts[-1]
-            model = "/".join(parts[:-1])
+            tid = urllib.parse.parse_qs(split.query).get("taskId", [""])[0]
             with LOCK:
                 mode = TASKS.get(tid)
             if mode is None:
-                return self.send_json(404, {"code": 404, "msg": "no such task"})
-            return self.status(tid, model, mode)
+                return self.send_json(404, refusal(404, "Not found", f"Task not found: {tid}"))
+            return self.status(tid, mode)
         self.record("other")
-        self.send_json(404, {"code": 404, "msg": "no such path"})
+        self.send_json(404, refusal(404, "Not found", "Resource not found"))
 
     # ---- status answers ----
-    def status(self, tid, model, mode):
+    def status(self, tid, mode):
         if mode == "huge_valid":
-            head = json.dumps({"code": 200, "msg": "success",
-                               "data": status_data(tid, model, "generating")})[:-2]
+            head = json.dumps(envelope(status_data(tid, "processing")))[:-2]
             return self.send_body(200, head.encode() + cached("pad"))
         if mode == "huge_body":
-            return self.stream(b'{"code":200,"msg":"success","data":{"pad":"',
+            return self.stream(b'{"code":200,"message":"success","data":{"pad":"',
                                40 * 1024 * 1024, b"x")
         if mode == "many_items":
-            head = json.dumps({"code": 200, "msg": "success",
-                               "data": status_data(tid, model, "generating")})[:-2]
+            head = json.dumps(envelope(status_data(tid, "processing")))[:-2]
             return self.send_body(200, head.encode() + cached("items"))
         if mode == "deep":
-            body = ('{"code":200,"msg":"success","data":{"taskId":"%s","state":"generating",'
+            body = ('{"code":200,"message":"success","data":{"taskId":"%s","state":"processing",'
                     '"junk":' % tid).encode() + cached("deep")
             return self.send_body(200, body)
         if mode == "deep_result":
             depth = 200_000
             inner = '{"resultUrls":' + "[" * depth + '"%s"' % self.own("/media/%s/0.png" % tid) \
                 + "]" * depth + "}"
-            d = {"code": 200, "msg": "success",
-                 "data": status_data(tid, model, "success", inner)}
-            return self.send_json(200, d)
+            return self.send_json(200, envelope(status_data(tid, "success", inner)))
         if mode == "slowloris":
             try:
                 self.send_response(200)
@@ -232,7 +242,7 @@ class Evil(Base):
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(10 ** 15))
                 self.end_headers()
-                self.wfile.write(b'{"code":200,"msg":"success","data":{"state":"generating",')
+                self.wfile.write(b'{"code":200,"message":"success","data":{"state":"processing",')
                 self.wfile.flush()
                 time.sleep(120)
             except (BrokenPipeError, ConnectionResetError, OSError):
@@ -240,24 +250,22 @@ class Evil(Base):
             self.close_connection = True
             return
         if mode == "file_url":
-            return self.send_json(200, success(tid, model, ["file:///etc/passwd"]))
+            return self.send_json(200, success(tid, ["file:///etc/passwd"]))
         if mode == "side_url":
             return self.send_json(200, success(
-                tid, model, [f"http://127.0.0.1:{STATE['side']}/internal/{tid}/0.png"]))
+                tid, [f"http://127.0.0.1:{STATE['side']}/internal/{tid}/0.png"]))
         if mode == "api_redirect":
             return self.send_body(302, b"", headers={
                 "Location": f"http://127.0.0.1:{STATE['side']}/stolen/{tid}"})
         if mode == "many_urls":
             urls = [self.own("/media/%s/%d.png" % (tid, i)) for i in range(10_000)]
-            return self.send_json(200, success(tid, model, urls))
+            return self.send_json(200, success(tid, urls))
         if mode == "echo_key":
             auth = self.headers.get("Authorization") or ""
-            d = {"code": 200, "msg": "success",
-                 "data": status_data(tid, model, "failed", "", "401",
-                                     f"your key {auth} was refused")}
-            return self.send_json(200, d)
+            d = status_data(tid, "failed", None, "UNAUTHORIZED", f"your key {auth} was refused")
+            return self.send_json(200, envelope(d))
         # ok, same_origin_url, media_* and anything else: success with a URL here.
-        return self.send_json(200, success(tid, model, [self.own("/media/%s/0.png" % tid)]))
+        return self.send_json(200, success(tid, [self.own("/media/%s/0.png" % tid)]))
 
     def stream(self, head, n, fill):
         try:
