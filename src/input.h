@@ -14,4 +14,10 @@
  * msg (if not NULL) gets one line saying what was wrong and what to do. */
 int input_parse(const char *buf, size_t len, char **json, char **prompt, char *msg, size_t msglen);
 
+/* What the len bytes at buf, written after the first `before` bytes of an input,
+ * already make of it: -EFBIG when the input passes INPUT_MAX_BYTES, -EINVAL for
+ * a NUL byte (input_parse would refuse either, whatever comes next), else 0.
+ * msg as for input_parse. */
+int input_check_piece(const char *buf, size_t len, size_t before, char *msg, size_t msglen);
+
 #endif
