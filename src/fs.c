@@ -6,6 +6,7 @@
 #include "media.h"
 #include "notify.h"
 #include "opts.h"
+#include "writer.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -62,8 +63,6 @@ static const char *const task_file_names[TK_COUNT] = {NULL,     "state",      "r
 #define ATTR_TIMEOUT 60.0
 #define EVENT_RING 8192
 #define NEW_MAX_WRITE INPUT_MAX_BYTES
-/* Pieces at least this big may be the first of a split write(2). */
-#define NEW_SPLIT_MIN (NEW_MAX_WRITE - 4096)
 
 enum node_type { N_NONE, N_ROOT, N_FIXED, N_MODEL, N_TASK };
 
@@ -158,13 +157,16 @@ struct fh {
     int fd;
     /* stats/log/.provider snapshot, swapped under fs->lock */
     struct snap *snap;
-    /* new */
+    /* new: the input written since the last submission, however many write(2)s
+     * brought it; the close that ends it (writer_on_close) or a read submits it */
+    char *in;
+    size_t in_len, in_cap;
+    int in_err;      /* a write made the input invalid (EFBIG, EINVAL): the rest is
+                      * refused too, and the close or read that ends it says so again */
+    long opener;     /* the process that opened the descriptor */
+    bool read_write; /* opened O_RDWR: the read of the task id submits */
     char *task_id;
     size_t id_pos;
-    char *partial; /* a max-size chunk that may be followed by more */
-    size_t partial_len;
-    bool submitting;
-    bool too_big; /* a write(2) went over the limit: refuse the rest */
     /* defaults.json / request.json being written: the text so far */
     char *edit;
     size_t edit_len;
@@ -172,7 +174,8 @@ struct fh {
     enum model_kind edit_kind;
 };
 
-enum pend_kind { P_RESULT, P_EVENTS, P_OP, P_FILE };
+/* P_ATTR: a stat of a file under files/ that is not whole yet. */
+enum pend_kind { P_RESULT, P_EVENTS, P_OP, P_FILE, P_ATTR };
 
 struct pending {
     uint64_t id;
@@ -186,10 +189,13 @@ struct pending {
     struct pending *next, *prev;
 };
 
+/* Submissions from new: OP_SUBMIT_CLOSE answers the close(2) (FLUSH) that ended the input,
+ * OP_READ_ID the read of the id, OP_SUBMIT_LAST answers nobody (the last close, RELEASE);
+ * OP_MODEL_SET answers the close of a settings file. */
 enum op_kind {
-    OP_WRITE,
-    OP_FLUSH,
+    OP_SUBMIT_CLOSE,
     OP_READ_ID,
+    OP_SUBMIT_LAST,
     OP_MKDIR_MODEL,
     OP_MKDIR_TASK,
     OP_RMDIR,
@@ -203,7 +209,6 @@ struct op {
     enum op_kind kind;
     struct pending p;
     struct fh *fh;
-    size_t written;
 };
 
 struct event_line {
@@ -256,6 +261,38 @@ static bool by_owner(fuse_req_t req)
 static bool from_notifier(struct fs *f, fuse_req_t req)
 {
     return f->notify_pid != 0 && fuse_req_ctx(req)->pid == f->notify_pid;
+}
+
+/* The start of /proc/TID/NAME, NUL-terminated; false if it cannot be read. */
+static bool proc_read(pid_t tid, const char *name, char *buf, size_t len)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%ld/%s", (long)tid, name);
+    int fd = tid > 0 ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, buf, len - 1);
+    close(fd);
+    if (n <= 0)
+        return false;
+    buf[n] = '\0';
+    return true;
+}
+
+/* The process of the thread behind a request (FUSE gives thread ids); the
+ * thread id itself when /proc cannot say. */
+static long proc_process(pid_t tid)
+{
+    char buf[1024];
+    long tgid = proc_read(tid, "status", buf, sizeof(buf)) ? writer_tgid(buf) : -1;
+    return tgid > 0 ? tgid : (long)tid;
+}
+
+/* The signal killing thread tid, or 0. */
+static int proc_kill_signal(pid_t tid)
+{
+    char buf[1024];
+    return proc_read(tid, "stat", buf, sizeof(buf)) ? writer_kill_signal(buf) : 0;
 }
 
 static void hidden_add(struct fs *f, fuse_ino_t ino)
@@ -352,8 +389,6 @@ static void on_interrupt(fuse_req_t req, void *data)
              * still lands in the store: nothing accepted is lost. */
             struct op *o = op_of(p);
             o->p.req = NULL;
-            if (o->fh)
-                o->fh->submitting = false;
             o->fh = NULL;
         }
     }
@@ -494,6 +529,15 @@ static void set_time(struct stat *st, int64_t ms)
     st->st_atim = st->st_mtim;
 }
 
+/* files/<n> is listed, and its stat answered at once, when it is whole, or known
+ * to be from an earlier whole download (since evicted from the cache, or not yet
+ * found there after a remount): its size is then the real one. Before that a
+ * lookup by name finds it, but a stat waits (SPEC 3: listed once whole). */
+static bool file_listed(const struct task_file *tf)
+{
+    return tf->state == FILE_DONE || (tf->size >= 0 && tf->state != FILE_EXPIRED);
+}
+
 /* Fills st for ino; 0 or -ENOENT. Takes the store lock itself. */
 static int fs_stat(struct fs *f, fuse_ino_t ino, struct stat *st)
 {
@@ -563,6 +607,9 @@ static int fs_stat(struct fs *f, fuse_ino_t ino, struct stat *st)
         } else if (n.kind == MK_NEW) {
             st->st_mode = S_IFREG | 0666;
             st->st_nlink = 1;
+            /* Buffered writers (stdio, Python, cp, cat) size their writes by it: an
+             * input up to the limit goes out in one write(2). */
+            st->st_blksize = INPUT_MAX_BYTES;
         } else {
             const struct task *t =
                 m->latest != STORE_NONE ? store_task_at(f->store, m->latest) : NULL;
@@ -597,7 +644,7 @@ static int fs_stat(struct fs *f, fuse_ino_t ino, struct stat *st)
             st->st_nlink = 2;
         } else if (n.kind >= TK_FILE0) {
             uint32_t fn = (uint32_t)(n.kind - TK_FILE0);
-            if (!t->files || fn >= t->n_urls) {
+            if (!t->files || fn >= t->n_urls || t->files[fn].state == FILE_EXPIRED) {
                 rc = -ENOENT;
                 break;
             }
@@ -702,8 +749,10 @@ static fuse_ino_t child_ino(struct fs *f, fuse_ino_t parent, const char *name)
             ino = task_ino(n.idx, TK_FILES);
     } else if (n.type == N_TASK && n.kind == TK_FILES && store_task_at(f->store, n.idx)) {
         const struct task *t = store_task_at(f->store, n.idx);
+        /* Found by name before it is whole (a stat then waits), so that cp files/0.png
+         * right after cat result gets the file; an expired one is gone. */
         for (uint32_t i = 0; t->files && i < t->n_urls && i < MAX_FILES; i++)
-            if (strcmp(name, t->files[i].name) == 0)
+            if (strcmp(name, t->files[i].name) == 0 && t->files[i].state != FILE_EXPIRED)
                 ino = task_ino(n.idx, (enum task_kind)(TK_FILE0 + i));
     }
     store_unlock(f->store);
@@ -723,10 +772,14 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     reply_entry(req, f, ino);
 }
 
+static bool file_attr_answered(struct fs *f, fuse_req_t req, fuse_ino_t ino);
+
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     (void)fi;
     struct fs *f = req_fs(req);
+    if (file_attr_answered(f, req, ino))
+        return;
     struct stat st;
     int rc = fs_stat(f, ino, &st);
     if (rc < 0)
@@ -931,7 +984,7 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
         if (off < 2)
             ADD_ENT("..", task_ino(n.idx, TK_DIR), S_IFDIR, 2);
         for (uint32_t i = 0; i < t->n_urls && i < MAX_FILES; i++)
-            if (off < (off_t)(3 + i))
+            if (off < (off_t)(3 + i) && file_listed(&t->files[i]))
                 ADD_ENT(t->files[i].name, task_ino(n.idx, (enum task_kind)(TK_FILE0 + i)), S_IFREG,
                         (off_t)(3 + i));
     } else {
@@ -1101,6 +1154,79 @@ static int media_ready(struct fs *f, uint32_t idx, uint32_t n, int *fd)
     return -EIO;
 }
 
+/* What a stat of files/<n> gets now: 1 (its attributes), a negative errno, or 0
+ * to wait until it is whole. */
+static int media_attr_ready(struct fs *f, uint32_t idx, uint32_t n)
+{
+    int rc = -ENOENT;
+    store_rdlock(f->store);
+    const struct task *t = store_task_at(f->store, idx);
+    if (t && t->files && n < t->n_urls) {
+        const struct task_file *tf = &t->files[n];
+        if (file_listed(tf))
+            rc = 1;
+        else if (tf->state == FILE_FAILED)
+            rc = -EIO;
+        else if (tf->state == FILE_EXPIRED)
+            rc = -ENOENT;
+        else
+            rc = 0;
+    }
+    store_unlock(f->store);
+    return rc;
+}
+
+static bool attr_waiting(struct fs *f, struct pending *p)
+{
+    return media_attr_ready(f, p->idx, p->file_n) == 0;
+}
+
+/* rc from media_attr_ready; 0 (still not whole: the mount is going away) is EIO. */
+static void answer_attr(struct fs *f, fuse_req_t req, uint32_t idx, uint32_t n, int rc)
+{
+    fuse_ino_t ino = task_ino(idx, (enum task_kind)(TK_FILE0 + n));
+    struct stat st;
+    if (rc == 1 && (rc = fs_stat(f, ino, &st)) == 0)
+        fuse_reply_attr(req, &st, attr_timeout_for(f, ino));
+    else
+        fuse_reply_err(req, rc < 0 ? -rc : EIO);
+}
+
+/* A stat of a file under files/ that is not whole waits until it is, so that
+ * rsync, tar or shutil.copy2 never copy a short file: true once req is answered
+ * or parked here, false for every other inode (and for the notifier). */
+static bool file_attr_answered(struct fs *f, fuse_req_t req, fuse_ino_t ino)
+{
+    struct node n = node_of(ino);
+    if (n.type != N_TASK || n.kind < TK_FILE0 || from_notifier(f, req))
+        return false;
+    const uint32_t idx = n.idx, file_n = (uint32_t)(n.kind - TK_FILE0);
+    int rc = media_attr_ready(f, idx, file_n);
+    if (rc == 1)
+        return false;
+    if (rc == -EIO) {
+        /* Tell this caller now; try once more in the background. */
+        post_fetch(f, idx, file_n);
+        log_warn(f->log, "stat of a result file failed: its download failed (see above)");
+    }
+    if (rc == 0) {
+        struct pending *p = calloc(1, sizeof(*p));
+        if (!p) {
+            fuse_reply_err(req, ENOMEM);
+            return true;
+        }
+        *p = (struct pending){.kind = P_ATTR, .req = req, .idx = idx, .file_n = file_n};
+        if (park(f, p, attr_waiting)) {
+            post_fetch(f, idx, file_n);
+            return true;
+        }
+        free(p);
+        rc = media_attr_ready(f, idx, file_n);
+    }
+    answer_attr(f, req, idx, file_n, rc);
+    return true;
+}
+
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     struct fs *f = req_fs(req);
@@ -1121,6 +1247,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     } else if (n.type == N_MODEL && n.kind == MK_NEW) {
         h->kind = FH_NEW;
         h->idx = n.idx;
+        h->read_write = acc == O_RDWR;
+        h->opener = proc_process(fuse_req_ctx(req)->pid);
         fi->nonseekable = 1;
     } else if (n.type == N_MODEL && (n.kind == MK_DEFAULTS || n.kind == MK_REQUEST) &&
                acc != O_RDONLY) {
@@ -1207,8 +1335,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     }
 }
 
-static int new_submit(struct fs *f, fuse_req_t req, struct fh *h, enum op_kind kind,
-                      const char *buf, size_t len, size_t written, struct op **out);
+static int new_end(struct fs *f, fuse_req_t req, struct fh *h, enum op_kind kind, size_t size,
+                   int kill_signal, struct op **out);
 static void op_post(struct fs *f, struct op *o);
 
 /* Result content, or the errno a reader gets now, or 0 to wait. */
@@ -1299,16 +1427,11 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     switch (h->kind) {
     case FH_NEW: {
         pthread_mutex_lock(&f->lock);
-        if (h->partial && !h->submitting) {
-            /* A max-size write is only known complete now: submit it, then answer. */
-            char *pbuf = h->partial;
-            size_t plen = h->partial_len;
-            h->partial = NULL;
-            h->partial_len = 0;
-            struct op *o = NULL;
-            int rc = new_submit(f, req, h, OP_READ_ID, pbuf, plen, size, &o);
+        /* A read after writing ends the input: submit it, answer with its id. */
+        struct op *o = NULL;
+        int rc = new_end(f, req, h, OP_READ_ID, size, 0, &o);
+        if (rc < 0 || o) {
             pthread_mutex_unlock(&f->lock);
-            free(pbuf);
             if (rc < 0)
                 fuse_reply_err(req, -rc);
             else
@@ -1498,12 +1621,20 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
                 h->poll_next->poll_prev = h->poll_prev;
             fuse_pollhandle_destroy(h->ph);
         }
+        /* The last close: an input no close has ended yet (a read-write descriptor
+         * never read, or a child that inherited it closing after its opener) is
+         * submitted now; nobody waits for it, so its errors reach only the log. */
+        struct op *o = NULL;
+        if (h->kind == FH_NEW && new_end(f, NULL, h, OP_SUBMIT_LAST, 0, 0, &o) == 0 && o)
+            o->fh = NULL;
         pthread_mutex_unlock(&f->lock);
+        if (o)
+            engine_post(f->engine, &o->cmd);
         if (h->kind == FH_MEDIA && h->fd >= 0)
             close(h->fd);
         snap_put(h->snap);
         free(h->task_id);
-        free(h->partial);
+        free(h->in);
         free(h->edit);
         free(h);
     }
@@ -1603,17 +1734,23 @@ static void op_free(struct op *o)
     free(o);
 }
 
-struct late_write {
+/* A submission's answer, held back until the notifier has announced the task. */
+struct late_reply {
     fuse_req_t req;
-    size_t size;
+    enum op_kind kind;
+    char line[256];
+    size_t len;
 };
 
-static void late_write_reply(void *arg, bool ok)
+static void late_reply_send(void *arg, bool ok)
 {
     (void)ok;
-    struct late_write *lw = arg;
-    fuse_reply_write(lw->req, lw->size);
-    free(lw);
+    struct late_reply *lr = arg;
+    if (lr->kind == OP_READ_ID)
+        fuse_reply_buf(lr->req, lr->line, lr->len);
+    else
+        fuse_reply_err(lr->req, 0);
+    free(lr);
 }
 
 static void op_done(struct engine_cmd *cmd, int err, const char *msg)
@@ -1626,33 +1763,31 @@ static void op_done(struct engine_cmd *cmd, int err, const char *msg)
         pending_unlink(f, &o->p);
     char idline[256] = "";
     size_t idlen = 0;
-    if (o->fh) {
-        o->fh->submitting = false;
-        if (err == 0) {
-            free(o->fh->task_id);
-            store_rdlock(f->store);
-            const struct task *t = store_task_at(f->store, cmd->task_idx);
-            o->fh->task_id = t ? strdup(t->id) : NULL;
-            store_unlock(f->store);
-            o->fh->id_pos = 0;
-            if (o->kind == OP_READ_ID && o->fh->task_id) {
-                snprintf(idline, sizeof(idline), "%s\n", o->fh->task_id);
-                idlen = strlen(idline) < o->p.size ? strlen(idline) : o->p.size;
-                o->fh->id_pos = idlen;
-            }
+    if (o->fh && err == 0) {
+        free(o->fh->task_id);
+        store_rdlock(f->store);
+        const struct task *t = store_task_at(f->store, cmd->task_idx);
+        o->fh->task_id = t ? strdup(t->id) : NULL;
+        store_unlock(f->store);
+        o->fh->id_pos = 0;
+        if (o->kind == OP_READ_ID && o->fh->task_id) {
+            snprintf(idline, sizeof(idline), "%s\n", o->fh->task_id);
+            idlen = strlen(idline) < o->p.size ? strlen(idline) : o->p.size;
+            o->fh->id_pos = idlen;
         }
     }
     pthread_mutex_unlock(&f->lock);
     if (err && msg && o->kind != OP_RMDIR && err != -EEXIST)
         log_warn(f->log, "%s", msg);
-    if (req && !err && o->kind == OP_WRITE && f->notify) {
-        /* The write returns once the task's directory was announced, so a
+    bool submission = o->kind == OP_SUBMIT_CLOSE || o->kind == OP_READ_ID;
+    if (req && !err && submission && f->notify) {
+        /* The close or read returns once the task's directory was announced, so a
          * script woken by the event finds the task complete. */
-        struct late_write *lw = malloc(sizeof(*lw));
-        if (lw) {
-            lw->req = req;
-            lw->size = o->written;
-            notify_post(f->notify, NOTE_BARRIER, NULL, 0, NULL, NULL, late_write_reply, lw);
+        struct late_reply *lr = malloc(sizeof(*lr));
+        if (lr) {
+            *lr = (struct late_reply){.req = req, .kind = o->kind, .len = idlen};
+            memcpy(lr->line, idline, idlen);
+            notify_post(f->notify, NOTE_BARRIER, NULL, 0, NULL, NULL, late_reply_send, lr);
             op_free(o);
             return;
         }
@@ -1660,8 +1795,6 @@ static void op_done(struct engine_cmd *cmd, int err, const char *msg)
     if (req) {
         if (err)
             fuse_reply_err(req, -err);
-        else if (o->kind == OP_WRITE)
-            fuse_reply_write(req, o->written);
         else if (o->kind == OP_READ_ID)
             fuse_reply_buf(req, idline, idlen);
         else if (o->kind == OP_MKDIR_MODEL)
@@ -1674,13 +1807,39 @@ static void op_done(struct engine_cmd *cmd, int err, const char *msg)
     op_free(o);
 }
 
-/* Called with f->lock held: builds the op; the caller posts it after unlocking. */
-static int new_submit(struct fs *f, fuse_req_t req, struct fh *h, enum op_kind kind,
-                      const char *buf, size_t len, size_t written, struct op **out)
+static void new_input_drop(struct fh *h)
 {
+    free(h->in);
+    h->in = NULL;
+    h->in_len = h->in_cap = 0;
+}
+
+/* Called with f->lock held when the input written to h ends (a close that ends
+ * it, a read, the last close): its error, or 0 with *out the submission to post
+ * once the lock is released (NULL: nothing to submit). size: the reader's. */
+static int new_end(struct fs *f, fuse_req_t req, struct fh *h, enum op_kind kind, size_t size,
+                   int kill_signal, struct op **out)
+{
+    *out = NULL;
+    if (h->in_err) {
+        int err = h->in_err;
+        h->in_err = 0;
+        return -err;
+    }
+    if (h->in_len == 0)
+        return 0;
+    if (kill_signal) {
+        log_warn(f->log,
+                 "input to new dropped, nothing sent: its writer was killed (signal %d) "
+                 "before it closed new, so the input may be incomplete",
+                 kill_signal);
+        new_input_drop(h);
+        return 0;
+    }
     char msg[256] = "";
     char *json = NULL, *prompt = NULL;
-    int rc = input_parse(buf, len, &json, &prompt, msg, sizeof(msg));
+    int rc = input_parse(h->in, h->in_len, &json, &prompt, msg, sizeof(msg));
+    new_input_drop(h);
     if (rc < 0) {
         log_warn(f->log, "write to new refused: %s", msg);
         return rc;
@@ -1692,13 +1851,11 @@ static int new_submit(struct fs *f, fuse_req_t req, struct fh *h, enum op_kind k
         return -ENOMEM;
     }
     o->fh = h;
-    o->written = written;
-    o->p.size = written;
+    o->p.size = size;
     o->cmd.kind = ENGINE_SUBMIT;
     o->cmd.model_idx = h->idx;
     o->cmd.input_json = json;
     o->cmd.prompt = prompt;
-    h->submitting = true;
     *out = o;
     return 0;
 }
@@ -1799,6 +1956,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
                      struct fuse_file_info *fi)
 {
     (void)ino;
+    (void)off; /* new is not seekable: pieces come in order, each after the last */
     struct fs *f = req_fs(req);
     struct fh *h = (struct fh *)(uintptr_t)fi->fh;
     if (h && h->kind == FH_ANNOUNCE) {
@@ -1813,110 +1971,77 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
         fuse_reply_err(req, EACCES);
         return;
     }
+    /* Collected until the input ends; only what already makes it invalid is refused here. */
+    char msg[256] = "";
     pthread_mutex_lock(&f->lock);
-    int rc = 0;
-    const char *data = buf;
-    size_t len = size;
-    if (h->too_big) {
-        rc = -EFBIG;
-    } else if (h->submitting) {
-        rc = -EBUSY;
-    } else if (h->partial && (size_t)off == h->partial_len) {
-        /* The next piece of one write(2) that the kernel split. */
-        if (h->partial_len + size > INPUT_MAX_BYTES) {
-            rc = -EFBIG;
+    int rc = h->in_err ? -h->in_err : input_check_piece(buf, size, h->in_len, msg, sizeof(msg));
+    if (rc == 0 && h->in_len + size > h->in_cap) {
+        size_t cap = h->in_cap ? h->in_cap : 4096;
+        while (cap < h->in_len + size)
+            cap *= 2;
+        char *in = realloc(h->in, cap < INPUT_MAX_BYTES ? cap : INPUT_MAX_BYTES);
+        if (in) {
+            h->in = in;
+            h->in_cap = cap < INPUT_MAX_BYTES ? cap : INPUT_MAX_BYTES;
         } else {
-            memcpy(h->partial + h->partial_len, buf, size);
-            h->partial_len += size;
-            if (size < NEW_SPLIT_MIN) {
-                /* A short piece ends the write(2): submit the whole of it. */
-                data = h->partial;
-                len = h->partial_len;
-            } else {
-                pthread_mutex_unlock(&f->lock);
-                fuse_reply_write(req, size);
-                return;
-            }
-        }
-    } else if (size >= NEW_SPLIT_MIN) {
-        /* The kernel splits big writes into pieces of at most max_write (less
-         * when the buffer is not page aligned): more may follow. Keep it; a
-         * short next piece, a read or the close of this fd submits it. */
-        free(h->partial);
-        h->partial = malloc(INPUT_MAX_BYTES);
-        if (!h->partial) {
             rc = -ENOMEM;
-        } else {
-            memcpy(h->partial, buf, size);
-            h->partial_len = size;
-            pthread_mutex_unlock(&f->lock);
-            fuse_reply_write(req, size);
-            return;
         }
     }
-    if (rc == -EFBIG) {
-        /* The rest of this write(2) would arrive as if it were a new one:
-         * the descriptor is spent. */
-        if (!h->too_big)
-            log_warn(f->log,
-                     "write to new refused: over %d bytes; put large inputs at a URL "
-                     "(reopen new to write again)",
-                     INPUT_MAX_BYTES);
-        h->too_big = true;
-        free(h->partial);
-        h->partial = NULL;
-        h->partial_len = 0;
-    }
-    struct op *o = NULL;
-    if (rc == 0)
-        rc = new_submit(f, req, h, OP_WRITE, data, len, size, &o);
-    if (data == h->partial) {
-        free(h->partial);
-        h->partial = NULL;
-        h->partial_len = 0;
+    if (rc == 0) {
+        memcpy(h->in + h->in_len, buf, size);
+        h->in_len += size;
+    } else if (!h->in_err && rc != -ENOMEM) {
+        log_warn(f->log, "write to new refused: %s", msg);
+        h->in_err = -rc;
+        new_input_drop(h);
     }
     pthread_mutex_unlock(&f->lock);
     if (rc < 0)
         fuse_reply_err(req, -rc);
     else
-        op_post(f, o);
+        fuse_reply_write(req, size);
 }
 
+/* Every close(2) of a copy of the descriptor (dup, fork, a shell's redirection)
+ * comes here; release comes after the last one, too late to report anything. */
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     (void)ino;
     struct fs *f = req_fs(req);
     struct fh *h = (struct fh *)(uintptr_t)fi->fh;
-    int rc = 0;
     if (h && h->kind == FH_MODEL_JSON) {
         model_json_flush(req, h);
         return;
     }
+    if (!h || h->kind != FH_NEW) {
+        fuse_reply_err(req, 0);
+        return;
+    }
     pthread_mutex_lock(&f->lock);
-    if (h && h->kind == FH_NEW && h->too_big) {
-        /* A writer that did not retry the short write still hears of it here. */
-        h->too_big = false;
-        pthread_mutex_unlock(&f->lock);
-        fuse_reply_err(req, EFBIG);
-        return;
-    }
-    if (h && h->kind == FH_NEW && h->partial && !h->submitting) {
-        char *buf = h->partial;
-        size_t len = h->partial_len;
-        h->partial = NULL;
-        h->partial_len = 0;
-        struct op *o = NULL;
-        rc = new_submit(f, req, h, OP_FLUSH, buf, len, 0, &o);
-        free(buf);
-        pthread_mutex_unlock(&f->lock);
-        if (rc < 0)
-            fuse_reply_err(req, -rc);
-        else
-            op_post(f, o);
-        return;
-    }
+    bool has_input = h->in_len > 0 || h->in_err;
     pthread_mutex_unlock(&f->lock);
-    fuse_reply_err(req, 0);
+    if (!has_input) {
+        fuse_reply_err(req, 0);
+        return;
+    }
+    pid_t tid = fuse_req_ctx(req)->pid;
+    bool by_opener = proc_process(tid) == h->opener;
+    int sig = by_opener ? proc_kill_signal(tid) : 0;
+    enum writer_close what = writer_on_close(false, by_opener, h->read_write, sig);
+    pthread_mutex_lock(&f->lock);
+    struct op *o = NULL;
+    int rc = 0;
+    if (what != WRITER_KEEP)
+        rc = new_end(f, req, h, OP_SUBMIT_CLOSE, 0, what == WRITER_DROP ? sig : 0, &o);
+    else if (h->in_err)
+        rc = -h->in_err; /* the input goes on, and stays refused */
+    pthread_mutex_unlock(&f->lock);
+    if (rc < 0)
+        fuse_reply_err(req, -rc);
+    else if (o)
+        op_post(f, o);
+    else
+        fuse_reply_err(req, 0);
 }
 
 static bool segment_valid(const char *name)
@@ -2221,17 +2346,17 @@ static void wake_results(struct fs *f, uint32_t idx)
     }
 }
 
+/* Answers the parked reads (P_FILE) and stats (P_ATTR) of files/<n> of task idx that can
+ * be answered now; n = UINT32_MAX: of any of its files (the task was forgotten). */
 static void wake_files(struct fs *f, uint32_t idx, uint32_t n)
 {
-    int fd;
-    int rc = media_ready(f, idx, n, &fd);
-    if (rc == 0)
-        return;
     pthread_mutex_lock(&f->lock);
     struct pending *p = f->pending, *ready = NULL;
     while (p) {
         struct pending *next = p->next;
-        if (p->kind == P_FILE && p->idx == idx && p->file_n == n) {
+        if ((p->kind == P_FILE || p->kind == P_ATTR) && p->idx == idx &&
+            (n == UINT32_MAX || p->file_n == n) &&
+            !(p->kind == P_FILE ? media_waiting(f, p) : attr_waiting(f, p))) {
             pending_unlink(f, p);
             p->next = ready;
             ready = p;
@@ -2241,15 +2366,21 @@ static void wake_files(struct fs *f, uint32_t idx, uint32_t n)
     pthread_mutex_unlock(&f->lock);
     while (ready) {
         struct pending *next = ready->next;
-        if (rc == 1)
-            reply_fd(ready->req, fd, ready->size, ready->off);
-        else
-            fuse_reply_err(ready->req, -rc);
+        if (ready->kind == P_ATTR) {
+            answer_attr(f, ready->req, idx, ready->file_n, media_attr_ready(f, idx, ready->file_n));
+        } else {
+            int fd;
+            int rc = media_ready(f, idx, ready->file_n, &fd);
+            if (rc == 1) {
+                reply_fd(ready->req, fd, ready->size, ready->off);
+                close(fd);
+            } else {
+                fuse_reply_err(ready->req, rc < 0 ? -rc : EIO);
+            }
+        }
         free(ready);
         ready = next;
     }
-    if (fd >= 0)
-        close(fd);
 }
 
 static void wake_pollers(struct fs *f, uint32_t idx)
@@ -2384,6 +2515,7 @@ static void on_store_change(void *arg, const struct store_change *c)
         break;
     case STORE_TASK_REMOVED:
         wake_results(f, c->task_idx);
+        wake_files(f, c->task_idx, UINT32_MAX);
         break;
     case STORE_FILE_CHANGED:
         if (f->se) {
@@ -2451,7 +2583,7 @@ void fs_shutdown(struct fs *f)
         if (p->kind == P_EVENTS) {
             fuse_reply_buf(p->req, NULL, 0);
             free(p);
-        } else if (p->kind == P_RESULT || p->kind == P_FILE) {
+        } else if (p->kind == P_RESULT || p->kind == P_FILE || p->kind == P_ATTR) {
             fuse_reply_err(p->req, EIO);
             free(p);
         } else {

@@ -134,6 +134,24 @@ static int input_parse_text(char *text, size_t len, char **json, char **prompt)
     return 0;
 }
 
+int input_check_piece(const char *buf, size_t len, size_t before, char *msg, size_t msglen)
+{
+    if (msg && msglen > 0)
+        msg[0] = '\0';
+    if (len > INPUT_MAX_BYTES || before > INPUT_MAX_BYTES - len)
+        return input_fail(-EFBIG, msg, msglen,
+                          "the input is over the %d-byte (1 MiB) limit: shorten it, or pass "
+                          "large media by URL",
+                          INPUT_MAX_BYTES);
+    const char *nul = len ? memchr(buf, '\0', len) : NULL;
+    if (nul)
+        return input_fail(-EINVAL, msg, msglen,
+                          "the input contains a NUL byte (at byte %zu): write text or a JSON "
+                          "object, not binary data",
+                          before + (size_t)(nul - buf));
+    return 0;
+}
+
 int input_parse(const char *buf, size_t len, char **json, char **prompt, char *msg, size_t msglen)
 {
     *json = *prompt = NULL;

@@ -20,4 +20,10 @@ int input_parse(const char *buf, size_t len, char **json, char **prompt, char *m
  * -EINVAL when either is not a JSON object, or -ENOMEM. */
 int input_merge_defaults(const char *defaults_json, const char *input_json, char **out);
 
+/* What the len bytes at buf, written after the first `before` bytes of an input,
+ * already make of it: -EFBIG when the input passes INPUT_MAX_BYTES, -EINVAL for
+ * a NUL byte (input_parse would refuse either, whatever comes next), else 0.
+ * msg as for input_parse. */
+int input_check_piece(const char *buf, size_t len, size_t before, char *msg, size_t msglen);
+
 #endif

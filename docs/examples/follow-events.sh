@@ -7,7 +7,9 @@
 # events starts at "now": tasks that ended before are not copied (see
 # watch-folder.sh for a watcher, or copy those with cp -r).
 # Copies run in the background, so a slow download never delays reading
-# events; a read of a file still downloading simply waits for it.
+# events. files/ lists a file once it is whole: a copy waits until it lists
+# one file per line of result (up to 10 minutes; a download that fails for
+# good never shows up, and genfs's log says why).
 set -u
 if [ $# -ne 2 ]; then
     echo "usage: $0 MOUNT DEST" >&2
@@ -21,6 +23,12 @@ copy_task() { # model id
     src="$mount/$1/$2/files"
     out="$dest/$1/$2"
     mkdir -p "$out" || return 1
+    n=$(grep -c '' "$mount/$1/$2/result")
+    tries=0
+    while [ "$(ls "$src" | wc -l)" -lt "$n" ] && [ "$tries" -lt 3000 ]; do
+        sleep 0.2
+        tries=$((tries + 1))
+    done
     for f in "$src"/*; do
         [ -e "$f" ] || continue
         name=${f##*/}

@@ -3,7 +3,7 @@
 
     poll_tasks.py MOUNT/MODEL 'a red fox' 'a lighthouse at dawn' ...
 
-One thread, no sleeping, no polling of the provider: genfs does that. Each
+One thread, no polling of the provider: genfs does that. Each
 task's `state` file is opened once and registered with poll(2); it becomes
 readable when its word changed since this descriptor last read it, so the
 loop below wakes exactly at each state change of any task. A task's `result`
@@ -11,20 +11,23 @@ would do as well (it becomes readable once the task ended), and `select(2)`
 or `selectors`/`asyncio` work the same way.
 
 Prints one line per state change, then the result URLs (or the error) of
-each task; exits 1 if any task failed.
+each task and its files (files/ lists a file once it is whole: the only wait
+that sleeps is for those); exits 1 if any task failed.
 """
 import os
 import select
 import sys
+import time
 
 FINAL = ("success", "failed")
 
 
 def submit(model_dir, prompt):
-    """One write(2) on MODEL/new is one task; the id is read on the same fd."""
+    """What is written to MODEL/new before the read is one task; the read of
+    the id on the same fd returns once the provider accepted it."""
     fd = os.open(os.path.join(model_dir, "new"), os.O_RDWR)
     try:
-        os.write(fd, prompt.encode())  # returns once the provider accepted it
+        os.write(fd, prompt.encode())
         return os.read(fd, 256).decode().strip()
     finally:
         os.close(fd)
@@ -39,6 +42,18 @@ def read_all(fd):
             return b"".join(chunks).decode()
         chunks.append(b)
         off += len(b)
+
+
+def whole_files(task_dir, n, timeout=600):
+    """The names under files/ once it lists n of them (one per result URL), or
+    what it lists after timeout seconds (a download that failed for good)."""
+    files = os.path.join(task_dir, "files")
+    deadline = time.monotonic() + timeout
+    while True:
+        names = sorted(os.listdir(files))
+        if len(names) >= n or time.monotonic() > deadline:
+            return names
+        time.sleep(0.2)
 
 
 def main():
@@ -72,11 +87,11 @@ def main():
         task_dir = os.path.join(model_dir, task_id)
         if state == "success":
             with open(os.path.join(task_dir, "result")) as f:
-                for url in f.read().split():
-                    print("%s result %s" % (task_id, url))
+                urls = f.read().split()
+            for url in urls:
+                print("%s result %s" % (task_id, url))
             print("%s files %s" % (task_id, " ".join(
-                os.path.join(task_dir, "files", n)
-                for n in sorted(os.listdir(os.path.join(task_dir, "files"))))))
+                os.path.join(task_dir, "files", n) for n in whole_files(task_dir, len(urls)))))
         else:
             failed += 1
             with open(os.path.join(task_dir, "error")) as f:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bats
 # Issue 6: files/ — result media downloaded into the cache and served from it:
 # names and bytes, deferred readers, failures and retries, LRU eviction and
-# re-fetch, expired URLs, refused redirects, remount, file_max.
+# re-fetch, expired URLs, refused redirects, remount, file_max; issue 18: a file is listed
+# once whole, and a stat or copy by name right after `cat result` waits for all of it.
 
 load '/usr/lib/bats/bats-support/load'
 load '/usr/lib/bats/bats-assert/load'
@@ -77,9 +78,8 @@ log_has() {
         d="$MNT/$model/$id/files"
         run cat "$MNT/$model/$id/state"
         assert_output success
-        run ls "$d"
-        assert_success
-        assert_output "$(printf '0.%s\n1.%s\n2.%s' "${ext[$model]}" "${ext[$model]}" "${ext[$model]}")"
+        # files/ is there at once; each file is listed once whole (read below by name).
+        [ -d "$d" ]
         for n in 0 1 2; do
             f="$d/$n.${ext[$model]}"
             want=$(sim_sha "$id" "$n")
@@ -98,6 +98,9 @@ log_has() {
             assert_equal "$(sha_of "$c")" "$want"
         done
         whole "$model" "$id" "0.${ext[$model]}"
+        run ls "$d"
+        assert_success
+        assert_output "$(printf '0.%s\n1.%s\n2.%s' "${ext[$model]}" "${ext[$model]}" "${ext[$model]}")"
         run ls -A "$CACHE_DIR/$model/$id"
         refute_output --partial part
     done
@@ -107,10 +110,9 @@ log_has() {
 
 @test "five concurrent readers right after success of a 30 MB download all read the right bytes" {
     genfs_mount -o config="$CONFIG"
-    id=$(genfs_submit test-audio '{"prompt": "a long song", "sim_duration_ms": 500, "sim_media_bytes": 31457280}')
+    id=$(submit_done test-audio '{"prompt": "a long song", "sim_duration_ms": 500, "sim_media_bytes": 31457280}')
     [ -n "$id" ]
     d="$MNT/test-audio/$id/files"
-    wait_until 60 test -e "$d/0.wav"
     out="$BATS_TEST_TMPDIR/readers"
     mkdir -p "$out"
     pids=()
@@ -136,10 +138,9 @@ log_has() {
     genfs_mount -o config="$CONFIG"
     # Every media request fails: the first attempts fail, retries wait with backoff.
     sim_faults '{"media_error_rate": 1}' >/dev/null
-    id=$(genfs_submit test-audio '{"prompt": "held song", "sim_duration_ms": 500, "sim_media_bytes": 31457280}')
+    id=$(submit_done test-audio '{"prompt": "held song", "sim_duration_ms": 500, "sim_media_bytes": 31457280}')
     [ -n "$id" ]
     d="$MNT/test-audio/$id/files"
-    wait_until 60 test -e "$d/0.wav"
     out="$BATS_TEST_TMPDIR/readers"
     mkdir -p "$out"
     pids=()
@@ -148,7 +149,7 @@ log_has() {
         pids+=($!)
     done
     sleep 1
-    # The readers are blocked in read(2): none has finished.
+    # The readers are blocked (in stat or read(2)): none has finished.
     for p in "${pids[@]}"; do kill -0 "$p"; done
     [ ! -f "$CACHE_DIR/test-audio/$id/0.wav" ]
     sim_faults '{"media_error_rate": 0}' >/dev/null
@@ -396,4 +397,93 @@ PY
     [ ! -e "$CACHE_DIR/test-image/$id/0.png" ]
     run ls -A "$CACHE_DIR/test-image/$id"
     refute_output --partial part
+}
+
+# slow_media SECONDS: every media request of the sim answers 302 to a local server that
+# takes SECONDS to send its file, $WWW/slow.png (300000 random bytes, image/png).
+slow_media() {
+    WWW="$BATS_TEST_TMPDIR/www"
+    mkdir -p "$WWW"
+    head -c 300000 /dev/urandom >"$WWW/slow.png"
+    local pf="$BATS_TEST_TMPDIR/slow.port"
+    python3 "$GENFS_HELPERS_DIR/py/slow_http.py" "$WWW" "$pf" "$1" \
+        2>"$BATS_TEST_TMPDIR/slow.log" 3>&- &
+    PY_PID=$!
+    wait_until 10 test -s "$pf"
+    sim_faults "{\"media_redirect\": \"http://127.0.0.1:$(cat "$pf")/slow.png\"}" >/dev/null
+}
+
+# copy_with TOOL SRC DEST: copy one file the way TOOL does.
+copy_with() {
+    case $1 in
+    cp) cp "$2" "$3" ;;
+    cat) cat "$2" >"$3" ;;
+    rsync) rsync -a "$2" "$3" ;;
+    tar) tar -C "${2%/*}" -cf - "${2##*/}" | tar -xOf - >"$3" ;;
+    shutil) python3 -c 'import shutil, sys; shutil.copy2(sys.argv[1], sys.argv[2])' "$2" "$3" ;;
+    esac
+}
+
+@test "right after cat result, while the download runs: stat shows the real size, cp, cat, rsync, tar and shutil.copy2 get the whole file" {
+    genfs_mount -o config="$CONFIG"
+    slow_media 5
+    local tools=(stat cp cat rsync tar shutil) ids=() i out="$BATS_TEST_TMPDIR/out"
+    mkdir -p "$out"
+    for i in "${!tools[@]}"; do
+        ids+=("$(genfs_submit test-image "{\"prompt\": \"slow $i\", \"sim_duration_ms\": 300}")")
+    done
+    pids=()
+    for i in "${!tools[@]}"; do
+        (
+            id=${ids[$i]} tool=${tools[$i]}
+            d="$MNT/test-image/$id/files"
+            timeout 60 cat "$MNT/test-image/$id/result" >/dev/null
+            # The download has only begun: the file is not in the cache yet.
+            [ -e "$CACHE_DIR/test-image/$id/0.png" ] && echo "already whole" >"$out/$tool.early"
+            if [ "$tool" = stat ]; then
+                timeout 60 stat -c %s "$d/0.png" >"$out/stat.size" 2>&1
+            else
+                timeout 60 bash -c "$(declare -f copy_with); copy_with $tool '$d/0.png' '$out/$tool.png'" \
+                    >"$out/$tool.err" 2>&1
+            fi
+        ) 3>&- &
+        pids+=($!)
+    done
+    for p in "${pids[@]}"; do wait "$p"; done
+    ! compgen -G "$out/*.early" >/dev/null || fail "a download ended before its reader started"
+    run cat "$out/stat.size"
+    assert_output 300000
+    for tool in cp cat rsync tar shutil; do
+        cmp "$WWW/slow.png" "$out/$tool.png" || fail "$tool: $(cat "$out/$tool.err")"
+    done
+}
+
+@test "while the download runs files/ lists nothing that is not whole: find, rsync -a files/ and tar c files copy no short file" {
+    genfs_mount -o config="$CONFIG"
+    slow_media 5
+    id=$(submit_done test-image '{"prompt": "listed once whole", "sim_duration_ms": 300, "sim_outputs": 2}')
+    d="$MNT/test-image/$id/files"
+    [ ! -e "$CACHE_DIR/test-image/$id/0.png" ]
+    # Listed: only what is whole, with its real size.
+    for size in $(find "$d" -type f -printf '%s\n'); do
+        [ "$size" -eq 300000 ] || fail "files/ lists a file of $size bytes"
+    done
+    out="$BATS_TEST_TMPDIR/copy"
+    mkdir -p "$out/rsync" "$out/tar"
+    run rsync -a "$d/" "$out/rsync/"
+    assert_success
+    run tar -C "$d" -cf "$out/files.tar" .
+    assert_success
+    tar -C "$out/tar" -xf "$out/files.tar"
+    for f in "$out"/rsync/* "$out"/tar/*; do
+        [ -e "$f" ] || continue
+        cmp "$WWW/slow.png" "$f" || fail "a short copy: $f ($(stat -c %s "$f") bytes)"
+    done
+    # By name, each waits for its file and gets all of it; then both are listed.
+    cmp "$WWW/slow.png" "$d/0.png"
+    cmp "$WWW/slow.png" "$d/1.png"
+    run ls "$d"
+    assert_output "$(printf '0.png\n1.png')"
+    run stat -c %s "$d/0.png" "$d/1.png"
+    assert_output "$(printf '300000\n300000')"
 }

@@ -128,14 +128,15 @@ check_submit() {
     assert_output ""
     run readlink "$MNT/$m/latest"
     assert_output "$id"
-    run ls "$MNT/$m/$id/files"
-    assert_success
-    assert_output "$(printf '0.png\n1.png')"
     local n sha
     for n in 0 1; do
         sha=$(sha256sum "$MNT/$m/$id/files/$n.png" | cut -d' ' -f1)
         assert_equal "$sha" "$(sim_task "$id" | sim_json "d['media_sha256'][$n]")"
     done
+    # Listed once whole: both, now that they were read.
+    run ls "$MNT/$m/$id/files"
+    assert_success
+    assert_output "$(printf '0.png\n1.png')"
 }
 
 @test "native: write to new, the id is a directory, result prints the sim's URLs, files/ match" {
@@ -271,7 +272,7 @@ check_wrong_key() {
     run gfs write "$MNT/$m/new" text:hello
     assert_failure
     assert_output EACCES
-    run bash -c "echo hello > '$MNT/$m/new'"
+    run bash -c "cat > '$MNT/$m/new' <<<hello"
     assert_failure
     assert_output --partial "Permission denied"
     assert_equal "$(sim_count 'd["responses"].get("401", 0)')" 2

@@ -111,6 +111,23 @@ static void test_sizes(void)
     TAP_CHECK(strlen(msg) == 7, "  message truncated to the buffer");
 }
 
+/* Pieces of one input, as successive write(2)s bring them. */
+static void test_pieces(void)
+{
+    char msg[256];
+    TAP_EQ_INT(input_check_piece("abc", 3, 0, msg, sizeof(msg)), 0, "a first piece");
+    TAP_EQ_INT(input_check_piece("abc", 3, INPUT_MAX_BYTES - 3, msg, sizeof(msg)), 0,
+               "a piece that ends at exactly 1 MiB");
+    TAP_EQ_INT(input_check_piece("abcd", 4, INPUT_MAX_BYTES - 3, msg, sizeof(msg)), -EFBIG,
+               "a piece that passes 1 MiB by one byte");
+    TAP_CHECK(strstr(msg, "1048576") != NULL, "  message names the limit: \"%s\"", msg);
+    TAP_EQ_INT(input_check_piece("a", 1, (size_t)-1, msg, sizeof(msg)), -EFBIG,
+               "no overflow in before + len");
+    TAP_EQ_INT(input_check_piece("ab\0c", 4, 100, msg, sizeof(msg)), -EINVAL, "a NUL byte");
+    TAP_CHECK(strstr(msg, "at byte 102") != NULL, "  at its place in the whole input: \"%s\"", msg);
+    TAP_EQ_INT(input_check_piece("", 0, 0, NULL, 0), 0, "an empty piece, no msg");
+}
+
 static void test_roundtrip(void)
 {
     const char *s = "line one\nline \"two\"\\ and \x01 control\n";
@@ -152,6 +169,7 @@ int main(void)
     test_object();
     test_errors();
     test_sizes();
+    test_pieces();
     test_roundtrip();
     test_defaults();
     return tap_done();
