@@ -1033,6 +1033,14 @@ static void cmd_finish(struct engine_cmd *cmd, int err, const char *msg)
         cmd->done(cmd, err, msg);
 }
 
+/* A submission that ends in an error: said once, here, with the model (the
+ * writer hears the same message as its errno). */
+static void submit_fail(struct engine *e, struct engine_cmd *cmd, int err, const char *msg)
+{
+    const struct model *m = store_model_at(e->store, cmd->model_idx);
+    submit_fail(e, cmd, err, msg);
+}
+
 static void submit_queue(struct engine *e, struct engine_cmd *cmd)
 {
     cmd->next = NULL;
@@ -1047,7 +1055,7 @@ static int start_submit(struct engine *e, struct engine_cmd *cmd)
 {
     const struct model *m = store_model_at(e->store, cmd->model_idx);
     if (!m) {
-        cmd_finish(cmd, -ENOENT, "the model directory was removed");
+        submit_fail(e, cmd, -ENOENT, "the model directory was removed");
         return 0;
     }
     struct xfer *x = calloc(1, sizeof(*x));
@@ -1058,7 +1066,7 @@ static int start_submit(struct engine *e, struct engine_cmd *cmd)
             bl--;
         if (hook_token_new(x->token) < 0) {
             xfer_free(x);
-            cmd_finish(cmd, -EIO, "cannot draw a random callback token");
+            submit_fail(e, cmd, -EIO, "cannot draw a random callback token");
             return 0;
         }
         snprintf(cb, sizeof(cb), "%.*s/%s", (int)bl, e->cfg.callback_url, x->token);
@@ -1068,7 +1076,7 @@ static int start_submit(struct engine *e, struct engine_cmd *cmd)
     if (!x || provider_build_submit(prov_of(e, x->pi), m->name, cmd->input_json, m->request,
                                     cb[0] ? cb : NULL, &x->req) < 0) {
         xfer_free(x);
-        cmd_finish(cmd, -ENOMEM, "out of memory building the request");
+        submit_fail(e, cmd, -ENOMEM, "out of memory building the request");
         return 0;
     }
     x->kind = X_SUBMIT;
@@ -1080,7 +1088,7 @@ static int start_submit(struct engine *e, struct engine_cmd *cmd)
     x->fresh = true;
     if (xfer_start(e, x, (long)(e->cfg.timeout_s * 1000)) < 0) {
         xfer_free(x);
-        cmd_finish(cmd, -EIO, "cannot start the HTTP request");
+        submit_fail(e, cmd, -EIO, "cannot start the HTTP request");
         return 0;
     }
     count(e, &e->c.submit);
@@ -1182,9 +1190,9 @@ static void handle_cmd(struct engine *e, struct engine_cmd *cmd)
         if (m && m->defaults) {
             rc = input_merge_defaults(m->defaults, cmd->input_json, &merged);
             if (rc < 0) {
-                cmd_finish(cmd, rc,
-                           "the model's defaults.json and the input cannot be merged: both must "
-                           "be JSON objects");
+                submit_fail(e, cmd, rc,
+                            "the model's defaults.json and the input cannot be merged: both must "
+                            "be JSON objects");
                 break;
             }
             free(cmd->input_json);
@@ -1376,9 +1384,7 @@ static void on_submit_done(struct engine *e, struct xfer *x, CURLcode cc, long h
         submit_queue(e, cmd);
         return;
     }
-    count(e, &e->c.errors);
-    log_warn(e->log, "%s: submission failed: %s", m ? m->name : "?", msg);
-    cmd_finish(cmd, err, msg);
+    submit_fail(e, cmd, err, msg);
 }
 
 /* Past its deadline a pending task's readers get ETIMEDOUT; polling goes on slowly. */

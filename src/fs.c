@@ -1777,9 +1777,11 @@ static void op_done(struct engine_cmd *cmd, int err, const char *msg)
         }
     }
     pthread_mutex_unlock(&f->lock);
-    if (err && msg && o->kind != OP_RMDIR && err != -EEXIST)
-        log_warn(f->log, "%s", msg);
     bool submission = o->kind == OP_SUBMIT_CLOSE || o->kind == OP_READ_ID;
+    /* The engine says a failed submission in its log itself: each failure once. */
+    if (err && msg && o->kind != OP_RMDIR && err != -EEXIST && !submission &&
+        o->kind != OP_SUBMIT_LAST)
+        log_warn(f->log, "%s", msg);
     if (req && !err && submission && f->notify) {
         /* The close or read returns once the task's directory was announced, so a
          * script woken by the event finds the task complete. */
