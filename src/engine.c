@@ -1038,7 +1038,9 @@ static void cmd_finish(struct engine_cmd *cmd, int err, const char *msg)
 static void submit_fail(struct engine *e, struct engine_cmd *cmd, int err, const char *msg)
 {
     const struct model *m = store_model_at(e->store, cmd->model_idx);
-    submit_fail(e, cmd, err, msg);
+    count(e, &e->c.errors);
+    log_warn(e->log, "%s: submission failed: %s", m ? m->name : "?", msg);
+    cmd_finish(cmd, err, msg);
 }
 
 static void submit_queue(struct engine *e, struct engine_cmd *cmd)
