@@ -465,7 +465,8 @@ static enum MHD_Result sim_handle_submit(struct sim_ctx *ctx, struct MHD_Connect
     }
     free(dkey);
     free(canon);
-    sim_log(ctx, "task %s model %s created", id, sub.model->name);
+    if (t)
+        sim_log(ctx, "task %s model %s created", id, mname);
     sim_req_submit_free(&sub);
     if (reset) {
         cJSON_Delete(answer);
