@@ -1167,6 +1167,8 @@ static int media_attr_ready(struct fs *f, uint32_t idx, uint32_t n)
             rc = 1;
         else if (tf->state == FILE_FAILED)
             rc = -EIO;
+        else if (tf->state == FILE_NOSPACE)
+            rc = -ENOSPC;
         else if (tf->state == FILE_EXPIRED)
             rc = -ENOENT;
         else

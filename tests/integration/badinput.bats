@@ -145,7 +145,7 @@ PY
     run probe 'write:test-image/new:\x01\x07\x08\x1b[31mred\x1b[0m\tend' \
         'write:test-image/new:\xef\xbb\xbfbom first' 'write:test-image/new:caf\xc3\xa9 \xe2\x9c\x93 \xf0\x9f\xa6\x8a'
     assert_success
-    [ "$(grep -c ' ok tk' <<<"$output")" -eq 3 ] || fail "expected 3 tasks: $output"
+    [ "$(grep -c ' ok task_' <<<"$output")" -eq 3 ] || fail "expected 3 tasks: $output"
     run sim_json '[t["prompt"] for t in d]' < <(sim_tasks)
     assert_output '["\u0001\u0007\b\u001b[31mred\u001b[0m\tend", "\ufeffbom first", "caf\u00e9 \u2713 \ud83e\udd8a"]'
     # input.json holds the control characters as JSON escapes, not raw bytes

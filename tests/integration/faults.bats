@@ -95,8 +95,8 @@ check_truth() {
     run sim_figures
     assert_equal "$(echo "$output" | sim_json 'd["tasks"]')" 1
     [ "$(stat_of 'd["http_429"]')" -ge 3 ]
-    # AIMD: the rate in force dropped below the limit after the 429s.
-    run stat_of 'd["rate_current"] < d["rate_limit"]'
+    # A 429 with Retry-After is a pause, not a slowdown: the rate in force is the limit.
+    run stat_of 'd["rate_current"] == d["rate_limit"]'
     assert_output True
 }
 

@@ -141,7 +141,7 @@ is_pending_word() {
 
 @test "poll(2) on state: no wake while nothing changes, a wake when the state moves" {
     mount_fast
-    # waiting for 4 s, queuing until 12 s: no status change inside those phases.
+    # APIXO says pending (waiting) until 12 s, then processing (generating).
     id=$(genfs_submit test-image '{"prompt": "watch me", "sim_duration_ms": 40000}')
     # After the first status answer nothing changes until the state moves at 4 s.
     wait_until 10 test -s "$MNT/test-image/$id/status.json"
@@ -153,7 +153,7 @@ is_pending_word() {
     run timeout 30 python3 "$GENFS_HELPERS_DIR/py/gfs.py" pollwait "$MNT/test-image/$id/state" 20
     assert_success
     assert_line "before: waiting"
-    assert_line "after: queuing"
+    assert_line "after: generating"
     assert_line --regexp '^woke: yes '
 }
 

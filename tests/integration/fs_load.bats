@@ -42,7 +42,7 @@ all_final() {
     # 200 distinct ids, each a directory.
     run bash -c "cat '$BATS_TEST_TMPDIR'/ids/* | sort -u | grep -c ."
     assert_output 200
-    run bash -c "ls '$MNT/test-image' | grep -vx -e new -e latest | wc -l"
+    run bash -c "ls '$MNT/test-image' | grep -vx -e new -e latest -e defaults.json -e request.json | wc -l"
     assert_output 200
     wait_until 60 all_final test-image 200
     sim_tasks_file

@@ -177,7 +177,7 @@ new_log_lines() {
     assert_output --partial nosuchmodel
 }
 
-@test "input the provider rejects (an object without prompt): EINVAL from its 422, a line in log" {
+@test "input the provider rejects (an object without prompt): EINVAL from its 400, its reason in log" {
     mount_fast
     before=$(log_lines)
     run gfs write "$MNT/test-image/new" 'text:{"negative_prompt": "dogs"}'
@@ -188,7 +188,7 @@ new_log_lines() {
     assert_output 1
     run new_log_lines "$before"
     assert_success
-    assert_output --partial 422
+    assert_output --partial "(400: Missing required field: input.prompt)"
 }
 
 @test "no credits left (402): EDQUOT, a line in log" {

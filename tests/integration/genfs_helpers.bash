@@ -205,7 +205,11 @@ genfs_submit() {
         exec {fd}>&-
         return 1
     }
-    read -r id <&"$fd"
+    # The read submits (one open..read is one task) and fails with the submission's errno.
+    read -r id <&"$fd" || {
+        exec {fd}>&-
+        return 1
+    }
     exec {fd}>&-
     printf '%s\n' "$id"
 }

@@ -80,7 +80,7 @@ mount_opts() {
         [ -x "$PREFIX/$f" ] || fail "$f is not installed executable"
     done
     for f in share/man/man1/genfs.1 lib/systemd/user/genfs@.service \
-        share/genfs/profiles/native.json share/genfs/profiles/replicate.json \
+        share/genfs/profiles/apixo.json share/genfs/profiles/kie.json share/genfs/profiles/replicate.json \
         share/genfs/profiles/fal.json share/doc/genfs/config.example.json \
         share/doc/genfs/config.md share/doc/genfs/examples/Makefile \
         share/doc/genfs/examples/watch-folder.sh; do
@@ -354,12 +354,12 @@ PY
     assert_output "a lighthouse at dawn"
     # a second run with one image gone fetches it again from the same task
     rm "$w/out/3.png"
-    ls "$MNT/test-image" | grep -c '^tk' >"$w/before"
+    ls "$MNT/test-image" | grep -c '^task_' >"$w/before"
     run timeout 60 make -s -C "$w" -f "$REPO/docs/examples/Makefile" MOUNT="$MNT" \
         MODEL=test-image PROMPTS=prompts.txt
     assert_success
     [ -f "$w/out/3.png" ]
-    [ "$(ls "$MNT/test-image" | grep -c '^tk')" = "$(cat "$w/before")" ]
+    [ "$(ls "$MNT/test-image" | grep -c '^task_')" = "$(cat "$w/before")" ]
 }
 
 @test "examples: follow-events.sh copies the files of every task that succeeds" {
@@ -385,8 +385,8 @@ PY
     run timeout 120 python3 "$REPO/docs/examples/poll_tasks.py" "$MNT/test-image" \
         '{"prompt": "one", "sim_duration_ms": 800}' 'two'
     assert_success
-    assert_output --regexp 'tk[^ ]+ success'
-    assert_output --regexp 'tk[^ ]+ result http'
+    assert_output --regexp 'task_[^ ]+ success'
+    assert_output --regexp 'task_[^ ]+ result http'
     assert_output --regexp 'files .*/files/0\.png'
     [ "$(printf '%s\n' "$output" | grep -c ' success$')" = 2 ]
 }

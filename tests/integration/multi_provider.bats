@@ -39,11 +39,11 @@ fal_task() {
 @test "models of two providers in one mount: each task goes to its own provider with its own key" {
     GENFS_MODELS=test-image genfs_mount -o config="$CONFIG"
     run cat "$MNT/test-image/.provider"
-    assert_output native
+    assert_output apixo
     run cat "$MNT/fal-ai/test-image/.provider"
     assert_output fal
 
-    nid=$(genfs_submit test-image '{"prompt": "native one", "sim_duration_ms": 300}')
+    nid=$(genfs_submit test-image '{"prompt": "apixo one", "sim_duration_ms": 300}')
     fid=$(genfs_submit fal-ai/test-image '{"prompt": "fal one", "sim_duration_ms": 300}')
     run timeout 30 cat "$MNT/test-image/$nid/result"
     assert_success

@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# Provider profiles (docs/providers.md) end to end: genfs mounted with -o provider=native,
+# Provider profiles (docs/providers.md) end to end: genfs mounted with -o provider=apixo, kie,
 # replicate or fal against genfs-sim speaking that protocol (--protocol, docs/simulator.md).
 # For each protocol: submit and result (bytes equal the sim's), a failed task (EIO, error
 # file), errno of the provider's refusals, callbacks (webhooks) and nested model directories.
@@ -21,18 +21,35 @@ teardown() {
 # The image model each protocol's tests submit to (nested for replicate and fal).
 image_model() {
     case $1 in
-    native) echo test-image ;;
+    apixo) echo test-image ;;
+    kie) echo grok-imagine/text-to-image ;;
     replicate) echo test/image ;;
     fal) echo fal-ai/test-image ;;
     esac
 }
 
 # What genfs's error file holds for a task failed with sim_fail_code E42 and
-# sim_fail_msg "content policy": "CODE: MESSAGE"; replicate carries no code.
+# sim_fail_msg "content policy": "CODE: MESSAGE"; replicate carries no code, and its
+# status word stands in.
 failed_error_text() {
     case $1 in
-    native | fal) echo "E42: content policy" ;;
-    replicate) echo "unknown: content policy" ;;
+    apixo | kie | fal) echo "E42: content policy" ;;
+    replicate) echo "failed: content policy" ;;
+    esac
+}
+
+# The code each provider refuses an input without a prompt with (APIXO 400 with data.error,
+# the others 422), and a model it lacks (kie: 422 "not supported", the others 404).
+no_prompt_code() {
+    case $1 in
+    apixo) echo 400 ;;
+    *) echo 422 ;;
+    esac
+}
+unknown_model_code() {
+    case $1 in
+    kie) echo 422 ;;
+    *) echo 404 ;;
     esac
 }
 
@@ -139,8 +156,12 @@ check_submit() {
     assert_output "$(printf '0.png\n1.png')"
 }
 
-@test "native: write to new, the id is a directory, result prints the sim's URLs, files/ match" {
-    check_submit native
+@test "apixo: write to new, the id is a directory, result prints the sim's URLs, files/ match" {
+    check_submit apixo
+}
+
+@test "kie: write to grok-imagine/text-to-image/new, the id is a directory, result prints the sim's URLs, files/ match" {
+    check_submit kie
 }
 
 @test "replicate: write to test/image/new, the id is a directory, result prints the sim's URLs, files/ match" {
@@ -177,8 +198,12 @@ check_failed() {
     assert_failure
 }
 
-@test "native: a failed task: result gives EIO, error holds failCode and failMsg" {
-    check_failed native
+@test "apixo: a failed task: result gives EIO, error holds failCode and failMsg" {
+    check_failed apixo
+}
+
+@test "kie: a failed task: result gives EIO, error holds failCode and failMsg" {
+    check_failed kie
 }
 
 @test "replicate: a failed task: result gives EIO, error holds the message (no code in replicate)" {
@@ -200,9 +225,9 @@ check_failed() {
     run cat "$MNT/test/image/$id/state"
     assert_output failed
     assert_equal "$(sim_task "$id" | sim_json 'd["final_state"]')" canceled
-    # replicate's error is null for a cancel: genfs says it has neither code nor reason.
+    # replicate's error is null for a cancel: its word stands in for the code, and says so.
     run cat "$MNT/test/image/$id/error"
-    assert_output --regexp '^unknown: .+'
+    assert_output --regexp '^canceled: .*canceled'
 }
 
 # ---- 3. errno of the provider's refusals ----------------------------------------------------
@@ -210,7 +235,8 @@ check_failed() {
 # The namespace under which check_refusals makes an unknown model ("" = top level).
 unknown_model_parent() {
     case $1 in
-    native) echo "" ;;
+    apixo) echo "" ;;
+    kie) echo grok-imagine/ ;;
     replicate) echo test/ ;;
     fal) echo fal-ai/ ;;
     esac
@@ -222,16 +248,20 @@ check_refusals() {
     start_sim "$p" --time-scale 0.01
     mount_proto "$p" "$m"
 
-    # An input the provider rejects (no prompt): its 422 is EINVAL; the request reached it.
+    # An input the provider rejects (no prompt): its 400/422 is EINVAL; the request reached it.
+    local code
+    code=$(no_prompt_code "$p")
     before=$(log_lines)
     run gfs write "$MNT/$m/new" 'text:{"negative_prompt": "dogs"}'
     assert_failure
     assert_output EINVAL
     assert_equal "$(sim_count 'd["requests"]["submit"]')" 1
-    assert_equal "$(sim_count 'd["responses"].get("422", 0)')" 1
+    assert_equal "$(sim_count "d['responses'].get('$code', 0)")" 1
     run new_log_lines "$before"
     assert_success
-    assert_output --partial 422
+    assert_output --partial "($code"
+    # The provider's own reason, next to genfs's advice.
+    assert_output --partial prompt
 
     # No credits: 402 is EDQUOT.
     before=$(log_lines)
@@ -243,7 +273,8 @@ check_refusals() {
     assert_success
     assert_output --partial 402
 
-    # A model the provider lacks: mkdir adds it here, the provider's 404 is ENOENT.
+    # A model the provider lacks: mkdir adds it here, the provider's 404 is ENOENT (kie
+    # answers 422 "not supported": EINVAL).
     unknown="$(unknown_model_parent "$p")no-such-model"
     run mkdir "$MNT/$unknown"
     assert_success
@@ -251,8 +282,11 @@ check_refusals() {
     before=$(log_lines)
     run gfs write "$MNT/$unknown/new" text:hello
     assert_failure
-    assert_output ENOENT
-    assert_equal "$(sim_count 'd["responses"].get("404", 0)')" 1
+    if [ "$p" = kie ]; then assert_output EINVAL; else assert_output ENOENT; fi
+    # kie's two refusals share the code 422.
+    local want=1
+    [ "$p" != kie ] || want=2
+    assert_equal "$(sim_count "d['responses'].get('$(unknown_model_code "$p")', 0)")" "$want"
     run new_log_lines "$before"
     assert_success
     assert_output --partial no-such-model
@@ -260,7 +294,7 @@ check_refusals() {
     # None of these made a task, and no task directory appeared.
     assert_equal "$(sim_count 'd["tasks"]')" 0
     run ls "$MNT/$m"
-    assert_output new
+    assert_output "$(printf 'defaults.json\nnew\nrequest.json')"
 }
 
 check_wrong_key() {
@@ -282,8 +316,12 @@ check_wrong_key() {
     assert_output --partial 401
 }
 
-@test "native: refusals: no prompt EINVAL, no credits EDQUOT, unknown model ENOENT" {
-    check_refusals native
+@test "apixo: refusals: no prompt EINVAL, no credits EDQUOT, unknown model ENOENT" {
+    check_refusals apixo
+}
+
+@test "kie: refusals: no prompt EINVAL, no credits EDQUOT, unknown model EINVAL (its 422)" {
+    check_refusals kie
 }
 
 @test "replicate: refusals: no prompt EINVAL, no credits EDQUOT, unknown model ENOENT" {
@@ -294,8 +332,12 @@ check_wrong_key() {
     check_refusals fal
 }
 
-@test "native: a wrong API key: EACCES" {
-    check_wrong_key native
+@test "apixo: a wrong API key: EACCES" {
+    check_wrong_key apixo
+}
+
+@test "kie: a wrong API key (an in-body 401): EACCES" {
+    check_wrong_key kie
 }
 
 @test "replicate: a wrong API key (Bearer): EACCES" {
@@ -367,8 +409,12 @@ check_callback() {
     assert_output 2
 }
 
-@test "native: a callback brings a 1.5 s task's result at once, with at most 2 status requests" {
-    check_callback native
+@test "apixo: a callback brings a 1.5 s task's result at once, with at most 2 status requests" {
+    check_callback apixo
+}
+
+@test "kie: a callBackUrl brings a 1.5 s task's result at once, with at most 2 status requests" {
+    check_callback kie
 }
 
 @test "replicate: a webhook brings a 1.5 s prediction's result at once, with at most 2 status requests" {
@@ -457,8 +503,8 @@ check_nested() {
     assert_output "$(sim_task "$id" | sim_json 'd["result_urls"][0]')"
 }
 
-@test "native: nested model ids (from a sim profile) are namespaces; mkdir adds a model; rmdir non-empty ENOTEMPTY" {
-    # The native built-ins are flat: give the sim two nested models.
+@test "apixo: nested model ids (from a sim profile) are namespaces; mkdir adds a model; rmdir non-empty ENOTEMPTY" {
+    # APIXO's built-ins are flat: give the sim two nested models.
     local prof="$BATS_TEST_TMPDIR/sim-profile.json"
     cat >"$prof" <<'JSON'
 {"models": {
@@ -466,7 +512,7 @@ check_nested() {
   "acme/test/audio": {"kind": "audio", "median_ms": 5000, "sigma": 0.3, "min_ms": 2000, "max_ms": 15000}}}
 JSON
     SIM_EXTRA=(--profile "$prof")
-    check_nested native acme/image:acme/test/audio acme test acme/image acme/test/audio
+    check_nested apixo acme/image:acme/test/audio acme test acme/image acme/test/audio
 }
 
 @test "replicate: owner/name models are nested; mkdir test/new-model adds a model; rmdir test ENOTEMPTY" {

@@ -620,7 +620,7 @@ PY
     done
     kill -0 "$GENFS_PID"
     run ls "$MNT/test-image"
-    assert_output new
+    assert_output "$(printf 'defaults.json\nnew\nrequest.json')"
     [ ! -e "$BATS_TEST_TMPDIR/escape" ] && [ ! -e "$CACHE_DIR/escape" ] && [ ! -e "$STATE_DIR/escape" ]
     run grep -c "not a safe file name" "$MNT/log"
     [ "$output" -ge 1 ]
