@@ -192,7 +192,7 @@ core_callback() {
 
 @test "replicate: named outputs, tokens, data: URIs and nested arrays all land in files/" {
     proto_setup replicate test/demucs:test/text:test/datauri:test/nested
-    d=$(genfs_submit test/demucs '{"audio": "https://example.com/a.mp3", "sim_duration_ms": 300}')
+    d=$(genfs_submit test/demucs '{"prompt": "stems", "audio": "https://example.com/a.mp3", "sim_duration_ms": 300}')
     t=$(genfs_submit test/text '{"prompt": "say hello", "sim_duration_ms": 300}')
     u=$(genfs_submit test/datauri '{"prompt": "inline", "sim_duration_ms": 300}')
     n=$(genfs_submit test/nested '{"prompt": "three", "sim_duration_ms": 300}')
@@ -238,7 +238,8 @@ core_callback() {
 }
 
 @test "replicate: a model by version and a deployment submit where Replicate wants them" {
-    v=5c7d5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa
+    # genfs-sim's version id of test/image (docs/simulator.md).
+    v=$(printf 'genfs-sim:test/image' | sha256sum | cut -c1-64)
     proto_setup replicate "test/image:$v:deployments/test/image"
     a=$(genfs_submit "test/image:$v" '{"prompt": "by version", "sim_duration_ms": 300}')
     b=$(genfs_submit deployments/test/image '{"prompt": "deployed", "sim_duration_ms": 300}')
