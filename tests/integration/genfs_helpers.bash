@@ -205,7 +205,11 @@ genfs_submit() {
         exec {fd}>&-
         return 1
     }
-    read -r id <&"$fd"
+    # The read submits what was written and fails with the submission's error.
+    read -r id <&"$fd" || {
+        exec {fd}>&-
+        return 1
+    }
     exec {fd}>&-
     printf '%s\n' "$id"
 }
