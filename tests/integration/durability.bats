@@ -296,3 +296,21 @@ start_refused() {
         [ -d "$MNT/test-image/$id" ]
     done
 }
+
+@test "-o keep=DAYS forgets finished tasks that ended longer ago, with their files; unfinished stay" {
+    genfs_mount -o config="$CONFIG"
+    old=$(genfs_submit test-image '{"prompt": "old news", "sim_duration_ms": 300}')
+    run timeout 60 cat "$MNT/test-image/$old/files/0.png"
+    assert_success
+    wait_until 10 test -f "$CACHE_DIR/test-image/$old/0.png"
+    pending=$(genfs_submit test-image '{"prompt": "still running", "sim_duration_ms": 600000}')
+    genfs_unmount
+    sleep 3
+    # 0.00002 days is 1.7 s: the finished task ended longer ago than that.
+    genfs_mount -o config="$CONFIG",keep=0.00002
+    wait_until 10 test ! -e "$MNT/test-image/$old"
+    [ ! -e "$CACHE_DIR/test-image/$old" ]
+    [ -d "$MNT/test-image/$pending" ]
+    run cat "$MNT/log"
+    assert_output --partial "$old: forgotten"
+}

@@ -209,3 +209,96 @@ JSON
     [ "$n" -ge 8 ] || fail "only $n requests: the tasks were not polled"
     [ "$(stat_of 'd["rate_limit"]')" = 2 ]
 }
+
+# errno_of_read PATH: the errno name of reading PATH, or "ok".
+errno_of_read() {
+    timeout 150 python3 - "$1" <<'PY'
+import errno, sys
+try:
+    open(sys.argv[1], "rb").read()
+    print("ok")
+except OSError as e:
+    print(errno.errorcode[e.errno])
+PY
+}
+
+@test "a provider that forgot the task (404 on every poll): failed with not_found, readers answered" {
+    genfs_setup
+    genfs_mount -o config="$CONFIG"
+    id=$(genfs_submit test-image '{"prompt": "forgotten", "sim_duration_ms": 600000}')
+    [ -n "$id" ]
+    wait_until 30 test -s "$MNT/test-image/$id/status.json"
+    # The sim forgets every task: status answers 404 from now on.
+    curl -s -X POST "$SIM_URL/_sim/reset" >/dev/null
+    assert_equal "$(errno_of_read "$MNT/test-image/$id/result")" EIO
+    run cat "$MNT/test-image/$id/state"
+    assert_output failed
+    run cat "$MNT/test-image/$id/error"
+    assert_output --partial "not_found:"
+    assert_output --partial "no longer knows this task"
+    # Bounded: a handful of polls, and none once it failed.
+    polls=$(sim_figures | sim_json 'd["requests"]["status"]')
+    [ "$polls" -le 8 ]
+    sleep 3
+    assert_equal "$(sim_figures | sim_json 'd["requests"]["status"]')" "$polls"
+}
+
+@test "every poll answered 500: the deadline still holds, readers get ETIMEDOUT" {
+    genfs_setup
+    cat >"$CONFIG" <<'JSON'
+{"models": {"test-image": {"initial_ms": 300, "interval_ms": 500, "max_ms": 4000}}}
+JSON
+    genfs_mount -o config="$CONFIG"
+    id=$(genfs_submit test-image '{"prompt": "never answered", "sim_duration_ms": 600000}')
+    [ -n "$id" ]
+    sim_faults '{"error_500": 1}' >/dev/null
+    assert_equal "$(errno_of_read "$MNT/test-image/$id/result")" ETIMEDOUT
+    run cat "$MNT/log"
+    assert_output --partial "not done within the model's time limit"
+    # Not failed: a late success is still possible, so slow polling goes on.
+    run cat "$MNT/test-image/$id/state"
+    refute_output failed
+}
+
+@test "five 429s with Retry-After on a submission: retried until taken, one task, no EAGAIN" {
+    genfs_setup --fault burst_429=5 --fault burst_retry_after=1
+    genfs_mount -o config="$CONFIG"
+    run genfs_submit test-image '{"prompt": "patience", "sim_duration_ms": 300}'
+    assert_success
+    id=$output
+    [ -d "$MNT/test-image/$id" ]
+    assert_equal "$(sim_figures | sim_json 'd["tasks"]')" 1
+    assert_equal "$(sim_figures | sim_json 'd["responses"].get("429", 0)')" 5
+    run timeout 60 cat "$MNT/test-image/$id/result"
+    assert_success
+}
+
+@test "a submission refused with 429 past -o timeout: EAGAIN, and the log says nothing was submitted" {
+    genfs_setup --fault burst_429=1000 --fault burst_retry_after=1
+    genfs_mount -o config="$CONFIG",timeout=4
+    run gfs write "$MNT/test-image/new" 'text:{"prompt": "never taken"}'
+    assert_failure
+    assert_output EAGAIN
+    assert_equal "$(sim_figures | sim_json 'd["tasks"]')" 0
+    run cat "$MNT/log"
+    assert_output --partial "nothing was submitted"
+}
+
+@test "a storm of 30 429s with Retry-After: 1 passes in about 30 s and leaves the rate at its limit" {
+    genfs_setup --fault burst_429=30 --fault burst_retry_after=1
+    genfs_mount -o config="$CONFIG"
+    start=$SECONDS
+    submit_many 5
+    assert_equal "$(sort -u "$BATS_TEST_TMPDIR/ids" | wc -l)" 5
+    for id in $(cat "$BATS_TEST_TMPDIR/ids"); do
+        run timeout 150 cat "$MNT/test-image/$id/result"
+        assert_success
+    done
+    took=$((SECONDS - start))
+    echo "the storm and 5 tasks took $took s"
+    # Each refusal costs its Retry-After, not ever longer waits (166 s before).
+    [ "$took" -lt 120 ]
+    assert_equal "$(sim_figures | sim_json 'd["responses"].get("429", 0)')" 30
+    run stat_of 'd["rate_current"] == d["rate_limit"]'
+    assert_output True
+}
