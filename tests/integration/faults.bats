@@ -143,6 +143,11 @@ check_truth() {
     assert_output --partial "Input/output error"
     run grep -c "may exist" "$MNT/log"
     [ "$output" -ge 1 ]
+    # What genfs did, and what the user should check: not "genfs retries it".
+    run cat "$MNT/log"
+    assert_output --partial "genfs did not send it again"
+    assert_output --partial "adopt the task with mkdir"
+    refute_output --partial "genfs retries it"
     run sim_figures
     assert_equal "$(echo "$output" | sim_json 'd["requests"]["submit"]')" 1
 }
