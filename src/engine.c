@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1370,7 +1371,9 @@ static void on_submit_done(struct engine *e, struct xfer *x, CURLcode cc, long h
     }
     /* Nothing was taken on a 429, so retrying is safe: until the request's
      * timeout, honouring Retry-After and the shared rate. */
-    int64_t b = backoff_ms(e, (uint32_t)cmd->attempts);
+    /* A 429 that says when to come back is retried then, not on a growing backoff
+     * (a storm of them would stall the write for minutes). */
+    int64_t b = throttled && wait >= 0 ? 0 : backoff_ms(e, (uint32_t)cmd->attempts);
     int64_t next = now + (wait > b ? wait : b);
     if (throttled && next < cmd->first_ms + (int64_t)(e->cfg.timeout_s * 1000))
         retry = true;
@@ -1433,15 +1436,24 @@ static void apply_answer(struct engine *e, uint32_t idx, const struct provider_s
 }
 
 /* genfs itself ends a task as failed (the provider lost it, or will not give
- * its result): readers are answered, nothing polls it again. */
-static void fail_task(struct engine *e, uint32_t idx, const char *code, const char *msg,
-                      int64_t now)
+ * its result): the log says why, readers are answered, nothing polls it again. */
+static void fail_task(struct engine *e, uint32_t idx, const char *code, int64_t now,
+                      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void fail_task(struct engine *e, uint32_t idx, const char *code, int64_t now,
+                      const char *fmt, ...)
 {
-    struct provider_status ps = {.state = TASK_FAILED, .progress = -1};
-    ps.fail_code = strdup(code);
-    ps.fail_msg = strdup(msg);
     const struct task *t = store_task_at(e->store, idx);
-    ps.data_json = t && t->status_json ? strdup(t->status_json) : NULL;
+    if (!t)
+        return;
+    struct provider_status ps = {.state = TASK_FAILED, .progress = -1};
+    va_list ap;
+    va_start(ap, fmt);
+    if (vasprintf(&ps.fail_msg, fmt, ap) < 0)
+        ps.fail_msg = NULL;
+    va_end(ap);
+    log_warn(e->log, "%s/%s: %s", model_of(e, t), t->id, ps.fail_msg ? ps.fail_msg : code);
+    ps.fail_code = strdup(code);
+    ps.data_json = t->status_json ? strdup(t->status_json) : NULL;
     apply_answer(e, idx, &ps, false, now);
     provider_status_clear(&ps);
 }
@@ -1542,28 +1554,24 @@ static void on_status_done(struct engine *e, struct xfer *x, CURLcode cc, long h
     } else if (x->kind == X_RESULT && ++ts->result_streak >= RESULT_ATTEMPTS) {
         /* The provider said done but will not hand over the result: retrying
          * for the whole deadline would only hide that. */
-        char why[512];
-        snprintf(why, sizeof(why),
-                 "the provider reported the task done, but its result request failed %u times "
-                 "(last: %s)",
-                 ts->result_streak, msg);
-        log_warn(e->log, "%s/%s: %s", model, t->id, why);
-        fail_task(e, idx, "result_unavailable", why, now);
+        fail_task(e, idx, "result_unavailable", now,
+                  "the provider reported the task done, but its result request failed %u times "
+                  "(last: %s)",
+                  ts->result_streak, msg);
     } else if (x->kind == X_STATUS && err == -ENOENT && ++ts->missing_streak >= MISSING_POLLS) {
-        char why[512];
-        snprintf(why, sizeof(why),
-                 "the provider no longer knows this task: %u status polls in a row answered "
-                 "\"no such task\" (last: %s)",
-                 ts->missing_streak, msg);
-        log_warn(e->log, "%s/%s: %s", model, t->id, why);
-        fail_task(e, idx, "not_found", why, now);
+        fail_task(e, idx, "not_found", now,
+                  "the provider no longer knows this task: %u status polls in a row answered "
+                  "\"no such task\" (last: %s)",
+                  ts->missing_streak, msg);
     } else {
         /* A failed poll is a missed look: the schedule's next poll is the retry,
          * pushed back further while failures go on, so a struggling provider
-         * gets fewer requests, not more. */
+         * gets fewer requests, not more. A 429 with Retry-After is no failure
+         * of the provider's: it said when to come back. */
         if (err != -ENOENT)
             ts->missing_streak = 0;
-        uint32_t streak = ++ts->fail_streak;
+        bool paused = err == -EAGAIN && perr.retry_after_ms >= 0;
+        uint32_t streak = paused ? 1 : ++ts->fail_streak;
         count(e, &e->c.errors);
         if (log_once(e, msg))
             log_warn(e->log, "%s/%s: status poll failed (%s); will retry (said once per 10 min)",

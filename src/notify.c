@@ -194,13 +194,10 @@ static int recv_fd(int sock)
     return k == (ssize_t)sizeof(err) && err > 0 ? -err : -EPIPE;
 }
 
-/* Without the privilege to copy a mount here (genfs is not root), a child
- * makes the copy in a user and mount namespace of its own, where it has that
- * privilege, and hands it over; its namespace, with its copy of every other
- * mount, goes when it exits. */
-static int view_from_userns(const char *mnt)
+/* A child joined to its parent by a socket pair (sv[0] the parent's end, sv[1]
+ * the child's): the child's pid, 0 in the child, or a negative errno. */
+static pid_t fork_with_socket(int sv[2])
 {
-    int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
         return -errno;
     pid_t pid = fork();
@@ -210,6 +207,19 @@ static int view_from_userns(const char *mnt)
         close(sv[1]);
         return -err;
     }
+    return pid;
+}
+
+/* Without the privilege to copy a mount here (genfs is not root), a child
+ * makes the copy in a user and mount namespace of its own, where it has that
+ * privilege, and hands it over; its namespace, with its copy of every other
+ * mount, goes when it exits. */
+static int view_from_userns(const char *mnt)
+{
+    int sv[2];
+    pid_t pid = fork_with_socket(sv);
+    if (pid < 0)
+        return (int)pid;
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         int fd = -1;
@@ -453,20 +463,14 @@ static void mount_find(struct notify *n)
 static int announcer_fork(struct notify *n, void (*in_child)(void *), void *child_arg)
 {
     int sv[2];
-    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
-        return -errno;
     pid_t parent = getpid();
     struct rlimit nofile;
     int open_max = getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < (1u << 20)
                        ? (int)nofile.rlim_cur
                        : 1 << 20;
-    pid_t pid = fork();
-    if (pid < 0) {
-        int err = errno;
-        close(sv[0]);
-        close(sv[1]);
-        return -err;
-    }
+    pid_t pid = fork_with_socket(sv);
+    if (pid < 0)
+        return (int)pid;
     if (pid == 0) {
         if (in_child)
             in_child(child_arg);

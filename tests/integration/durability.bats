@@ -300,6 +300,7 @@ start_refused() {
 @test "-o keep=DAYS forgets finished tasks that ended longer ago, with their files; unfinished stay" {
     genfs_mount -o config="$CONFIG"
     old=$(genfs_submit test-image '{"prompt": "old news", "sim_duration_ms": 300}')
+    timeout 60 cat "$MNT/test-image/$old/result" >/dev/null
     run timeout 60 cat "$MNT/test-image/$old/files/0.png"
     assert_success
     wait_until 10 test -f "$CACHE_DIR/test-image/$old/0.png"
