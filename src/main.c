@@ -6,6 +6,7 @@
 #include "log.h"
 #include "mountinfo.h"
 #include "opts.h"
+#include "probe.h"
 #include "provider.h"
 #include "store.h"
 
@@ -290,6 +291,27 @@ static int run(struct genfs_ctx *c)
         if (rc < 0) {
             snprintf(err, sizeof(err), "cannot add model %s to the database", o->models[i].name);
             return start_failed(err);
+        }
+    }
+    /* Say what is wrong while the user still looks: a URL where nothing answers, a
+     * key the provider refuses. Offline mounts still work unless asked to fail. */
+    for (size_t i = 0; o->check != OPTS_CHECK_OFF && i < c->n_providers; i++) {
+        const char *model = "genfs-probe";
+        for (size_t j = 0; j < o->n_models; j++) {
+            const char *prov = o->models[j].provider;
+            if ((i == 0 && (!prov || strcmp(prov, o->provider_name) == 0)) ||
+                (i > 0 && prov && strcmp(prov, c->providers[i].name) == 0)) {
+                model = o->models[j].name;
+                break;
+            }
+        }
+        if (probe_provider(c->providers[i].prov, c->providers[i].api_key, model, 5000, err,
+                           sizeof(err)) < 0) {
+            char line[600];
+            snprintf(line, sizeof(line), "provider %s: %s", c->providers[i].name, err);
+            if (o->check == OPTS_CHECK_FAIL)
+                return start_failed(line);
+            log_warn(c->log, "%s", line);
         }
     }
     struct engine_config ec = {.providers = c->providers,

@@ -39,6 +39,7 @@ struct raw_opts {
     char *file_max;
     char *cache_max;
     char *keep;
+    char *check;
     char *mountpoint;
     int foreground;
     int debug;
@@ -74,6 +75,7 @@ static const struct fuse_opt opt_spec[] = {
     RAW("file_max=%s", file_max),
     RAW("cache_max=%s", cache_max),
     RAW("keep=%s", keep),
+    RAW("check=%s", check),
     {"fresh", offsetof(struct raw_opts, fresh), 1},
     {"nonempty", offsetof(struct raw_opts, nonempty), 1},
     FUSE_OPT_KEY("-h", KEY_HELP),
@@ -754,6 +756,16 @@ int opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen)
         else
             o->keep_days = days;
     }
+    o->check = OPTS_CHECK_WARN;
+    if (rc == 0 && r.check) {
+        if (strcmp(r.check, "off") == 0)
+            o->check = OPTS_CHECK_OFF;
+        else if (strcmp(r.check, "fail") == 0)
+            o->check = OPTS_CHECK_FAIL;
+        else if (strcmp(r.check, "warn") != 0)
+            rc = fail(err, errlen, "check must be warn, fail or off, not '%s'", r.check);
+    }
+    free(r.check);
     free(r.keep);
     free(r.file_max);
     free(r.cache_max);
@@ -899,6 +911,8 @@ void opts_print_help(const char *prog)
            "                         their provider can serve them again; the rest is kept\n"
            "  -o keep=DAYS           forget finished tasks (and their files) DAYS after they\n"
            "                         ended (default: never; rmdir forgets one)\n"
+           "  -o check=warn|fail|off at start, ask each provider once whether it answers and\n"
+           "                         takes the key: warn (default), refuse to mount, or skip\n"
            "  -o fresh               start with no tasks when the database genfs used before\n"
            "                         is missing or damaged (what is left is moved aside)\n"
            "  -o provider=NAME|FILE  provider profile: apixo (default), kie, replicate, fal,\n"

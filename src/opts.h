@@ -29,6 +29,9 @@ struct opts_provider {
     char *api_key; /* secret */
 };
 
+/* -o check: the start-up request to each provider. */
+enum opts_check { OPTS_CHECK_WARN, OPTS_CHECK_FAIL, OPTS_CHECK_OFF };
+
 struct opts {
     char *mountpoint;
     bool foreground;
@@ -58,6 +61,7 @@ struct opts {
     double keep_days; /* -o keep: forget finished tasks this long after they ended; 0: never */
     enum sched_kind schedule;
     bool notify;
+    enum opts_check check;
     bool fresh; /* -o fresh: start with no tasks when the database is missing or damaged */
     enum log_level log_level; /* what reaches stderr or syslog (MOUNT/log: info and up) */
     struct opts_model *models;

@@ -4,7 +4,8 @@
 #   genfs_mount [GENFS_ARGS...] mount build/genfs on $MNT in the foreground (background job),
 #                               wait until the mount answers; exports GENFS_PID, GENFS_LOG.
 #                               Default -o: api_url=$SIM_URL, state_dir, cache_dir,
-#                               models=$GENFS_MODELS (default test-image:test-audio:test-video)
+#                               models=$GENFS_MODELS (default test-image:test-audio:test-video),
+#                               check=$GENFS_CHECK (default off: the tests count requests)
 #   genfs_unmount               fusermount3 -u, then -uz, then kill -9 by PID; waits for exit
 #   genfs_teardown              genfs_unmount and sim_stop; safe to call twice
 #   genfs_submit MODEL TEXT     write TEXT to MODEL/new on one fd and print the task id
@@ -66,6 +67,7 @@ genfs_mount() {
     local models="${GENFS_MODELS:-test-image:test-audio:test-video}"
     GENFS_API_KEY="$GENFS_SIM_KEY" "$bin" -f \
         -o "api_url=$SIM_URL,state_dir=$STATE_DIR,cache_dir=$CACHE_DIR,models=$models" \
+        -o "check=${GENFS_CHECK:-off}" \
         "$@" "$MNT" >>"$GENFS_LOG" 2>&1 3>&- &
     GENFS_PID=$!
     export GENFS_PID
