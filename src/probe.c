@@ -2,9 +2,12 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 struct probe_body {
     char buf[16384];
@@ -20,8 +23,8 @@ static size_t probe_on_body(char *ptr, size_t size, size_t nmemb, void *arg)
     return n;
 }
 
-int probe_provider(const struct provider *p, const char *key, const char *model, long timeout_ms,
-                   char *msg, size_t msglen)
+static int probe_here(const struct provider *p, const char *key, const char *model, long timeout_ms,
+                      char *msg, size_t msglen)
 {
     struct provider_request r;
     msg[0] = '\0';
@@ -71,4 +74,44 @@ int probe_provider(const struct provider *p, const char *key, const char *model,
     }
     provider_request_clear(&r);
     return rc;
+}
+
+/* The request runs in a child: curl's buffers that held the key die with it,
+ * and never reach the heap the announcer is later forked from. */
+int probe_provider(const struct provider *p, const char *key, const char *model, long timeout_ms,
+                   char *msg, size_t msglen)
+{
+    struct {
+        int rc;
+        char msg[512];
+    } answer = {0, ""};
+    int fds[2];
+    msg[0] = '\0';
+    if (pipe2(fds, O_CLOEXEC) < 0)
+        return 0;
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return 0;
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        answer.rc = probe_here(p, key, model, timeout_ms, answer.msg, sizeof(answer.msg));
+        ssize_t w = write(fds[1], &answer, sizeof(answer));
+        _exit(w == (ssize_t)sizeof(answer) ? 0 : 1);
+    }
+    close(fds[1]);
+    ssize_t n;
+    do
+        n = read(fds[0], &answer, sizeof(answer));
+    while (n < 0 && errno == EINTR);
+    close(fds[0]);
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    if (n != (ssize_t)sizeof(answer))
+        return 0; /* the check itself failed: say nothing rather than something wrong */
+    answer.msg[sizeof(answer.msg) - 1] = '\0';
+    snprintf(msg, msglen, "%s", answer.msg);
+    return answer.rc;
 }
