@@ -41,12 +41,46 @@ static void pending_unlink(struct fs *f, struct pending *p)
     p->next = p->prev = NULL;
 }
 
-static struct pending *pending_by_id(struct fs *f, uint64_t id)
+/* What a taker looks for: the request's id, the task (idx) and file (file_n, or every
+ * file with UINT32_MAX), and kinds, a bit set of (1u << enum pend_kind). */
+struct match {
+    uint64_t id; /* 0: any */
+    unsigned kinds;
+    uint32_t idx;
+    uint32_t file_n;
+    bool only_ready; /* and only those whose waiting() says they can be answered now */
+};
+#define KIND(k) (1u << (k))
+#define ANY_TASK UINT32_MAX
+
+static bool matches(struct fs *f, struct pending *p, const struct match *m)
 {
-    for (struct pending *p = f->pending; p; p = p->next)
-        if (p->id == id)
-            return p;
-    return NULL;
+    if (m->id)
+        return p->id == m->id;
+    if (!(m->kinds & KIND(p->kind)))
+        return false;
+    if (m->idx != ANY_TASK && p->idx != m->idx)
+        return false;
+    if (m->file_n != UINT32_MAX && p->file_n != m->file_n)
+        return false;
+    return !m->only_ready || !(p->kind == P_FILE ? media_waiting(f, p) : attr_waiting(f, p));
+}
+
+/* The one walker of the parked list: unlinks every request m matches and returns them
+ * linked through ->next, for the caller to answer once it lets go of f->lock, which it
+ * holds here. */
+static struct pending *take(struct fs *f, const struct match *m)
+{
+    struct pending *taken = NULL;
+    for (struct pending *p = f->pending, *next; p; p = next) {
+        next = p->next;
+        if (matches(f, p, m)) {
+            pending_unlink(f, p);
+            p->next = taken;
+            taken = p;
+        }
+    }
+    return taken;
 }
 
 static struct op *op_of(struct pending *p)
@@ -60,9 +94,8 @@ static void on_interrupt(fuse_req_t req, void *data)
     struct fs *f = req_fs(req);
     uint64_t id = (uint64_t)(uintptr_t)data;
     pthread_mutex_lock(&f->lock);
-    struct pending *p = pending_by_id(f, id);
+    struct pending *p = take(f, &(struct match){.id = id});
     if (p) {
-        pending_unlink(f, p);
         if (p->kind == P_OP) {
             /* The engine still holds the op and frees it when done; the fd may
              * be closed before that, so the op lets go of it now. A submission
@@ -228,16 +261,8 @@ static void op_done(struct engine_cmd *cmd, int err, const char *msg)
 void wake_events(struct fs *f)
 {
     /* Called with f->lock held; replies go out after it is released. */
-    struct pending *p = f->pending, *ready = NULL;
-    while (p) {
-        struct pending *next = p->next;
-        if (p->kind == P_EVENTS) {
-            pending_unlink(f, p);
-            p->next = ready;
-            ready = p;
-        }
-        p = next;
-    }
+    struct pending *ready =
+        take(f, &(struct match){.kinds = KIND(P_EVENTS), .idx = ANY_TASK, .file_n = UINT32_MAX});
     while (ready) {
         struct pending *next = ready->next;
         char *buf = malloc(ready->size);
@@ -254,16 +279,8 @@ void wake_events(struct fs *f)
 void wake_results(struct fs *f, uint32_t idx)
 {
     pthread_mutex_lock(&f->lock);
-    struct pending *p = f->pending, *ready = NULL;
-    while (p) {
-        struct pending *next = p->next;
-        if (p->kind == P_RESULT && p->idx == idx) {
-            pending_unlink(f, p);
-            p->next = ready;
-            ready = p;
-        }
-        p = next;
-    }
+    struct pending *ready =
+        take(f, &(struct match){.kinds = KIND(P_RESULT), .idx = idx, .file_n = UINT32_MAX});
     pthread_mutex_unlock(&f->lock);
     while (ready) {
         struct pending *next = ready->next;
@@ -281,18 +298,9 @@ void wake_results(struct fs *f, uint32_t idx)
 void wake_files(struct fs *f, uint32_t idx, uint32_t n)
 {
     pthread_mutex_lock(&f->lock);
-    struct pending *p = f->pending, *ready = NULL;
-    while (p) {
-        struct pending *next = p->next;
-        if ((p->kind == P_FILE || p->kind == P_ATTR) && p->idx == idx &&
-            (n == UINT32_MAX || p->file_n == n) &&
-            !(p->kind == P_FILE ? media_waiting(f, p) : attr_waiting(f, p))) {
-            pending_unlink(f, p);
-            p->next = ready;
-            ready = p;
-        }
-        p = next;
-    }
+    struct pending *ready = take(
+        f, &(struct match){
+               .kinds = KIND(P_FILE) | KIND(P_ATTR), .idx = idx, .file_n = n, .only_ready = true});
     pthread_mutex_unlock(&f->lock);
     while (ready) {
         struct pending *next = ready->next;
@@ -326,8 +334,8 @@ void fs_shutdown(struct fs *f)
 {
     pthread_mutex_lock(&f->lock);
     f->shutting_down = true;
-    struct pending *p = f->pending;
-    f->pending = NULL;
+    struct pending *p =
+        take(f, &(struct match){.kinds = ~0u, .idx = ANY_TASK, .file_n = UINT32_MAX});
     for (struct fh *h = f->pollers; h; h = h->poll_next)
         if (h->ph)
             fuse_lowlevel_notify_poll(h->ph);
