@@ -20,10 +20,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-bool from_notifier(struct fs *f, fuse_req_t req)
+/* The one test of who asks: the announcer (genfs-announce, a child process, see
+ * notify.c) performs on the mount the operation whose event a watcher should see. */
+bool announcer_asks(struct fs *f, fuse_req_t req)
 {
     return f->notify_pid != 0 && fuse_req_ctx(req)->pid == f->notify_pid;
 }
+
 static void hidden_add(struct fs *f, fuse_ino_t ino)
 {
     pthread_mutex_lock(&f->lock);
@@ -44,7 +47,7 @@ out:
 }
 
 /* True if ino was hidden (and is no longer). */
-bool hidden_take(struct fs *f, fuse_ino_t ino)
+static bool hidden_take(struct fs *f, fuse_ino_t ino)
 {
     bool found = false;
     pthread_mutex_lock(&f->lock);
@@ -59,7 +62,7 @@ bool hidden_take(struct fs *f, fuse_ino_t ino)
     return found;
 }
 
-bool hidden_has(struct fs *f, fuse_ino_t ino)
+static bool hidden_has(struct fs *f, fuse_ino_t ino)
 {
     bool found = false;
     pthread_mutex_lock(&f->lock);
@@ -147,4 +150,102 @@ void announce(struct fs *f, const struct store_change *c)
     default:
         return;
     }
+}
+
+/* ---- the announcer's requests: each handler that it reaches sends it here, and
+ * what is answered changes nothing (the kernel raises the event on the reply) ---- */
+
+/* Not yet announced: absent to the announcer, so its mkdir or create reaches us. */
+void announcer_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    struct fs *f = req_fs(req);
+    fuse_ino_t ino = child_ino(f, parent, name);
+    if (!ino || hidden_has(f, ino))
+        fuse_reply_err(req, ENOENT);
+    else
+        reply_entry(req, f, ino);
+}
+
+/* An ATTRIB announcement: the attributes as they are. */
+void announcer_setattr(fuse_req_t req, fuse_ino_t ino)
+{
+    op_getattr(req, ino, NULL);
+}
+
+/* A MODIFY announcement opens the file for writing: a handle that changes nothing. */
+void announcer_open(fuse_req_t req, struct fuse_file_info *fi)
+{
+    struct fh *h = calloc(1, sizeof(*h));
+    if (!h) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    h->kind = FH_ANNOUNCE;
+    fi->direct_io = 1;
+    fi->fh = (uint64_t)(uintptr_t)h;
+    if (fuse_reply_open(req, fi) == -ENOENT)
+        free(h); /* interrupted: no release will come */
+}
+
+void announcer_read(fuse_req_t req)
+{
+    fuse_reply_buf(req, NULL, 0);
+}
+
+/* The kernel raises MODIFY. */
+void announcer_write(fuse_req_t req, size_t size)
+{
+    fuse_reply_write(req, size);
+}
+
+/* MKDIR of a task directory or files/: it exists already, the announcer makes it visible. */
+void announcer_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    struct fs *f = req_fs(req);
+    fuse_ino_t ino = child_ino(f, parent, name);
+    hidden_take(f, ino);
+    if (ino)
+        reply_entry(req, f, ino);
+    else
+        fuse_reply_err(req, ENOENT);
+}
+
+/* CREATE of files/<n> once whole (the inotify CREATE of files/0.png). */
+void announcer_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+                      struct fuse_file_info *fi)
+{
+    struct fs *f = req_fs(req);
+    fuse_ino_t ino = child_ino(f, parent, name);
+    struct fuse_entry_param e = {0};
+    struct fh *h = ino ? calloc(1, sizeof(*h)) : NULL;
+    if (!h || fs_stat(f, ino, &e.attr) < 0) {
+        free(h);
+        op_refuse_name(req, parent, name);
+        return;
+    }
+    hidden_take(f, ino);
+    h->kind = FH_ANNOUNCE;
+    h->fd = -1;
+    e.ino = ino;
+    e.generation = 1;
+    e.attr_timeout = attr_timeout_for(f, ino);
+    e.entry_timeout = ENTRY_TIMEOUT;
+    fi->fh = (uint64_t)(uintptr_t)h;
+    fi->direct_io = 1;
+    if (fuse_reply_create(req, &e, fi) == -ENOENT)
+        free(h);
+}
+
+/* SYMLINK: latest now names the new task. */
+void announcer_symlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    struct fs *f = req_fs(req);
+    struct node n = node_of(parent);
+    if (n.type != N_MODEL || strcmp(name, "latest") != 0) {
+        op_refuse_name(req, parent, name);
+        return;
+    }
+    fuse_ino_t ino = model_ino(n.idx, MK_LATEST);
+    hidden_take(f, ino);
+    reply_entry(req, f, ino);
 }

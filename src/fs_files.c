@@ -186,11 +186,11 @@ void answer_attr(struct fs *f, fuse_req_t req, uint32_t idx, uint32_t n, int rc)
 
 /* A stat of a file under files/ that is not whole waits until it is, so that
  * rsync, tar or shutil.copy2 never copy a short file: true once req is answered
- * or parked here, false for every other inode (and for the notifier). */
+ * or parked here, false for every other inode. */
 bool file_attr_answered(struct fs *f, fuse_req_t req, fuse_ino_t ino)
 {
     struct node n = node_of(ino);
-    if (n.type != N_TASK || n.kind < TK_FILE0 || from_notifier(f, req))
+    if (n.type != N_TASK || n.kind < TK_FILE0)
         return false;
     const uint32_t idx = n.idx, file_n = (uint32_t)(n.kind - TK_FILE0);
     int rc = media_attr_ready(f, idx, file_n);
@@ -223,15 +223,17 @@ void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     struct fs *f = req_fs(req);
     struct node n = node_of(ino);
     int acc = fi->flags & O_ACCMODE;
+    if (acc != O_RDONLY && announcer_asks(f, req)) {
+        announcer_open(req, fi);
+        return;
+    }
     struct fh *h = calloc(1, sizeof(*h));
     if (!h) {
         fuse_reply_err(req, ENOMEM);
         return;
     }
     fi->direct_io = 1;
-    if (acc != O_RDONLY && from_notifier(f, req)) {
-        h->kind = FH_ANNOUNCE;
-    } else if (n.type == N_MODEL && n.kind == MK_NEW && acc != O_RDONLY && !by_owner(req)) {
+    if (n.type == N_MODEL && n.kind == MK_NEW && acc != O_RDONLY && !by_owner(req)) {
         free(h);
         fuse_reply_err(req, EACCES);
         return;
@@ -560,7 +562,7 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse
         return;
     }
     case FH_ANNOUNCE:
-        fuse_reply_buf(req, NULL, 0);
+        announcer_read(req);
         return;
     case FH_MODEL_JSON: /* opened read-write: what was written so far */
         pthread_mutex_lock(&f->lock);

@@ -234,6 +234,7 @@ static inline bool by_owner(fuse_req_t req)
 }
 
 /* fs_tree.c */
+fuse_ino_t child_ino(struct fs *f, fuse_ino_t parent, const char *name);
 char *task_file_text(const struct task *t, enum task_kind k, size_t *len);
 bool file_listed(const struct task_file *tf);
 int fs_stat(struct fs *f, fuse_ino_t ino, struct stat *st);
@@ -296,10 +297,18 @@ void wake_results(struct fs *f, uint32_t idx);
 void wake_files(struct fs *f, uint32_t idx, uint32_t n);
 void wake_pollers(struct fs *f, uint32_t idx);
 
-/* fs_announce.c */
-bool from_notifier(struct fs *f, fuse_req_t req);
-bool hidden_take(struct fs *f, fuse_ino_t ino);
-bool hidden_has(struct fs *f, fuse_ino_t ino);
+/* fs_announce.c: the announcer's side. announcer_asks is the one test of who asks; each
+ * handler the announcer reaches hands its request to the announcer_* function of the op. */
+bool announcer_asks(struct fs *f, fuse_req_t req);
+void announcer_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
+void announcer_setattr(fuse_req_t req, fuse_ino_t ino);
+void announcer_open(fuse_req_t req, struct fuse_file_info *fi);
+void announcer_read(fuse_req_t req);
+void announcer_write(fuse_req_t req, size_t size);
+void announcer_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name);
+void announcer_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+                      struct fuse_file_info *fi);
+void announcer_symlink(fuse_req_t req, fuse_ino_t parent, const char *name);
 void announce(struct fs *f, const struct store_change *c);
 
 extern const char readme_text[];

@@ -299,7 +299,7 @@ void reply_entry(fuse_req_t req, struct fs *f, fuse_ino_t ino)
 
 /* ---- lookup, getattr, readdir ---- */
 
-static fuse_ino_t child_ino(struct fs *f, fuse_ino_t parent, const char *name)
+fuse_ino_t child_ino(struct fs *f, fuse_ino_t parent, const char *name)
 {
     struct node n = node_of(parent);
     fuse_ino_t ino = 0;
@@ -354,10 +354,12 @@ static fuse_ino_t child_ino(struct fs *f, fuse_ino_t parent, const char *name)
 void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
     struct fs *f = req_fs(req);
+    if (announcer_asks(f, req)) {
+        announcer_lookup(req, parent, name);
+        return;
+    }
     fuse_ino_t ino = child_ino(f, parent, name);
-    /* Not yet announced: absent to the announcer, so its mkdir or create
-     * reaches us (and the kernel raises the event). */
-    if (!ino || (from_notifier(f, req) && hidden_has(f, ino))) {
+    if (!ino) {
         fuse_reply_err(req, ENOENT);
         return;
     }
@@ -368,7 +370,8 @@ void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     (void)fi;
     struct fs *f = req_fs(req);
-    if (file_attr_answered(f, req, ino))
+    /* The announcer's stat never waits for a file to be whole. */
+    if (!announcer_asks(f, req) && file_attr_answered(f, req, ino))
         return;
     struct stat st;
     int rc = fs_stat(f, ino, &st);
@@ -384,8 +387,8 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
     (void)attr;
     (void)fi;
     struct node n = node_of(ino);
-    if (from_notifier(req_fs(req), req)) {
-        op_getattr(req, ino, NULL); /* an ATTRIB announcement */
+    if (announcer_asks(req_fs(req), req)) {
+        announcer_setattr(req, ino);
         return;
     }
     /* Truncating new is what "> new" does first: allowed, it holds nothing; a
@@ -632,13 +635,8 @@ void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
         fuse_reply_err(req, EACCES);
         return;
     }
-    if (from_notifier(f, req)) {
-        fuse_ino_t ino = child_ino(f, parent, name);
-        hidden_take(f, ino);
-        if (ino)
-            reply_entry(req, f, ino);
-        else
-            fuse_reply_err(req, ENOENT);
+    if (announcer_asks(f, req)) {
+        announcer_mkdir(req, parent, name);
         return;
     }
     struct op *o = NULL;
@@ -746,26 +744,11 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
                struct fuse_file_info *fi)
 {
     (void)mode;
-    struct fs *f = req_fs(req);
-    fuse_ino_t ino = from_notifier(f, req) ? child_ino(f, parent, name) : 0;
-    struct fuse_entry_param e = {0};
-    struct fh *h = ino ? calloc(1, sizeof(*h)) : NULL;
-    if (!h || fs_stat(f, ino, &e.attr) < 0) {
-        free(h);
+    /* Only the announcer creates files (a CREATE announcement). */
+    if (announcer_asks(req_fs(req), req))
+        announcer_create(req, parent, name, fi);
+    else
         op_refuse_name(req, parent, name);
-        return;
-    }
-    hidden_take(f, ino);
-    h->kind = FH_ANNOUNCE;
-    h->fd = -1;
-    e.ino = ino;
-    e.generation = 1;
-    e.attr_timeout = attr_timeout_for(f, ino);
-    e.entry_timeout = ENTRY_TIMEOUT;
-    fi->fh = (uint64_t)(uintptr_t)h;
-    fi->direct_io = 1;
-    if (fuse_reply_create(req, &e, fi) == -ENOENT)
-        free(h);
 }
 
 void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
@@ -778,15 +761,10 @@ void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, 
 void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
     (void)link;
-    struct fs *f = req_fs(req);
-    struct node n = node_of(parent);
-    if (from_notifier(f, req) && n.type == N_MODEL && strcmp(name, "latest") == 0) {
-        fuse_ino_t ino = model_ino(n.idx, MK_LATEST);
-        hidden_take(f, ino);
-        reply_entry(req, f, ino);
-        return;
-    }
-    op_refuse_name(req, parent, name);
+    if (announcer_asks(req_fs(req), req))
+        announcer_symlink(req, parent, name);
+    else
+        op_refuse_name(req, parent, name);
 }
 
 void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,

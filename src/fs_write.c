@@ -204,7 +204,7 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_
     struct fs *f = req_fs(req);
     struct fh *h = (struct fh *)(uintptr_t)fi->fh;
     if (h && h->kind == FH_ANNOUNCE) {
-        fuse_reply_write(req, size); /* changes nothing: the kernel raises MODIFY */
+        announcer_write(req, size);
         return;
     }
     if (h && h->kind == FH_MODEL_JSON) {
