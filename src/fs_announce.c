@@ -225,7 +225,6 @@ void announcer_create(fuse_req_t req, fuse_ino_t parent, const char *name,
     }
     hidden_take(f, ino);
     h->kind = FH_ANNOUNCE;
-    h->fd = -1;
     e.ino = ino;
     e.generation = 1;
     e.attr_timeout = attr_timeout_for(f, ino);

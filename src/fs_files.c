@@ -218,6 +218,123 @@ bool file_attr_answered(struct fs *f, fuse_req_t req, fuse_ino_t ino)
     answer_attr(f, req, idx, file_n, rc);
     return true;
 }
+/* What a handle holds, by its kind. */
+static void fh_free(struct fh *h)
+{
+    switch (h->kind) {
+    case FH_MEDIA:
+        if (h->fd >= 0)
+            close(h->fd);
+        break;
+    case FH_SNAPSHOT:
+        snap_put(h->snap);
+        break;
+    case FH_NEW:
+        free(h->task_id);
+        free(h->in);
+        break;
+    case FH_MODEL_JSON:
+        free(h->edit);
+        break;
+    case FH_PLAIN:
+    case FH_STATE:
+    case FH_RESULT:
+    case FH_EVENTS:
+    case FH_ANNOUNCE:
+        break;
+    }
+    free(h);
+}
+
+/* new, the settings files and .provider; 0 or the errno the open gets. */
+static int open_model(struct fs *f, fuse_req_t req, struct node n, struct fh *h,
+                      struct fuse_file_info *fi)
+{
+    int acc = fi->flags & O_ACCMODE;
+    bool settings = n.kind == MK_DEFAULTS || n.kind == MK_REQUEST;
+    h->idx = n.idx;
+    if ((n.kind == MK_NEW || settings) && acc != O_RDONLY && !by_owner(req))
+        return EACCES;
+    if (n.kind == MK_NEW) {
+        h->kind = FH_NEW;
+        h->read_write = acc == O_RDWR;
+        h->opener = proc_process(fuse_req_ctx(req)->pid);
+        fi->nonseekable = 1;
+        return 0;
+    }
+    if (settings && acc != O_RDONLY) {
+        h->kind = FH_MODEL_JSON;
+        h->edit_kind = (enum model_kind)n.kind;
+        h->edit_dirty = (fi->flags & O_TRUNC) != 0; /* "> defaults.json" alone clears it */
+        return 0;
+    }
+    if (acc != O_RDONLY)
+        return EACCES;
+    char *text = NULL;
+    if (settings) {
+        store_rdlock(f->store);
+        const struct model *m = store_model_at(f->store, n.idx);
+        const char *json = m ? (n.kind == MK_DEFAULTS ? m->defaults : m->request) : NULL;
+        if (asprintf(&text, "%s\n", json ? json : "{}") < 0)
+            text = NULL;
+        store_unlock(f->store);
+    } else if (n.kind == MK_PROVIDER) {
+        if (asprintf(&text, "%s\n", engine_provider_name(f->engine, n.idx)) < 0)
+            text = NULL;
+    } else {
+        return EISDIR; /* the directory, or latest */
+    }
+    h->kind = FH_SNAPSHOT;
+    h->snap = snap_wrap(text, text ? strlen(text) : 0);
+    return 0;
+}
+
+/* events, stats, log; README needs no handle (*hp becomes NULL). */
+static void open_fixed(struct fs *f, fuse_ino_t ino, struct fh **hp, struct fuse_file_info *fi)
+{
+    struct fh *h = *hp;
+    if (ino == INO_EVENTS) {
+        h->kind = FH_EVENTS;
+        fi->nonseekable = 1;
+        pthread_mutex_lock(&f->lock);
+        h->cursor = f->event_seq;
+        pthread_mutex_unlock(&f->lock);
+    } else if (ino == INO_STATS || ino == INO_LOG) {
+        h->kind = FH_SNAPSHOT;
+        h->snap = snapshot(f, ino);
+    } else {
+        /* README is static: cached by the kernel, read without a handle. */
+        free(h);
+        *hp = NULL;
+        fi->direct_io = 0;
+        fi->keep_cache = 1;
+    }
+}
+
+/* A task's files and files/<n>; 0 or ENOENT. */
+static int open_task(struct fs *f, struct node n, struct fh *h, struct fuse_file_info *fi)
+{
+    store_rdlock(f->store);
+    bool exists = store_task_at(f->store, n.idx) != NULL;
+    store_unlock(f->store);
+    if (!exists)
+        return ENOENT;
+    h->idx = n.idx;
+    h->kind = n.kind == TK_STATE ? FH_STATE : n.kind == TK_RESULT ? FH_RESULT : FH_PLAIN;
+    if (n.kind >= TK_FILE0) {
+        h->kind = FH_MEDIA;
+        h->file_n = (uint32_t)(n.kind - TK_FILE0);
+        h->fd = media_open(f, h->idx, h->file_n, true);
+        if (h->fd >= 0) {
+            /* Whole and immutable: let the page cache keep it. */
+            fi->direct_io = 0;
+            fi->keep_cache = 1;
+        }
+    }
+    return 0;
+}
+
+/* The handle by kind (struct fh); the one error funnel below answers every refusal. */
 void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     struct fs *f = req_fs(req);
@@ -233,99 +350,25 @@ void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         return;
     }
     fi->direct_io = 1;
-    if (n.type == N_MODEL && n.kind == MK_NEW && acc != O_RDONLY && !by_owner(req)) {
+    int err = 0;
+    if (n.type == N_MODEL)
+        err = open_model(f, req, n, h, fi);
+    else if (acc != O_RDONLY)
+        err = EACCES;
+    else if (n.type == N_FIXED)
+        open_fixed(f, ino, &h, fi);
+    else if (n.type == N_TASK)
+        err = open_task(f, n, h, fi);
+    else
+        err = EISDIR;
+    if (err) {
         free(h);
-        fuse_reply_err(req, EACCES);
-        return;
-    } else if (n.type == N_MODEL && n.kind == MK_NEW) {
-        h->kind = FH_NEW;
-        h->idx = n.idx;
-        h->read_write = acc == O_RDWR;
-        h->opener = proc_process(fuse_req_ctx(req)->pid);
-        fi->nonseekable = 1;
-    } else if (n.type == N_MODEL && (n.kind == MK_DEFAULTS || n.kind == MK_REQUEST) &&
-               acc != O_RDONLY) {
-        if (!by_owner(req)) {
-            free(h);
-            fuse_reply_err(req, EACCES);
-            return;
-        }
-        h->kind = FH_MODEL_JSON;
-        h->idx = n.idx;
-        h->edit_kind = (enum model_kind)n.kind;
-        h->edit_dirty = (fi->flags & O_TRUNC) != 0; /* "> defaults.json" alone clears it */
-    } else if (acc != O_RDONLY) {
-        free(h);
-        fuse_reply_err(req, EACCES);
-        return;
-    } else if (n.type == N_MODEL && (n.kind == MK_DEFAULTS || n.kind == MK_REQUEST)) {
-        h->kind = FH_SNAPSHOT;
-        h->idx = n.idx;
-        store_rdlock(f->store);
-        const struct model *m = store_model_at(f->store, n.idx);
-        const char *json = m ? (n.kind == MK_DEFAULTS ? m->defaults : m->request) : NULL;
-        char *text;
-        if (asprintf(&text, "%s\n", json ? json : "{}") < 0)
-            text = NULL;
-        store_unlock(f->store);
-        h->snap = snap_wrap(text, text ? strlen(text) : 0);
-    } else if (n.type == N_MODEL && n.kind == MK_PROVIDER) {
-        h->kind = FH_SNAPSHOT;
-        h->idx = n.idx;
-        char *text;
-        if (asprintf(&text, "%s\n", engine_provider_name(f->engine, n.idx)) < 0)
-            text = NULL;
-        h->snap = snap_wrap(text, text ? strlen(text) : 0);
-    } else if (n.type == N_FIXED) {
-        if (ino == INO_EVENTS) {
-            h->kind = FH_EVENTS;
-            fi->nonseekable = 1;
-            pthread_mutex_lock(&f->lock);
-            h->cursor = f->event_seq;
-            pthread_mutex_unlock(&f->lock);
-        } else if (ino == INO_STATS || ino == INO_LOG) {
-            h->kind = FH_SNAPSHOT;
-            h->snap = snapshot(f, ino);
-        } else {
-            /* README is static: cached by the kernel, read without a handle. */
-            free(h);
-            h = NULL;
-            fi->direct_io = 0;
-            fi->keep_cache = 1;
-        }
-    } else if (n.type == N_TASK) {
-        store_rdlock(f->store);
-        bool exists = store_task_at(f->store, n.idx) != NULL;
-        store_unlock(f->store);
-        if (!exists) {
-            free(h);
-            fuse_reply_err(req, ENOENT);
-            return;
-        }
-        h->idx = n.idx;
-        h->kind = n.kind == TK_STATE ? FH_STATE : n.kind == TK_RESULT ? FH_RESULT : FH_PLAIN;
-        h->fd = -1;
-        if (n.kind >= TK_FILE0) {
-            h->kind = FH_MEDIA;
-            h->file_n = (uint32_t)(n.kind - TK_FILE0);
-            h->fd = media_open(f, h->idx, h->file_n, true);
-            if (h->fd >= 0) {
-                /* Whole and immutable: let the page cache keep it. */
-                fi->direct_io = 0;
-                fi->keep_cache = 1;
-            }
-        }
-    } else {
-        free(h);
-        fuse_reply_err(req, EISDIR);
+        fuse_reply_err(req, err);
         return;
     }
     fi->fh = (uint64_t)(uintptr_t)h;
-    if (fuse_reply_open(req, fi) == -ENOENT && h) {
-        /* The opener was interrupted: no release will come for this handle. */
-        snap_put(h->snap);
-        free(h);
-    }
+    if (fuse_reply_open(req, fi) == -ENOENT && h)
+        fh_free(h); /* the opener was interrupted: no release will come for this handle */
 }
 /* Result content, or the errno a reader gets now, or 0 to wait. */
 int result_ready(struct fs *f, uint32_t idx, char **text, size_t *len)
@@ -399,197 +442,255 @@ size_t events_fill(struct fs *f, struct fh *h, char *buf, size_t size)
     return used;
 }
 
+/* new: a read after writing ends the input: submit it, answer with its id. */
+static void read_new(fuse_req_t req, struct fh *h, fuse_ino_t ino, size_t size, off_t off,
+                     struct fuse_file_info *fi)
+{
+    (void)ino;
+    (void)off;
+    (void)fi;
+    struct fs *f = req_fs(req);
+    pthread_mutex_lock(&f->lock);
+    struct op *o = NULL;
+    int rc = new_end(f, req, h, OP_READ_ID, size, 0, &o);
+    if (rc < 0 || o) {
+        pthread_mutex_unlock(&f->lock);
+        if (rc < 0)
+            fuse_reply_err(req, -rc);
+        else
+            op_post(f, o);
+        return;
+    }
+    char line[256] = "";
+    if (h->task_id)
+        snprintf(line, sizeof(line), "%s\n", h->task_id);
+    size_t len = strlen(line), from = h->id_pos < len ? h->id_pos : len;
+    size_t n = len - from < size ? len - from : size;
+    h->id_pos = from + n;
+    pthread_mutex_unlock(&f->lock);
+    fuse_reply_buf(req, line + from, n);
+}
+
+/* stats, log, .provider, a settings file opened to read: the snapshot. */
+static void read_snapshot(fuse_req_t req, struct fh *h, fuse_ino_t ino, size_t size, off_t off,
+                          struct fuse_file_info *fi)
+{
+    (void)fi;
+    struct fs *f = req_fs(req);
+    /* Offset 0 is a fresh look (cat again on the same fd, tail -f). */
+    struct snap *fresh = NULL, *old = NULL, *s;
+    if (off == 0 && (ino == INO_STATS || ino == INO_LOG))
+        fresh = snapshot(f, ino);
+    pthread_mutex_lock(&f->lock);
+    if (fresh) {
+        old = h->snap;
+        h->snap = fresh;
+    }
+    s = h->snap;
+    if (s)
+        __atomic_add_fetch(&s->refs, 1, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&f->lock);
+    snap_put(old);
+    if (s)
+        reply_slice(req, s->text, s->len, size, off);
+    else
+        fuse_reply_err(req, ENOMEM);
+    snap_put(s);
+}
+
+/* events: the lines since the cursor, or wait for the next. */
+static void read_events(fuse_req_t req, struct fh *h, fuse_ino_t ino, size_t size, off_t off,
+                        struct fuse_file_info *fi)
+{
+    (void)ino;
+    (void)off;
+    struct fs *f = req_fs(req);
+    char *buf = malloc(size);
+    if (!buf) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    pthread_mutex_lock(&f->lock);
+    size_t used = events_fill(f, h, buf, size);
+    bool wait = used == 0 && !f->shutting_down;
+    pthread_mutex_unlock(&f->lock);
+    if (used > 0 || !wait) {
+        fuse_reply_buf(req, buf, used);
+    } else if (fi->flags & O_NONBLOCK) {
+        fuse_reply_err(req, EAGAIN);
+    } else {
+        free(buf);
+        struct pending *p = calloc(1, sizeof(*p));
+        if (!p) {
+            fuse_reply_err(req, ENOMEM);
+            return;
+        }
+        *p = (struct pending){.kind = P_EVENTS, .req = req, .size = size, .fh = h};
+        defer(f, p);
+        return;
+    }
+    free(buf);
+}
+
+/* result: waits until the task ends. */
+static void read_result(fuse_req_t req, struct fh *h, fuse_ino_t ino, size_t size, off_t off,
+                        struct fuse_file_info *fi)
+{
+    (void)ino;
+    struct fs *f = req_fs(req);
+    char *text = NULL;
+    size_t len = 0;
+    int rc = result_ready(f, h->idx, &text, &len);
+    if (rc != 0) {
+        answer_result(req, rc, text, len, size, off);
+        return;
+    }
+    struct pending *p = pending_for_read(req, fi);
+    if (!p)
+        return;
+    *p = (struct pending){
+        .kind = P_RESULT, .req = req, .idx = h->idx, .size = size, .off = off, .fh = h};
+    if (park(f, p, result_waiting))
+        return;
+    free(p);
+    rc = result_ready(f, h->idx, &text, &len);
+    answer_result(req, rc ? rc : -EIO, text, len, size, off);
+}
+
+/* files/<n>: from the cache file, or waits until it is whole. */
+static void read_media(fuse_req_t req, struct fh *h, fuse_ino_t ino, size_t size, off_t off,
+                       struct fuse_file_info *fi)
+{
+    (void)ino;
+    struct fs *f = req_fs(req);
+    pthread_mutex_lock(&f->lock);
+    int kept = h->fd;
+    pthread_mutex_unlock(&f->lock);
+    if (kept >= 0) {
+        reply_fd(req, kept, size, off);
+        return;
+    }
+    /* Once a read is answered the kernel may RELEASE the handle at once: nothing
+     * may touch h after a reply or after park() hands the request away. */
+    const uint32_t idx = h->idx, file_n = h->file_n;
+    int fd;
+    int rc = media_ready(f, idx, file_n, &fd);
+    if (rc == 1) {
+        int spare = fd;
+        pthread_mutex_lock(&f->lock);
+        if (h->fd < 0)
+            h->fd = fd, spare = -1; /* kept for the next reads; RELEASE closes it */
+        pthread_mutex_unlock(&f->lock);
+        reply_fd(req, fd, size, off);
+        if (spare >= 0)
+            close(spare);
+        return;
+    }
+    if (rc == -EIO || rc == -ENOSPC) {
+        /* Tell this reader now; try once more in the background. */
+        post_fetch(f, idx, file_n);
+        log_warn(f->log, "read of a result file failed: %s (see above)",
+                 rc == -EIO ? "its download failed" : "cache_dir is full");
+    }
+    if (rc < 0) {
+        fuse_reply_err(req, -rc);
+        return;
+    }
+    struct pending *p = pending_for_read(req, fi);
+    if (!p)
+        return;
+    *p = (struct pending){.kind = P_FILE,
+                          .req = req,
+                          .idx = idx,
+                          .file_n = file_n,
+                          .size = size,
+                          .off = off,
+                          .fh = h};
+    if (park(f, p, media_waiting)) {
+        /* An evicted file comes back on demand. */
+        post_fetch(f, idx, file_n);
+        return;
+    }
+    free(p);
+    rc = media_ready(f, idx, file_n, &fd);
+    if (rc == 1) {
+        reply_fd(req, fd, size, off);
+        close(fd);
+    } else {
+        fuse_reply_err(req, rc ? -rc : EIO);
+    }
+}
+
+static void read_announce(fuse_req_t req, struct fh *h, fuse_ino_t ino, size_t size, off_t off,
+                          struct fuse_file_info *fi)
+{
+    (void)h;
+    (void)ino;
+    (void)size;
+    (void)off;
+    (void)fi;
+    announcer_read(req);
+}
+
+/* A settings file opened read-write: what was written so far. */
+static void read_model_json(fuse_req_t req, struct fh *h, fuse_ino_t ino, size_t size, off_t off,
+                            struct fuse_file_info *fi)
+{
+    (void)ino;
+    (void)fi;
+    struct fs *f = req_fs(req);
+    pthread_mutex_lock(&f->lock);
+    reply_slice(req, h->edit ? h->edit : "", h->edit_len, size, off);
+    pthread_mutex_unlock(&f->lock);
+}
+
+/* state and the other plain task files: the text now. */
+static void read_task_text(fuse_req_t req, struct fh *h, fuse_ino_t ino, size_t size, off_t off,
+                           struct fuse_file_info *fi)
+{
+    (void)fi;
+    struct fs *f = req_fs(req);
+    struct node n = node_of(ino);
+    size_t len = 0;
+    char *text = NULL;
+    enum task_state state = TASK_WAITING;
+    store_rdlock(f->store);
+    const struct task *t = store_task_at(f->store, h->idx);
+    if (t) {
+        text = task_file_text(t, (enum task_kind)n.kind, &len);
+        state = t->state;
+    }
+    store_unlock(f->store);
+    if (!t) {
+        fuse_reply_err(req, ENOENT);
+        return;
+    }
+    /* After the store lock: fs->lock is taken before it elsewhere (wake_files). */
+    pthread_mutex_lock(&f->lock);
+    h->seen_state = state;
+    h->read_once = true;
+    pthread_mutex_unlock(&f->lock);
+    reply_slice(req, text, len, size, off);
+    free(text);
+}
+
+static void (*const readers[])(fuse_req_t, struct fh *, fuse_ino_t, size_t, off_t,
+                               struct fuse_file_info *) = {
+    [FH_PLAIN] = read_task_text, [FH_NEW] = read_new,           [FH_STATE] = read_task_text,
+    [FH_RESULT] = read_result,   [FH_EVENTS] = read_events,     [FH_SNAPSHOT] = read_snapshot,
+    [FH_MEDIA] = read_media,     [FH_ANNOUNCE] = read_announce, [FH_MODEL_JSON] = read_model_json,
+};
+
+/* Each kind of open file has its reader; README, read without a handle, is the tree's. */
 void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
-    struct fs *f = req_fs(req);
     struct fh *h = (struct fh *)(uintptr_t)fi->fh;
-    struct node n = node_of(ino);
-    if (!h) {
-        if (ino == INO_README)
-            reply_slice(req, readme_text, readme_len, size, off);
-        else
-            fuse_reply_err(req, EBADF);
-        return;
-    }
-    switch (h->kind) {
-    case FH_NEW: {
-        pthread_mutex_lock(&f->lock);
-        /* A read after writing ends the input: submit it, answer with its id. */
-        struct op *o = NULL;
-        int rc = new_end(f, req, h, OP_READ_ID, size, 0, &o);
-        if (rc < 0 || o) {
-            pthread_mutex_unlock(&f->lock);
-            if (rc < 0)
-                fuse_reply_err(req, -rc);
-            else
-                op_post(f, o);
-            return;
-        }
-        char line[256] = "";
-        if (h->task_id)
-            snprintf(line, sizeof(line), "%s\n", h->task_id);
-        size_t len = strlen(line), from = h->id_pos < len ? h->id_pos : len;
-        size_t n = len - from < size ? len - from : size;
-        h->id_pos = from + n;
-        pthread_mutex_unlock(&f->lock);
-        fuse_reply_buf(req, line + from, n);
-        return;
-    }
-    case FH_SNAPSHOT: {
-        /* Offset 0 is a fresh look (cat again on the same fd, tail -f). */
-        struct snap *fresh = NULL, *old = NULL, *s;
-        if (off == 0 && (ino == INO_STATS || ino == INO_LOG))
-            fresh = snapshot(f, ino);
-        pthread_mutex_lock(&f->lock);
-        if (fresh) {
-            old = h->snap;
-            h->snap = fresh;
-        }
-        s = h->snap;
-        if (s)
-            __atomic_add_fetch(&s->refs, 1, __ATOMIC_RELAXED);
-        pthread_mutex_unlock(&f->lock);
-        snap_put(old);
-        if (s)
-            reply_slice(req, s->text, s->len, size, off);
-        else
-            fuse_reply_err(req, ENOMEM);
-        snap_put(s);
-        return;
-    }
-    case FH_EVENTS: {
-        char *buf = malloc(size);
-        if (!buf) {
-            fuse_reply_err(req, ENOMEM);
-            return;
-        }
-        pthread_mutex_lock(&f->lock);
-        size_t used = events_fill(f, h, buf, size);
-        bool wait = used == 0 && !f->shutting_down;
-        pthread_mutex_unlock(&f->lock);
-        if (used > 0 || !wait) {
-            fuse_reply_buf(req, buf, used);
-        } else if (fi->flags & O_NONBLOCK) {
-            fuse_reply_err(req, EAGAIN);
-        } else {
-            free(buf);
-            struct pending *p = calloc(1, sizeof(*p));
-            if (!p) {
-                fuse_reply_err(req, ENOMEM);
-                return;
-            }
-            *p = (struct pending){.kind = P_EVENTS, .req = req, .size = size, .fh = h};
-            defer(f, p);
-            return;
-        }
-        free(buf);
-        return;
-    }
-    case FH_RESULT: {
-        char *text = NULL;
-        size_t len = 0;
-        int rc = result_ready(f, h->idx, &text, &len);
-        if (rc != 0) {
-            answer_result(req, rc, text, len, size, off);
-            return;
-        }
-        struct pending *p = pending_for_read(req, fi);
-        if (!p)
-            return;
-        *p = (struct pending){
-            .kind = P_RESULT, .req = req, .idx = h->idx, .size = size, .off = off, .fh = h};
-        if (park(f, p, result_waiting))
-            return;
-        free(p);
-        rc = result_ready(f, h->idx, &text, &len);
-        answer_result(req, rc ? rc : -EIO, text, len, size, off);
-        return;
-    }
-    case FH_MEDIA: {
-        if (h->fd >= 0) {
-            reply_fd(req, h->fd, size, off);
-            return;
-        }
-        /* Once a read is answered the kernel may RELEASE the handle at once: nothing
-         * may touch h after a reply or after park() hands the request away. */
-        const uint32_t idx = h->idx, file_n = h->file_n;
-        int fd;
-        int rc = media_ready(f, idx, file_n, &fd);
-        if (rc == 1) {
-            int spare = fd;
-            pthread_mutex_lock(&f->lock);
-            if (h->fd < 0)
-                h->fd = fd, spare = -1; /* kept for the next reads; RELEASE closes it */
-            pthread_mutex_unlock(&f->lock);
-            reply_fd(req, fd, size, off);
-            if (spare >= 0)
-                close(spare);
-            return;
-        }
-        if (rc == -EIO || rc == -ENOSPC) {
-            /* Tell this reader now; try once more in the background. */
-            post_fetch(f, idx, file_n);
-            log_warn(f->log, "read of a result file failed: %s (see above)",
-                     rc == -EIO ? "its download failed" : "cache_dir is full");
-        }
-        if (rc < 0) {
-            fuse_reply_err(req, -rc);
-            return;
-        }
-        struct pending *p = pending_for_read(req, fi);
-        if (!p)
-            return;
-        *p = (struct pending){.kind = P_FILE,
-                              .req = req,
-                              .idx = idx,
-                              .file_n = file_n,
-                              .size = size,
-                              .off = off,
-                              .fh = h};
-        if (park(f, p, media_waiting)) {
-            /* An evicted file comes back on demand. */
-            post_fetch(f, idx, file_n);
-            return;
-        }
-        free(p);
-        rc = media_ready(f, idx, file_n, &fd);
-        if (rc == 1) {
-            reply_fd(req, fd, size, off);
-            close(fd);
-        } else {
-            fuse_reply_err(req, rc ? -rc : EIO);
-        }
-        return;
-    }
-    case FH_ANNOUNCE:
-        announcer_read(req);
-        return;
-    case FH_MODEL_JSON: /* opened read-write: what was written so far */
-        pthread_mutex_lock(&f->lock);
-        reply_slice(req, h->edit ? h->edit : "", h->edit_len, size, off);
-        pthread_mutex_unlock(&f->lock);
-        return;
-    case FH_STATE:
-    case FH_PLAIN: {
-        size_t len = 0;
-        char *text = NULL;
-        store_rdlock(f->store);
-        const struct task *t = store_task_at(f->store, h->idx);
-        if (t) {
-            text = task_file_text(t, (enum task_kind)n.kind, &len);
-            h->seen_state = t->state;
-            h->read_once = true;
-        }
-        store_unlock(f->store);
-        if (!t) {
-            fuse_reply_err(req, ENOENT);
-            return;
-        }
-        reply_slice(req, text, len, size, off);
-        free(text);
-        return;
-    }
-    }
+    if (h)
+        readers[h->kind](req, h, ino, size, off, fi);
+    else if (ino == INO_README)
+        reply_slice(req, readme_text, readme_len, size, off);
+    else
+        fuse_reply_err(req, EBADF);
 }
 
 void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -617,13 +718,7 @@ void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         pthread_mutex_unlock(&f->lock);
         if (o)
             engine_post(f->engine, &o->cmd);
-        if (h->kind == FH_MEDIA && h->fd >= 0)
-            close(h->fd);
-        snap_put(h->snap);
-        free(h->task_id);
-        free(h->in);
-        free(h->edit);
-        free(h);
+        fh_free(h);
     }
     fuse_reply_err(req, 0);
 }

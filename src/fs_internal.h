@@ -117,37 +117,46 @@ struct snap {
     char *text;
 };
 
+/* An open file: a union tagged by kind. Fields marked "open" are set by op_open before
+ * the handle is published and only read after; every other field is guarded by fs->lock. */
 struct fh {
-    enum fh_kind kind;
-    uint32_t idx;
-    /* state: the word this fd last read, for poll(2) */
-    enum task_state seen_state;
-    bool read_once;
+    enum fh_kind kind; /* open */
+    uint32_t idx;      /* open: the task, or the model of new and the settings files */
     struct fuse_pollhandle *ph;
     struct fh *poll_next, *poll_prev; /* in fs->pollers while ph is set */
-    /* events */
-    uint64_t cursor;
-    size_t line_off; /* bytes of the cursor's line already read */
-    /* files/<n>: the cache file once whole */
-    uint32_t file_n;
-    int fd;
-    /* stats/log/.provider snapshot, swapped under fs->lock */
-    struct snap *snap;
-    /* new: the input written since the last submission, however many write(2)s
-     * brought it; the close that ends it (writer_on_close) or a read submits it */
-    char *in;
-    size_t in_len, in_cap;
-    int in_err;      /* a write made the input invalid (EFBIG, EINVAL): the rest is
-                      * refused too, and the close or read that ends it says so again */
-    long opener;     /* the process that opened the descriptor */
-    bool read_write; /* opened O_RDWR: the read of the task id submits */
-    char *task_id;
-    size_t id_pos;
-    /* defaults.json / request.json being written: the text so far */
-    char *edit;
-    size_t edit_len;
-    bool edit_dirty; /* written since the last flush */
-    enum model_kind edit_kind;
+    union {
+        struct { /* FH_STATE, FH_PLAIN: the word this fd last read, for poll(2) */
+            enum task_state seen_state;
+            bool read_once;
+        };
+        struct { /* FH_EVENTS */
+            uint64_t cursor;
+            size_t line_off; /* bytes of the cursor's line already read */
+        };
+        struct {             /* FH_MEDIA: files/<n> */
+            uint32_t file_n; /* open */
+            int fd;          /* the cache file once whole, or -1 */
+        };
+        struct snap *snap; /* FH_SNAPSHOT: stats/log/.provider/settings, swapped */
+        struct {           /* FH_NEW */
+            /* the input written since the last submission, however many write(2)s
+             * brought it; the close that ends it (writer_on_close) or a read submits it */
+            char *in;
+            size_t in_len, in_cap;
+            int in_err;      /* a write made the input invalid (EFBIG, EINVAL): the rest is
+                              * refused too, and the close or read that ends it says so again */
+            long opener;     /* open: the process that opened the descriptor */
+            bool read_write; /* open: opened O_RDWR, the read of the task id submits */
+            char *task_id;
+            size_t id_pos;
+        };
+        struct {        /* FH_MODEL_JSON: defaults.json / request.json being written */
+            char *edit; /* the text so far */
+            size_t edit_len;
+            bool edit_dirty;           /* written since the last flush */
+            enum model_kind edit_kind; /* open */
+        };
+    };
 };
 
 /* P_ATTR: a stat of a file under files/ that is not whole yet. */
