@@ -1,3 +1,6 @@
+/* The mount's wiring: fs_new, the ops table and the store observer, which hands each
+ * change to the file that serves it. What answers what: docs/design.md, "The fs module
+ * by what it serves". */
 #include "fs_internal.h"
 
 #include "cachepath.h"

@@ -1,3 +1,5 @@
+/* The announcer's side: what each store change announces (announce) and every answer
+ * to the announcer's own requests (announcer_asks, announcer_*). */
 #include "fs_internal.h"
 
 #include "cachepath.h"

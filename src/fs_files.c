@@ -1,3 +1,5 @@
+/* Open files: op_open builds a handle by kind, op_read hands each read to its kind's
+ * reader; poll and release; when a result or a cache file can be answered. */
 #include "fs_internal.h"
 
 #include "cachepath.h"

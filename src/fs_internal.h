@@ -242,7 +242,9 @@ static inline bool by_owner(fuse_req_t req)
     return uid == getuid() || uid == 0;
 }
 
-/* fs_tree.c */
+/* fs_tree.c: the tree, inode numbers to attributes, names and listings; README. */
+extern const char readme_text[];
+extern const size_t readme_len;
 fuse_ino_t child_ino(struct fs *f, fuse_ino_t parent, const char *name);
 char *task_file_text(const struct task *t, enum task_kind k, size_t *len);
 bool file_listed(const struct task_file *tf);
@@ -269,7 +271,8 @@ void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t n
                const char *newname, unsigned int flags);
 void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname);
 
-/* fs_files.c */
+/* fs_files.c: open files, the handle by kind, reads and poll; when a result or a cache
+ * file can be answered. */
 void reply_fd(fuse_req_t req, int fd, size_t size, off_t off);
 int media_ready(struct fs *f, uint32_t idx, uint32_t n, int *fd);
 int media_attr_ready(struct fs *f, uint32_t idx, uint32_t n);
@@ -286,7 +289,7 @@ void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct fuse_pollhandle *ph);
 void events_append(struct fs *f, const struct store_change *c, const char *word);
 
-/* fs_write.c */
+/* fs_write.c: writes, new's input and its one submission path, the settings files. */
 long proc_process(pid_t tid);
 int new_end(struct fs *f, fuse_req_t req, struct fh *h, enum op_kind kind, size_t size,
             int kill_signal, struct op **out);
@@ -294,7 +297,7 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_
               struct fuse_file_info *fi);
 void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 
-/* fs_park.c */
+/* fs_park.c: parked requests, their interrupts and wake-ups; engine-backed ops. */
 bool park(struct fs *f, struct pending *p, bool (*waiting)(struct fs *, struct pending *));
 struct pending *pending_for_read(fuse_req_t req, const struct fuse_file_info *fi);
 void defer(struct fs *f, struct pending *p);
@@ -319,8 +322,5 @@ void announcer_create(fuse_req_t req, fuse_ino_t parent, const char *name,
                       struct fuse_file_info *fi);
 void announcer_symlink(fuse_req_t req, fuse_ino_t parent, const char *name);
 void announce(struct fs *f, const struct store_change *c);
-
-extern const char readme_text[];
-extern const size_t readme_len;
 
 #endif

@@ -1,3 +1,5 @@
+/* Parked requests: a request that cannot be answered yet waits here until a wake-up
+ * (or its interrupt, found by id) takes it; the engine-backed ops (op_done). */
 #include "fs_internal.h"
 
 #include "cachepath.h"

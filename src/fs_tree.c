@@ -1,3 +1,5 @@
+/* The tree: inode numbers to nodes, attributes (fs_stat), lookup, readdir, readlink,
+ * setattr, mkdir and rmdir, and the names genfs refuses. */
 #include "fs_internal.h"
 
 #include "cachepath.h"
@@ -52,6 +54,35 @@ const char readme_text[] =
     "Reading result blocks until the task ends (Ctrl-C works); it fails with EIO\n"
     "when the task failed and ETIMEDOUT when it is overdue (genfs keeps polling).\n";
 const size_t readme_len = sizeof(readme_text) - 1;
+
+/* A model directory's own files, in listing order (directory offset 3 + i); lookup and
+ * readdir both read this table. */
+struct model_file {
+    const char *name;
+    enum model_kind kind;
+    mode_t type;
+};
+static const struct model_file model_files[] = {
+    {"new", MK_NEW, S_IFREG},
+    {"latest", MK_LATEST, S_IFLNK},
+    {".provider", MK_PROVIDER, S_IFREG},
+    {"defaults.json", MK_DEFAULTS, S_IFREG},
+    {"request.json", MK_REQUEST, S_IFREG},
+};
+
+static const struct model_file *model_file_named(const char *name)
+{
+    for (size_t i = 0; i < sizeof(model_files) / sizeof(model_files[0]); i++)
+        if (strcmp(name, model_files[i].name) == 0)
+            return &model_files[i];
+    return NULL;
+}
+
+/* latest exists once the model has a task. */
+static bool model_file_shown(const struct model *m, const struct model_file *mf)
+{
+    return mf->kind != MK_LATEST || m->latest != STORE_NONE;
+}
 
 /* Text of a task file, malloc'd. Caller holds the store read lock. */
 char *task_file_text(const struct task *t, enum task_kind k, size_t *len)
@@ -130,6 +161,116 @@ bool file_listed(const struct task_file *tf)
     return tf->state == FILE_DONE || (tf->size >= 0 && tf->state != FILE_EXPIRED);
 }
 
+/* The stat_* fill st for their node with the store read-locked: 0 or -ENOENT. */
+static int stat_root(struct fs *f, struct stat *st)
+{
+    st->st_mode = S_IFDIR | 0755;
+    uint32_t models = 0;
+    for (uint32_t i = 0; i < store_model_slots(f->store); i++) {
+        const struct model *m = store_model_at(f->store, i);
+        models += m && m->parent == STORE_NONE;
+    }
+    st->st_nlink = 2 + models;
+    set_time(st, f->start_ms);
+    return 0;
+}
+
+static int stat_fixed(struct fs *f, struct node n, struct stat *st)
+{
+    st->st_mode = S_IFREG | 0444;
+    st->st_nlink = 1;
+    if (n.fixed == INO_README) {
+        st->st_size = sizeof(readme_text) - 1;
+        set_time(st, f->start_ms);
+    } else if (n.fixed == INO_EVENTS) {
+        /* event_mtime_ms is read racily on purpose: a torn mtime is harmless. */
+        set_time(st, __atomic_load_n(&f->event_mtime_ms, __ATOMIC_RELAXED));
+    } else if (n.fixed == INO_LOG) {
+        size_t len = 0;
+        int64_t mt = 0;
+        free(log_ring_text(f->log, &len, &mt));
+        st->st_size = (off_t)len;
+        set_time(st, mt);
+    } else {
+        char *stats = engine_stats_json(f->engine);
+        st->st_size = stats ? (off_t)strlen(stats) : 0;
+        free(stats);
+        set_time(st, clock_now_ms());
+    }
+    return 0;
+}
+
+static int stat_model(struct fs *f, struct node n, struct stat *st)
+{
+    const struct model *m = store_model_at(f->store, n.idx);
+    if (!m)
+        return -ENOENT;
+    set_time(st, m->mtime_ms);
+    if (n.kind == MK_DIR) {
+        st->st_mode = S_IFDIR | 0755;
+        st->st_nlink = 2 + (m->ns ? m->n_children : m->n_tasks);
+    } else if (m->ns) {
+        return -ENOENT;
+    } else if (n.kind == MK_PROVIDER) {
+        st->st_mode = S_IFREG | 0444;
+        st->st_nlink = 1;
+        st->st_size = (off_t)strlen(engine_provider_name(f->engine, n.idx)) + 1;
+    } else if (n.kind == MK_DEFAULTS || n.kind == MK_REQUEST) {
+        const char *json = n.kind == MK_DEFAULTS ? m->defaults : m->request;
+        st->st_mode = S_IFREG | 0644;
+        st->st_nlink = 1;
+        st->st_size = (off_t)strlen(json ? json : "{}") + 1;
+    } else if (n.kind == MK_NEW) {
+        st->st_mode = S_IFREG | 0666;
+        st->st_nlink = 1;
+        /* Buffered writers (stdio, Python, cp, cat) size their writes by it: an
+         * input up to the limit goes out in one write(2). */
+        st->st_blksize = INPUT_MAX_BYTES;
+    } else {
+        const struct task *t = m->latest != STORE_NONE ? store_task_at(f->store, m->latest) : NULL;
+        if (!t)
+            return -ENOENT;
+        st->st_mode = S_IFLNK | 0777;
+        st->st_nlink = 1;
+        st->st_size = (off_t)strlen(t->id);
+        set_time(st, t->submit_ms);
+    }
+    return 0;
+}
+
+static int stat_task(struct fs *f, struct node n, struct stat *st)
+{
+    const struct task *t = store_task_at(f->store, n.idx);
+    if (!t)
+        return -ENOENT;
+    set_time(st, task_file_mtime(t, (enum task_kind)n.kind));
+    if (n.kind == TK_DIR) {
+        st->st_mode = S_IFDIR | f->task_dir_mode;
+        st->st_nlink = t->files ? 3 : 2;
+    } else if (n.kind == TK_FILES) {
+        if (!t->files)
+            return -ENOENT;
+        set_time(st, t->change_ms);
+        st->st_mode = S_IFDIR | f->task_dir_mode;
+        st->st_nlink = 2;
+    } else if (n.kind >= TK_FILE0) {
+        uint32_t fn = (uint32_t)(n.kind - TK_FILE0);
+        if (!t->files || fn >= t->n_urls || t->files[fn].state == FILE_EXPIRED)
+            return -ENOENT;
+        set_time(st, t->change_ms);
+        st->st_mode = S_IFREG | 0444;
+        st->st_nlink = 1;
+        st->st_size = t->files[fn].size > 0 ? t->files[fn].size : 0;
+    } else {
+        st->st_mode = S_IFREG | 0444;
+        st->st_nlink = 1;
+        size_t len = 0;
+        free(task_file_text(t, (enum task_kind)n.kind, &len));
+        st->st_size = (off_t)len;
+    }
+    return 0;
+}
+
 /* Fills st for ino; 0 or -ENOENT. Takes the store lock itself. */
 int fs_stat(struct fs *f, fuse_ino_t ino, struct stat *st)
 {
@@ -139,123 +280,12 @@ int fs_stat(struct fs *f, fuse_ino_t ino, struct stat *st)
     st->st_gid = getgid();
     st->st_blksize = 4096;
     struct node n = node_of(ino);
-    int rc = 0;
     store_rdlock(f->store);
-    switch (n.type) {
-    case N_ROOT: {
-        st->st_mode = S_IFDIR | 0755;
-        uint32_t models = 0;
-        for (uint32_t i = 0; i < store_model_slots(f->store); i++) {
-            const struct model *m = store_model_at(f->store, i);
-            models += m && m->parent == STORE_NONE;
-        }
-        st->st_nlink = 2 + models;
-        set_time(st, f->start_ms);
-        break;
-    }
-    case N_FIXED:
-        st->st_mode = S_IFREG | 0444;
-        st->st_nlink = 1;
-        if (n.fixed == INO_README) {
-            st->st_size = sizeof(readme_text) - 1;
-            set_time(st, f->start_ms);
-        } else if (n.fixed == INO_EVENTS) {
-            /* event_mtime_ms is read racily on purpose: a torn mtime is harmless. */
-            set_time(st, __atomic_load_n(&f->event_mtime_ms, __ATOMIC_RELAXED));
-        } else if (n.fixed == INO_LOG) {
-            size_t len = 0;
-            int64_t mt = 0;
-            free(log_ring_text(f->log, &len, &mt));
-            st->st_size = (off_t)len;
-            set_time(st, mt);
-        } else {
-            char *stats = engine_stats_json(f->engine);
-            st->st_size = stats ? (off_t)strlen(stats) : 0;
-            free(stats);
-            set_time(st, clock_now_ms());
-        }
-        break;
-    case N_MODEL: {
-        const struct model *m = store_model_at(f->store, n.idx);
-        if (!m) {
-            rc = -ENOENT;
-            break;
-        }
-        set_time(st, m->mtime_ms);
-        if (n.kind == MK_DIR) {
-            st->st_mode = S_IFDIR | 0755;
-            st->st_nlink = 2 + (m->ns ? m->n_children : m->n_tasks);
-        } else if (m->ns) {
-            rc = -ENOENT;
-        } else if (n.kind == MK_PROVIDER) {
-            st->st_mode = S_IFREG | 0444;
-            st->st_nlink = 1;
-            st->st_size = (off_t)strlen(engine_provider_name(f->engine, n.idx)) + 1;
-        } else if (n.kind == MK_DEFAULTS || n.kind == MK_REQUEST) {
-            const char *json = n.kind == MK_DEFAULTS ? m->defaults : m->request;
-            st->st_mode = S_IFREG | 0644;
-            st->st_nlink = 1;
-            st->st_size = (off_t)strlen(json ? json : "{}") + 1;
-        } else if (n.kind == MK_NEW) {
-            st->st_mode = S_IFREG | 0666;
-            st->st_nlink = 1;
-            /* Buffered writers (stdio, Python, cp, cat) size their writes by it: an
-             * input up to the limit goes out in one write(2). */
-            st->st_blksize = INPUT_MAX_BYTES;
-        } else {
-            const struct task *t =
-                m->latest != STORE_NONE ? store_task_at(f->store, m->latest) : NULL;
-            if (!t) {
-                rc = -ENOENT;
-                break;
-            }
-            st->st_mode = S_IFLNK | 0777;
-            st->st_nlink = 1;
-            st->st_size = (off_t)strlen(t->id);
-            set_time(st, t->submit_ms);
-        }
-        break;
-    }
-    case N_TASK: {
-        const struct task *t = store_task_at(f->store, n.idx);
-        if (!t) {
-            rc = -ENOENT;
-            break;
-        }
-        set_time(st, task_file_mtime(t, (enum task_kind)n.kind));
-        if (n.kind == TK_DIR) {
-            st->st_mode = S_IFDIR | f->task_dir_mode;
-            st->st_nlink = t->files ? 3 : 2;
-        } else if (n.kind == TK_FILES) {
-            if (!t->files) {
-                rc = -ENOENT;
-                break;
-            }
-            set_time(st, t->change_ms);
-            st->st_mode = S_IFDIR | f->task_dir_mode;
-            st->st_nlink = 2;
-        } else if (n.kind >= TK_FILE0) {
-            uint32_t fn = (uint32_t)(n.kind - TK_FILE0);
-            if (!t->files || fn >= t->n_urls || t->files[fn].state == FILE_EXPIRED) {
-                rc = -ENOENT;
-                break;
-            }
-            set_time(st, t->change_ms);
-            st->st_mode = S_IFREG | 0444;
-            st->st_nlink = 1;
-            st->st_size = t->files[fn].size > 0 ? t->files[fn].size : 0;
-        } else {
-            st->st_mode = S_IFREG | 0444;
-            st->st_nlink = 1;
-            size_t len = 0;
-            free(task_file_text(t, (enum task_kind)n.kind, &len));
-            st->st_size = (off_t)len;
-        }
-        break;
-    }
-    default:
-        rc = -ENOENT;
-    }
+    int rc = n.type == N_ROOT    ? stat_root(f, st)
+             : n.type == N_FIXED ? stat_fixed(f, n, st)
+             : n.type == N_MODEL ? stat_model(f, n, st)
+             : n.type == N_TASK  ? stat_task(f, n, st)
+                                 : -ENOENT;
     store_unlock(f->store);
     st->st_blocks = (st->st_size + 511) / 512;
     return rc;
@@ -317,20 +347,12 @@ fuse_ino_t child_ino(struct fs *f, fuse_ino_t parent, const char *name)
             const struct model *c = store_model_child(f->store, m->idx, name);
             if (c)
                 ino = model_ino(c->idx, MK_DIR);
-        } else if (strcmp(name, "new") == 0) {
-            ino = model_ino(n.idx, MK_NEW);
-        } else if (strcmp(name, ".provider") == 0) {
-            ino = model_ino(n.idx, MK_PROVIDER);
-        } else if (strcmp(name, "defaults.json") == 0) {
-            ino = model_ino(n.idx, MK_DEFAULTS);
-        } else if (strcmp(name, "request.json") == 0) {
-            ino = model_ino(n.idx, MK_REQUEST);
-        } else if (strcmp(name, "latest") == 0) {
-            if (m->latest != STORE_NONE)
-                ino = model_ino(n.idx, MK_LATEST);
         } else {
-            const struct task *t = store_task_find(f->store, n.idx, name);
-            if (t)
+            const struct model_file *mf = model_file_named(name);
+            const struct task *t = mf ? NULL : store_task_find(f->store, n.idx, name);
+            if (mf && model_file_shown(m, mf))
+                ino = model_ino(n.idx, mf->kind);
+            else if (t)
                 ino = task_ino(t->idx, TK_DIR);
         }
     } else if (n.type == N_TASK && n.kind == TK_DIR && store_task_at(f->store, n.idx)) {
@@ -464,138 +486,150 @@ static bool dir_add(struct dirbuf *d, const char *name, fuse_ino_t ino, mode_t m
  * (slot index + base), so a listing resumes correctly while tasks come and go. */
 #define DOFF_SLOTS 16
 
-static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus)
-{
-    struct fs *f = req_fs(req);
-    struct node n = node_of(ino);
-    struct dirbuf d = {.req = req, .size = size, .plus = plus, .fs = f};
-    d.buf = malloc(size);
-    if (!d.buf) {
-        fuse_reply_err(req, ENOMEM);
-        return;
-    }
-    /* Names are copied out under the lock; stat of each takes it again. */
+/* A listing's entries, copied out under the store lock (a stat of each takes it again);
+ * ok turns false when memory runs out. want: a rough bound on how many fit the reader's
+ * buffer, so huge directories are not copied whole. */
+struct listing {
     struct ent {
         char name[256];
         fuse_ino_t ino;
         mode_t mode;
         off_t next;
-    };
-    size_t cap = 64, cnt = 0;
-    struct ent *ents = malloc(cap * sizeof(*ents));
-    bool ok = ents != NULL;
-#define ADD_ENT(nm, in, md, nx)                                                                    \
-    do {                                                                                           \
-        if (cnt == cap) {                                                                          \
-            struct ent *ne = realloc(ents, cap * 2 * sizeof(*ents));                               \
-            if (!ne) {                                                                             \
-                ok = false;                                                                        \
-                break;                                                                             \
-            }                                                                                      \
-            ents = ne;                                                                             \
-            cap *= 2;                                                                              \
-        }                                                                                          \
-        snprintf(ents[cnt].name, sizeof(ents[cnt].name), "%s", nm);                                \
-        ents[cnt].ino = (in);                                                                      \
-        ents[cnt].mode = (md);                                                                     \
-        ents[cnt].next = (nx);                                                                     \
-        cnt++;                                                                                     \
-    } while (0)
+    } * ents;
+    size_t cnt, cap, want;
+    bool ok;
+    off_t off;
+};
 
-    /* A rough bound on how many entries fit, so huge dirs are not copied whole. */
-    size_t want = size / 24 + 4;
-    int err = 0;
-    store_rdlock(f->store);
-    if (n.type == N_ROOT) {
-        if (off < 1)
-            ADD_ENT(".", INO_ROOT, S_IFDIR, 1);
-        if (off < 2)
-            ADD_ENT("..", INO_ROOT, S_IFDIR, 2);
-        for (size_t i = 0; i < sizeof(fixed_files) / sizeof(fixed_files[0]); i++)
-            if (off < (off_t)(3 + i))
-                ADD_ENT(fixed_files[i].name, fixed_files[i].ino, S_IFREG, (off_t)(3 + i));
-        uint32_t start = off > DOFF_SLOTS ? (uint32_t)(off - DOFF_SLOTS) : 0;
-        for (uint32_t i = start; i < store_model_slots(f->store) && cnt < want; i++) {
-            const struct model *m = store_model_at(f->store, i);
-            if (m && m->parent == STORE_NONE)
-                ADD_ENT(m->leaf, model_ino(i, MK_DIR), S_IFDIR, DOFF_SLOTS + i + 1);
+/* Adds the entry at directory offset next - 1 if the reader is not past it. */
+static void list_add(struct listing *l, const char *name, fuse_ino_t ino, mode_t mode, off_t next)
+{
+    if (!l->ok || l->off >= next)
+        return;
+    if (l->cnt == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        struct ent *e = realloc(l->ents, cap * sizeof(*e));
+        if (!e) {
+            l->ok = false;
+            return;
         }
-    } else if (n.type == N_MODEL && n.kind == MK_DIR && store_model_at(f->store, n.idx) &&
-               store_model_at(f->store, n.idx)->ns) {
-        const struct model *ns = store_model_at(f->store, n.idx);
-        if (off < 1)
-            ADD_ENT(".", ino, S_IFDIR, 1);
-        if (off < 2)
-            ADD_ENT("..", ns->parent == STORE_NONE ? INO_ROOT : model_ino(ns->parent, MK_DIR),
-                    S_IFDIR, 2);
-        uint32_t start = off > DOFF_SLOTS ? (uint32_t)(off - DOFF_SLOTS) : 0;
-        for (uint32_t i = start; i < store_model_slots(f->store) && cnt < want; i++) {
-            const struct model *m = store_model_at(f->store, i);
-            if (m && m->parent == ns->idx)
-                ADD_ENT(m->leaf, model_ino(i, MK_DIR), S_IFDIR, DOFF_SLOTS + i + 1);
-        }
-    } else if (n.type == N_MODEL && n.kind == MK_DIR && store_model_at(f->store, n.idx)) {
-        const struct model *m = store_model_at(f->store, n.idx);
-        if (off < 1)
-            ADD_ENT(".", ino, S_IFDIR, 1);
-        if (off < 2)
-            ADD_ENT("..", m->parent == STORE_NONE ? INO_ROOT : model_ino(m->parent, MK_DIR),
-                    S_IFDIR, 2);
-        if (off < 3)
-            ADD_ENT("new", model_ino(n.idx, MK_NEW), S_IFREG, 3);
-        if (off < 4 && m->latest != STORE_NONE)
-            ADD_ENT("latest", model_ino(n.idx, MK_LATEST), S_IFLNK, 4);
-        if (off < 5)
-            ADD_ENT(".provider", model_ino(n.idx, MK_PROVIDER), S_IFREG, 5);
-        if (off < 6)
-            ADD_ENT("defaults.json", model_ino(n.idx, MK_DEFAULTS), S_IFREG, 6);
-        if (off < 7)
-            ADD_ENT("request.json", model_ino(n.idx, MK_REQUEST), S_IFREG, 7);
-        uint32_t start = off > DOFF_SLOTS ? (uint32_t)(off - DOFF_SLOTS) : 0;
-        for (uint32_t i = start; i < store_task_slots(f->store) && cnt < want; i++) {
-            const struct task *t = store_task_at(f->store, i);
-            if (t && t->model_idx == n.idx)
-                ADD_ENT(t->id, task_ino(i, TK_DIR), S_IFDIR, DOFF_SLOTS + i + 1);
-        }
-    } else if (n.type == N_TASK && n.kind == TK_DIR && store_task_at(f->store, n.idx)) {
-        const struct task *t = store_task_at(f->store, n.idx);
-        const struct model *m = store_model_at(f->store, t->model_idx);
-        if (off < 1)
-            ADD_ENT(".", ino, S_IFDIR, 1);
-        if (off < 2)
-            ADD_ENT("..", model_ino(m->idx, MK_DIR), S_IFDIR, 2);
-        for (int k = 1; k < TK_COUNT; k++)
-            if (off < 2 + k)
-                ADD_ENT(task_file_names[k], task_ino(n.idx, (enum task_kind)k), S_IFREG, 2 + k);
-        if (off < 2 + TK_COUNT && t->files)
-            ADD_ENT("files", task_ino(n.idx, TK_FILES), S_IFDIR, 2 + TK_COUNT);
-    } else if (n.type == N_TASK && n.kind == TK_FILES && store_task_at(f->store, n.idx) &&
-               store_task_at(f->store, n.idx)->files) {
-        const struct task *t = store_task_at(f->store, n.idx);
-        if (off < 1)
-            ADD_ENT(".", ino, S_IFDIR, 1);
-        if (off < 2)
-            ADD_ENT("..", task_ino(n.idx, TK_DIR), S_IFDIR, 2);
-        for (uint32_t i = 0; i < t->n_urls && i < MAX_FILES; i++)
-            if (off < (off_t)(3 + i) && file_listed(&t->files[i]))
-                ADD_ENT(t->files[i].name, task_ino(n.idx, (enum task_kind)(TK_FILE0 + i)), S_IFREG,
-                        (off_t)(3 + i));
-    } else {
-        err = ENOTDIR;
+        l->ents = e;
+        l->cap = cap;
     }
+    struct ent *e = &l->ents[l->cnt++];
+    snprintf(e->name, sizeof(e->name), "%s", name);
+    e->ino = ino;
+    e->mode = mode;
+    e->next = next;
+}
+
+static uint32_t list_first_slot(const struct listing *l)
+{
+    return l->off > DOFF_SLOTS ? (uint32_t)(l->off - DOFF_SLOTS) : 0;
+}
+
+/* The root and a namespace: their fixed files (root only), then their models. */
+static void list_models(struct fs *f, struct listing *l, fuse_ino_t ino, const struct model *ns)
+{
+    list_add(l, ".", ino, S_IFDIR, 1);
+    list_add(l, "..", !ns || ns->parent == STORE_NONE ? INO_ROOT : model_ino(ns->parent, MK_DIR),
+             S_IFDIR, 2);
+    for (size_t i = 0; !ns && i < sizeof(fixed_files) / sizeof(fixed_files[0]); i++)
+        list_add(l, fixed_files[i].name, fixed_files[i].ino, S_IFREG, (off_t)(3 + i));
+    uint32_t parent = ns ? ns->idx : STORE_NONE;
+    for (uint32_t i = list_first_slot(l); i < store_model_slots(f->store) && l->cnt < l->want;
+         i++) {
+        const struct model *m = store_model_at(f->store, i);
+        if (m && m->parent == parent)
+            list_add(l, m->leaf, model_ino(i, MK_DIR), S_IFDIR, DOFF_SLOTS + i + 1);
+    }
+}
+
+/* A model: its own files (model_files), then its tasks. */
+static void list_model(struct fs *f, struct listing *l, fuse_ino_t ino, const struct model *m)
+{
+    list_add(l, ".", ino, S_IFDIR, 1);
+    list_add(l, "..", m->parent == STORE_NONE ? INO_ROOT : model_ino(m->parent, MK_DIR), S_IFDIR,
+             2);
+    for (size_t i = 0; i < sizeof(model_files) / sizeof(model_files[0]); i++)
+        if (model_file_shown(m, &model_files[i]))
+            list_add(l, model_files[i].name, model_ino(m->idx, model_files[i].kind),
+                     model_files[i].type, (off_t)(3 + i));
+    for (uint32_t i = list_first_slot(l); i < store_task_slots(f->store) && l->cnt < l->want; i++) {
+        const struct task *t = store_task_at(f->store, i);
+        if (t && t->model_idx == m->idx)
+            list_add(l, t->id, task_ino(i, TK_DIR), S_IFDIR, DOFF_SLOTS + i + 1);
+    }
+}
+
+/* A task: its files (task_file_names), then files/ once it exists. */
+static void list_task(struct fs *f, struct listing *l, fuse_ino_t ino, const struct task *t)
+{
+    list_add(l, ".", ino, S_IFDIR, 1);
+    list_add(l, "..", model_ino(store_model_at(f->store, t->model_idx)->idx, MK_DIR), S_IFDIR, 2);
+    for (int k = 1; k < TK_COUNT; k++)
+        list_add(l, task_file_names[k], task_ino(t->idx, (enum task_kind)k), S_IFREG, 2 + k);
+    if (t->files)
+        list_add(l, "files", task_ino(t->idx, TK_FILES), S_IFDIR, 2 + TK_COUNT);
+}
+
+/* files/: the result files listed so far (file_listed). */
+static void list_files(struct listing *l, fuse_ino_t ino, const struct task *t)
+{
+    list_add(l, ".", ino, S_IFDIR, 1);
+    list_add(l, "..", task_ino(t->idx, TK_DIR), S_IFDIR, 2);
+    for (uint32_t i = 0; i < t->n_urls && i < MAX_FILES; i++)
+        if (file_listed(&t->files[i]))
+            list_add(l, t->files[i].name, task_ino(t->idx, (enum task_kind)(TK_FILE0 + i)), S_IFREG,
+                     (off_t)(3 + i));
+}
+
+/* Which listing a directory inode has; ENOTDIR for any other inode. */
+static int list_dir(struct fs *f, struct listing *l, fuse_ino_t ino)
+{
+    struct node n = node_of(ino);
+    const struct model *m =
+        n.type == N_MODEL && n.kind == MK_DIR ? store_model_at(f->store, n.idx) : NULL;
+    const struct task *t = n.type == N_TASK ? store_task_at(f->store, n.idx) : NULL;
+    if (n.type == N_ROOT)
+        list_models(f, l, ino, NULL);
+    else if (m && m->ns)
+        list_models(f, l, ino, m);
+    else if (m)
+        list_model(f, l, ino, m);
+    else if (t && n.kind == TK_DIR)
+        list_task(f, l, ino, t);
+    else if (t && n.kind == TK_FILES && t->files)
+        list_files(l, ino, t);
+    else
+        return ENOTDIR;
+    return 0;
+}
+
+static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus)
+{
+    struct fs *f = req_fs(req);
+    struct dirbuf d = {.req = req, .size = size, .plus = plus, .fs = f};
+    struct listing l = {.want = size / 24 + 4, .ok = true, .off = off};
+    d.buf = malloc(size);
+    if (!d.buf) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    store_rdlock(f->store);
+    int err = list_dir(f, &l, ino);
     store_unlock(f->store);
-#undef ADD_ENT
-    if (!ok)
+    if (!err && !l.ok)
         err = ENOMEM;
     if (err) {
         fuse_reply_err(req, err);
     } else {
-        for (size_t i = 0; i < cnt; i++)
-            if (!dir_add(&d, ents[i].name, ents[i].ino, ents[i].mode, ents[i].next))
+        for (size_t i = 0; i < l.cnt; i++)
+            if (!dir_add(&d, l.ents[i].name, l.ents[i].ino, l.ents[i].mode, l.ents[i].next))
                 break;
         fuse_reply_buf(req, d.buf, d.used);
     }
-    free(ents);
+    free(l.ents);
     free(d.buf);
 }
 
@@ -626,6 +660,45 @@ static bool segment_valid(const char *name)
     return !strchr(name, '/') && opts_model_name_valid(name);
 }
 
+/* A model, at the root or in a namespace (ns_name: its full name there, else ""): 0 with
+ * *o the engine's command to post (NULL: no memory), or the errno mkdir gets. */
+static int mkdir_model(struct fs *f, fuse_req_t req, fuse_ino_t parent, const char *name,
+                       const char *ns_name, struct op **o)
+{
+    if (child_ino(f, parent, name))
+        return EEXIST;
+    if (!segment_valid(name) || strlen(ns_name) > 200) {
+        log_warn(f->log, "mkdir %s refused: model names use letters, digits, '.', '_', '-'", name);
+        return EINVAL;
+    }
+    *o = op_new(f, req, OP_MKDIR_MODEL);
+    if (*o) {
+        (*o)->cmd.kind = ENGINE_MODEL_ADD;
+        (*o)->cmd.name = strdup(ns_name[0] ? ns_name : name);
+    }
+    return 0;
+}
+
+/* A task submitted elsewhere, adopted by its id: as mkdir_model. */
+static int mkdir_task(struct fs *f, fuse_req_t req, fuse_ino_t parent, uint32_t model_idx,
+                      const char *name, struct op **o)
+{
+    if (child_ino(f, parent, name))
+        return EEXIST;
+    if (strcmp(name, "new") == 0 || strcmp(name, "latest") == 0 || name[0] == '.' ||
+        strlen(name) > 200 ||
+        strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                     "0123456789._~-") != strlen(name))
+        return EINVAL;
+    *o = op_new(f, req, OP_MKDIR_TASK);
+    if (*o) {
+        (*o)->cmd.kind = ENGINE_ADOPT;
+        (*o)->cmd.model_idx = model_idx;
+        (*o)->cmd.name = strdup(name);
+    }
+    return 0;
+}
+
 void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
     (void)mode;
@@ -653,51 +726,20 @@ void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
         model_idx = m ? m->idx : STORE_NONE;
         store_unlock(f->store);
     }
-    if (n.type == N_ROOT || in_ns) {
-        if (child_ino(f, parent, name)) {
-            fuse_reply_err(req, EEXIST);
-            return;
-        }
-        if (!segment_valid(name) || strlen(model_name) > 200) {
-            log_warn(f->log, "mkdir %s refused: model names use letters, digits, '.', '_', '-'",
-                     name);
-            fuse_reply_err(req, EINVAL);
-            return;
-        }
-        o = op_new(f, req, OP_MKDIR_MODEL);
-        if (o) {
-            o->cmd.kind = ENGINE_MODEL_ADD;
-            o->cmd.name = strdup(in_ns ? model_name : name);
-        }
-    } else if (n.type == N_MODEL && n.kind == MK_DIR && model_idx != STORE_NONE) {
-        if (child_ino(f, parent, name)) {
-            fuse_reply_err(req, EEXIST);
-            return;
-        }
-        if (strcmp(name, "new") == 0 || strcmp(name, "latest") == 0 || name[0] == '.' ||
-            strlen(name) > 200 ||
-            strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                         "0123456789._~-") != strlen(name)) {
-            fuse_reply_err(req, EINVAL);
-            return;
-        }
-        o = op_new(f, req, OP_MKDIR_TASK);
-        if (o) {
-            o->cmd.kind = ENGINE_ADOPT;
-            o->cmd.model_idx = n.idx;
-            o->cmd.name = strdup(name);
-        }
-    } else {
-        fuse_reply_err(req, EPERM);
-        return;
-    }
-    if (!o || !o->cmd.name) {
+    int err = EPERM;
+    if (n.type == N_ROOT || in_ns)
+        err = mkdir_model(f, req, parent, name, model_name, &o);
+    else if (n.type == N_MODEL && n.kind == MK_DIR && model_idx != STORE_NONE)
+        err = mkdir_task(f, req, parent, n.idx, name, &o);
+    if (!err && (!o || !o->cmd.name)) {
         if (o)
             op_free(o);
-        fuse_reply_err(req, ENOMEM);
-        return;
+        err = ENOMEM;
     }
-    op_post(f, o);
+    if (err)
+        fuse_reply_err(req, err);
+    else
+        op_post(f, o);
 }
 
 void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)

@@ -1,3 +1,5 @@
+/* Writing: new's input reassembled from its write(2)s and submitted on the one path
+ * that ends it (new_end), and the settings files defaults.json and request.json. */
 #include "fs_internal.h"
 
 #include "cachepath.h"
