@@ -1,0 +1,326 @@
+/* Private to the fs_*.c files: the mount's types and what one file asks of another. */
+#ifndef GENFS_FS_INTERNAL_H
+#define GENFS_FS_INTERNAL_H
+
+#include "fs.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+/* Inode numbers are derived, never stored (see docs/design.md). */
+#define INO_ROOT 1
+#define INO_README 2
+#define INO_EVENTS 3
+#define INO_STATS 4
+#define INO_LOG 5
+#define MODEL_BASE (UINT64_C(1) << 32)
+#define TASK_BASE (UINT64_C(1) << 40)
+#define TASK_SHIFT 12
+
+/* MK_PROVIDER: .provider, which provider the model belongs to; MK_DEFAULTS and
+ * MK_REQUEST: defaults.json and request.json, the model's settings. */
+enum model_kind {
+    MK_DIR = 0,
+    MK_NEW = 1,
+    MK_LATEST = 2,
+    MK_PROVIDER = 3,
+    MK_DEFAULTS = 4,
+    MK_REQUEST = 5
+};
+/* Each settings file holds at most this much. */
+#define MODEL_JSON_MAX (64 * 1024)
+enum task_kind {
+    TK_DIR = 0,
+    TK_STATE,
+    TK_RESULT,
+    TK_ERROR,
+    TK_PROMPT,
+    TK_INPUT,
+    TK_STATUS,
+    TK_COUNT,      /* the plain files above */
+    TK_FILES = 7,  /* files/ */
+    TK_FILE0 = 16, /* files/<n>: TK_FILE0 + n */
+};
+#define MAX_FILES ((1u << TASK_SHIFT) - TK_FILE0)
+
+#define ENTRY_TIMEOUT 60.0
+#define ATTR_TIMEOUT 60.0
+#define EVENT_RING 8192
+#define NEW_MAX_WRITE INPUT_MAX_BYTES
+
+enum node_type { N_NONE, N_ROOT, N_FIXED, N_MODEL, N_TASK };
+
+struct node {
+    enum node_type type;
+    fuse_ino_t fixed;
+    uint32_t idx; /* model or task index */
+    int kind;
+};
+
+static inline fuse_ino_t model_ino(uint32_t idx, enum model_kind k)
+{
+    return MODEL_BASE + ((fuse_ino_t)idx << 4) + k;
+}
+
+static inline fuse_ino_t task_ino(uint32_t idx, enum task_kind k)
+{
+    return TASK_BASE + ((fuse_ino_t)idx << TASK_SHIFT) + k;
+}
+
+static inline struct node node_of(fuse_ino_t ino)
+{
+    struct node n = {0};
+    if (ino == INO_ROOT) {
+        n.type = N_ROOT;
+    } else if (ino >= TASK_BASE) {
+        n.type = N_TASK;
+        n.idx = (uint32_t)((ino - TASK_BASE) >> TASK_SHIFT);
+        n.kind = (int)((ino - TASK_BASE) & ((1u << TASK_SHIFT) - 1));
+        if (n.kind >= TK_COUNT && n.kind != TK_FILES && n.kind < TK_FILE0)
+            n.type = N_NONE;
+    } else if (ino >= MODEL_BASE) {
+        n.type = N_MODEL;
+        n.idx = (uint32_t)((ino - MODEL_BASE) >> 4);
+        n.kind = (int)((ino - MODEL_BASE) & 15);
+        if (n.kind > MK_REQUEST)
+            n.type = N_NONE;
+    } else if (ino >= INO_README && ino <= INO_LOG) {
+        n.type = N_FIXED;
+        n.fixed = ino;
+    }
+    return n;
+}
+/* ---- open files and deferred requests ---- */
+
+/* FH_ANNOUNCE: the notifier's own open of a file, which changes nothing. */
+enum fh_kind {
+    FH_PLAIN,
+    FH_NEW,
+    FH_STATE,
+    FH_RESULT,
+    FH_EVENTS,
+    FH_SNAPSHOT,
+    FH_MEDIA,
+    FH_ANNOUNCE,
+    FH_MODEL_JSON /* defaults.json or request.json opened for writing */
+};
+
+/* A snapshot outlives the handle while a read still answers from it: libfuse
+ * hands the bytes to writev(2), and RELEASE (or a parallel pread at offset 0
+ * that takes a new snapshot) may come on another thread meanwhile. */
+struct snap {
+    unsigned refs;
+    size_t len;
+    char *text;
+};
+
+/* An open file: a union tagged by kind. Fields marked "open" are set by op_open before
+ * the handle is published and only read after; every other field is guarded by fs->lock. */
+struct fh {
+    enum fh_kind kind; /* open */
+    uint32_t idx;      /* open: the task, or the model of new and the settings files */
+    struct fuse_pollhandle *ph;
+    struct fh *poll_next, *poll_prev; /* in fs->pollers while ph is set */
+    union {
+        struct { /* FH_STATE, FH_PLAIN: the word this fd last read, for poll(2) */
+            enum task_state seen_state;
+            bool read_once;
+        };
+        struct { /* FH_EVENTS */
+            uint64_t cursor;
+            size_t line_off; /* bytes of the cursor's line already read */
+        };
+        struct {             /* FH_MEDIA: files/<n> */
+            uint32_t file_n; /* open */
+            int fd;          /* the cache file once whole, or -1 */
+        };
+        struct snap *snap; /* FH_SNAPSHOT: stats/log/.provider/settings, swapped */
+        struct {           /* FH_NEW */
+            /* the input written since the last submission, however many write(2)s
+             * brought it; the close that ends it (writer_on_close) or a read submits it */
+            char *in;
+            size_t in_len, in_cap;
+            int in_err;      /* a write made the input invalid (EFBIG, EINVAL): the rest is
+                              * refused too, and the close or read that ends it says so again */
+            long opener;     /* open: the process that opened the descriptor */
+            bool read_write; /* open: opened O_RDWR, the read of the task id submits */
+            char *task_id;
+            size_t id_pos;
+        };
+        struct {        /* FH_MODEL_JSON: defaults.json / request.json being written */
+            char *edit; /* the text so far */
+            size_t edit_len;
+            bool edit_dirty;           /* written since the last flush */
+            enum model_kind edit_kind; /* open */
+        };
+    };
+};
+
+/* P_ATTR: a stat of a file under files/ that is not whole yet. */
+enum pend_kind { P_RESULT, P_EVENTS, P_OP, P_FILE, P_ATTR };
+
+struct pending {
+    uint64_t id;
+    enum pend_kind kind;
+    fuse_req_t req;
+    uint32_t idx;
+    uint32_t file_n;
+    size_t size;
+    off_t off;
+    struct fh *fh;
+    struct pending *next, *prev;
+};
+
+/* Submissions from new: OP_SUBMIT_CLOSE answers the close(2) (FLUSH) that ended the input,
+ * OP_READ_ID the read of the id, OP_SUBMIT_LAST answers nobody (the last close, RELEASE);
+ * OP_MODEL_SET answers the close of a settings file. */
+enum op_kind {
+    OP_SUBMIT_CLOSE,
+    OP_READ_ID,
+    OP_SUBMIT_LAST,
+    OP_MKDIR_MODEL,
+    OP_MKDIR_TASK,
+    OP_RMDIR,
+    OP_MODEL_SET
+};
+
+/* A request answered once the engine has done a command. */
+struct op {
+    struct engine_cmd cmd;
+    struct fs *fs;
+    enum op_kind kind;
+    struct pending p;
+    struct fh *fh;
+};
+
+struct event_line {
+    uint64_t seq;
+    char text[240];
+};
+
+#define HIDDEN_SLOTS 1024
+
+struct fs {
+    char *cache_dir;
+    struct notify *notify;
+    pid_t notify_pid;
+    /* Task dirs and files/ mode: 0555, or 0755 when the kernel checks modes
+     * (default_permissions) and would refuse the announcer's mkdir and create
+     * there; users' own mkdir and create are still refused by genfs. */
+    mode_t task_dir_mode;
+    /* inodes not yet announced: absent to the notifier's own lookups, so its
+     * mkdir/create/symlink reaches us and raises the event (under lock) */
+    fuse_ino_t *hidden;
+    size_t n_hidden, cap_hidden;
+    struct store *store;
+    struct engine *engine;
+    struct log *log;
+    struct fuse_session *se;
+    pthread_mutex_t lock; /* pending, pollers, events, fh fields below */
+    struct pending *pending;
+    uint64_t next_pending_id;
+    struct fh *pollers;
+    struct event_line *events;
+    uint64_t event_seq; /* next sequence number */
+    int64_t event_mtime_ms;
+    bool shutting_down;
+    int64_t start_ms;
+};
+static inline struct fs *req_fs(fuse_req_t req)
+{
+    return fuse_req_userdata(req);
+}
+
+/* With allow_other, other users may look but not submit, adopt or forget:
+ * tasks are billed to the owner's key. */
+static inline bool by_owner(fuse_req_t req)
+{
+    uid_t uid = fuse_req_ctx(req)->uid;
+    return uid == getuid() || uid == 0;
+}
+
+/* fs_tree.c: the tree, inode numbers to attributes, names and listings; README. */
+extern const char readme_text[];
+extern const size_t readme_len;
+fuse_ino_t child_ino(struct fs *f, fuse_ino_t parent, const char *name);
+char *task_file_text(const struct task *t, enum task_kind k, size_t *len);
+bool file_listed(const struct task_file *tf);
+int fs_stat(struct fs *f, fuse_ino_t ino, struct stat *st);
+double attr_timeout_for(struct fs *f, fuse_ino_t ino);
+void reply_entry(fuse_req_t req, struct fs *f, fuse_ino_t ino);
+void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
+void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+                struct fuse_file_info *fi);
+void op_readlink(fuse_req_t req, fuse_ino_t ino);
+void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi);
+void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                    struct fuse_file_info *fi);
+void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode);
+void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name);
+void op_refuse_name(fuse_req_t req, fuse_ino_t parent, const char *name);
+void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+               struct fuse_file_info *fi);
+void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev);
+void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name);
+void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+               const char *newname, unsigned int flags);
+void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname);
+
+/* fs_files.c: open files, the handle by kind, reads and poll; when a result or a cache
+ * file can be answered. */
+void reply_fd(fuse_req_t req, int fd, size_t size, off_t off);
+int media_ready(struct fs *f, uint32_t idx, uint32_t n, int *fd);
+int media_attr_ready(struct fs *f, uint32_t idx, uint32_t n);
+bool attr_waiting(struct fs *f, struct pending *p);
+void answer_attr(struct fs *f, fuse_req_t req, uint32_t idx, uint32_t n, int rc);
+bool file_attr_answered(struct fs *f, fuse_req_t req, fuse_ino_t ino);
+void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+int result_ready(struct fs *f, uint32_t idx, char **text, size_t *len);
+bool media_waiting(struct fs *f, struct pending *p);
+void answer_result(fuse_req_t req, int rc, char *text, size_t len, size_t size, off_t off);
+size_t events_fill(struct fs *f, struct fh *h, char *buf, size_t size);
+void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi);
+void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct fuse_pollhandle *ph);
+void events_append(struct fs *f, const struct store_change *c, const char *word);
+
+/* fs_write.c: writes, new's input and its one submission path, the settings files. */
+long proc_process(pid_t tid);
+int new_end(struct fs *f, fuse_req_t req, struct fh *h, enum op_kind kind, size_t size,
+            int kill_signal, struct op **out);
+void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+              struct fuse_file_info *fi);
+void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+
+/* fs_park.c: parked requests, their interrupts and wake-ups; engine-backed ops. */
+bool park(struct fs *f, struct pending *p, bool (*waiting)(struct fs *, struct pending *));
+struct pending *pending_for_read(fuse_req_t req, const struct fuse_file_info *fi);
+void defer(struct fs *f, struct pending *p);
+struct op *op_new(struct fs *f, fuse_req_t req, enum op_kind kind);
+void op_post(struct fs *f, struct op *o);
+void op_free(struct op *o);
+void wake_events(struct fs *f);
+void wake_results(struct fs *f, uint32_t idx);
+void wake_files(struct fs *f, uint32_t idx, uint32_t n);
+void wake_pollers(struct fs *f, uint32_t idx);
+
+/* fs_announce.c: the announcer's side. announcer_asks is the one test of who asks; each
+ * handler the announcer reaches hands its request to the announcer_* function of the op. */
+bool announcer_asks(struct fs *f, fuse_req_t req);
+void announcer_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
+void announcer_setattr(fuse_req_t req, fuse_ino_t ino);
+void announcer_open(fuse_req_t req, struct fuse_file_info *fi);
+void announcer_read(fuse_req_t req);
+void announcer_write(fuse_req_t req, size_t size);
+void announcer_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name);
+void announcer_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+                      struct fuse_file_info *fi);
+void announcer_symlink(fuse_req_t req, fuse_ino_t parent, const char *name);
+void announce(struct fs *f, const struct store_change *c);
+
+#endif

@@ -1,0 +1,291 @@
+/* Writing: new's input reassembled from its write(2)s and submitted on the one path
+ * that ends it (new_end), and the settings files defaults.json and request.json. */
+#include "fs_internal.h"
+
+#include "cachepath.h"
+#include "clock.h"
+#include "input.h"
+#include "media.h"
+#include "notify.h"
+#include "opts.h"
+#include "writer.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* The start of /proc/TID/NAME, NUL-terminated; false if it cannot be read. */
+static bool proc_read(pid_t tid, const char *name, char *buf, size_t len)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%ld/%s", (long)tid, name);
+    int fd = tid > 0 ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, buf, len - 1);
+    close(fd);
+    if (n <= 0)
+        return false;
+    buf[n] = '\0';
+    return true;
+}
+
+/* The process of the thread behind a request (FUSE gives thread ids); the
+ * thread id itself when /proc cannot say. */
+long proc_process(pid_t tid)
+{
+    char buf[1024];
+    long tgid = proc_read(tid, "status", buf, sizeof(buf)) ? writer_tgid(buf) : -1;
+    return tgid > 0 ? tgid : (long)tid;
+}
+
+/* The signal killing thread tid, or 0. */
+static int proc_kill_signal(pid_t tid)
+{
+    char buf[1024];
+    return proc_read(tid, "stat", buf, sizeof(buf)) ? writer_kill_signal(buf) : 0;
+}
+static void new_input_drop(struct fh *h)
+{
+    free(h->in);
+    h->in = NULL;
+    h->in_len = h->in_cap = 0;
+}
+
+/* Called with f->lock held when the input written to h ends (a close that ends
+ * it, a read, the last close): its error, or 0 with *out the submission to post
+ * once the lock is released (NULL: nothing to submit). size: the reader's. */
+int new_end(struct fs *f, fuse_req_t req, struct fh *h, enum op_kind kind, size_t size,
+            int kill_signal, struct op **out)
+{
+    *out = NULL;
+    if (h->in_err) {
+        int err = h->in_err;
+        h->in_err = 0;
+        return -err;
+    }
+    if (h->in_len == 0)
+        return 0;
+    if (kill_signal) {
+        log_warn(f->log,
+                 "input to new dropped, nothing sent: its writer was killed (signal %d) "
+                 "before it closed new, so the input may be incomplete",
+                 kill_signal);
+        new_input_drop(h);
+        return 0;
+    }
+    char msg[256] = "";
+    char *json = NULL, *prompt = NULL;
+    int rc = input_parse(h->in, h->in_len, &json, &prompt, msg, sizeof(msg));
+    new_input_drop(h);
+    if (rc < 0) {
+        log_warn(f->log, "write to new refused: %s", msg);
+        return rc;
+    }
+    struct op *o = op_new(f, req, kind);
+    if (!o) {
+        free(json);
+        free(prompt);
+        return -ENOMEM;
+    }
+    o->fh = h;
+    o->p.size = size;
+    o->cmd.kind = ENGINE_SUBMIT;
+    o->cmd.model_idx = h->idx;
+    o->cmd.input_json = json;
+    o->cmd.prompt = prompt;
+    *out = o;
+    return 0;
+}
+
+/* defaults.json / request.json: what is written between open and close
+ * replaces the file, at close; an empty file clears it. */
+static void model_json_write(fuse_req_t req, struct fh *h, const char *buf, size_t size, off_t off)
+{
+    struct fs *f = req_fs(req);
+    pthread_mutex_lock(&f->lock);
+    int rc = 0;
+    if (off < 0 || (size_t)off + size > MODEL_JSON_MAX) {
+        rc = -EFBIG;
+    } else {
+        size_t end = (size_t)off + size;
+        char *grown = end > h->edit_len ? realloc(h->edit, end) : h->edit;
+        if (!grown) {
+            rc = -ENOMEM;
+        } else {
+            if ((size_t)off > h->edit_len)
+                memset(grown + h->edit_len, ' ', (size_t)off - h->edit_len);
+            memcpy(grown + off, buf, size);
+            h->edit = grown;
+            h->edit_len = end > h->edit_len ? end : h->edit_len;
+            h->edit_dirty = true;
+            /* Shells ignore errors at close: say at the write what is already wrong. */
+            size_t lead = 0;
+            while (lead < h->edit_len && strchr(" \t\r\n", h->edit[lead]))
+                lead++;
+            if (lead < h->edit_len && h->edit[lead] != '{') {
+                rc = -EINVAL;
+                h->edit_dirty = false;
+                h->edit_len = 0;
+            }
+        }
+    }
+    pthread_mutex_unlock(&f->lock);
+    if (rc == -EINVAL)
+        log_warn(f->log,
+                 "write to %s refused: not a JSON object; write an object such as "
+                 "{\"mode\": \"pro-text-to-image\"}, or nothing to clear it",
+                 h->edit_kind == MK_DEFAULTS ? "defaults.json" : "request.json");
+    if (rc == -EFBIG)
+        log_warn(f->log, "write to %s refused: over %d bytes",
+                 h->edit_kind == MK_DEFAULTS ? "defaults.json" : "request.json", MODEL_JSON_MAX);
+    if (rc < 0)
+        fuse_reply_err(req, -rc);
+    else
+        fuse_reply_write(req, size);
+}
+
+static void model_json_flush(fuse_req_t req, struct fh *h)
+{
+    struct fs *f = req_fs(req);
+    const char *file = h->edit_kind == MK_DEFAULTS ? "defaults.json" : "request.json";
+    pthread_mutex_lock(&f->lock);
+    bool dirty = h->edit_dirty;
+    h->edit_dirty = false;
+    char *text = dirty && h->edit ? strndup(h->edit, h->edit_len) : NULL;
+    pthread_mutex_unlock(&f->lock);
+    if (!dirty) {
+        fuse_reply_err(req, 0); /* a dup'ed fd closing, or nothing written */
+        return;
+    }
+    char *json = NULL;
+    size_t skip = text ? strspn(text, " \t\r\n") : 0;
+    if (text && text[skip]) {
+        cJSON *obj = cJSON_Parse(text);
+        if (cJSON_IsObject(obj))
+            json = cJSON_PrintUnformatted(obj);
+        cJSON_Delete(obj);
+        if (!json) {
+            log_warn(f->log,
+                     "write to %s refused: not a JSON object; write an object such as "
+                     "{\"mode\": \"pro-text-to-image\"}, or nothing to clear it",
+                     file);
+            free(text);
+            fuse_reply_err(req, EINVAL);
+            return;
+        }
+    }
+    free(text);
+    struct op *o = op_new(f, req, OP_MODEL_SET);
+    if (!o || !(o->cmd.name = strdup(h->edit_kind == MK_DEFAULTS ? "defaults" : "request"))) {
+        if (o)
+            op_free(o);
+        free(json);
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    o->cmd.kind = ENGINE_MODEL_SET;
+    o->cmd.model_idx = h->idx;
+    o->cmd.input_json = json;
+    op_post(f, o);
+}
+
+void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+              struct fuse_file_info *fi)
+{
+    (void)ino;
+    (void)off; /* new is not seekable: pieces come in order, each after the last */
+    struct fs *f = req_fs(req);
+    struct fh *h = (struct fh *)(uintptr_t)fi->fh;
+    if (h && h->kind == FH_ANNOUNCE) {
+        announcer_write(req, size);
+        return;
+    }
+    if (h && h->kind == FH_MODEL_JSON) {
+        model_json_write(req, h, buf, size, off);
+        return;
+    }
+    if (!h || h->kind != FH_NEW) {
+        fuse_reply_err(req, EACCES);
+        return;
+    }
+    /* Collected until the input ends; only what already makes it invalid is refused here. */
+    char msg[256] = "";
+    pthread_mutex_lock(&f->lock);
+    int rc = h->in_err ? -h->in_err : input_check_piece(buf, size, h->in_len, msg, sizeof(msg));
+    if (rc == 0 && h->in_len + size > h->in_cap) {
+        size_t cap = h->in_cap ? h->in_cap : 4096;
+        while (cap < h->in_len + size)
+            cap *= 2;
+        char *in = realloc(h->in, cap < INPUT_MAX_BYTES ? cap : INPUT_MAX_BYTES);
+        if (in) {
+            h->in = in;
+            h->in_cap = cap < INPUT_MAX_BYTES ? cap : INPUT_MAX_BYTES;
+        } else {
+            rc = -ENOMEM;
+        }
+    }
+    if (rc == 0) {
+        memcpy(h->in + h->in_len, buf, size);
+        h->in_len += size;
+    } else if (!h->in_err && rc != -ENOMEM) {
+        log_warn(f->log, "write to new refused: %s", msg);
+        h->in_err = -rc;
+        new_input_drop(h);
+    }
+    pthread_mutex_unlock(&f->lock);
+    if (rc < 0)
+        fuse_reply_err(req, -rc);
+    else
+        fuse_reply_write(req, size);
+}
+
+/* Every close(2) of a copy of the descriptor (dup, fork, a shell's redirection)
+ * comes here; release comes after the last one, too late to report anything. */
+void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    (void)ino;
+    struct fs *f = req_fs(req);
+    struct fh *h = (struct fh *)(uintptr_t)fi->fh;
+    if (h && h->kind == FH_MODEL_JSON) {
+        model_json_flush(req, h);
+        return;
+    }
+    if (!h || h->kind != FH_NEW) {
+        fuse_reply_err(req, 0);
+        return;
+    }
+    pthread_mutex_lock(&f->lock);
+    bool has_input = h->in_len > 0 || h->in_err;
+    pthread_mutex_unlock(&f->lock);
+    if (!has_input) {
+        fuse_reply_err(req, 0);
+        return;
+    }
+    pid_t tid = fuse_req_ctx(req)->pid;
+    bool by_opener = proc_process(tid) == h->opener;
+    int sig = by_opener ? proc_kill_signal(tid) : 0;
+    enum writer_close what = writer_on_close(false, by_opener, h->read_write, sig);
+    pthread_mutex_lock(&f->lock);
+    struct op *o = NULL;
+    int rc = 0;
+    if (what != WRITER_KEEP)
+        rc = new_end(f, req, h, OP_SUBMIT_CLOSE, 0, what == WRITER_DROP ? sig : 0, &o);
+    else if (h->in_err)
+        rc = -h->in_err; /* the input goes on, and stays refused */
+    pthread_mutex_unlock(&f->lock);
+    if (rc < 0)
+        fuse_reply_err(req, -rc);
+    else if (o)
+        op_post(f, o);
+    else
+        fuse_reply_err(req, 0);
+}
