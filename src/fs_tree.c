@@ -38,7 +38,8 @@ static const struct {
 const char readme_text[] =
     "genfs: hosted AI generation as files\n"
     "\n"
-    "  echo 'a red fox in snow' > MODEL/new    submit a task (returns once accepted)\n"
+    "  echo 'a red fox in snow' > MODEL/new    submit a task (the close returns once accepted)\n"
+    "  echo '{\"mode\": \"x\"}' > MODEL/defaults.json   fields merged under every input\n"
     "  cat MODEL/latest/result                 wait for it, print the result URLs\n"
     "  cat MODEL/ID/state                      waiting|queuing|generating|success|failed\n"
     "  cat MODEL/ID/error                      \"code: message\" once failed\n"
@@ -47,7 +48,7 @@ const char readme_text[] =
     "  cat log                                 the last 200 log lines\n"
     "  mkdir MODEL                             add a model directory\n"
     "  mkdir MODEL/ID                          adopt a task submitted elsewhere\n"
-    "  rmdir MODEL/ID                          forget a task\n"
+    "  rmdir MODEL/ID                          forget a task (it is not canceled)\n"
     "\n"
     "A JSON object written to new is sent as the whole input. To get the id on the\n"
     "same descriptor: exec 3<>MODEL/new; echo prompt >&3; read id <&3\n"
