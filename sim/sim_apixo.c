@@ -139,25 +139,10 @@ static const char *sim_apixo_title(int code)
         return "Unauthorized";
     case 402:
         return "Payment required";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not found";
-    case 405:
-        return "Method not allowed";
-    case 410:
-        return "Gone";
     case 429:
         return "Too many requests";
-    case 502:
-        return "Bad gateway";
-    case 455:
-    case 503:
-        return "Service unavailable";
-    case 504:
-        return "Gateway timeout";
     default:
-        return code >= 500 ? "Internal server error" : "Request failed";
+        return sim_proto_http_title(code, "Request failed");
     }
 }
 

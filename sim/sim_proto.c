@@ -125,6 +125,29 @@ char *sim_proto_huge(const char *head)
     return s;
 }
 
+const char *sim_proto_http_title(int code, const char *fallback)
+{
+    switch (code) {
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not found";
+    case 405:
+        return "Method not allowed";
+    case 410:
+        return "Gone";
+    case 502:
+        return "Bad gateway";
+    case 455:
+    case 503:
+        return "Service unavailable";
+    case 504:
+        return "Gateway timeout";
+    default:
+        return code >= 500 ? "Internal server error" : fallback;
+    }
+}
+
 const char sim_proto_html[] =
     "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>\n";
 

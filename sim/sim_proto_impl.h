@@ -17,6 +17,9 @@ int sim_proto_http_url(const char *s);
 int sim_proto_parse_object(const char *body, size_t len, struct sim_submit *out);
 /* "{" head "xxx…" "\"}" of SIM_PROTO_HUGE_BODY bytes (malloc'd). */
 char *sim_proto_huge(const char *head);
+/* The status's title as APIXO and replicate word it (455 is maintenance); fallback for a 4xx
+ * it does not name. */
+const char *sim_proto_http_title(int code, const char *fallback);
 extern const char sim_proto_html[];
 /* The two 64-bit words of the counter-th task id of a seed. */
 void sim_proto_id_words(uint64_t seed, uint64_t counter, uint64_t *a, uint64_t *b);

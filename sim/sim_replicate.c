@@ -374,27 +374,12 @@ static const char *sim_replicate_title(int code)
         return "Unauthenticated";
     case 402:
         return "Insufficient credit";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not found";
-    case 405:
-        return "Method not allowed";
-    case 410:
-        return "Gone";
     case 422:
         return "Input validation failed";
     case 429:
         return "Request was throttled";
-    case 502:
-        return "Bad gateway";
-    case 455:
-    case 503:
-        return "Service unavailable";
-    case 504:
-        return "Gateway timeout";
     default:
-        return code >= 500 ? "Internal server error" : "Error";
+        return sim_proto_http_title(code, "Error");
     }
 }
 
