@@ -89,9 +89,7 @@ int sim_apixo_submit_parse(const struct sim_models *ms, const struct sim_route_i
 
 cJSON *sim_apixo_submit_json(const struct sim_task *t)
 {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "code", 200);
-    cJSON_AddStringToObject(o, "message", "success");
+    cJSON *o = sim_proto_envelope(200, "message", "success");
     cJSON_AddStringToObject(cJSON_AddObjectToObject(o, "data"), "taskId", t->id);
     return o;
 }
@@ -102,11 +100,9 @@ cJSON *sim_apixo_status_json(const struct sim_task *t, long long now_ms, const c
 {
     struct sim_task_view v;
     sim_task_view_at(t, now_ms, &v);
-    cJSON *o = cJSON_CreateObject();
+    cJSON *o = sim_proto_envelope(200, "message", "success");
     if (!o)
         return NULL;
-    cJSON_AddNumberToObject(o, "code", 200);
-    cJSON_AddStringToObject(o, "message", "success");
     cJSON *d = cJSON_AddObjectToObject(o, "data");
     cJSON_AddStringToObject(d, "taskId", t->id);
     const char *state = v.done                               ? (t->failed ? "failed" : "success")
@@ -178,11 +174,9 @@ static const char *sim_apixo_reason(int code)
 
 cJSON *sim_apixo_error_json(int code, const char *msg)
 {
-    cJSON *o = cJSON_CreateObject();
+    cJSON *o = sim_proto_envelope(code, "message", sim_apixo_title(code));
     if (!o)
         return NULL;
-    cJSON_AddNumberToObject(o, "code", code);
-    cJSON_AddStringToObject(o, "message", sim_apixo_title(code));
     cJSON_AddStringToObject(cJSON_AddObjectToObject(o, "data"), "error",
                             msg ? msg : sim_apixo_reason(code));
     return o;

@@ -63,12 +63,7 @@ int sim_kie_submit_parse(const struct sim_models *ms, const char *body, size_t l
 
 static cJSON *sim_kie_envelope(int code, const char *msg)
 {
-    cJSON *o = cJSON_CreateObject();
-    if (!o)
-        return NULL;
-    cJSON_AddNumberToObject(o, "code", code);
-    cJSON_AddStringToObject(o, "msg", msg);
-    return o;
+    return sim_proto_envelope(code, "msg", msg);
 }
 
 /* Real answers carry recordId beside taskId, the same id. */

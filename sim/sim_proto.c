@@ -112,6 +112,16 @@ int sim_proto_parse_object(const char *body, size_t len, struct sim_submit *out)
     return out->root && cJSON_IsObject(out->root) ? 0 : -1;
 }
 
+cJSON *sim_proto_envelope(int code, const char *msg_key, const char *msg)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    cJSON_AddNumberToObject(o, "code", code);
+    cJSON_AddStringToObject(o, msg_key, msg);
+    return o;
+}
+
 char *sim_proto_huge(const char *head)
 {
     size_t n = SIM_PROTO_HUGE_BODY, hl = strlen(head);

@@ -15,6 +15,8 @@ int sim_proto_refuse(int code, char *msg, size_t msglen, const char *fmt, ...)
 int sim_proto_http_url(const char *s);
 /* Parses body as a JSON object into out->root; -1 when it is not one. */
 int sim_proto_parse_object(const char *body, size_t len, struct sim_submit *out);
+/* {"code": code, msg_key: msg}: the head of APIXO's and kie's answers. */
+cJSON *sim_proto_envelope(int code, const char *msg_key, const char *msg);
 /* "{" head "xxx…" "\"}" of SIM_PROTO_HUGE_BODY bytes (malloc'd). */
 char *sim_proto_huge(const char *head);
 /* The status's title as APIXO and replicate word it (455 is maintenance); fallback for a 4xx
