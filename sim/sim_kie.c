@@ -173,48 +173,22 @@ cJSON *sim_kie_error_json(int code, const char *msg, int *http)
     return o;
 }
 
-char *sim_kie_malformed(enum sim_malformed_kind kind, int submit, const char *id)
-{
-    char buf[1024];
-    switch (kind) {
-    case SIM_MALFORMED_TRUNCATED:
-        snprintf(buf, sizeof(buf), "{\"code\":200,\"msg\":\"success\",\"data\":{\"taskId\":\"%s",
-                 id);
-        break;
-    case SIM_MALFORMED_NOT_JSON:
-        snprintf(buf, sizeof(buf), "%s", sim_proto_html);
-        break;
-    case SIM_MALFORMED_NO_DATA:
-        snprintf(buf, sizeof(buf), "{\"code\":200,\"msg\":\"success\"}");
-        break;
-    case SIM_MALFORMED_WRONG_TYPES:
-        snprintf(buf, sizeof(buf),
-                 "{\"code\":\"200\",\"msg\":200,\"data\":{\"taskId\":12345,\"state\":7,"
-                 "\"resultJson\":42,\"createTime\":\"yesterday\"}}");
-        break;
-    case SIM_MALFORMED_RESULTJSON_OBJECT:
-        if (submit)
-            snprintf(buf, sizeof(buf),
-                     "{\"code\":200,\"msg\":\"success\",\"data\":{\"taskId\":\"\"}}");
-        else
-            snprintf(buf, sizeof(buf),
-                     "{\"code\":200,\"msg\":\"success\",\"data\":{\"taskId\":\"%s\",\"state\":"
-                     "\"success\",\"resultJson\":{\"resultUrls\":[\"http://127.0.0.1:9/x.png\"]},"
-                     "\"failCode\":\"\",\"failMsg\":\"\"}}",
-                     id);
-        break;
-    case SIM_MALFORMED_UNKNOWN_STATE:
-        if (submit)
-            snprintf(buf, sizeof(buf), "{\"code\":200,\"msg\":\"success\",\"data\":[]}");
-        else
-            snprintf(buf, sizeof(buf),
-                     "{\"code\":200,\"msg\":\"success\",\"data\":{\"taskId\":\"%s\",\"state\":"
-                     "\"exploding\",\"resultJson\":\"\",\"failCode\":\"\",\"failMsg\":\"\"}}",
-                     id);
-        break;
-    case SIM_MALFORMED_HUGE:
-    default:
-        return sim_proto_huge("{\"code\":200,\"msg\":\"success\",\"data\":null,\"pad\":\"");
-    }
-    return strdup(buf);
-}
+const struct sim_malformed_form sim_kie_malformed[SIM_MALFORMED_KINDS] = {
+    [SIM_MALFORMED_TRUNCATED] = {"{\"code\":200,\"msg\":\"success\",\"data\":{\"taskId\":\"%s"},
+    [SIM_MALFORMED_NO_DATA] = {"{\"code\":200,\"msg\":\"success\"}"},
+    [SIM_MALFORMED_WRONG_TYPES] = {"{\"code\":\"200\",\"msg\":200,\"data\":{\"taskId\":12345,"
+                                   "\"state\":7,\"resultJson\":42,\"createTime\":\"yesterday\"}}"},
+    [SIM_MALFORMED_RESULTJSON_OBJECT] = {.submit = "{\"code\":200,\"msg\":\"success\","
+                                                   "\"data\":{\"taskId\":\"\"}}",
+                                         .status = "{\"code\":200,\"msg\":\"success\","
+                                                   "\"data\":{\"taskId\":\"%s\",\"state\":"
+                                                   "\"success\",\"resultJson\":{\"resultUrls\":["
+                                                   "\"http://127.0.0.1:9/x.png\"]},"
+                                                   "\"failCode\":\"\",\"failMsg\":\"\"}}"},
+    [SIM_MALFORMED_UNKNOWN_STATE] = {.submit = "{\"code\":200,\"msg\":\"success\",\"data\":[]}",
+                                     .status = "{\"code\":200,\"msg\":\"success\","
+                                               "\"data\":{\"taskId\":\"%s\",\"state\":"
+                                               "\"exploding\",\"resultJson\":\"\","
+                                               "\"failCode\":\"\",\"failMsg\":\"\"}}"},
+    [SIM_MALFORMED_HUGE] = {"{\"code\":200,\"msg\":\"success\",\"data\":null,\"pad\":\""},
+};

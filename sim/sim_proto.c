@@ -418,17 +418,20 @@ int sim_proto_unknown_task(enum sim_protocol p, const char *id, char *msg, size_
 char *sim_proto_malformed_body(enum sim_protocol p, enum sim_malformed_kind kind,
                                enum sim_route route, const char *id)
 {
-    int submit = route == SIM_ROUTE_SUBMIT;
-    if (submit)
-        id = "";
-    switch (p) {
-    case SIM_PROTO_KIE:
-        return sim_kie_malformed(kind, submit, id);
-    case SIM_PROTO_REPLICATE:
-        return sim_replicate_malformed(kind, submit, id);
-    case SIM_PROTO_FAL:
-        return sim_fal_malformed(kind, route, id);
-    default:
-        return sim_apixo_malformed(kind, submit, id);
-    }
+    const struct sim_malformed_form *forms = p == SIM_PROTO_KIE         ? sim_kie_malformed
+                                             : p == SIM_PROTO_REPLICATE ? sim_replicate_malformed
+                                             : p == SIM_PROTO_FAL       ? sim_fal_malformed
+                                                                        : sim_apixo_malformed;
+    if (kind == SIM_MALFORMED_NOT_JSON)
+        return strdup(sim_proto_html);
+    if (kind < 0 || kind >= SIM_MALFORMED_HUGE)
+        return sim_proto_huge(forms[SIM_MALFORMED_HUGE].status);
+    const struct sim_malformed_form *f = &forms[kind];
+    const char *form = route == SIM_ROUTE_SUBMIT && f->submit   ? f->submit
+                       : route == SIM_ROUTE_RESULT && f->result ? f->result
+                                                                : f->status;
+    char buf[1024];
+    /* The forms are the tables' literals, each with one %s at most. */
+    snprintf(buf, sizeof(buf), form, route == SIM_ROUTE_SUBMIT ? "" : id);
+    return strdup(buf);
 }
