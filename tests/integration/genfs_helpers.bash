@@ -262,3 +262,16 @@ pid_gone() {
     esac
     return 1
 }
+
+# ---- shared by the protocol suites (protocols, providers) ----
+#   genfs_image_model PROTOCOL    the model of PROTOCOL's sim that behaves like test-image
+#                                 (nested for replicate and fal)
+
+genfs_image_model() {
+    case $1 in
+    apixo) echo test-image ;;
+    kie) echo grok-imagine/text-to-image ;;
+    replicate) echo test/image ;;
+    fal) echo fal-ai/test-image ;;
+    esac
+}
