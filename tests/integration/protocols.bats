@@ -45,18 +45,6 @@ except OSError as e:
 PY
 }
 
-# errno_of_read PATH: the errno name of reading PATH, or "ok".
-errno_of_read() {
-    timeout 120 python3 - "$1" <<'PY'
-import errno, sys
-try:
-    open(sys.argv[1], "rb").read()
-    print("ok")
-except OSError as e:
-    print(errno.errorcode[e.errno])
-PY
-}
-
 core_success() {
     local p=$1 m
     proto_setup "$p"
