@@ -79,6 +79,19 @@ ok = isinstance(d, str) and d != ""
 sys.exit(1 if ok else 0)' "$BATS_TEST_TMPDIR/body" "$1"
 }
 
+# malformed_submits KEY BODY URL: under malformed_rate=1, seven submits of BODY to URL (one of each
+# malformed kind) answer 200 with no usable id at KEY.
+malformed_submits() {
+    local key="$1" body="$2" url="$3" i
+    sim_faults '{"malformed_rate": 1}'
+    for i in 1 2 3 4 5 6 7; do
+        run http -X POST -H "$(sim_auth_proto)" -d "$body" "$url"
+        assert_output 200
+        run no_usable_id "$key"
+        assert_success
+    done
+}
+
 # ---- every protocol ---------------------------------------------------------------------------
 
 @test "--protocol: native is gone (exit 2); APIXO is the default, without the others' models" {
@@ -181,14 +194,8 @@ sys.exit(1 if ok else 0)' "$BATS_TEST_TMPDIR/body" "$1"
 
 @test "kie: malformed answers never hold a usable taskId" {
     sim_start_proto kie --quiet
-    sim_faults '{"malformed_rate": 1}'
-    for i in 1 2 3 4 5 6 7; do
-        run http -X POST -H "$(sim_auth_proto)" -d '{"model":"flux-2","input":{"prompt":"p","mode":"pro-text-to-image"}}' \
-            "$SIM_URL/api/v1/jobs/createTask"
-        assert_output 200
-        run no_usable_id data.taskId
-        assert_success
-    done
+    malformed_submits data.taskId '{"model":"flux-2","input":{"prompt":"p","mode":"pro-text-to-image"}}' \
+        "$SIM_URL/api/v1/jobs/createTask"
     assert_equal "$(sim_figures | sim_json 'd["tasks"]')" 0
 }
 
@@ -428,14 +435,7 @@ print(head)' "$BATS_TEST_TMPDIR/uri" "$BATS_TEST_TMPDIR/inline.png"
 
 @test "replicate: malformed answers never hold a usable id and make no task" {
     sim_start_proto replicate --quiet
-    sim_faults '{"malformed_rate": 1}'
-    for i in 1 2 3 4 5 6 7; do
-        run http -X POST -H "$(sim_auth_proto)" -d '{"input":{"prompt":"p"}}' \
-            "$SIM_URL/v1/models/test/image/predictions"
-        assert_output 200
-        run no_usable_id id
-        assert_success
-    done
+    malformed_submits id '{"input":{"prompt":"p"}}' "$SIM_URL/v1/models/test/image/predictions"
     [ "$(stat -c %s "$BATS_TEST_TMPDIR/body")" -ge 5000000 ]
     assert_equal "$(sim_figures | sim_json 'd["tasks"]')" 0
 }
@@ -658,13 +658,7 @@ EOF
 
 @test "fal: malformed answers never hold a usable request_id; slow answers are late" {
     sim_start_proto fal --quiet
-    sim_faults '{"malformed_rate": 1}'
-    for i in 1 2 3 4 5 6 7; do
-        run http -X POST -H "$(sim_auth_proto)" -d '{"prompt":"p"}' "$SIM_URL/fal-ai/test-image"
-        assert_output 200
-        run no_usable_id request_id
-        assert_success
-    done
+    malformed_submits request_id '{"prompt":"p"}' "$SIM_URL/fal-ai/test-image"
     assert_equal "$(sim_figures | sim_json 'd["tasks"]')" 0
     sim_faults '{"malformed_rate": 0, "slow_rate": 1, "slow_ms": 1200}'
     start=$(date +%s%N)
