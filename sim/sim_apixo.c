@@ -3,7 +3,6 @@
  * status equal to the code, and a refusal's reason in data.error. */
 #include "sim_proto_impl.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

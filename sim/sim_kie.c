@@ -4,7 +4,6 @@
  * refusals (401, 402, 422, 429, 455, 500, ...) come inside an HTTP 200. */
 #include "sim_proto_impl.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
