@@ -3,7 +3,6 @@
  * status equal to the code, and a refusal's reason in data.error. */
 #include "sim_proto_impl.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -89,9 +88,7 @@ int sim_apixo_submit_parse(const struct sim_models *ms, const struct sim_route_i
 
 cJSON *sim_apixo_submit_json(const struct sim_task *t)
 {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "code", 200);
-    cJSON_AddStringToObject(o, "message", "success");
+    cJSON *o = sim_proto_envelope(200, "message", "success");
     cJSON_AddStringToObject(cJSON_AddObjectToObject(o, "data"), "taskId", t->id);
     return o;
 }
@@ -102,11 +99,9 @@ cJSON *sim_apixo_status_json(const struct sim_task *t, long long now_ms, const c
 {
     struct sim_task_view v;
     sim_task_view_at(t, now_ms, &v);
-    cJSON *o = cJSON_CreateObject();
+    cJSON *o = sim_proto_envelope(200, "message", "success");
     if (!o)
         return NULL;
-    cJSON_AddNumberToObject(o, "code", 200);
-    cJSON_AddStringToObject(o, "message", "success");
     cJSON *d = cJSON_AddObjectToObject(o, "data");
     cJSON_AddStringToObject(d, "taskId", t->id);
     const char *state = v.done                               ? (t->failed ? "failed" : "success")
@@ -139,25 +134,10 @@ static const char *sim_apixo_title(int code)
         return "Unauthorized";
     case 402:
         return "Payment required";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not found";
-    case 405:
-        return "Method not allowed";
-    case 410:
-        return "Gone";
     case 429:
         return "Too many requests";
-    case 502:
-        return "Bad gateway";
-    case 455:
-    case 503:
-        return "Service unavailable";
-    case 504:
-        return "Gateway timeout";
     default:
-        return code >= 500 ? "Internal server error" : "Request failed";
+        return sim_proto_http_title(code, "Request failed");
     }
 }
 
@@ -193,58 +173,30 @@ static const char *sim_apixo_reason(int code)
 
 cJSON *sim_apixo_error_json(int code, const char *msg)
 {
-    cJSON *o = cJSON_CreateObject();
+    cJSON *o = sim_proto_envelope(code, "message", sim_apixo_title(code));
     if (!o)
         return NULL;
-    cJSON_AddNumberToObject(o, "code", code);
-    cJSON_AddStringToObject(o, "message", sim_apixo_title(code));
     cJSON_AddStringToObject(cJSON_AddObjectToObject(o, "data"), "error",
                             msg ? msg : sim_apixo_reason(code));
     return o;
 }
 
-char *sim_apixo_malformed(enum sim_malformed_kind kind, int submit, const char *id)
-{
-    char buf[1024];
-    switch (kind) {
-    case SIM_MALFORMED_TRUNCATED:
-        snprintf(buf, sizeof(buf),
-                 "{\"code\":200,\"message\":\"success\",\"data\":{\"taskId\":\"%s", id);
-        break;
-    case SIM_MALFORMED_NOT_JSON:
-        snprintf(buf, sizeof(buf), "%s", sim_proto_html);
-        break;
-    case SIM_MALFORMED_NO_DATA:
-        snprintf(buf, sizeof(buf), "{\"code\":200,\"message\":\"success\"}");
-        break;
-    case SIM_MALFORMED_WRONG_TYPES:
-        snprintf(buf, sizeof(buf),
-                 "{\"code\":\"200\",\"message\":200,\"data\":{\"taskId\":12345,\"state\":7,"
-                 "\"resultJson\":42,\"createTime\":\"yesterday\"}}");
-        break;
-    case SIM_MALFORMED_RESULTJSON_OBJECT:
-        if (submit)
-            snprintf(buf, sizeof(buf),
-                     "{\"code\":200,\"message\":\"success\",\"data\":{\"taskId\":\"\"}}");
-        else
-            snprintf(buf, sizeof(buf),
-                     "{\"code\":200,\"message\":\"success\",\"data\":{\"taskId\":\"%s\","
-                     "\"state\":\"success\",\"resultJson\":{\"resultUrls\":["
-                     "\"http://127.0.0.1:9/x.png\"]}}}",
-                     id);
-        break;
-    case SIM_MALFORMED_UNKNOWN_STATE:
-        if (submit)
-            snprintf(buf, sizeof(buf), "{\"code\":200,\"message\":\"success\",\"data\":[]}");
-        else
-            snprintf(buf, sizeof(buf),
-                     "{\"code\":200,\"message\":\"success\",\"data\":{\"taskId\":\"%s\","
-                     "\"state\":\"exploding\",\"createTime\":1700000000000}}",
-                     id);
-        break;
-    case SIM_MALFORMED_HUGE:
-    default:
-        return sim_proto_huge("{\"code\":200,\"message\":\"success\",\"data\":null,\"pad\":\"");
-    }
-    return strdup(buf);
-}
+const struct sim_malformed_form sim_apixo_malformed[SIM_MALFORMED_KINDS] = {
+    [SIM_MALFORMED_TRUNCATED] = {"{\"code\":200,\"message\":\"success\",\"data\":{\"taskId\":\"%s"},
+    [SIM_MALFORMED_NO_DATA] = {"{\"code\":200,\"message\":\"success\"}"},
+    [SIM_MALFORMED_WRONG_TYPES] = {"{\"code\":\"200\",\"message\":200,\"data\":{\"taskId\":12345,"
+                                   "\"state\":7,\"resultJson\":42,\"createTime\":\"yesterday\"}}"},
+    [SIM_MALFORMED_RESULTJSON_OBJECT] = {.submit = "{\"code\":200,\"message\":\"success\","
+                                                   "\"data\":{\"taskId\":\"\"}}",
+                                         .status =
+                                             "{\"code\":200,\"message\":\"success\","
+                                             "\"data\":{\"taskId\":\"%s\","
+                                             "\"state\":\"success\",\"resultJson\":{"
+                                             "\"resultUrls\":[\"http://127.0.0.1:9/x.png\"]}}}"},
+    [SIM_MALFORMED_UNKNOWN_STATE] = {.submit = "{\"code\":200,\"message\":\"success\",\"data\":[]}",
+                                     .status = "{\"code\":200,\"message\":\"success\","
+                                               "\"data\":{\"taskId\":\"%s\","
+                                               "\"state\":\"exploding\","
+                                               "\"createTime\":1700000000000}}"},
+    [SIM_MALFORMED_HUGE] = {"{\"code\":200,\"message\":\"success\",\"data\":null,\"pad\":\""},
+};

@@ -393,54 +393,21 @@ cJSON *sim_fal_error_json(int code, const char *msg)
     return o;
 }
 
-/* The seven malformed kinds in queue shapes; route picks submit, status or result. */
-char *sim_fal_malformed(enum sim_malformed_kind kind, enum sim_route route, const char *id)
-{
-    char buf[1024];
-    int submit = route == SIM_ROUTE_SUBMIT, result = route == SIM_ROUTE_RESULT;
-    switch (kind) {
-    case SIM_MALFORMED_TRUNCATED:
-        if (result)
-            snprintf(buf, sizeof(buf), "{\"images\":[{\"url\":\"http://127.0.0.1:9/");
-        else
-            snprintf(buf, sizeof(buf), "{\"request_id\":\"%s\",\"status\":\"IN_PR", id);
-        break;
-    case SIM_MALFORMED_NOT_JSON:
-        snprintf(buf, sizeof(buf), "%s", sim_proto_html);
-        break;
-    case SIM_MALFORMED_NO_DATA:
-        snprintf(buf, sizeof(buf), "{}");
-        break;
-    case SIM_MALFORMED_WRONG_TYPES:
-        if (result)
-            snprintf(buf, sizeof(buf),
-                     "{\"images\":\"http://127.0.0.1:9/x.png\",\"video\":7,\"audio\":[1]}");
-        else
-            snprintf(buf, sizeof(buf),
-                     "{\"request_id\":12345,\"status\":7,\"queue_position\":\"first\","
-                     "\"response_url\":42,\"status_url\":false}");
-        break;
-    case SIM_MALFORMED_RESULTJSON_OBJECT:
-        if (submit)
-            snprintf(buf, sizeof(buf),
-                     "{\"request_id\":\"\",\"response_url\":\"\",\"status_url\":\"\"}");
-        else if (result)
-            snprintf(buf, sizeof(buf), "{\"images\":[{\"content_type\":\"image/png\"}]}");
-        else
-            snprintf(buf, sizeof(buf), "{\"request_id\":\"%s\",\"status\":{\"COMPLETED\":true}}",
-                     id);
-        break;
-    case SIM_MALFORMED_UNKNOWN_STATE:
-        if (submit)
-            snprintf(buf, sizeof(buf), "[]");
-        else if (result)
-            snprintf(buf, sizeof(buf), "{\"detail\":null}");
-        else
-            snprintf(buf, sizeof(buf), "{\"request_id\":\"%s\",\"status\":\"EXPLODING\"}", id);
-        break;
-    case SIM_MALFORMED_HUGE:
-    default:
-        return sim_proto_huge("{\"request_id\":null,\"status\":null,\"pad\":\"");
-    }
-    return strdup(buf);
-}
+/* The malformed kinds in queue shapes: submit, status and result answers. */
+const struct sim_malformed_form sim_fal_malformed[SIM_MALFORMED_KINDS] = {
+    [SIM_MALFORMED_TRUNCATED] = {.status = "{\"request_id\":\"%s\",\"status\":\"IN_PR",
+                                 .result = "{\"images\":[{\"url\":\"http://127.0.0.1:9/"},
+    [SIM_MALFORMED_NO_DATA] = {"{}"},
+    [SIM_MALFORMED_WRONG_TYPES] =
+        {.status = "{\"request_id\":12345,\"status\":7,\"queue_position\":\"first\","
+                   "\"response_url\":42,\"status_url\":false}",
+         .result = "{\"images\":\"http://127.0.0.1:9/x.png\",\"video\":7,\"audio\":[1]}"},
+    [SIM_MALFORMED_RESULTJSON_OBJECT] =
+        {.submit = "{\"request_id\":\"\",\"response_url\":\"\",\"status_url\":\"\"}",
+         .status = "{\"request_id\":\"%s\",\"status\":{\"COMPLETED\":true}}",
+         .result = "{\"images\":[{\"content_type\":\"image/png\"}]}"},
+    [SIM_MALFORMED_UNKNOWN_STATE] = {.submit = "[]",
+                                     .status = "{\"request_id\":\"%s\",\"status\":\"EXPLODING\"}",
+                                     .result = "{\"detail\":null}"},
+    [SIM_MALFORMED_HUGE] = {"{\"request_id\":null,\"status\":null,\"pad\":\""},
+};

@@ -4,7 +4,6 @@
  * refusals (401, 402, 422, 429, 455, 500, ...) come inside an HTTP 200. */
 #include "sim_proto_impl.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,12 +62,7 @@ int sim_kie_submit_parse(const struct sim_models *ms, const char *body, size_t l
 
 static cJSON *sim_kie_envelope(int code, const char *msg)
 {
-    cJSON *o = cJSON_CreateObject();
-    if (!o)
-        return NULL;
-    cJSON_AddNumberToObject(o, "code", code);
-    cJSON_AddStringToObject(o, "msg", msg);
-    return o;
+    return sim_proto_envelope(code, "msg", msg);
 }
 
 /* Real answers carry recordId beside taskId, the same id. */
@@ -178,48 +172,22 @@ cJSON *sim_kie_error_json(int code, const char *msg, int *http)
     return o;
 }
 
-char *sim_kie_malformed(enum sim_malformed_kind kind, int submit, const char *id)
-{
-    char buf[1024];
-    switch (kind) {
-    case SIM_MALFORMED_TRUNCATED:
-        snprintf(buf, sizeof(buf), "{\"code\":200,\"msg\":\"success\",\"data\":{\"taskId\":\"%s",
-                 id);
-        break;
-    case SIM_MALFORMED_NOT_JSON:
-        snprintf(buf, sizeof(buf), "%s", sim_proto_html);
-        break;
-    case SIM_MALFORMED_NO_DATA:
-        snprintf(buf, sizeof(buf), "{\"code\":200,\"msg\":\"success\"}");
-        break;
-    case SIM_MALFORMED_WRONG_TYPES:
-        snprintf(buf, sizeof(buf),
-                 "{\"code\":\"200\",\"msg\":200,\"data\":{\"taskId\":12345,\"state\":7,"
-                 "\"resultJson\":42,\"createTime\":\"yesterday\"}}");
-        break;
-    case SIM_MALFORMED_RESULTJSON_OBJECT:
-        if (submit)
-            snprintf(buf, sizeof(buf),
-                     "{\"code\":200,\"msg\":\"success\",\"data\":{\"taskId\":\"\"}}");
-        else
-            snprintf(buf, sizeof(buf),
-                     "{\"code\":200,\"msg\":\"success\",\"data\":{\"taskId\":\"%s\",\"state\":"
-                     "\"success\",\"resultJson\":{\"resultUrls\":[\"http://127.0.0.1:9/x.png\"]},"
-                     "\"failCode\":\"\",\"failMsg\":\"\"}}",
-                     id);
-        break;
-    case SIM_MALFORMED_UNKNOWN_STATE:
-        if (submit)
-            snprintf(buf, sizeof(buf), "{\"code\":200,\"msg\":\"success\",\"data\":[]}");
-        else
-            snprintf(buf, sizeof(buf),
-                     "{\"code\":200,\"msg\":\"success\",\"data\":{\"taskId\":\"%s\",\"state\":"
-                     "\"exploding\",\"resultJson\":\"\",\"failCode\":\"\",\"failMsg\":\"\"}}",
-                     id);
-        break;
-    case SIM_MALFORMED_HUGE:
-    default:
-        return sim_proto_huge("{\"code\":200,\"msg\":\"success\",\"data\":null,\"pad\":\"");
-    }
-    return strdup(buf);
-}
+const struct sim_malformed_form sim_kie_malformed[SIM_MALFORMED_KINDS] = {
+    [SIM_MALFORMED_TRUNCATED] = {"{\"code\":200,\"msg\":\"success\",\"data\":{\"taskId\":\"%s"},
+    [SIM_MALFORMED_NO_DATA] = {"{\"code\":200,\"msg\":\"success\"}"},
+    [SIM_MALFORMED_WRONG_TYPES] = {"{\"code\":\"200\",\"msg\":200,\"data\":{\"taskId\":12345,"
+                                   "\"state\":7,\"resultJson\":42,\"createTime\":\"yesterday\"}}"},
+    [SIM_MALFORMED_RESULTJSON_OBJECT] = {.submit = "{\"code\":200,\"msg\":\"success\","
+                                                   "\"data\":{\"taskId\":\"\"}}",
+                                         .status = "{\"code\":200,\"msg\":\"success\","
+                                                   "\"data\":{\"taskId\":\"%s\",\"state\":"
+                                                   "\"success\",\"resultJson\":{\"resultUrls\":["
+                                                   "\"http://127.0.0.1:9/x.png\"]},"
+                                                   "\"failCode\":\"\",\"failMsg\":\"\"}}"},
+    [SIM_MALFORMED_UNKNOWN_STATE] = {.submit = "{\"code\":200,\"msg\":\"success\",\"data\":[]}",
+                                     .status = "{\"code\":200,\"msg\":\"success\","
+                                               "\"data\":{\"taskId\":\"%s\",\"state\":"
+                                               "\"exploding\",\"resultJson\":\"\","
+                                               "\"failCode\":\"\",\"failMsg\":\"\"}}"},
+    [SIM_MALFORMED_HUGE] = {"{\"code\":200,\"msg\":\"success\",\"data\":null,\"pad\":\""},
+};

@@ -112,6 +112,16 @@ int sim_proto_parse_object(const char *body, size_t len, struct sim_submit *out)
     return out->root && cJSON_IsObject(out->root) ? 0 : -1;
 }
 
+cJSON *sim_proto_envelope(int code, const char *msg_key, const char *msg)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    cJSON_AddNumberToObject(o, "code", code);
+    cJSON_AddStringToObject(o, msg_key, msg);
+    return o;
+}
+
 char *sim_proto_huge(const char *head)
 {
     size_t n = SIM_PROTO_HUGE_BODY, hl = strlen(head);
@@ -123,6 +133,29 @@ char *sim_proto_huge(const char *head)
     memcpy(s + n - 2, "\"}", 2);
     s[n] = '\0';
     return s;
+}
+
+const char *sim_proto_http_title(int code, const char *fallback)
+{
+    switch (code) {
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not found";
+    case 405:
+        return "Method not allowed";
+    case 410:
+        return "Gone";
+    case 502:
+        return "Bad gateway";
+    case 455:
+    case 503:
+        return "Service unavailable";
+    case 504:
+        return "Gateway timeout";
+    default:
+        return code >= 500 ? "Internal server error" : fallback;
+    }
 }
 
 const char sim_proto_html[] =
@@ -385,17 +418,20 @@ int sim_proto_unknown_task(enum sim_protocol p, const char *id, char *msg, size_
 char *sim_proto_malformed_body(enum sim_protocol p, enum sim_malformed_kind kind,
                                enum sim_route route, const char *id)
 {
-    int submit = route == SIM_ROUTE_SUBMIT;
-    if (submit)
-        id = "";
-    switch (p) {
-    case SIM_PROTO_KIE:
-        return sim_kie_malformed(kind, submit, id);
-    case SIM_PROTO_REPLICATE:
-        return sim_replicate_malformed(kind, submit, id);
-    case SIM_PROTO_FAL:
-        return sim_fal_malformed(kind, route, id);
-    default:
-        return sim_apixo_malformed(kind, submit, id);
-    }
+    const struct sim_malformed_form *forms = p == SIM_PROTO_KIE         ? sim_kie_malformed
+                                             : p == SIM_PROTO_REPLICATE ? sim_replicate_malformed
+                                             : p == SIM_PROTO_FAL       ? sim_fal_malformed
+                                                                        : sim_apixo_malformed;
+    if (kind == SIM_MALFORMED_NOT_JSON)
+        return strdup(sim_proto_html);
+    if (kind < 0 || kind >= SIM_MALFORMED_HUGE)
+        return sim_proto_huge(forms[SIM_MALFORMED_HUGE].status);
+    const struct sim_malformed_form *f = &forms[kind];
+    const char *form = route == SIM_ROUTE_SUBMIT && f->submit   ? f->submit
+                       : route == SIM_ROUTE_RESULT && f->result ? f->result
+                                                                : f->status;
+    char buf[1024];
+    /* The forms are the tables' literals, each with one %s at most. */
+    snprintf(buf, sizeof(buf), form, route == SIM_ROUTE_SUBMIT ? "" : id);
+    return strdup(buf);
 }

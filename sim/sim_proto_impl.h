@@ -15,9 +15,25 @@ int sim_proto_refuse(int code, char *msg, size_t msglen, const char *fmt, ...)
 int sim_proto_http_url(const char *s);
 /* Parses body as a JSON object into out->root; -1 when it is not one. */
 int sim_proto_parse_object(const char *body, size_t len, struct sim_submit *out);
+/* {"code": code, msg_key: msg}: the head of APIXO's and kie's answers. */
+cJSON *sim_proto_envelope(int code, const char *msg_key, const char *msg);
 /* "{" head "xxx…" "\"}" of SIM_PROTO_HUGE_BODY bytes (malloc'd). */
 char *sim_proto_huge(const char *head);
+/* The status's title as APIXO and replicate word it (455 is maintenance); fallback for a 4xx
+ * it does not name. */
+const char *sim_proto_http_title(int code, const char *fallback);
 extern const char sim_proto_html[];
+/* One malformed answer: printf forms whose %s is the task id ("" in a submit answer); a NULL
+ * submit or result form takes the status one. */
+struct sim_malformed_form {
+    const char *status, *submit, *result;
+};
+/* The protocols' tables, by kind: NOT_JSON is sim_proto_html for all, HUGE's status form the head
+ * of sim_proto_huge's body. */
+extern const struct sim_malformed_form sim_apixo_malformed[SIM_MALFORMED_KINDS];
+extern const struct sim_malformed_form sim_kie_malformed[SIM_MALFORMED_KINDS];
+extern const struct sim_malformed_form sim_replicate_malformed[SIM_MALFORMED_KINDS];
+extern const struct sim_malformed_form sim_fal_malformed[SIM_MALFORMED_KINDS];
 /* The two 64-bit words of the counter-th task id of a seed. */
 void sim_proto_id_words(uint64_t seed, uint64_t counter, uint64_t *a, uint64_t *b);
 
@@ -31,7 +47,6 @@ int sim_apixo_submit_parse(const struct sim_models *ms, const struct sim_route_i
 cJSON *sim_apixo_submit_json(const struct sim_task *t);
 cJSON *sim_apixo_status_json(const struct sim_task *t, long long now_ms, const char *base);
 cJSON *sim_apixo_error_json(int code, const char *msg);
-char *sim_apixo_malformed(enum sim_malformed_kind kind, int submit, const char *id);
 
 void sim_kie_route(int get, int post, const char *path, const char *task_query,
                    struct sim_route_info *out);
@@ -41,7 +56,6 @@ cJSON *sim_kie_submit_json(const struct sim_task *t);
 cJSON *sim_kie_status_json(const struct sim_task *t, long long now_ms, const char *base);
 char *sim_kie_callback_body(const struct sim_task *t, long long now_ms, const char *base);
 cJSON *sim_kie_error_json(int code, const char *msg, int *http);
-char *sim_kie_malformed(enum sim_malformed_kind kind, int submit, const char *id);
 
 /* ---- replicate (sim_replicate.c) ---- */
 
@@ -53,7 +67,6 @@ int sim_replicate_submit_parse(const struct sim_models *ms, const struct sim_rou
 void sim_replicate_version(const char *model, char out[65]);
 cJSON *sim_replicate_prediction(const struct sim_task *t, long long now_ms, const char *base);
 cJSON *sim_replicate_error_json(int code, const char *msg);
-char *sim_replicate_malformed(enum sim_malformed_kind kind, int submit, const char *id);
 
 /* ---- fal (sim_fal.c) ---- */
 
@@ -71,6 +84,5 @@ cJSON *sim_fal_result_json(const struct sim_task *t, long long now_ms, const cha
 cJSON *sim_fal_cancel_json(int canceled, int *status);
 char *sim_fal_callback_body(const struct sim_task *t, long long now_ms, const char *base);
 cJSON *sim_fal_error_json(int code, const char *msg);
-char *sim_fal_malformed(enum sim_malformed_kind kind, enum sim_route route, const char *id);
 
 #endif

@@ -374,27 +374,12 @@ static const char *sim_replicate_title(int code)
         return "Unauthenticated";
     case 402:
         return "Insufficient credit";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not found";
-    case 405:
-        return "Method not allowed";
-    case 410:
-        return "Gone";
     case 422:
         return "Input validation failed";
     case 429:
         return "Request was throttled";
-    case 502:
-        return "Bad gateway";
-    case 455:
-    case 503:
-        return "Service unavailable";
-    case 504:
-        return "Gateway timeout";
     default:
-        return code >= 500 ? "Internal server error" : "Error";
+        return sim_proto_http_title(code, "Error");
     }
 }
 
@@ -449,44 +434,18 @@ cJSON *sim_replicate_error_json(int code, const char *msg)
     return o;
 }
 
-/* The seven malformed kinds in prediction shape. A broken submit answer never holds an id and
- * a status together. */
-char *sim_replicate_malformed(enum sim_malformed_kind kind, int submit, const char *id)
-{
-    char buf[1024];
-    switch (kind) {
-    case SIM_MALFORMED_TRUNCATED:
-        snprintf(buf, sizeof(buf), "{\"id\":\"%s\",\"status\":\"proc", id);
-        break;
-    case SIM_MALFORMED_NOT_JSON:
-        snprintf(buf, sizeof(buf), "%s", sim_proto_html);
-        break;
-    case SIM_MALFORMED_NO_DATA:
-        snprintf(buf, sizeof(buf), "{}");
-        break;
-    case SIM_MALFORMED_WRONG_TYPES:
-        snprintf(buf, sizeof(buf),
-                 "{\"id\":12345,\"status\":7,\"output\":{\"url\":42},\"error\":42,"
-                 "\"urls\":\"none\",\"created_at\":17}");
-        break;
-    case SIM_MALFORMED_RESULTJSON_OBJECT:
-        /* Output of no shape a model gives: a number where URLs belong. */
-        if (submit)
-            snprintf(buf, sizeof(buf), "{\"id\":\"\",\"status\":\"starting\",\"output\":null}");
-        else
-            snprintf(buf, sizeof(buf),
-                     "{\"id\":\"%s\",\"status\":\"succeeded\",\"output\":42,\"error\":null}", id);
-        break;
-    case SIM_MALFORMED_UNKNOWN_STATE:
-        if (submit)
-            snprintf(buf, sizeof(buf), "[]");
-        else
-            snprintf(buf, sizeof(buf),
-                     "{\"id\":\"%s\",\"status\":\"exploding\",\"output\":null,\"error\":null}", id);
-        break;
-    case SIM_MALFORMED_HUGE:
-    default:
-        return sim_proto_huge("{\"id\":null,\"status\":null,\"pad\":\"");
-    }
-    return strdup(buf);
-}
+/* The malformed kinds in prediction shape. A broken submit answer never holds an id and a
+ * status together; a broken output is a number where URLs belong. */
+const struct sim_malformed_form sim_replicate_malformed[SIM_MALFORMED_KINDS] = {
+    [SIM_MALFORMED_TRUNCATED] = {"{\"id\":\"%s\",\"status\":\"proc"},
+    [SIM_MALFORMED_NO_DATA] = {"{}"},
+    [SIM_MALFORMED_WRONG_TYPES] = {"{\"id\":12345,\"status\":7,\"output\":{\"url\":42},"
+                                   "\"error\":42,\"urls\":\"none\",\"created_at\":17}"},
+    [SIM_MALFORMED_RESULTJSON_OBJECT] =
+        {.submit = "{\"id\":\"\",\"status\":\"starting\",\"output\":null}",
+         .status = "{\"id\":\"%s\",\"status\":\"succeeded\",\"output\":42,\"error\":null}"},
+    [SIM_MALFORMED_UNKNOWN_STATE] =
+        {.submit = "[]",
+         .status = "{\"id\":\"%s\",\"status\":\"exploding\",\"output\":null,\"error\":null}"},
+    [SIM_MALFORMED_HUGE] = {"{\"id\":null,\"status\":null,\"pad\":\""},
+};

@@ -30,14 +30,7 @@ teardown() {
     b=$(genfs_submit test-image '{"prompt": "does not fit", "sim_duration_ms": 200}')
     timeout 60 cat "$MNT/test-image/$a/result" "$MNT/test-image/$b/result" >/dev/null
     timeout 60 cat "$MNT/test-image/$a/files/0.png" >/dev/null
-    run timeout 60 python3 -c "
-import errno, sys
-try:
-    open(sys.argv[1], 'rb').read()
-except OSError as e:
-    print(errno.errorcode[e.errno])
-    sys.exit(1)
-print('read')" "$MNT/test-image/$b/files/0.png"
+    run errno_of_read "$MNT/test-image/$b/files/0.png" 60
     assert_output ENOSPC
     run cat "$MNT/log"
     assert_output --partial "cannot write to cache_dir $SMALL"

@@ -265,15 +265,21 @@ start_refused() {
     compgen -G "$STATE_DIR/tasks.db.broken-*" >/dev/null
 }
 
-@test "a write-ahead log deleted after a crash is refused: the tasks in it are not silently lost" {
+# crash_with_tasks WORD: genfs mounted, three minute-long tasks submitted ("WORD 1".."WORD 3",
+# their ids in ids), then killed with -9 and its dead mount dropped.
+crash_with_tasks() {
     genfs_mount -o config="$CONFIG"
     ids=()
     for i in 1 2 3; do
-        ids+=("$(genfs_submit test-image "{\"prompt\": \"in the log $i\", \"sim_duration_ms\": 60000}")")
+        ids+=("$(genfs_submit test-image "{\"prompt\": \"$1 $i\", \"sim_duration_ms\": 60000}")")
     done
-    [ "${#ids[@]}" -eq 3 ]
     genfs_kill9
     fusermount3 -uz "$MNT" 2>/dev/null || true
+}
+
+@test "a write-ahead log deleted after a crash is refused: the tasks in it are not silently lost" {
+    crash_with_tasks "in the log"
+    [ "${#ids[@]}" -eq 3 ]
     [ -f "$STATE_DIR/tasks.db-wal" ]
     rm -f "$STATE_DIR/tasks.db-wal" "$STATE_DIR/tasks.db-shm"
     start_refused "write-ahead log"
@@ -284,13 +290,7 @@ start_refused() {
 }
 
 @test "a crash with the write-ahead log in place restarts with every task" {
-    genfs_mount -o config="$CONFIG"
-    ids=()
-    for i in 1 2 3; do
-        ids+=("$(genfs_submit test-image "{\"prompt\": \"kept $i\", \"sim_duration_ms\": 60000}")")
-    done
-    genfs_kill9
-    fusermount3 -uz "$MNT" 2>/dev/null || true
+    crash_with_tasks kept
     genfs_mount -o config="$CONFIG"
     for id in "${ids[@]}"; do
         [ -d "$MNT/test-image/$id" ]

@@ -215,18 +215,6 @@ JSON
     [ "$(stat_of 'd["rate_limit"]')" = 2 ]
 }
 
-# errno_of_read PATH: the errno name of reading PATH, or "ok".
-errno_of_read() {
-    timeout 150 python3 - "$1" <<'PY'
-import errno, sys
-try:
-    open(sys.argv[1], "rb").read()
-    print("ok")
-except OSError as e:
-    print(errno.errorcode[e.errno])
-PY
-}
-
 @test "a provider that forgot the task (404 on every poll): failed with not_found, readers answered" {
     genfs_setup
     genfs_mount -o config="$CONFIG"
@@ -235,7 +223,7 @@ PY
     wait_until 30 test -s "$MNT/test-image/$id/status.json"
     # The sim forgets every task: status answers 404 from now on.
     curl -s -X POST "$SIM_URL/_sim/reset" >/dev/null
-    assert_equal "$(errno_of_read "$MNT/test-image/$id/result")" EIO
+    assert_equal "$(errno_of_read "$MNT/test-image/$id/result" 150)" EIO
     run cat "$MNT/test-image/$id/state"
     assert_output failed
     run cat "$MNT/test-image/$id/error"
@@ -257,7 +245,7 @@ JSON
     id=$(genfs_submit test-image '{"prompt": "never answered", "sim_duration_ms": 600000}')
     [ -n "$id" ]
     sim_faults '{"error_500": 1}' >/dev/null
-    assert_equal "$(errno_of_read "$MNT/test-image/$id/result")" ETIMEDOUT
+    assert_equal "$(errno_of_read "$MNT/test-image/$id/result" 150)" ETIMEDOUT
     run cat "$MNT/log"
     assert_output --partial "not done within the model's time limit"
     # Not failed: a late success is still possible, so slow polling goes on.

@@ -264,3 +264,29 @@ pid_gone() {
     esac
     return 1
 }
+
+# ---- shared by the protocol suites (protocols, providers, faults, disk_full) ----
+#   genfs_image_model PROTOCOL    the model of PROTOCOL's sim that behaves like test-image
+#                                 (nested for replicate and fal)
+#   errno_of_read PATH [SECONDS]  the errno name of reading PATH whole, or "ok"; gives up
+#                                 after SECONDS (default 120)
+
+genfs_image_model() {
+    case $1 in
+    apixo) echo test-image ;;
+    kie) echo grok-imagine/text-to-image ;;
+    replicate) echo test/image ;;
+    fal) echo fal-ai/test-image ;;
+    esac
+}
+
+errno_of_read() {
+    timeout "${2:-120}" python3 - "$1" <<'PY'
+import errno, sys
+try:
+    open(sys.argv[1], "rb").read()
+    print("ok")
+except OSError as e:
+    print(errno.errorcode[e.errno])
+PY
+}

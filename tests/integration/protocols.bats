@@ -14,22 +14,12 @@ teardown() {
     genfs_teardown
 }
 
-# model of each protocol that behaves like test-image
-proto_model() {
-    case "$1" in
-    apixo) echo test-image ;;
-    kie) echo grok-imagine/text-to-image ;;
-    replicate) echo test/image ;;
-    fal) echo fal-ai/test-image ;;
-    esac
-}
-
 # proto_setup PROTOCOL [MODELS] [GENFS ARGS...]: the sim speaking PROTOCOL, genfs mounted with
 # that built-in profile (fast polls, so the tests wait on the sim's clock, not on genfs).
 proto_setup() {
     local p=$1 models=${2:-}
     shift 2 || shift $#
-    [ -n "$models" ] || models=$(proto_model "$p")
+    [ -n "$models" ] || models=$(genfs_image_model "$p")
     genfs_setup --protocol "$p" --time-scale 0.01
     SIM_PROTOCOL=$p
     CONFIG="$BATS_TEST_TMPDIR/config.json"
@@ -55,22 +45,10 @@ except OSError as e:
 PY
 }
 
-# errno_of_read PATH: the errno name of reading PATH, or "ok".
-errno_of_read() {
-    timeout 120 python3 - "$1" <<'PY'
-import errno, sys
-try:
-    open(sys.argv[1], "rb").read()
-    print("ok")
-except OSError as e:
-    print(errno.errorcode[e.errno])
-PY
-}
-
 core_success() {
     local p=$1 m
     proto_setup "$p"
-    m=$(proto_model "$p")
+    m=$(genfs_image_model "$p")
     id=$(genfs_submit "$m" '{"prompt": "a lighthouse at dawn", "sim_duration_ms": 400}')
     [ -n "$id" ]
     run timeout 120 cat "$MNT/$m/$id/result"
@@ -88,7 +66,7 @@ core_success() {
 core_failed() {
     local p=$1 m
     proto_setup "$p"
-    m=$(proto_model "$p")
+    m=$(genfs_image_model "$p")
     id=$(genfs_submit "$m" '{"prompt": "x", "sim_duration_ms": 300, "sim_outcome": "failed",
         "sim_fail_code": "NSFW_DETECTED", "sim_fail_msg": "the image was flagged"}')
     [ -n "$id" ]
@@ -102,7 +80,7 @@ core_failed() {
 core_refused() {
     local p=$1 m
     proto_setup "$p"
-    m=$(proto_model "$p")
+    m=$(genfs_image_model "$p")
     assert_equal "$(errno_of_write "$MNT/$m/new" '{"prompt": "x", "sim_reject": 400}')" EINVAL
     assert_equal "$(errno_of_write "$MNT/$m/new" '{"prompt": "x", "sim_credits": "none"}')" EDQUOT
     run cat "$MNT/log"
@@ -116,7 +94,7 @@ core_refused() {
 core_callback() {
     local p=$1 m port
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    m=$(proto_model "$p")
+    m=$(genfs_image_model "$p")
     genfs_setup --protocol "$p" --time-scale 0.01
     CONFIG="$BATS_TEST_TMPDIR/config.json"
     # Polls alone would come after 60 s: only the callback can answer the reader in time.

@@ -18,16 +18,6 @@ teardown() {
 
 # ---- per-protocol facts ---------------------------------------------------------------------
 
-# The image model each protocol's tests submit to (nested for replicate and fal).
-image_model() {
-    case $1 in
-    apixo) echo test-image ;;
-    kie) echo grok-imagine/text-to-image ;;
-    replicate) echo test/image ;;
-    fal) echo fal-ai/test-image ;;
-    esac
-}
-
 # What genfs's error file holds for a task failed with sim_fail_code E42 and
 # sim_fail_msg "content policy": "CODE: MESSAGE"; replicate carries no code, and its
 # status word stands in.
@@ -124,7 +114,7 @@ now_ms() {
 
 check_submit() {
     local p=$1 m id want
-    m=$(image_model "$p")
+    m=$(genfs_image_model "$p")
     start_sim "$p" --time-scale 0.01
     mount_proto "$p" "$m"
     id=$(genfs_submit "$m" '{"prompt": "a red fox", "sim_duration_ms": 1000, "sim_outputs": 2}')
@@ -176,7 +166,7 @@ check_submit() {
 
 check_failed() {
     local p=$1 m id
-    m=$(image_model "$p")
+    m=$(genfs_image_model "$p")
     start_sim "$p" --time-scale 0.01
     mount_proto "$p" "$m"
     id=$(genfs_submit "$m" '{"prompt": "x", "sim_duration_ms": 500, "sim_outcome": "failed", "sim_fail_code": "E42", "sim_fail_msg": "content policy"}')
@@ -244,7 +234,7 @@ unknown_model_parent() {
 
 check_refusals() {
     local p=$1 m before unknown
-    m=$(image_model "$p")
+    m=$(genfs_image_model "$p")
     start_sim "$p" --time-scale 0.01
     mount_proto "$p" "$m"
 
@@ -299,7 +289,7 @@ check_refusals() {
 
 check_wrong_key() {
     local p=$1 m before
-    m=$(image_model "$p")
+    m=$(genfs_image_model "$p")
     start_sim "$p" --time-scale 0.01
     GENFS_SIM_KEY=sk-wrong-key-for-this-sim mount_proto "$p" "$m"
     before=$(log_lines)
@@ -352,7 +342,7 @@ check_wrong_key() {
 
 check_callback() {
     local p=$1 m id port cb cfg t0 t1 want
-    m=$(image_model "$p")
+    m=$(genfs_image_model "$p")
     # Real time: the task takes 1.5 s, polling would first look after 20 s.
     start_sim "$p" --time-scale 1
     port=$(free_port)

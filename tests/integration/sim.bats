@@ -43,35 +43,6 @@ submit_id() {
     sim_submit "$1" "$2" | sim_json 'd["data"]["taskId"]'
 }
 
-# A POST sink on a free port: bodies appended to $1, one per line; exports CB_PORT, CB_PID.
-callback_listener() {
-    local out="$1" pf="$BATS_TEST_TMPDIR/cb.port" i
-    rm -f "$pf"
-    python3 -c '
-import http.server, sys
-class H(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        b = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        with open(sys.argv[1], "ab") as f:
-            f.write(b + b"\n")
-        self.send_response(200)
-        self.end_headers()
-    def log_message(self, *a):
-        pass
-s = http.server.HTTPServer(("127.0.0.1", 0), H)
-with open(sys.argv[2] + ".tmp", "w") as f:
-    f.write(str(s.server_address[1]))
-import os; os.rename(sys.argv[2] + ".tmp", sys.argv[2])
-s.serve_forever()
-' "$out" "$pf" 3>&- &
-    CB_PID=$!
-    for i in $(seq 1 100); do
-        [ -s "$pf" ] && break
-        sleep 0.05
-    done
-    CB_PORT="$(cat "$pf")"
-}
-
 @test "starts on a free port, writes the port file, prints the URL, stops on SIGTERM with 0" {
     sim_start --quiet
     [[ "$SIM_PORT" =~ ^[0-9]+$ ]]
@@ -421,7 +392,7 @@ print(d.count(b"\x21\xf9\x04"))' "$BATS_TEST_TMPDIR/body"
 }
 
 @test "callback delivered to the callback_url; lost_callback_rate=1 drops it" {
-    callback_listener "$BATS_TEST_TMPDIR/cb.out"
+    sim_listen "$BATS_TEST_TMPDIR/cb.out"
     sim_start --quiet --time-scale 0.01
     id="$(submit_id test-image "{\"request_type\":\"callback\",\"callback_url\":\"http://127.0.0.1:$CB_PORT/hook/tok\",\"input\":{\"prompt\":\"p\",\"sim_duration_ms\":200}}")"
     for i in $(seq 1 100); do
@@ -447,41 +418,8 @@ print(d.count(b"\x21\xf9\x04"))' "$BATS_TEST_TMPDIR/body"
     assert_equal "$(printf '%s' "$b" | sim_json 'd["data"]["state"]')" success
 }
 
-# A POST sink that answers 500 to its first $2 requests: every body goes to $1, one per line, with
-# the status it got. Exports CB_PORT, CB_PID.
-flaky_listener() {
-    local out="$1" fails="$2" pf="$BATS_TEST_TMPDIR/flaky.port" i
-    rm -f "$pf"
-    python3 -c '
-import http.server, sys
-left = [int(sys.argv[3])]
-class H(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        b = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        code = 500 if left[0] > 0 else 200
-        left[0] -= 1
-        with open(sys.argv[1], "ab") as f:
-            f.write(str(code).encode() + b" " + b + b"\n")
-        self.send_response(code)
-        self.end_headers()
-    def log_message(self, *a):
-        pass
-s = http.server.HTTPServer(("127.0.0.1", 0), H)
-with open(sys.argv[2] + ".tmp", "w") as f:
-    f.write(str(s.server_address[1]))
-import os; os.rename(sys.argv[2] + ".tmp", sys.argv[2])
-s.serve_forever()
-' "$out" "$pf" "$fails" 3>&- &
-    CB_PID=$!
-    for i in $(seq 1 100); do
-        [ -s "$pf" ] && break
-        sleep 0.05
-    done
-    CB_PORT="$(cat "$pf")"
-}
-
 @test "a failed callback delivery is retried up to 3 times, then counted failed" {
-    flaky_listener "$BATS_TEST_TMPDIR/cb.out" 3
+    sim_listen "$BATS_TEST_TMPDIR/cb.out" code 3
     sim_start --quiet --time-scale 0.01
     hook="http://127.0.0.1:$CB_PORT/hook"
     id="$(submit_id test-image "{\"request_type\":\"callback\",\"callback_url\":\"$hook\",\"input\":{\"prompt\":\"p\",\"sim_duration_ms\":10}}")"
@@ -499,7 +437,7 @@ s.serve_forever()
     CB_PID=
     sim_stop
 
-    flaky_listener "$BATS_TEST_TMPDIR/cb2.out" 100
+    sim_listen "$BATS_TEST_TMPDIR/cb2.out" code 100
     sim_start --quiet --time-scale 0.01
     hook="http://127.0.0.1:$CB_PORT/hook"
     submit_id test-image "{\"request_type\":\"callback\",\"callback_url\":\"$hook\",\"input\":{\"prompt\":\"q\",\"sim_duration_ms\":10}}" >/dev/null

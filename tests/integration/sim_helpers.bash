@@ -17,6 +17,11 @@
 #   sim_wait_done MODEL ID [SECONDS]  poll until success/failed; prints the last answer
 #   sim_json EXPR         reads JSON on stdin, prints EXPR evaluated in Python with the
 #                         document as d (strings raw, anything else as JSON)
+#   sim_listen OUT [FORMAT] [FAILS]
+#                         a POST sink on a free loopback port (callbacks): each body appended to
+#                         OUT as one line, after the request's path (FORMAT path) or the status it
+#                         got (FORMAT code); 500 to the first FAILS requests, then 200. Exports
+#                         CB_PORT and CB_PID (the caller kills it)
 #
 # BUILD_DIR defaults to "build" under the repository root (found from this file's place); a
 # relative BUILD_DIR is taken from the repository root. SIM_BIN overrides the binary.
@@ -326,4 +331,39 @@ sim_urls_proto() {
             sim_json '"\n".join(json.loads(d["data"].get("resultJson") or "{}").get("resultUrls", []))'
         ;;
     esac
+}
+
+sim_listen() {
+    local out="$1" format="${2:-}" fails="${3:-0}" pf="$BATS_TEST_TMPDIR/cb.port" i
+    rm -f "$pf"
+    python3 -c '
+import http.server, os, sys
+out, pf, format, left = sys.argv[1], sys.argv[2], sys.argv[3], [int(sys.argv[4])]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        b = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        code = 500 if left[0] > 0 else 200
+        left[0] -= 1
+        head = {"path": self.path, "code": str(code)}.get(format)
+        line = (head.encode() + b" " if head else b"") + b + b"\n"
+        # One write of the whole line, so a reader never sees half a long body.
+        fd = os.open(out, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.write(fd, line)
+        os.close(fd)
+        self.send_response(code)
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+s = http.server.HTTPServer(("127.0.0.1", 0), H)
+with open(pf + ".tmp", "w") as f:
+    f.write(str(s.server_address[1]))
+os.rename(pf + ".tmp", pf)
+s.serve_forever()
+' "$out" "$pf" "$format" "$fails" 3>&- &
+    CB_PID=$!
+    for i in $(seq 1 100); do
+        [ -s "$pf" ] && break
+        sleep 0.05
+    done
+    CB_PORT="$(cat "$pf")"
 }

@@ -35,37 +35,6 @@ bodyj() {
     sim_json "$1" <"$BATS_TEST_TMPDIR/body"
 }
 
-# A POST sink on a free port: bodies appended to $1, one per line; exports CB_PORT, CB_PID.
-callback_listener() {
-    local out="$1" pf="$BATS_TEST_TMPDIR/cb.port" i
-    rm -f "$pf"
-    python3 -c '
-import http.server, os, sys
-class H(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        b = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        # One write of the whole line, so a reader never sees half a long body.
-        fd = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        os.write(fd, self.path.encode() + b" " + b + b"\n")
-        os.close(fd)
-        self.send_response(200)
-        self.end_headers()
-    def log_message(self, *a):
-        pass
-s = http.server.HTTPServer(("127.0.0.1", 0), H)
-with open(sys.argv[2] + ".tmp", "w") as f:
-    f.write(str(s.server_address[1]))
-import os; os.rename(sys.argv[2] + ".tmp", sys.argv[2])
-s.serve_forever()
-' "$out" "$pf" 3>&- &
-    CB_PID=$!
-    for i in $(seq 1 100); do
-        [ -s "$pf" ] && break
-        sleep 0.05
-    done
-    CB_PORT="$(cat "$pf")"
-}
-
 wait_file() {
     local i
     for i in $(seq 1 100); do
@@ -108,6 +77,19 @@ for k in sys.argv[2].split("."):
     d = d.get(k) if isinstance(d, dict) else None
 ok = isinstance(d, str) and d != ""
 sys.exit(1 if ok else 0)' "$BATS_TEST_TMPDIR/body" "$1"
+}
+
+# malformed_submits KEY BODY URL: under malformed_rate=1, seven submits of BODY to URL (one of each
+# malformed kind) answer 200 with no usable id at KEY.
+malformed_submits() {
+    local key="$1" body="$2" url="$3" i
+    sim_faults '{"malformed_rate": 1}'
+    for i in 1 2 3 4 5 6 7; do
+        run http -X POST -H "$(sim_auth_proto)" -d "$body" "$url"
+        assert_output 200
+        run no_usable_id "$key"
+        assert_success
+    done
 }
 
 # ---- every protocol ---------------------------------------------------------------------------
@@ -196,7 +178,7 @@ sys.exit(1 if ok else 0)' "$BATS_TEST_TMPDIR/body" "$1"
 }
 
 @test "kie: callBackUrl gets {code, msg, data}: 200 on success, 501 with the reason on failure" {
-    callback_listener "$BATS_TEST_TMPDIR/cb.out"
+    sim_listen "$BATS_TEST_TMPDIR/cb.out" path
     sim_start_proto kie --quiet --time-scale 0.01
     hook="http://127.0.0.1:$CB_PORT/kie/cb"
     id="$(sim_submit_proto kie "" "{\"model\":\"grok-imagine/text-to-image\",\"callBackUrl\":\"$hook\",\"input\":{\"prompt\":\"p\",\"sim_duration_ms\":100}}" | sim_json 'd["data"]["taskId"]')"
@@ -212,14 +194,8 @@ sys.exit(1 if ok else 0)' "$BATS_TEST_TMPDIR/body" "$1"
 
 @test "kie: malformed answers never hold a usable taskId" {
     sim_start_proto kie --quiet
-    sim_faults '{"malformed_rate": 1}'
-    for i in 1 2 3 4 5 6 7; do
-        run http -X POST -H "$(sim_auth_proto)" -d '{"model":"flux-2","input":{"prompt":"p","mode":"pro-text-to-image"}}' \
-            "$SIM_URL/api/v1/jobs/createTask"
-        assert_output 200
-        run no_usable_id data.taskId
-        assert_success
-    done
+    malformed_submits data.taskId '{"model":"flux-2","input":{"prompt":"p","mode":"pro-text-to-image"}}' \
+        "$SIM_URL/api/v1/jobs/createTask"
     assert_equal "$(sim_figures | sim_json 'd["tasks"]')" 0
 }
 
@@ -397,7 +373,7 @@ print(head)' "$BATS_TEST_TMPDIR/uri" "$BATS_TEST_TMPDIR/inline.png"
 }
 
 @test "replicate: cancel, the canceled and aborted models, logs over 64 KiB in the webhook" {
-    callback_listener "$BATS_TEST_TMPDIR/cb.out"
+    sim_listen "$BATS_TEST_TMPDIR/cb.out" path
     sim_start_proto replicate --quiet --time-scale 0.01
     hook="http://127.0.0.1:$CB_PORT/hook"
     id="$(sim_submit_proto replicate test/image "{\"input\":{\"prompt\":\"stop me\",\"sim_duration_ms\":1000000},\"webhook\":\"$hook\"}" | sim_json 'd["id"]')"
@@ -459,20 +435,13 @@ print(head)' "$BATS_TEST_TMPDIR/uri" "$BATS_TEST_TMPDIR/inline.png"
 
 @test "replicate: malformed answers never hold a usable id and make no task" {
     sim_start_proto replicate --quiet
-    sim_faults '{"malformed_rate": 1}'
-    for i in 1 2 3 4 5 6 7; do
-        run http -X POST -H "$(sim_auth_proto)" -d '{"input":{"prompt":"p"}}' \
-            "$SIM_URL/v1/models/test/image/predictions"
-        assert_output 200
-        run no_usable_id id
-        assert_success
-    done
+    malformed_submits id '{"input":{"prompt":"p"}}' "$SIM_URL/v1/models/test/image/predictions"
     [ "$(stat -c %s "$BATS_TEST_TMPDIR/body")" -ge 5000000 ]
     assert_equal "$(sim_figures | sim_json 'd["tasks"]')" 0
 }
 
 @test "replicate: the webhook gets the prediction when it completes (filter honoured)" {
-    callback_listener "$BATS_TEST_TMPDIR/cb.out"
+    sim_listen "$BATS_TEST_TMPDIR/cb.out" path
     sim_start_proto replicate --quiet --time-scale 0.01
     hook="http://127.0.0.1:$CB_PORT/hook/tok"
     id="$(sim_submit_proto replicate test/image "{\"input\":{\"prompt\":\"p\",\"sim_duration_ms\":200},\"webhook\":\"$hook\",\"webhook_events_filter\":[\"completed\"]}" | sim_json 'd["id"]')"
@@ -613,7 +582,7 @@ EOF
 }
 
 @test "fal: PUT cancel_url cancels a queued request; an ended one is ALREADY_COMPLETED" {
-    callback_listener "$BATS_TEST_TMPDIR/cb.out"
+    sim_listen "$BATS_TEST_TMPDIR/cb.out" path
     sim_start_proto fal --quiet --time-scale 0.01
     id="$(sim_submit_proto fal fal-ai/flux/dev '{"prompt":"p","sim_duration_ms":1000000}' "http://127.0.0.1:$CB_PORT/h" | sim_json 'd["request_id"]')"
     run http -X PUT -H "$(sim_auth_proto)" "$SIM_URL/fal-ai/flux/requests/$id/cancel"
@@ -689,13 +658,7 @@ EOF
 
 @test "fal: malformed answers never hold a usable request_id; slow answers are late" {
     sim_start_proto fal --quiet
-    sim_faults '{"malformed_rate": 1}'
-    for i in 1 2 3 4 5 6 7; do
-        run http -X POST -H "$(sim_auth_proto)" -d '{"prompt":"p"}' "$SIM_URL/fal-ai/test-image"
-        assert_output 200
-        run no_usable_id request_id
-        assert_success
-    done
+    malformed_submits request_id '{"prompt":"p"}' "$SIM_URL/fal-ai/test-image"
     assert_equal "$(sim_figures | sim_json 'd["tasks"]')" 0
     sim_faults '{"malformed_rate": 0, "slow_rate": 1, "slow_ms": 1200}'
     start=$(date +%s%N)
@@ -705,7 +668,7 @@ EOF
 }
 
 @test "fal: with fal_webhook the submit answers the two ids; the webhook {request_id, gateway_request_id, status, payload, error}" {
-    callback_listener "$BATS_TEST_TMPDIR/cb.out"
+    sim_listen "$BATS_TEST_TMPDIR/cb.out" path
     sim_start_proto fal --quiet --time-scale 0.01
     hook="http://127.0.0.1:$CB_PORT/fal/hook?t=1"
     answer="$(sim_submit_proto fal fal-ai/test-image '{"prompt":"p","sim_duration_ms":200}' "$hook")"

@@ -56,6 +56,16 @@ announcer_holds_view() {
     python3 "$GENFS_HELPERS_DIR/py/devof.py" /proc/"$child"/fd/* | grep -qx "$dev"
 }
 
+# A task nobody submits is announced to nobody's inotify watcher on test-image/ (WATCH_PID).
+nobody_sees_new_task() {
+    as_nobody timeout 60 inotifywait -m -e create --format '%e|%f' "$MNT/test-image" \
+        >"$BATS_TEST_TMPDIR/ev" 2>"$BATS_TEST_TMPDIR/ev.err" 3>&- &
+    WATCH_PID=$!
+    wait_until 10 grep -q "Watches established" "$BATS_TEST_TMPDIR/ev.err"
+    id=$(as_nobody sh -c "exec 3<>'$MNT/test-image/new'; echo '{\"prompt\": \"nobody\"}' >&3; read -r id <&3; echo \$id")
+    wait_until 10 grep -q "CREATE,ISDIR|$id" "$BATS_TEST_TMPDIR/ev"
+}
+
 @test "20 rounds of 12 short tasks, their results read, then one fusermount3 -u: never busy" {
     local round i busy=0 ids err
     for round in $(seq 1 20); do
@@ -94,12 +104,7 @@ announcer_holds_view() {
     grep -q "announcements go through a private view of the mount" "$GENFS_LOG"
     announcer_holds_view || fail "genfs-announce holds nothing of the mount's file system"
     # Announcements still reach a watcher (the kernel takes it for the same file system).
-    as_nobody timeout 60 inotifywait -m -e create --format '%e|%f' "$MNT/test-image" \
-        >"$BATS_TEST_TMPDIR/ev" 2>"$BATS_TEST_TMPDIR/ev.err" 3>&- &
-    WATCH_PID=$!
-    wait_until 10 grep -q "Watches established" "$BATS_TEST_TMPDIR/ev.err"
-    id=$(as_nobody sh -c "exec 3<>'$MNT/test-image/new'; echo '{\"prompt\": \"nobody\"}' >&3; read -r id <&3; echo \$id")
-    wait_until 10 grep -q "CREATE,ISDIR|$id" "$BATS_TEST_TMPDIR/ev"
+    nobody_sees_new_task
     run as_nobody fusermount3 -u "$MNT"
     assert_success
     genfs_wait_exit 30 || fail "genfs still runs after the unmount: $(cat "$GENFS_LOG")"
@@ -111,12 +116,7 @@ announcer_holds_view() {
     mount_as_nobody python3 "$GENFS_HELPERS_DIR/py/no_userns.py" 65534
     grep -q "announcements go through the mount itself (no private view of it: no user namespaces" "$GENFS_LOG" ||
         fail "no word of the fallback: $(cat "$GENFS_LOG")"
-    as_nobody timeout 60 inotifywait -m -e create --format '%e|%f' "$MNT/test-image" \
-        >"$BATS_TEST_TMPDIR/ev" 2>"$BATS_TEST_TMPDIR/ev.err" 3>&- &
-    WATCH_PID=$!
-    wait_until 10 grep -q "Watches established" "$BATS_TEST_TMPDIR/ev.err"
-    id=$(as_nobody sh -c "exec 3<>'$MNT/test-image/new'; echo '{\"prompt\": \"nobody\"}' >&3; read -r id <&3; echo \$id")
-    wait_until 10 grep -q "CREATE,ISDIR|$id" "$BATS_TEST_TMPDIR/ev"
+    nobody_sees_new_task
     # The old behaviour: an unmount that meets an announcement is busy and is run again.
     run as_nobody bash -c "$(declare -f genfs_fusermount_u); genfs_fusermount_u '$MNT'"
     assert_success
