@@ -101,7 +101,8 @@ nobody_sees_new_task() {
 
 @test "non-root: the announcer's view comes through a user namespace, and fusermount3 -u succeeds at once" {
     mount_as_nobody
-    grep -q "announcements go through a private view of the mount" "$GENFS_LOG"
+    # The announcer starts once the mount answers: its line may come a moment later.
+    wait_until 10 grep -q "announcements go through a private view of the mount" "$GENFS_LOG"
     announcer_holds_view || fail "genfs-announce holds nothing of the mount's file system"
     # Announcements still reach a watcher (the kernel takes it for the same file system).
     nobody_sees_new_task
@@ -114,7 +115,7 @@ nobody_sees_new_task() {
 @test "non-root without user namespaces: genfs says why, announces through the mount, and unmounts" {
     python3 "$GENFS_HELPERS_DIR/py/no_userns.py" 65534 true || skip "no seccomp filter here"
     mount_as_nobody python3 "$GENFS_HELPERS_DIR/py/no_userns.py" 65534
-    grep -q "announcements go through the mount itself (no private view of it: no user namespaces" "$GENFS_LOG" ||
+    wait_until 10 grep -q "announcements go through the mount itself (no private view of it: no user namespaces" "$GENFS_LOG" ||
         fail "no word of the fallback: $(cat "$GENFS_LOG")"
     nobody_sees_new_task
     # The old behaviour: an unmount that meets an announcement is busy and is run again.
