@@ -523,14 +523,35 @@ void provider_free(struct provider *p)
 {
     if (!p)
         return;
-    char **strs[] = {
-        &p->name,        &p->base_url,         &p->auth_header,       &p->auth_value,
-        &p->env_code,    &p->env_message,      &p->env_data,          &p->submit_method,
-        &p->submit_url,  &p->submit_task_id,   &p->submit_status_url, &p->submit_result_url,
-        &p->status_url,  &p->state_path,       &p->progress_path,     &p->result_path,
-        &p->urls_path,   &p->failed_if,        &p->error_code_path,   &p->error_msg_path,
-        &p->create_path, &p->update_path,      &p->complete_path,     &p->cost_path,
-        &p->result_url,  &p->result_urls_path, &p->result_error_code, &p->result_error_msg};
+    char **strs[] = {&p->name,
+                     &p->base_url,
+                     &p->auth_header,
+                     &p->auth_value,
+                     &p->env_code,
+                     &p->env_message,
+                     &p->env_data,
+                     &p->submit_method,
+                     &p->submit_url,
+                     &p->submit_task_id,
+                     &p->submit_status_url,
+                     &p->submit_result_url,
+                     &p->status_url,
+                     &p->state_path,
+                     &p->progress_path,
+                     &p->result_path,
+                     &p->urls_path,
+                     &p->failed_if,
+                     &p->error_code_path,
+                     &p->error_msg_path,
+                     &p->create_path,
+                     &p->update_path,
+                     &p->complete_path,
+                     &p->cost_path,
+                     &p->result_url,
+                     &p->result_urls_path,
+                     &p->result_error_code,
+                     &p->result_error_msg,
+                     &p->error_type_header};
     for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
         free(*strs[i]);
     for (size_t i = 0; i < p->n_error_message; i++)
