@@ -162,12 +162,9 @@ int input_parse(const char *buf, size_t len, char **json, char **prompt, char *m
                           "the input is %zu bytes, over the 1 MiB limit: shorten it, or pass "
                           "large media by URL",
                           len);
-    const char *nul = len ? memchr(buf, '\0', len) : NULL;
-    if (nul)
-        return input_fail(-EINVAL, msg, msglen,
-                          "the input contains a NUL byte (at byte %zu): write text or a JSON "
-                          "object, not binary data",
-                          (size_t)(nul - buf));
+    int rc = input_check_piece(buf, len, 0, msg, msglen); /* NUL bytes */
+    if (rc < 0)
+        return rc;
     size_t start = 0;
     while (start < len && input_is_space((unsigned char)buf[start]))
         start++;
@@ -184,8 +181,8 @@ int input_parse(const char *buf, size_t len, char **json, char **prompt, char *m
         return -ENOMEM;
     memcpy(text, buf, len);
     text[len] = '\0';
-    int rc = buf[start] == '{' ? input_parse_object(text, len, start, json, prompt, msg, msglen)
-                               : input_parse_text(text, len, json, prompt);
+    rc = buf[start] == '{' ? input_parse_object(text, len, start, json, prompt, msg, msglen)
+                           : input_parse_text(text, len, json, prompt);
     free(text);
     return rc;
 }
