@@ -1,5 +1,7 @@
 #include "hook.h"
 
+#include "clock.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <microhttpd.h>
@@ -49,13 +51,6 @@ struct request {
     size_t body;
     bool too_big;
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static unsigned token_hash(const char *t)
 {
@@ -161,7 +156,7 @@ static bool same_addr(const struct sockaddr_storage *a, const struct sockaddr *b
 /* True when this source may still have a bad request answered. */
 static bool bad_budget(struct hook *h, const struct sockaddr *src)
 {
-    int64_t now = now_ms();
+    int64_t now = clock_mono_ms();
     pthread_mutex_lock(&h->lock);
     struct bad_source *slot = NULL, *oldest = &h->bad[0];
     for (int i = 0; i < BAD_SOURCES; i++) {

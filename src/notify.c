@@ -1,4 +1,6 @@
 #include "notify.h"
+
+#include "clock.h"
 #include "mountinfo.h"
 
 #include <errno.h>
@@ -300,13 +302,6 @@ static int announce(struct notify *n, const struct item *it)
     return k == (ssize_t)sizeof(rc) ? rc : -EPIPE;
 }
 
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* The announcer's first word: how it reaches the mount. */
 static void announcer_hello(struct notify *n)
 {
@@ -348,7 +343,7 @@ static void *notify_main(void *arg)
         n->queued--;
         pthread_mutex_unlock(&n->lock);
 
-        int64_t t0 = mono_us();
+        int64_t t0 = clock_mono_us();
         int rc = announce(n, it);
         /* A user's lookup may have cached the name again in between: once more. */
         if (rc == -EEXIST)
@@ -366,7 +361,7 @@ static void *notify_main(void *arg)
         }
         if (it->done)
             it->done(it->arg, rc == 0);
-        int64_t spent = mono_us() - t0;
+        int64_t spent = clock_mono_us() - t0;
 
         pthread_mutex_lock(&n->lock);
         if (it->op != NOTE_BARRIER) {

@@ -1,0 +1,203 @@
+/* Private to the engine*.c files: struct engine and what one file asks of
+ * another. All of it runs on the engine thread unless a field says otherwise.
+ *
+ *   engine.c         the loop, the inbox and its commands, the public calls
+ *   engine_plan.c    when each task's next poll is due (schedules, deadlines)
+ *   engine_poll.c    status and result requests and their answers (phase.h)
+ *   engine_submit.c  submissions and their answers
+ *   engine_cache.c   result downloads, the cache, eviction, -o keep
+ *   engine_xfer.c    HTTP transfers: curl handles, bodies, headers, messages
+ *   engine_stats.c   the counters behind MOUNT/stats */
+#ifndef GENFS_ENGINE_INTERNAL_H
+#define GENFS_ENGINE_INTERNAL_H
+
+#include "clock.h"
+#include "engine.h"
+#include "phase.h"
+#include "rate.h"
+#include "stats.h"
+#include "timers.h"
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define MAX_INFLIGHT 48
+#define MAX_DOWNLOADS 4
+#define MAX_BODY PROVIDER_MAX_BODY_BYTES
+#define MAX_REDIRECTS 5L
+#define CONNECT_TIMEOUT_MS 10000L
+#define SUBMIT_ATTEMPTS 5
+#define DOWNLOAD_ATTEMPTS 4
+#define LOG_ONCE_SLOTS 64
+
+enum xfer_kind { X_SUBMIT, X_STATUS, X_ADOPT, X_RESULT, X_DOWNLOAD };
+
+/* One HTTP transfer in flight. */
+struct xfer {
+    enum xfer_kind kind;
+    size_t pi;                /* which provider */
+    struct xfer *next, *prev; /* in engine->xfers */
+    CURL *h;
+    struct curl_slist *hdrs;
+    struct provider_request req;
+    uint32_t task_idx;
+    struct engine_cmd *cmd;
+    char *buf;
+    size_t len, cap;
+    bool too_big;
+    /* The answer's headers, taken once it is complete (xfer_take_headers). */
+    char retry_after[64];
+    char rl_remaining[32], rl_reset[32]; /* RateLimit-Remaining/-Reset (or X-RateLimit-) */
+    char error_type[64];                 /* the profile's error_type_header */
+    char content_type[128];
+    int write_errno;                /* a download's failed write to the cache */
+    bool fresh;                     /* no connection reuse (submissions) */
+    char token[HOOK_TOKEN_LEN + 1]; /* webhook mode: this submission's callback secret */
+    /* downloads */
+    uint32_t file_n;
+    int attempt;
+    int64_t cap_bytes;
+    int fd;
+    int64_t written;
+};
+
+/* A result file waiting to be downloaded. */
+struct dl_job {
+    uint32_t task_idx;
+    uint32_t file_n;
+    int attempts;
+    int64_t not_before_ms; /* monotonic */
+    struct dl_job *next;
+};
+
+/* Per-task engine state, parallel to the store's task slots; the task's
+ * next poll is its timer in engine->timers. */
+struct tsched {
+    struct phase_task pt;
+    bool poll_again; /* a callback came while a request was in flight: it may predate the end */
+};
+
+struct engine {
+    struct store *store;
+    struct log *log;
+    struct hook *hook;
+    struct notify *notify; /* only for its figures */
+    struct engine_config cfg;
+    char **auth; /* the auth header line of each provider */
+    char **keys; /* each provider's key, to mask it where a provider echoes it */
+    CURLM *multi;
+    pthread_t thread;
+    bool started;
+
+    pthread_mutex_t inbox_lock;
+    struct engine_cmd *inbox_head, *inbox_tail;
+    bool stopping; /* under inbox_lock */
+
+    /* engine-thread only; times are monotonic unless named wall */
+    struct engine_cmd *submits_head, *submits_tail;
+    struct tsched *ts;
+    uint32_t ts_cap;
+    struct timers timers; /* each pending task's next poll */
+    int inflight;
+    int submits_inflight;
+    struct xfer *xfers;
+    struct rate rate;
+    uint64_t rng;
+    int64_t last_flush_ms;
+    struct dl_job *dl_head, *dl_tail;
+    struct sched_hist *hists; /* the learned schedule's, by model index */
+    uint32_t n_hists;
+    struct {
+        uint64_t hash;
+        int64_t at_ms;
+    } logged[LOG_ONCE_SLOTS];
+    int downloads;
+    int64_t cache_bytes;   /* whole files in the cache */
+    int64_t kept_over_cap; /* bytes over cache_max that could not be evicted */
+    bool over_cap_said;
+    int64_t last_keep_ms;
+
+    pthread_mutex_t stats_lock;
+    struct stats_counters c;
+    int64_t cache_bytes_now;
+    int64_t kept_over_cap_now;
+    double rate_now;
+};
+
+/* engine.c */
+size_t engine_provider_index(struct engine *e, uint32_t model_idx);
+const struct provider *engine_provider_of(struct engine *e, size_t pi);
+const char *engine_model_name(struct engine *e, const struct task *t);
+void engine_finish_cmd(struct engine_cmd *cmd, int err, const char *msg);
+/* True when this message was not logged in the last 10 minutes. */
+bool engine_log_once(struct engine *e, const char *msg);
+void engine_forget_slot(struct engine *e, uint32_t idx);
+
+/* engine_plan.c */
+int plan_ensure_slot(struct engine *e, uint32_t idx);
+/* The task's next poll at mono_ms: it is SCHEDULED. */
+void plan_poll_at(struct engine *e, uint32_t idx, int64_t mono_ms);
+void plan_cancel(struct engine *e, uint32_t idx);
+/* A pending task's next poll by its schedule, never before not_before_mono. */
+void plan_schedule(struct engine *e, const struct task *t, struct clock_pair now,
+                   int64_t not_before_mono);
+int64_t plan_backoff_ms(struct engine *e, uint32_t streak);
+bool plan_past_deadline(struct engine *e, const struct task *t, int64_t wall_ms);
+void plan_learn_duration(struct engine *e, uint32_t model_idx, const struct provider_status *ps);
+void plan_free(struct engine *e);
+
+/* engine_poll.c */
+void poll_start_status(struct engine *e, uint32_t idx);
+void poll_start_adopt(struct engine *e, struct engine_cmd *adopt);
+void poll_on_answer(struct engine *e, struct xfer *x, CURLcode cc, long http,
+                    struct clock_pair now);
+
+/* engine_submit.c */
+void submit_prepare(struct engine *e, struct engine_cmd *cmd);
+void submit_queue(struct engine *e, struct engine_cmd *cmd);
+int submit_start(struct engine *e, struct engine_cmd *cmd);
+void submit_on_answer(struct engine *e, struct xfer *x, CURLcode cc, long http,
+                      struct clock_pair now);
+
+/* engine_cache.c */
+void cache_queue_file(struct engine *e, uint32_t idx, uint32_t n, bool front);
+void cache_queue_task(struct engine *e, const struct task *t);
+/* Starts the ready downloads; returns ms until the next one may be ready, at most wait. */
+int64_t cache_launch(struct engine *e, int64_t mono_ms, int64_t wait);
+void cache_on_download(struct engine *e, struct xfer *x, CURLcode cc, long http,
+                       struct clock_pair now);
+void cache_forget_task(struct engine *e, const struct task *t);
+void cache_forget_old(struct engine *e, struct clock_pair now);
+void cache_scan(struct engine *e);
+/* Counts a full disk under cache_dir or state_dir. */
+void cache_note_store_error(struct engine *e, int err);
+void cache_free(struct engine *e);
+
+/* engine_xfer.c */
+struct xfer *xfer_new(enum xfer_kind kind, size_t pi);
+int xfer_start(struct engine *e, struct xfer *x, long timeout_ms);
+int xfer_add(struct engine *e, struct xfer *x);
+void xfer_detach(struct engine *e, struct xfer *x);
+void xfer_free(struct xfer *x);
+/* Copies the headers the engine reads from the final response of x. */
+void xfer_take_headers(struct engine *e, struct xfer *x);
+struct provider_headers xfer_headers(const struct xfer *x);
+/* RateLimit headers that say the window is spent pause the shared rate. */
+void xfer_note_rate_headers(struct engine *e, const struct xfer *x, int64_t mono_ms);
+/* The transport error of x as one line naming its URL (origin_only: only
+ * the scheme, host and port, the same for every task of the provider). */
+void xfer_transport_msg(const struct xfer *x, CURLcode cc, bool origin_only, char *msg, size_t len);
+/* A submit may be retried only when the provider provably did not take it. */
+bool xfer_never_sent(CURLcode cc);
+void xfer_redact(struct engine *e, char *text);
+
+/* engine_stats.c */
+void engine_count(struct engine *e, uint64_t *field);
+void engine_count_lag(struct engine *e, double lag_ms);
+void engine_count_bytes(struct engine *e, int64_t bytes);
+/* Copies the engine thread's figures for engine_stats_json. */
+void engine_publish_figures(struct engine *e);
+
+#endif
