@@ -1,7 +1,8 @@
 /* The engine thread: one loop around curl_multi_poll with a timer heap of
  * due status polls, the global rate limit, retries, and the commands that
  * FUSE handlers post (submit, adopt, forget, models). Every task state
- * change happens here, through the store. */
+ * change happens here, through the store. The files behind it are listed
+ * in engine_internal.h. */
 #ifndef GENFS_ENGINE_H
 #define GENFS_ENGINE_H
 
@@ -46,8 +47,8 @@ struct engine_cmd {
     void *arg;
     /* engine-private */
     int attempts;
-    int64_t first_ms; /* the first attempt: 429s are retried until the request timeout */
-    int64_t not_before_ms;
+    int64_t first_ms;      /* monotonic: the first attempt (429s are retried until the timeout) */
+    int64_t not_before_ms; /* monotonic: no attempt before */
     struct engine_cmd *next;
 };
 

@@ -188,7 +188,8 @@ struct provider_headers xfer_headers(const struct xfer *x);
 void xfer_note_rate_headers(struct engine *e, const struct xfer *x, int64_t mono_ms);
 /* The transport error of x as one line naming its URL (origin_only: only
  * the scheme, host and port, the same for every task of the provider). */
-void xfer_transport_msg(const struct xfer *x, CURLcode cc, bool origin_only, char *msg, size_t len);
+void xfer_transport_msg(struct engine *e, const struct xfer *x, CURLcode cc, bool origin_only,
+                        char *msg, size_t len);
 /* A submit may be retried only when the provider provably did not take it. */
 bool xfer_never_sent(CURLcode cc);
 void xfer_redact(struct engine *e, char *text);

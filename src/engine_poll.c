@@ -100,9 +100,9 @@ static void poll_read_answer(struct engine *e, struct xfer *x, CURLcode cc, long
         ev->transport_failed = true;
         ev->http = 0;
         ev->err = cc == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT : -EIO;
-        xfer_transport_msg(x, cc, false, msg, len);
+        xfer_transport_msg(e, x, cc, false, msg, len);
         /* One line for a provider that cannot be reached, not one per task. */
-        xfer_transport_msg(x, cc, true, key, keylen);
+        xfer_transport_msg(e, x, cc, true, key, keylen);
         return;
     }
     struct provider_error perr = {0};

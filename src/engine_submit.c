@@ -161,7 +161,8 @@ struct submit_outcome {
     char msg[1024];
 };
 
-static void submit_read_transport(const struct xfer *x, CURLcode cc, struct submit_outcome *o)
+static void submit_read_transport(struct engine *e, const struct xfer *x, CURLcode cc,
+                                  struct submit_outcome *o)
 {
     if (cc == CURLE_OPERATION_TIMEDOUT) {
         char url[256];
@@ -172,7 +173,7 @@ static void submit_read_transport(const struct xfer *x, CURLcode cc, struct subm
         return;
     }
     o->err = -EIO;
-    xfer_transport_msg(x, cc, false, o->msg, sizeof(o->msg));
+    xfer_transport_msg(e, x, cc, false, o->msg, sizeof(o->msg));
     o->retry = xfer_never_sent(cc);
     if (!o->retry)
         snprintf(o->msg + strlen(o->msg), sizeof(o->msg) - strlen(o->msg), "; %s", MAY_EXIST);
@@ -229,7 +230,7 @@ void submit_on_answer(struct engine *e, struct xfer *x, CURLcode cc, long http,
     xfer_note_rate_headers(e, x, now.mono_ms);
     if (cc != CURLE_OK) {
         engine_count(e, &e->c.transport_errors);
-        submit_read_transport(x, cc, &o);
+        submit_read_transport(e, x, cc, &o);
     } else {
         struct provider_submit sub = {0};
         struct provider_error perr = {0};

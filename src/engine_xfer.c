@@ -64,9 +64,10 @@ static void xfer_copy_header(struct xfer *x, const char *name, char *out, size_t
 
 void xfer_take_headers(struct engine *e, struct xfer *x)
 {
-    xfer_copy_header(x, "Content-Type", x->content_type, sizeof(x->content_type));
-    if (x->kind == X_DOWNLOAD)
+    if (x->kind == X_DOWNLOAD) {
+        xfer_copy_header(x, "Content-Type", x->content_type, sizeof(x->content_type));
         return;
+    }
     xfer_copy_header(x, "Retry-After", x->retry_after, sizeof(x->retry_after));
     xfer_copy_header(x, "RateLimit-Remaining", x->rl_remaining, sizeof(x->rl_remaining));
     if (!x->rl_remaining[0])
@@ -178,11 +179,13 @@ bool xfer_never_sent(CURLcode cc)
            cc == CURLE_COULDNT_RESOLVE_PROXY || cc == CURLE_SSL_CONNECT_ERROR;
 }
 
-void xfer_transport_msg(const struct xfer *x, CURLcode cc, bool origin_only, char *msg, size_t len)
+void xfer_transport_msg(struct engine *e, const struct xfer *x, CURLcode cc, bool origin_only,
+                        char *msg, size_t len)
 {
     netmsg_format(msg, len, x->req.url, origin_only, xfer_never_sent(cc), curl_easy_strerror(cc));
     size_t n = strlen(msg);
     snprintf(msg + n, len - n, "; check api_url and the network");
+    xfer_redact(e, msg);
 }
 
 /* A provider may echo the key back (in an error message, a failMsg): never
