@@ -327,7 +327,7 @@ static void engine_drop_inflight(struct engine *e)
     }
 }
 
-static void *engine_main(void *arg)
+static void *engine_run_loop(void *arg)
 {
     struct engine *e = arg;
     int64_t stop_started = 0;
@@ -436,7 +436,7 @@ struct engine *engine_new(struct store *st, struct log *lg, const struct engine_
 
 int engine_start(struct engine *e)
 {
-    int rc = pthread_create(&e->thread, NULL, engine_main, e);
+    int rc = pthread_create(&e->thread, NULL, engine_run_loop, e);
     if (rc != 0)
         return -rc;
     e->started = true;

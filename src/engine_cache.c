@@ -128,7 +128,7 @@ static size_t cache_on_file_body(char *ptr, size_t size, size_t nmemb, void *arg
 
 /* A whole file may leave the cache only if it can be fetched again: its
  * provider's result URLs never expire. Anything else is the user's data. */
-static bool cache_evictable(struct engine *e, const struct task *t, uint32_t n)
+static bool cache_can_evict(struct engine *e, const struct task *t, uint32_t n)
 {
     return t->files[n].state == FILE_DONE && !media_is_data_uri(t->urls[n]) &&
            provider_url_lifetime_s(engine_provider_of(e, engine_provider_index(e, t->model_idx))) <
@@ -144,7 +144,7 @@ static const struct task *cache_pick_victim(struct engine *e, uint32_t *vn)
         const struct task *t = store_task_at(e->store, i);
         for (uint32_t n = 0; t && t->files && n < t->n_urls; n++) {
             int64_t at = __atomic_load_n(&t->files[n].atime_ms, __ATOMIC_RELAXED);
-            if (at < oldest && cache_evictable(e, t, n)) {
+            if (at < oldest && cache_can_evict(e, t, n)) {
                 oldest = at;
                 victim = t;
                 *vn = n;

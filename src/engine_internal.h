@@ -183,7 +183,7 @@ void xfer_detach(struct engine *e, struct xfer *x);
 void xfer_free(struct xfer *x);
 /* Copies the headers the engine reads from the final response of x. */
 void xfer_take_headers(struct engine *e, struct xfer *x);
-struct provider_headers xfer_headers(const struct xfer *x);
+struct provider_headers xfer_provider_headers(const struct xfer *x);
 /* RateLimit headers that say the window is spent pause the shared rate. */
 void xfer_note_rate_headers(struct engine *e, const struct xfer *x, int64_t mono_ms);
 /* The transport error of x as one line naming its URL (origin_only: only

@@ -54,7 +54,7 @@ static void plan_model_profile(struct engine *e, const char *model, struct sched
     sched_profile_default(model, p);
 }
 
-static struct sched_task plan_sched_view(const struct task *t)
+static struct sched_task plan_view_task(const struct task *t)
 {
     return (struct sched_task){
         .submit_ms = t->submit_ms, .last_poll_ms = t->last_poll_ms, .polls = t->polls};
@@ -103,7 +103,7 @@ int64_t engine_task_deadline(struct engine *e, const struct task *t, const char 
 {
     struct sched_profile p;
     plan_model_profile(e, model, &p);
-    struct sched_task v = plan_sched_view(t);
+    struct sched_task v = plan_view_task(t);
     if (e->cfg.schedule == SCHED_LEARNED)
         return sched_deadline_learned(&p, plan_model_hist(e, t->model_idx), &v);
     return sched_deadline(e->cfg.schedule, &p, &v);
@@ -130,7 +130,7 @@ static int64_t plan_next_due(struct engine *e, const struct task *t, int64_t wal
 {
     struct sched_profile p;
     plan_model_profile(e, engine_model_name(e, t), &p);
-    struct sched_task v = plan_sched_view(t);
+    struct sched_task v = plan_view_task(t);
     int64_t due, deadline;
     if (e->cfg.schedule == SCHED_LEARNED) {
         const struct sched_hist *h = plan_model_hist(e, t->model_idx);

@@ -106,7 +106,7 @@ static void poll_read_answer(struct engine *e, struct xfer *x, CURLcode cc, long
         return;
     }
     struct provider_error perr = {0};
-    struct provider_headers hdr = xfer_headers(x);
+    struct provider_headers hdr = xfer_provider_headers(x);
     xfer_note_rate_headers(e, x, now.mono_ms);
     ev->err = (x->kind == X_RESULT ? provider_parse_result : provider_parse_status)(
         engine_provider_of(e, x->pi), http, x->buf ? x->buf : "", x->len, &hdr, time(NULL), ps,
@@ -157,15 +157,15 @@ static void poll_store_answer(struct engine *e, uint32_t idx, const struct provi
     const struct task *t = store_task_at(e->store, idx);
     if (engine_log_once(e, "a task's answer was not saved"))
         log_warn(e->log,
-                 "%s/%s: its new state is not saved in state_dir (%s); it is asked again after "
+                 "%s/%s: its latest answer is not saved in state_dir (%s); it is asked again after "
                  "a restart (said once per 10 min)",
                  engine_model_name(e, t), t->id, strerror(-rc));
 }
 
 /* The answer is stored; a task still pending is polled again, one that just
  * ended gets its downloads queued and teaches the schedule. */
-static void poll_apply(struct engine *e, uint32_t idx, const struct provider_status *ps,
-                       const struct phase_decision *d, struct clock_pair now)
+static void poll_apply_answer(struct engine *e, uint32_t idx, const struct provider_status *ps,
+                              const struct phase_decision *d, struct clock_pair now)
 {
     const struct task *t = store_task_at(e->store, idx);
     bool was_final = task_state_final(t->state);
@@ -210,13 +210,13 @@ static void poll_fail_task(struct engine *e, uint32_t idx, const char *code, str
     ps.fail_code = strdup(code);
     ps.data_json = t->status_json ? strdup(t->status_json) : NULL;
     struct phase_decision ended = {.next.phase = PHASE_DONE, .action = PHASE_APPLY};
-    poll_apply(e, idx, &ps, &ended, now);
+    poll_apply_answer(e, idx, &ps, &ended, now);
     provider_status_clear(&ps);
 }
 
 /* A missed look: said once per 10 minutes, retried after the backoff. */
-static void poll_retry(struct engine *e, uint32_t idx, const struct phase_decision *d,
-                       const char *msg, const char *key, struct clock_pair now)
+static void poll_retry_later(struct engine *e, uint32_t idx, const struct phase_decision *d,
+                             const char *msg, const char *key, struct clock_pair now)
 {
     const struct task *t = store_task_at(e->store, idx);
     engine_count(e, &e->c.errors);
@@ -242,7 +242,7 @@ static void poll_apply_decision(struct engine *e, uint32_t idx, const struct pha
         poll_start_result(e, idx);
         break;
     case PHASE_APPLY:
-        poll_apply(e, idx, ps, d, now);
+        poll_apply_answer(e, idx, ps, d, now);
         break;
     case PHASE_FAIL_NO_RESULT:
         poll_fail_task(e, idx, "result_unavailable", now,
@@ -257,7 +257,7 @@ static void poll_apply_decision(struct engine *e, uint32_t idx, const struct pha
                        d->next.missing_streak, msg);
         break;
     case PHASE_RETRY:
-        poll_retry(e, idx, d, msg, key, now);
+        poll_retry_later(e, idx, d, msg, key, now);
         break;
     }
 }

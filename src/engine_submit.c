@@ -234,7 +234,7 @@ void submit_on_answer(struct engine *e, struct xfer *x, CURLcode cc, long http,
     } else {
         struct provider_submit sub = {0};
         struct provider_error perr = {0};
-        struct provider_headers hdr = xfer_headers(x);
+        struct provider_headers hdr = xfer_provider_headers(x);
         int err = provider_parse_submit(engine_provider_of(e, x->pi), http, x->buf ? x->buf : "",
                                         x->len, &hdr, time(NULL), &sub, &perr);
         xfer_redact(e, perr.msg);

@@ -79,7 +79,7 @@ void xfer_take_headers(struct engine *e, struct xfer *x)
                      sizeof(x->error_type));
 }
 
-struct provider_headers xfer_headers(const struct xfer *x)
+struct provider_headers xfer_provider_headers(const struct xfer *x)
 {
     return (struct provider_headers){.retry_after = x->retry_after[0] ? x->retry_after : NULL,
                                      .error_type = x->error_type[0] ? x->error_type : NULL};

@@ -4,7 +4,7 @@
 #include <string.h>
 
 /* Where the authority of url starts (after "scheme://"), or url itself. */
-static const char *netmsg_authority(const char *url)
+static const char *netmsg_find_authority(const char *url)
 {
     const char *s = strstr(url, "://");
     return s ? s + 3 : url;
@@ -14,7 +14,7 @@ static void netmsg_show(const char *url, bool origin_only, char *out, size_t len
 {
     if (!len)
         return;
-    const char *auth = netmsg_authority(url);
+    const char *auth = netmsg_find_authority(url);
     size_t auth_len = strcspn(auth, "/?#");
     const char *at = memchr(auth, '@', auth_len);
     const char *host = at ? at + 1 : auth;

@@ -47,7 +47,7 @@ static void stats_add_tasks(cJSON *root, const struct stats_view *v)
     cJSON_AddNumberToObject(dl, "kept_over_cap_bytes", (double)v->kept_over_cap);
 }
 
-static void stats_add_others(cJSON *root, const struct stats_view *v)
+static void stats_add_counters(cJSON *root, const struct stats_view *v)
 {
     cJSON *cbs = cJSON_AddObjectToObject(root, "callbacks");
     cJSON_AddNumberToObject(cbs, "accepted", (double)v->callbacks_accepted);
@@ -90,7 +90,7 @@ char *stats_build_json(struct stats_view *v)
     if (!root)
         return NULL;
     stats_add_tasks(root, v);
-    stats_add_others(root, v);
+    stats_add_counters(root, v);
     stats_add_lag_summary(root, &v->c);
     uint32_t pending =
         v->states[TASK_WAITING] + v->states[TASK_QUEUING] + v->states[TASK_GENERATING];

@@ -17,7 +17,7 @@ void timers_free(struct timers *tm)
 }
 
 /* Heap order: the earlier due time first, the smaller id on a tie. */
-static bool timers_before(const struct timers *tm, uint32_t a, uint32_t b)
+static bool timers_is_before(const struct timers *tm, uint32_t a, uint32_t b)
 {
     uint32_t ia = tm->heap[a], ib = tm->heap[b];
     return tm->due[ia] < tm->due[ib] || (tm->due[ia] == tm->due[ib] && ia < ib);
@@ -36,7 +36,7 @@ static void timers_sift_up(struct timers *tm, uint32_t i)
 {
     while (i > 0) {
         uint32_t p = (i - 1) / 2;
-        if (!timers_before(tm, i, p))
+        if (!timers_is_before(tm, i, p))
             return;
         timers_swap_slots(tm, i, p);
         i = p;
@@ -47,9 +47,9 @@ static void timers_sift_down(struct timers *tm, uint32_t i)
 {
     for (;;) {
         uint32_t l = 2 * i + 1, r = l + 1, m = i;
-        if (l < tm->len && timers_before(tm, l, m))
+        if (l < tm->len && timers_is_before(tm, l, m))
             m = l;
-        if (r < tm->len && timers_before(tm, r, m))
+        if (r < tm->len && timers_is_before(tm, r, m))
             m = r;
         if (m == i)
             return;
