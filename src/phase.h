@@ -1,8 +1,10 @@
 /* Pure: the engine's state machine of one task. A task is in one phase at a
  * time; each answer to its requests (a status answer, a result answer, a
  * transport error, an HTTP refusal, all against its deadline) goes through
- * phase_on_answer, which decides what the engine does next. The engine
- * applies the decision and does nothing the decision does not say. */
+ * phase_on_answer, which decides what the engine does next, and the engine
+ * applies the decision (engine_poll.c). Two moves happen outside answers:
+ * the schedule stops polling (GIVEN_UP, engine_plan.c), and a task's last
+ * download settles DOWNLOADING into DONE (engine_cache.c). */
 #ifndef GENFS_PHASE_H
 #define GENFS_PHASE_H
 
