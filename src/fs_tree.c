@@ -699,6 +699,9 @@ static bool entry_gone(struct fs *f, fuse_ino_t ino)
  * or by another thread of its process (told by /proc, read only when the tids differ). */
 static bool held_by(struct fs *f, fuse_ino_t anchor, pid_t tid)
 {
+    /* FUSE gives 0 for a caller in a pid namespace genfs cannot see: who it is is unknown. */
+    if (tid <= 0)
+        return false;
     long process = -1;
     for (const struct dir_open *d = f->dirs; d; d = d->next) {
         if (d->ino != anchor)
