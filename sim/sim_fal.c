@@ -154,7 +154,48 @@ static const char *sim_fal_error_type(const struct sim_task *t)
     return t->canceled ? "request_cancelled" : t->fail_code;
 }
 
-cJSON *sim_fal_status_json(const struct sim_task *t, long long now_ms, const char *base)
+#define SIM_FAL_LOG_STEPS 8
+
+/* The runner's log entries up to now_ms, as fal's docs show them ({timestamp, message,
+ * labels}, timestamps without a zone): one at the start, one per step of 8 done. */
+static cJSON *sim_fal_logs(const struct sim_task *t, long long now_ms, long long start_ms)
+{
+    long long upto = now_ms < t->complete_ms ? now_ms : t->complete_ms;
+    long long end = t->submit_ms + t->duration_ms, span = end > start_ms ? end - start_ms : 1;
+    cJSON *a = cJSON_CreateArray();
+    if (!a || upto < start_ms || !sim_task_started(t))
+        return a;
+    int steps =
+        upto >= end ? SIM_FAL_LOG_STEPS : (int)(SIM_FAL_LOG_STEPS * (upto - start_ms) / span);
+    for (int i = 0; i <= steps; i++) {
+        char iso[SIM_PROTO_ISO_MAX], msg[64];
+        sim_proto_iso8601(start_ms + span * i / SIM_FAL_LOG_STEPS, iso);
+        iso[strlen(iso) - 1] = '\0'; /* no "Z" */
+        if (i == 0)
+            snprintf(msg, sizeof(msg), "INFO:RUNNER:Running the model...");
+        else
+            snprintf(msg, sizeof(msg), "INFO:RUNNER:step %d/%d", i, SIM_FAL_LOG_STEPS);
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "timestamp", iso);
+        cJSON_AddStringToObject(e, "message", msg);
+        cJSON_AddObjectToObject(e, "labels");
+        cJSON_AddItemToArray(a, e);
+    }
+    return a;
+}
+
+/* "logs": the entries when asked for (?logs=1), else null. */
+static void sim_fal_add_logs(cJSON *o, const struct sim_task *t, long long now_ms,
+                             const struct sim_task_view *v, int with_logs)
+{
+    if (with_logs)
+        cJSON_AddItemToObject(o, "logs", sim_fal_logs(t, now_ms, v->start_ms));
+    else
+        cJSON_AddNullToObject(o, "logs");
+}
+
+cJSON *sim_fal_status_json(const struct sim_task *t, long long now_ms, const char *base,
+                           int with_logs)
 {
     struct sim_task_view v;
     sim_task_view_at(t, now_ms, &v);
@@ -163,7 +204,7 @@ cJSON *sim_fal_status_json(const struct sim_task *t, long long now_ms, const cha
         return NULL;
     if (v.done) {
         cJSON_AddStringToObject(o, "status", "COMPLETED");
-        cJSON_AddNullToObject(o, "logs");
+        sim_fal_add_logs(o, t, now_ms, &v, with_logs);
         if (t->failed) {
             cJSON_AddStringToObject(o, "error", sim_fal_error_msg(t));
             cJSON_AddStringToObject(o, "error_type", sim_fal_error_type(t));
@@ -174,7 +215,7 @@ cJSON *sim_fal_status_json(const struct sim_task *t, long long now_ms, const cha
                                     (double)(t->complete_ms - v.start_ms) / 1000.0);
     } else if (strcmp(v.state, "generating") == 0) {
         cJSON_AddStringToObject(o, "status", "IN_PROGRESS");
-        cJSON_AddNullToObject(o, "logs");
+        sim_fal_add_logs(o, t, now_ms, &v, with_logs);
         cJSON_AddObjectToObject(o, "metrics");
     } else {
         /* One ahead while "waiting", at the head while "queuing". */

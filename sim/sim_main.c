@@ -10,6 +10,7 @@
 #include "sim_req.h"
 #include "sim_rng.h"
 #include "sim_task.h"
+#include "sim_upload.h"
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
@@ -63,7 +64,7 @@ static void sim_cb_transfer_free(struct sim_cb_transfer **list, struct sim_cb_tr
 }
 
 struct sim_figures {
-    long long submit, status, result, cancel, media, other;
+    long long submit, status, result, cancel, media, upload, other;
     long long callback_sent, callback_lost, callback_failed;
     long long responses[SIM_STATUS_MAX];
     long long faults[32];
@@ -98,6 +99,10 @@ struct sim_ctx {
     size_t ntasks, cap_tasks;
     struct sim_callback *pending;
     size_t npending, cap_pending;
+    struct sim_table uploads; /* id -> struct sim_upload */
+    struct sim_upload **upload_order;
+    size_t nuploads, cap_uploads;
+    uint64_t upload_counter;
     struct sim_figures fig;
 };
 
@@ -105,6 +110,7 @@ struct sim_ctx {
 struct sim_conn {
     char *body;
     size_t len, cap;
+    size_t max; /* SIM_BODY_MAX, or SIM_UPLOAD_MAX for a file upload */
     int too_big;
 };
 
@@ -488,7 +494,7 @@ struct sim_api_answer {
 };
 
 static void sim_ctx_answer_task(struct sim_ctx *ctx, struct sim_task *t, enum sim_route route,
-                                struct sim_api_answer *a)
+                                int with_logs, struct sim_api_answer *a)
 {
     long long now = sim_now_ms();
     a->status = 200;
@@ -516,7 +522,7 @@ static void sim_ctx_answer_task(struct sim_ctx *ctx, struct sim_task *t, enum si
         return;
     }
     t->status_requests++;
-    a->body = sim_proto_status_json(ctx->protocol, t, now, ctx->base_url);
+    a->body = sim_proto_status_logs_json(ctx->protocol, t, now, ctx->base_url, with_logs);
 }
 
 /* Status (every protocol), fal's result fetch and the cancels: the same faults and key check;
@@ -567,10 +573,13 @@ static enum MHD_Result sim_handle_status(struct sim_ctx *ctx, struct MHD_Connect
         return sim_http_error(ctx, c, 404, msg, 0, 1);
     }
     struct sim_api_answer a = {0};
+    /* fal's ?logs=1 (fal-js sends logs=0 when it wants none). */
+    const char *logs = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "logs");
+    int with_logs = logs && strcmp(logs, "1") == 0;
     pthread_mutex_lock(&ctx->lock);
     struct sim_task *t = sim_table_get(&ctx->tasks, ri->task_id);
     if (t && sim_proto_task_visible(ctx->protocol, t, ri->model))
-        sim_ctx_answer_task(ctx, t, ri->route, &a);
+        sim_ctx_answer_task(ctx, t, ri->route, with_logs, &a);
     pthread_mutex_unlock(&ctx->lock);
     if (!a.body) {
         int code = sim_proto_unknown_task(ctx->protocol, ri->task_id, msg, sizeof(msg));
@@ -663,12 +672,14 @@ static cJSON *sim_ctx_figures_json(struct sim_ctx *ctx)
     cJSON_AddNumberToObject(rq, "result", (double)f->result);
     cJSON_AddNumberToObject(rq, "cancel", (double)f->cancel);
     cJSON_AddNumberToObject(rq, "media", (double)f->media);
+    cJSON_AddNumberToObject(rq, "upload", (double)f->upload);
     cJSON_AddNumberToObject(rq, "callback_sent", (double)f->callback_sent);
     cJSON_AddNumberToObject(rq, "callback_lost", (double)f->callback_lost);
     cJSON_AddNumberToObject(rq, "callback_failed", (double)f->callback_failed);
     cJSON_AddNumberToObject(rq, "other", (double)f->other);
     cJSON_AddNumberToObject(
-        rq, "total", (double)(f->submit + f->status + f->result + f->cancel + f->media + f->other));
+        rq, "total",
+        (double)(f->submit + f->status + f->result + f->cancel + f->media + f->upload + f->other));
     cJSON *rs = cJSON_AddObjectToObject(o, "responses");
     for (int i = 0; i < SIM_STATUS_MAX; i++) {
         if (f->responses[i]) {
@@ -681,6 +692,7 @@ static cJSON *sim_ctx_figures_json(struct sim_ctx *ctx)
     for (int i = 0; sim_fault_counter_names[i]; i++)
         cJSON_AddNumberToObject(fi, sim_fault_counter_names[i], (double)f->faults[i]);
     cJSON_AddNumberToObject(o, "tasks", (double)ctx->ntasks);
+    cJSON_AddNumberToObject(o, "uploads", (double)ctx->nuploads);
     cJSON_AddNumberToObject(o, "duplicate_submissions", (double)f->duplicates);
     cJSON_AddNumberToObject(o, "tasks_created_then_reset", (double)f->created_then_reset);
     cJSON_AddNumberToObject(o, "pending_callbacks", (double)ctx->npending);
@@ -783,6 +795,11 @@ static void sim_ctx_forget_tasks(struct sim_ctx *ctx)
     sim_table_init(&ctx->tasks);
     sim_table_init(&ctx->dups);
     ctx->npending = 0;
+    for (size_t i = 0; i < ctx->nuploads; i++)
+        sim_upload_free(ctx->upload_order[i]);
+    ctx->nuploads = 0;
+    sim_table_free(&ctx->uploads);
+    sim_table_init(&ctx->uploads);
 }
 
 static enum MHD_Result sim_handle_sim(struct sim_ctx *ctx, struct MHD_Connection *c,
@@ -837,6 +854,180 @@ static enum MHD_Result sim_handle_sim(struct sim_ctx *ctx, struct MHD_Connection
     }
 }
 
+/* Bytes as a response (copied). */
+static enum MHD_Result sim_http_bytes(struct sim_ctx *ctx, struct MHD_Connection *c,
+                                      const unsigned char *data, size_t len, const char *type)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_MUST_COPY);
+    if (!r)
+        return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", type);
+    sim_fig_response(ctx, 200);
+    return sim_http_queue(c, 200, r, 0);
+}
+
+/* Keeps a new upload. Called with the lock held; takes u (freed on failure). */
+static int sim_ctx_add_upload(struct sim_ctx *ctx, struct sim_upload *u)
+{
+    do
+        sim_upload_id(ctx->seed, ++ctx->upload_counter, u->id);
+    while (sim_table_get(&ctx->uploads, u->id));
+    if (ctx->nuploads == ctx->cap_uploads) {
+        size_t cap = ctx->cap_uploads ? ctx->cap_uploads * 2 : 64;
+        struct sim_upload **o = realloc(ctx->upload_order, cap * sizeof(*o));
+        if (!o) {
+            sim_upload_free(u);
+            return -1;
+        }
+        ctx->upload_order = o;
+        ctx->cap_uploads = cap;
+    }
+    if (sim_table_put(&ctx->uploads, u->id, u) != 0) {
+        sim_upload_free(u);
+        return -1;
+    }
+    ctx->upload_order[ctx->nuploads++] = u;
+    return 0;
+}
+
+/* The upload request of the protocol (faults and key as for any API request). */
+static enum MHD_Result sim_handle_upload_create(struct sim_ctx *ctx, struct MHD_Connection *c,
+                                                const struct sim_conn *sc)
+{
+    struct sim_fault_decision fd;
+    pthread_mutex_lock(&ctx->lock);
+    sim_fault_decide_api(&ctx->faults, &ctx->fault_state, ctx->seed, ++ctx->api_reqno, sim_now_ms(),
+                         &fd);
+    sim_fig_fault(ctx, fd.name);
+    pthread_mutex_unlock(&ctx->lock);
+    if (fd.action == SIM_FAULT_STATUS)
+        return sim_http_error(ctx, c, fd.status, NULL, fd.retry_after, 1);
+    if (fd.action == SIM_FAULT_RESET)
+        return MHD_NO;
+    if (fd.action == SIM_FAULT_SLOW)
+        sim_sleep_ms(ctx, fd.delay_ms);
+    if (!sim_http_authorized(ctx, c))
+        return sim_http_error(ctx, c, 401, NULL, 0, 1);
+    char msg[256];
+    if (sc->too_big) {
+        snprintf(msg, sizeof(msg), "file: larger than %zu bytes", (size_t)SIM_UPLOAD_MAX);
+        return sim_http_error(ctx, c, 413, msg, 0, 0);
+    }
+    struct sim_upload *u = calloc(1, sizeof(*u));
+    if (!u)
+        return sim_http_error(ctx, c, 500, "out of memory", 0, 1);
+    const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
+    int rc = sim_upload_parse(ctx->protocol, ct, sc->body, sc->len, u, msg, sizeof(msg));
+    if (rc != 0) {
+        sim_upload_free(u);
+        return sim_http_error(ctx, c, rc, msg, 0, 1);
+    }
+    u->created_ms = sim_now_ms();
+    int status = 200;
+    cJSON *answer = NULL;
+    pthread_mutex_lock(&ctx->lock);
+    if (sim_ctx_add_upload(ctx, u) == 0)
+        answer = sim_upload_answer(ctx->protocol, u, ctx->base_url, u->created_ms, &status);
+    pthread_mutex_unlock(&ctx->lock);
+    if (!answer)
+        return sim_http_error(ctx, c, 500, "out of memory", 0, 1);
+    return sim_http_proto_json(ctx, c, status, status, answer, 0, NULL);
+}
+
+/* fal's presigned PUT: the bytes of an initiated upload. Like a signed storage URL, it refuses
+ * an Authorization header (the key must not go there). */
+static enum MHD_Result sim_handle_upload_put(struct sim_ctx *ctx, struct MHD_Connection *c,
+                                             const struct sim_route_info *ri,
+                                             const struct sim_conn *sc)
+{
+    if (MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization")) {
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "error", "a presigned upload URL takes no Authorization header");
+        sim_fig_response(ctx, 400);
+        return sim_http_raw_json(c, 400, e);
+    }
+    if (sc->too_big)
+        return sim_http_error(ctx, c, 413, "file: too large", 0, 0);
+    const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
+    unsigned char *copy = malloc(sc->len ? sc->len : 1);
+    char *type = strdup(ct && *ct ? ct : "application/octet-stream");
+    int found = 0;
+    pthread_mutex_lock(&ctx->lock);
+    struct sim_upload *u = sim_table_get(&ctx->uploads, ri->task_id);
+    if (u && copy && type) {
+        found = 1;
+        if (sc->len)
+            memcpy(copy, sc->body, sc->len);
+        free(u->data);
+        free(u->content_type);
+        u->data = copy;
+        u->len = sc->len;
+        u->content_type = type;
+        u->complete = 1;
+        copy = NULL;
+        type = NULL;
+    }
+    pthread_mutex_unlock(&ctx->lock);
+    free(copy);
+    free(type);
+    if (!found)
+        return sim_http_error(ctx, c, 404, "no such upload", 0, 0);
+    return sim_http_bytes(ctx, c, (const unsigned char *)"", 0, "text/plain");
+}
+
+/* Uploads: the protocol's requests, the file URLs, and the test-only /_sim/uploads. */
+static enum MHD_Result sim_handle_upload(struct sim_ctx *ctx, struct MHD_Connection *c,
+                                         const struct sim_route_info *ri, struct sim_conn *sc)
+{
+    pthread_mutex_lock(&ctx->lock);
+    if (ri->route != SIM_ROUTE_UPLOADS && ri->route != SIM_ROUTE_UPLOAD_BYTES)
+        ctx->fig.upload++;
+    pthread_mutex_unlock(&ctx->lock);
+    if (ri->route == SIM_ROUTE_UPLOAD)
+        return sim_handle_upload_create(ctx, c, sc);
+    if (ri->route == SIM_ROUTE_UPLOAD_PUT)
+        return sim_handle_upload_put(ctx, c, ri, sc);
+    if (ri->route == SIM_ROUTE_UPLOAD_GET && !sim_http_authorized(ctx, c))
+        return sim_http_error(ctx, c, 401, NULL, 0, 1);
+    cJSON *j = NULL;
+    unsigned char *bytes = NULL;
+    size_t len = 0;
+    char type[128] = "";
+    int found = 0, status = 200;
+    pthread_mutex_lock(&ctx->lock);
+    if (ri->route == SIM_ROUTE_UPLOADS) {
+        j = cJSON_CreateArray();
+        for (size_t i = 0; j && i < ctx->nuploads; i++)
+            cJSON_AddItemToArray(j, sim_upload_figure_json(ctx->upload_order[i], ctx->base_url));
+        found = 1;
+    } else {
+        struct sim_upload *u = sim_table_get(&ctx->uploads, ri->task_id);
+        if (u && ri->route == SIM_ROUTE_UPLOAD_GET) {
+            j = sim_upload_answer(ctx->protocol, u, ctx->base_url, u->created_ms, &status);
+            found = 1;
+        } else if (u && u->complete &&
+                   (ri->route == SIM_ROUTE_UPLOAD_BYTES || strcmp(ri->model, u->name) == 0)) {
+            /* /files/{id}/{name} must name the file as its URL does. */
+            bytes = malloc(u->len ? u->len : 1);
+            if (bytes && u->len)
+                memcpy(bytes, u->data, u->len);
+            len = u->len;
+            snprintf(type, sizeof(type), "%s", u->content_type);
+            found = bytes != NULL;
+        }
+    }
+    pthread_mutex_unlock(&ctx->lock);
+    if (!found)
+        return sim_http_error(ctx, c, 404, "no such file", 0, 0);
+    if (j)
+        return ri->route == SIM_ROUTE_UPLOADS ? sim_http_raw_json(c, 200, j)
+                                              : sim_http_proto_json(ctx, c, 200, 200, j, 0, NULL);
+    enum MHD_Result r = sim_http_bytes(ctx, c, bytes, len, type);
+    free(bytes);
+    return r;
+}
+
 static enum MHD_Result sim_http_handler(void *cls, struct MHD_Connection *c, const char *url,
                                         const char *method, const char *version, const char *upload,
                                         size_t *upload_size, void **con_cls)
@@ -848,13 +1039,18 @@ static enum MHD_Result sim_http_handler(void *cls, struct MHD_Connection *c, con
         sc = calloc(1, sizeof(*sc));
         if (!sc)
             return MHD_NO;
+        struct sim_route_info first;
+        sim_proto_route(ctx->protocol, method, url, NULL, &first);
+        sc->max = first.route == SIM_ROUTE_UPLOAD || first.route == SIM_ROUTE_UPLOAD_PUT
+                      ? SIM_UPLOAD_MAX
+                      : SIM_BODY_MAX;
         *con_cls = sc;
         return MHD_YES;
     }
     if (*upload_size) {
         size_t n = *upload_size;
         *upload_size = 0;
-        if (sc->too_big || sc->len + n > SIM_BODY_MAX) {
+        if (sc->too_big || sc->len + n > sc->max) {
             sc->too_big = 1;
             return MHD_YES;
         }
@@ -886,6 +1082,13 @@ static enum MHD_Result sim_http_handler(void *cls, struct MHD_Connection *c, con
         return sim_handle_status(ctx, c, &ri);
     case SIM_ROUTE_MEDIA:
         return sim_handle_media(ctx, c, &ri);
+    case SIM_ROUTE_UPLOAD:
+    case SIM_ROUTE_UPLOAD_GET:
+    case SIM_ROUTE_UPLOAD_PUT:
+    case SIM_ROUTE_UPLOAD_FILE:
+    case SIM_ROUTE_UPLOADS:
+    case SIM_ROUTE_UPLOAD_BYTES:
+        return sim_handle_upload(ctx, c, &ri, sc);
     case SIM_ROUTE_NOT_FOUND:
     case SIM_ROUTE_BAD_METHOD:
         pthread_mutex_lock(&ctx->lock);
@@ -1277,7 +1480,8 @@ int main(int argc, char **argv)
         sim_models_free(&ctx.models);
         return rc;
     }
-    if (sim_table_init(&ctx.tasks) != 0 || sim_table_init(&ctx.dups) != 0)
+    if (sim_table_init(&ctx.tasks) != 0 || sim_table_init(&ctx.dups) != 0 ||
+        sim_table_init(&ctx.uploads) != 0)
         return 1;
     pthread_mutex_init(&ctx.lock, NULL);
 
@@ -1335,6 +1539,8 @@ int main(int argc, char **argv)
     pthread_mutex_unlock(&ctx.lock);
     sim_table_free(&ctx.tasks);
     sim_table_free(&ctx.dups);
+    sim_table_free(&ctx.uploads);
+    free(ctx.upload_order);
     free(ctx.order);
     free(ctx.pending);
     sim_models_free(&ctx.models);

@@ -1,7 +1,9 @@
 #include "sim_proto.h"
 
 #include "sim_proto_impl.h"
+
 #include "sim_rng.h"
+#include "sim_upload.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -172,6 +174,8 @@ void sim_proto_id_words(uint64_t seed, uint64_t counter, uint64_t *a, uint64_t *
 void sim_proto_route(enum sim_protocol p, const char *method, const char *path,
                      const char *task_query, struct sim_route_info *out)
 {
+    if (sim_upload_route(p, method, path, out))
+        return;
     if (strncmp(path, "/_sim/", 6) == 0 || strncmp(path, "/media/", 7) == 0) {
         sim_req_route(method, path, out);
         return;
@@ -345,13 +349,19 @@ cJSON *sim_proto_submit_json(enum sim_protocol p, const struct sim_task *t, long
 cJSON *sim_proto_status_json(enum sim_protocol p, const struct sim_task *t, long long now_ms,
                              const char *base)
 {
+    return sim_proto_status_logs_json(p, t, now_ms, base, 0);
+}
+
+cJSON *sim_proto_status_logs_json(enum sim_protocol p, const struct sim_task *t, long long now_ms,
+                                  const char *base, int with_logs)
+{
     switch (p) {
     case SIM_PROTO_KIE:
         return sim_kie_status_json(t, now_ms, base);
     case SIM_PROTO_REPLICATE:
         return sim_replicate_prediction(t, now_ms, base);
     case SIM_PROTO_FAL:
-        return sim_fal_status_json(t, now_ms, base);
+        return sim_fal_status_json(t, now_ms, base, with_logs);
     default:
         return sim_apixo_status_json(t, now_ms, base);
     }

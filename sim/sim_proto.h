@@ -65,6 +65,9 @@ cJSON *sim_proto_submit_json(enum sim_protocol p, const struct sim_task *t, long
 /* Answer to a status request at now_ms (always HTTP 200). */
 cJSON *sim_proto_status_json(enum sim_protocol p, const struct sim_task *t, long long now_ms,
                              const char *base);
+/* The same, asked with fal's ?logs=1 (with_logs): the runner's log entries so far in "logs". */
+cJSON *sim_proto_status_logs_json(enum sim_protocol p, const struct sim_task *t, long long now_ms,
+                                  const char *base, int with_logs);
 /* fal's response_url: 200 result, 400 still in progress or cancelled, 422/5xx failed. For a
  * request error *error_type is set to the X-Fal-Error-Type header value (else NULL). */
 cJSON *sim_proto_result_json(const struct sim_task *t, long long now_ms, const char *base,

@@ -78,7 +78,9 @@ int sim_fal_submit_parse(const struct sim_models *ms, const struct sim_route_inf
  * "workflows/o/a"): what fal's queue URLs are built on. */
 void sim_fal_app_id(const char *model, char *out, size_t cap);
 cJSON *sim_fal_submit_json(const struct sim_task *t, const char *base);
-cJSON *sim_fal_status_json(const struct sim_task *t, long long now_ms, const char *base);
+/* with_logs: ?logs=1 was asked (the entries so far; else logs is null). */
+cJSON *sim_fal_status_json(const struct sim_task *t, long long now_ms, const char *base,
+                           int with_logs);
 cJSON *sim_fal_result_json(const struct sim_task *t, long long now_ms, const char *base,
                            int *status, const char **error_type);
 cJSON *sim_fal_cancel_json(int canceled, int *status);

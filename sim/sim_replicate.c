@@ -275,12 +275,44 @@ static cJSON *sim_replicate_output(const struct sim_task *t, const char *base)
 
 #define SIM_REPLICATE_LOG_LINE 27 /* "step 000001: loss 1.000000\n" */
 
-/* The logs printed by now_ms: logs_bytes of them over the whole generation, a share of them
- * while it runs (and none before it starts). */
+#define SIM_REPLICATE_STEPS 50
+
+/* A diffusion model's logs as recorded (tests/fixtures/providers/replicate/
+ * prediction-processing-tqdm-10pct.json): the seed and prompt, then one tqdm line per step
+ * done, " 10%|█         | 5/50 [00:01<00:09,  4.91it/s]". */
+static char *sim_replicate_tqdm(const struct sim_task *t, long long upto, long long start_ms,
+                                long long end)
+{
+    long long span = end > start_ms ? end - start_ms : 1;
+    int steps =
+        upto >= end ? SIM_REPLICATE_STEPS : (int)(SIM_REPLICATE_STEPS * (upto - start_ms) / span);
+    /* 64 bytes a line at most (a cell of the bar is 3 bytes of UTF-8), and the head. */
+    size_t cap = (size_t)(steps + 1) * 96 + strlen(t->prompt) + 64, n = 0;
+    char *s = malloc(cap);
+    if (!s)
+        return NULL;
+    n += (size_t)snprintf(s, cap, "Using seed: %llu\nPrompt: %.*s\ntxt2img mode\n",
+                          (unsigned long long)(t->media_seed >> 48), 200, t->prompt);
+    for (int i = 0; i <= steps; i++) {
+        int pct = i * 100 / SIM_REPLICATE_STEPS, cells = pct / 10;
+        n += (size_t)snprintf(s + n, cap - n, "%3d%%|", pct);
+        for (int c = 0; c < 10; c++)
+            n += (size_t)snprintf(s + n, cap - n, "%s", c < cells ? "\xe2\x96\x88" : " ");
+        n += (size_t)snprintf(s + n, cap - n, "| %d/%d [00:%02d<00:%02d,  4.92it/s]\n", i,
+                              SIM_REPLICATE_STEPS, i / 5 % 60, (SIM_REPLICATE_STEPS - i) / 5 % 60);
+    }
+    return s;
+}
+
+/* The logs printed by now_ms (none before it starts): a model with logs_bytes prints that much
+ * over the whole generation, a share of it while it runs; the others print tqdm progress. */
 static char *sim_replicate_logs(const struct sim_task *t, long long now_ms, long long start_ms)
 {
     long long end = t->submit_ms + t->duration_ms,
               upto = now_ms < t->complete_ms ? now_ms : t->complete_ms;
+    if (t->logs_bytes <= 0)
+        return upto > start_ms && !t->aborted ? sim_replicate_tqdm(t, upto, start_ms, end)
+                                              : strdup("");
     long long total = t->logs_bytes > 0 ? t->logs_bytes / SIM_REPLICATE_LOG_LINE + 1 : 0;
     long long lines = 0;
     if (total && !t->aborted && upto >= end)

@@ -53,7 +53,7 @@ static const struct fuse_lowlevel_ops ops = {
     .readlink = op_readlink,
     .mknod = op_mknod,
     .mkdir = op_mkdir,
-    .unlink = op_refuse_name,
+    .unlink = op_unlink,
     .rmdir = op_rmdir,
     .symlink = op_symlink,
     .rename = op_rename,
@@ -64,6 +64,7 @@ static const struct fuse_lowlevel_ops ops = {
     .flush = op_flush,
     .release = op_release,
     .opendir = op_opendir,
+    .releasedir = op_releasedir,
     .readdir = op_readdir,
     .readdirplus = op_readdirplus,
     .statfs = op_statfs,
@@ -147,7 +148,6 @@ struct fs *fs_new(struct store *st, struct engine *eng, struct log *lg, const ch
     f->store = st;
     f->engine = eng;
     f->log = lg;
-    f->task_dir_mode = 0555;
     f->start_ms = clock_now_ms();
     f->event_mtime_ms = f->start_ms;
     pthread_mutex_init(&f->lock, NULL);
@@ -167,7 +167,6 @@ void fs_set_notify(struct fs *f, struct notify *n)
 {
     f->notify = n;
     f->notify_pid = notify_pid(n);
-    f->task_dir_mode = notify_attr_only(n) ? 0755 : 0555;
 }
 void fs_free(struct fs *f)
 {
@@ -176,6 +175,12 @@ void fs_free(struct fs *f)
     pthread_mutex_destroy(&f->lock);
     free(f->events);
     free(f->hidden);
+    free(f->gone);
+    while (f->dirs) {
+        struct dir_open *d = f->dirs;
+        f->dirs = d->next;
+        free(d);
+    }
     free(f->cache_dir);
     free(f);
 }

@@ -203,14 +203,24 @@ struct event_line {
 
 #define HIDDEN_SLOTS 1024
 
+/* A task's or model's directory held open (opendir): rm -r and its kind hold the directory
+ * they empty (see "removing" in fs_tree.c). Guarded by fs->lock. */
+struct dir_open {
+    fuse_ino_t ino;
+    pid_t tid; /* the thread that opened it */
+    struct dir_open *next, *prev;
+};
+
+/* An entry unlinked as part of removing its task's or model's directory (anchor): gone from
+ * lookups and listings until nobody holds the anchor open any more. */
+struct gone_entry {
+    fuse_ino_t ino, anchor;
+};
+
 struct fs {
     char *cache_dir;
     struct notify *notify;
     pid_t notify_pid;
-    /* Task dirs and files/ mode: 0555, or 0755 when the kernel checks modes
-     * (default_permissions) and would refuse the announcer's mkdir and create
-     * there; users' own mkdir and create are still refused by genfs. */
-    mode_t task_dir_mode;
     /* inodes not yet announced: absent to the notifier's own lookups, so its
      * mkdir/create/symlink reaches us and raises the event (under lock) */
     fuse_ino_t *hidden;
@@ -221,6 +231,9 @@ struct fs {
     struct fuse_session *se;
     pthread_mutex_t lock; /* pending, pollers, events, fh fields below */
     struct pending *pending;
+    struct dir_open *dirs;
+    struct gone_entry *gone;
+    size_t n_gone, cap_gone;
     uint64_t next_pending_id;
     struct fh *pollers;
     struct event_line *events;
@@ -260,6 +273,8 @@ void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
 void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                     struct fuse_file_info *fi);
 void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name);
 void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode);
 void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name);
 void op_refuse_name(fuse_req_t req, fuse_ino_t parent, const char *name);

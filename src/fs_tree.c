@@ -245,14 +245,17 @@ static int stat_task(struct fs *f, struct node n, struct stat *st)
     if (!t)
         return -ENOENT;
     set_time(st, task_file_mtime(t, (enum task_kind)n.kind));
+    /* Directories are 0755: their owner can remove them (rm -r) and what they hold, so a
+     * copy (cp -r, cp -a, rsync -a, tar) keeps a mode its owner can rm -r. Creating in them
+     * is refused by genfs itself. */
     if (n.kind == TK_DIR) {
-        st->st_mode = S_IFDIR | f->task_dir_mode;
+        st->st_mode = S_IFDIR | 0755;
         st->st_nlink = t->files ? 3 : 2;
     } else if (n.kind == TK_FILES) {
         if (!t->files)
             return -ENOENT;
         set_time(st, t->change_ms);
-        st->st_mode = S_IFDIR | f->task_dir_mode;
+        st->st_mode = S_IFDIR | 0755;
         st->st_nlink = 2;
     } else if (n.kind >= TK_FILE0) {
         uint32_t fn = (uint32_t)(n.kind - TK_FILE0);
@@ -330,6 +333,8 @@ void reply_entry(fuse_req_t req, struct fs *f, fuse_ino_t ino)
 
 /* ---- lookup, getattr, readdir ---- */
 
+static bool entry_gone(struct fs *f, fuse_ino_t ino);
+
 fuse_ino_t child_ino(struct fs *f, fuse_ino_t parent, const char *name)
 {
     struct node n = node_of(parent);
@@ -371,7 +376,7 @@ fuse_ino_t child_ino(struct fs *f, fuse_ino_t parent, const char *name)
                 ino = task_ino(n.idx, (enum task_kind)(TK_FILE0 + i));
     }
     store_unlock(f->store);
-    return ino;
+    return ino && entry_gone(f, ino) ? 0 : ino;
 }
 
 void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -626,7 +631,8 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
         fuse_reply_err(req, err);
     } else {
         for (size_t i = 0; i < l.cnt; i++)
-            if (!dir_add(&d, l.ents[i].name, l.ents[i].ino, l.ents[i].mode, l.ents[i].next))
+            if (!entry_gone(f, l.ents[i].ino) &&
+                !dir_add(&d, l.ents[i].name, l.ents[i].ino, l.ents[i].mode, l.ents[i].next))
                 break;
         fuse_reply_buf(req, d.buf, d.used);
     }
@@ -647,14 +653,240 @@ void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     readdir_common(req, ino, size, off, true);
 }
 
+/* ---- removing: rm -r of a task or a model ----
+ *
+ * rm -r (GNU rm's fts), find -delete and Python's shutil.rmtree hold a directory open while
+ * they unlink what it lists, then remove it; a plain rm of one file holds nothing. A task's
+ * files are what genfs knows of the task and a model's own files are its settings: neither
+ * can go on its own. So an unlink in a task (its files, files/ and what it holds) or of a
+ * model's own file is taken as part of removing that task or model only when it comes from
+ * a process that holds the task's or model's directory (the anchor) open. The entry is
+ * then gone from lookups and listings, and the rmdir that follows forgets the task (SPEC 3)
+ * or removes the emptied model. If nobody holds the anchor any more and it was not removed
+ * (the rm was interrupted, or the model's rmdir refused), its entries come back: a task or
+ * a model is either whole or gone. Every other unlink is refused with EPERM and a line in
+ * log that says what to run instead. */
+
+/* The directory an entry's removal belongs to: its task's or model's, or 0 (root files). */
+static fuse_ino_t entry_anchor(fuse_ino_t ino)
+{
+    struct node n = node_of(ino);
+    if (n.type == N_TASK && n.kind != TK_DIR)
+        return task_ino(n.idx, TK_DIR);
+    if (n.type == N_MODEL && n.kind != MK_DIR)
+        return model_ino(n.idx, MK_DIR);
+    return 0;
+}
+
+/* f->lock held. */
+static bool gone_has(const struct fs *f, fuse_ino_t ino)
+{
+    for (size_t i = 0; i < f->n_gone; i++)
+        if (f->gone[i].ino == ino)
+            return true;
+    return false;
+}
+
+static bool entry_gone(struct fs *f, fuse_ino_t ino)
+{
+    pthread_mutex_lock(&f->lock);
+    bool gone = gone_has(f, ino);
+    pthread_mutex_unlock(&f->lock);
+    return gone;
+}
+
+/* Whether the process of thread tid holds anchor open (f->lock held): opened by that thread,
+ * or by another thread of its process (told by /proc, read only when the tids differ). */
+static bool held_by(struct fs *f, fuse_ino_t anchor, pid_t tid)
+{
+    /* FUSE gives 0 for a caller in a pid namespace genfs cannot see: who it is is unknown. */
+    if (tid <= 0)
+        return false;
+    long process = -1;
+    for (const struct dir_open *d = f->dirs; d; d = d->next) {
+        if (d->ino != anchor)
+            continue;
+        if (d->tid == tid)
+            return true;
+        if (process < 0)
+            process = proc_process(tid);
+        if (proc_process(d->tid) == process)
+            return true;
+    }
+    return false;
+}
+
+/* Records ino as removed (f->lock held): 0 or ENOMEM. */
+static int gone_add(struct fs *f, fuse_ino_t ino, fuse_ino_t anchor)
+{
+    if (f->n_gone == f->cap_gone) {
+        size_t cap = f->cap_gone ? f->cap_gone * 2 : 16;
+        struct gone_entry *g = realloc(f->gone, cap * sizeof(*g));
+        if (!g)
+            return ENOMEM;
+        f->gone = g;
+        f->cap_gone = cap;
+    }
+    f->gone[f->n_gone++] = (struct gone_entry){.ino = ino, .anchor = anchor};
+    return 0;
+}
+
+/* The last handle on an anchor let go: what was removed in it comes back (if the task or
+ * model was removed meanwhile, nothing refers to those inodes any more). */
+static void dir_close(struct fs *f, struct dir_open *d)
+{
+    pthread_mutex_lock(&f->lock);
+    if (d->prev)
+        d->prev->next = d->next;
+    else
+        f->dirs = d->next;
+    if (d->next)
+        d->next->prev = d->prev;
+    bool held = false;
+    for (const struct dir_open *o = f->dirs; o && !held; o = o->next)
+        held = o->ino == d->ino;
+    for (size_t i = 0; !held && i < f->n_gone;)
+        if (f->gone[i].anchor == d->ino)
+            f->gone[i] = f->gone[--f->n_gone];
+        else
+            i++;
+    pthread_mutex_unlock(&f->lock);
+    free(d);
+}
+
+/* "MODEL/ID" of a task's entry, or "MODEL" of a model's, for messages. */
+static void anchor_path(struct fs *f, fuse_ino_t anchor, char *out, size_t len)
+{
+    struct node n = node_of(anchor);
+    snprintf(out, len, "?");
+    store_rdlock(f->store);
+    const struct task *t = n.type == N_TASK ? store_task_at(f->store, n.idx) : NULL;
+    const struct model *m = t                   ? store_model_at(f->store, t->model_idx)
+                            : n.type == N_MODEL ? store_model_at(f->store, n.idx)
+                                                : NULL;
+    if (t && m)
+        snprintf(out, len, "%s/%s", m->name, t->id);
+    else if (m)
+        snprintf(out, len, "%s", m->name);
+    store_unlock(f->store);
+}
+
+/* One line in log for an unlink or rmdir of ino (name) that is refused: what to do instead. */
+static void log_refused_removal(struct fs *f, const char *verb, fuse_ino_t ino, const char *name)
+{
+    fuse_ino_t anchor = entry_anchor(ino);
+    char dir[512];
+    if (!anchor) {
+        log_warn(f->log, "%s %s refused: genfs's own files cannot be removed", verb, name);
+        return;
+    }
+    anchor_path(f, anchor, dir, sizeof(dir));
+    if (node_of(anchor).type == N_TASK)
+        log_warn(f->log,
+                 "%s %s/%s%s refused: a task's files go only with the task: rm -r %s (or "
+                 "rmdir) forgets it",
+                 verb, dir, node_of(ino).kind >= TK_FILE0 ? "files/" : "", name, dir);
+    else
+        log_warn(f->log,
+                 "%s %s/%s refused: a model's own files go only with the model: rm -r %s "
+                 "removes it and forgets its tasks",
+                 verb, dir, name, dir);
+}
+
+/* The files listed in files/ now: their inodes in out (at most MAX_FILES), their count. */
+static size_t files_listed(struct fs *f, uint32_t task_idx, fuse_ino_t *out)
+{
+    size_t n = 0;
+    store_rdlock(f->store);
+    const struct task *t = store_task_at(f->store, task_idx);
+    for (uint32_t i = 0; t && t->files && i < t->n_urls && i < MAX_FILES; i++)
+        if (file_listed(&t->files[i]))
+            out[n++] = task_ino(task_idx, (enum task_kind)(TK_FILE0 + i));
+    store_unlock(f->store);
+    return n;
+}
+
+/* An unlink in a task or of a model's own file, or rmdir of files/, by tid: 0 when it is part
+ * of removing the anchor (the entry is then gone), else the errno. files/ goes once what it
+ * lists is gone. */
+static int remove_entry(struct fs *f, fuse_ino_t ino, pid_t tid)
+{
+    fuse_ino_t anchor = entry_anchor(ino);
+    struct node n = node_of(ino);
+    fuse_ino_t *listed = NULL;
+    size_t n_listed = 0;
+    if (n.type == N_TASK && n.kind == TK_FILES) {
+        listed = malloc(MAX_FILES * sizeof(*listed));
+        if (!listed)
+            return ENOMEM;
+        n_listed = files_listed(f, n.idx, listed);
+    }
+    int err = EPERM;
+    pthread_mutex_lock(&f->lock);
+    if (anchor && held_by(f, anchor, tid)) {
+        err = 0;
+        for (size_t i = 0; i < n_listed && !err; i++)
+            err = gone_has(f, listed[i]) ? 0 : ENOTEMPTY;
+        if (!err)
+            err = gone_add(f, ino, anchor);
+    }
+    pthread_mutex_unlock(&f->lock);
+    free(listed);
+    return err;
+}
+
+void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    struct fs *f = req_fs(req);
+    if (!by_owner(req)) {
+        fuse_reply_err(req, EACCES);
+        return;
+    }
+    fuse_ino_t ino = child_ino(f, parent, name);
+    if (!ino) {
+        fuse_reply_err(req, ENOENT);
+        return;
+    }
+    int err = remove_entry(f, ino, fuse_req_ctx(req)->pid);
+    if (err == EPERM)
+        log_refused_removal(f, "rm", ino, name);
+    fuse_reply_err(req, err);
+}
+
 void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     struct node n = node_of(ino);
-    if (n.type == N_ROOT || (n.type == N_MODEL && n.kind == MK_DIR) ||
-        (n.type == N_TASK && (n.kind == TK_DIR || n.kind == TK_FILES)))
-        fuse_reply_open(req, fi);
-    else
+    if (!(n.type == N_ROOT || (n.type == N_MODEL && n.kind == MK_DIR) ||
+          (n.type == N_TASK && (n.kind == TK_DIR || n.kind == TK_FILES)))) {
         fuse_reply_err(req, ENOTDIR);
+        return;
+    }
+    /* A task's or a model's directory: who holds it decides what an unlink in it means. */
+    struct fs *f = req_fs(req);
+    struct dir_open *d = NULL;
+    bool anchor = (n.type == N_MODEL && n.kind == MK_DIR) || (n.type == N_TASK && n.kind == TK_DIR);
+    if (anchor && (d = calloc(1, sizeof(*d)))) {
+        d->ino = ino;
+        d->tid = fuse_req_ctx(req)->pid;
+        pthread_mutex_lock(&f->lock);
+        d->next = f->dirs;
+        if (f->dirs)
+            f->dirs->prev = d;
+        f->dirs = d;
+        pthread_mutex_unlock(&f->lock);
+    }
+    fi->fh = (uint64_t)(uintptr_t)d;
+    if (fuse_reply_open(req, fi) == -ENOENT && d)
+        dir_close(f, d);
+}
+
+void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    (void)ino;
+    struct dir_open *d = (struct dir_open *)(uintptr_t)fi->fh;
+    if (d)
+        dir_close(req_fs(req), d);
+    fuse_reply_err(req, 0);
 }
 static bool segment_valid(const char *name)
 {
@@ -769,8 +1001,14 @@ void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
         o->cmd.task_idx = n.idx;
     } else {
         op_free(o);
-        /* files/ and the like: directories genfs keeps, not the user's to remove */
-        fuse_reply_err(req, (n.type == N_TASK && n.kind == TK_FILES) ? EPERM : ENOTDIR);
+        int err = ENOTDIR;
+        /* files/ goes only as part of removing its task (see "removing" above) */
+        if (n.type == N_TASK && n.kind == TK_FILES) {
+            err = remove_entry(f, ino, fuse_req_ctx(req)->pid);
+            if (err == EPERM)
+                log_refused_removal(f, "rmdir", ino, name);
+        }
+        fuse_reply_err(req, err);
         return;
     }
     op_post(f, o);

@@ -588,11 +588,6 @@ pid_t notify_pid(const struct notify *n)
     return n ? n->child : 0;
 }
 
-bool notify_attr_only(const struct notify *n)
-{
-    return n && n->attr_only;
-}
-
 void notify_post(struct notify *n, enum notify_op op, const char *path, fuse_ino_t parent,
                  const char *name, const char *target, notify_done_fn done, void *arg)
 {

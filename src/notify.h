@@ -42,8 +42,6 @@ void notify_halt(struct notify *n);
 void notify_stop(struct notify *n);
 /* The announcer's pid: FUSE requests with this pid are announcements. */
 pid_t notify_pid(const struct notify *n);
-/* True when announcements are ATTRIB only (the kernel checks modes itself). */
-bool notify_attr_only(const struct notify *n);
 
 /* Queue an announcement. path: relative to the mount root; parent/name: the
  * entry to drop from the kernel's dentry cache first (parent 0: none);

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fnmatch.h>
 #include <math.h>
+#include <regex.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,12 +27,29 @@
 #define PROVIDER_MAX_NAME 20
 /* A provider asking for a longer pause would freeze every task; cap it. */
 #define PROVIDER_MAX_RETRY_AFTER_MS INT64_C(3600000)
+/* A progress pattern is a short ERE: without intervals and back-references
+ * (the costly parts of POSIX regex), matching stays cheap on any logs. */
+#define PROVIDER_MAX_REGEX 200
+/* Only the logs' tail is searched for progress: the latest line is there. */
+#define PROVIDER_PROGRESS_TAIL ((size_t)64 * 1024)
+/* The default upload size limit, and the default inline (data: URI) limit. */
+#define PROVIDER_UPLOAD_MAX ((size_t)100 * 1024 * 1024)
+#define PROVIDER_DATA_URI_MAX ((size_t)256 * 1024)
 
 enum time_format { TIMES_NONE, TIMES_MS, TIMES_ISO };
 
 struct state_word {
     char *word;
     enum task_state state;
+};
+
+enum upload_kind { UPLOAD_NONE, UPLOAD_MULTIPART, UPLOAD_JSON, UPLOAD_INITIATE_PUT };
+
+/* A word of a cancel answer and what it means (cancel.answers). */
+struct cancel_word {
+    char *word;
+    enum provider_cancel_outcome outcome;
+    bool not_found;
 };
 
 /* A submission of another shape for model ids matching a glob: Replicate's
@@ -76,6 +94,25 @@ struct provider {
     /* separate result request */
     bool has_result;
     char *result_url, *result_urls_path, *result_error_code, *result_error_msg;
+    /* logs, progress, queue and the adopted task's input in a status answer */
+    char *logs_path, *queue_path, *input_path, *input_field;
+    bool input_is_json_string;
+    regex_t progress_re; /* status.progress_logs, when has_progress_re */
+    bool has_progress_re;
+    cJSON *status_query; /* query parameters added to every status URL (fal's logs=1) */
+    /* cancel */
+    bool has_cancel;
+    char *cancel_method, *cancel_url, *cancel_url_field, *cancel_state;
+    struct cancel_word *cancel_words;
+    size_t n_cancel_words;
+    /* upload */
+    enum upload_kind upload_kind;
+    char *upload_base; /* {upload_base}: upload.base_url, else the base URL */
+    char *upload_url, *upload_field, *upload_file_url, *upload_put_url;
+    cJSON *upload_fields, *upload_body;
+    size_t upload_max, data_uri_max;
+    bool data_uri_ok;
+    bool loaded; /* a later base URL (-o api_url) takes the uploads along */
 };
 
 /* ---- profile loading ---- */
@@ -174,7 +211,8 @@ static cJSON *load_body(struct loader *l, const cJSON *obj, const char *where, c
 static bool url_template_ok(const char *t)
 {
     return t && (strncmp(t, "{base}", 6) == 0 || strncmp(t, "http://", 7) == 0 ||
-                 strncmp(t, "https://", 8) == 0 || strncmp(t, "{result_url}", 12) == 0);
+                 strncmp(t, "https://", 8) == 0 || strncmp(t, "{result_url}", 12) == 0 ||
+                 strncmp(t, "{upload_base}", 13) == 0);
 }
 
 static void load_error_message(struct loader *l, struct provider *p, const cJSON *root)
@@ -316,17 +354,86 @@ static void load_submit(struct loader *l, struct provider *p, const cJSON *root)
     p->submit_result_url = load_str(l, sub, "submit", "result_url", false);
 }
 
+/* A progress pattern: an ERE whose first group is the percentage. */
+static void load_progress_re(struct loader *l, struct provider *p, const char *re)
+{
+    bool backref = false;
+    for (const char *c = re; *c; c++)
+        backref |= c[0] == '\\' && isdigit((unsigned char)c[1]);
+    if (strlen(re) > PROVIDER_MAX_REGEX || strchr(re, '{') || backref) {
+        load_fail(l,
+                  "status.progress_logs must be a regular expression of at most %d bytes, "
+                  "without {m,n} intervals or back-references",
+                  PROVIDER_MAX_REGEX);
+        return;
+    }
+    if (regcomp(&p->progress_re, re, REG_EXTENDED | REG_NEWLINE) != 0) {
+        load_fail(l, "status.progress_logs is not a valid extended regular expression");
+        return;
+    }
+    p->has_progress_re = true;
+    if (p->progress_re.re_nsub < 1)
+        load_fail(l, "status.progress_logs needs a group (...) around the percentage");
+}
+
+/* Every value of a query object must be a string. */
+static cJSON *load_query(struct loader *l, const cJSON *obj, const char *where, const char *key)
+{
+    const cJSON *q = load_obj(l, obj, where, key, false), *it;
+    cJSON_ArrayForEach(it, q)
+    {
+        if (!cJSON_IsString(it))
+            load_fail(l, "%s.%s.%s must be a string", where, key, it->string);
+    }
+    return q ? cJSON_Duplicate(q, true) : NULL;
+}
+
+static void load_status_extras(struct loader *l, struct provider *p, const cJSON *st)
+{
+    p->logs_path = load_str(l, st, "status", "logs", false);
+    p->queue_path = load_str(l, st, "status", "queue_position", false);
+    p->input_path = load_str(l, st, "status", "input", false);
+    p->input_field = load_str(l, st, "status", "input_field", false);
+    p->input_is_json_string = load_bool(l, st, "status", "input_is_json_string");
+    char *re = load_str(l, st, "status", "progress_logs", false);
+    if (re && !p->logs_path)
+        load_fail(l, "status.progress_logs needs status.logs (where the logs are)");
+    else if (re)
+        load_progress_re(l, p, re);
+    free(re);
+    p->status_query = load_query(l, st, "status", "query");
+}
+
 static void load_status(struct loader *l, struct provider *p, const cJSON *root)
 {
     const cJSON *st = load_obj(l, root, "", "status", true);
     if (!st)
         return;
-    static const char *const keys[] = {"url",           "state",         "states",
-                                       "progress",      "result",        "result_is_json_string",
-                                       "urls",          "failed_if",     "error_code",
-                                       "error_message", "times",         "create_time",
-                                       "update_time",   "complete_time", "cost_time",
-                                       "outputs",       "not_yet_codes", NULL};
+    static const char *const keys[] = {"url",
+                                       "state",
+                                       "states",
+                                       "progress",
+                                       "result",
+                                       "result_is_json_string",
+                                       "urls",
+                                       "failed_if",
+                                       "error_code",
+                                       "error_message",
+                                       "times",
+                                       "create_time",
+                                       "update_time",
+                                       "complete_time",
+                                       "cost_time",
+                                       "outputs",
+                                       "not_yet_codes",
+                                       "logs",
+                                       "progress_logs",
+                                       "queue_position",
+                                       "input",
+                                       "input_is_json_string",
+                                       "input_field",
+                                       "query",
+                                       NULL};
     load_keys(l, st, "status", keys);
     p->status_url = load_str(l, st, "status", "url", true);
     if (p->status_url && !url_template_ok(p->status_url))
@@ -357,6 +464,7 @@ static void load_status(struct loader *l, struct provider *p, const cJSON *root)
         load_fail(l, "status.outputs must be \"urls\" or \"any\"");
     p->outputs_any = outputs && strcmp(outputs, "any") == 0;
     free(outputs);
+    load_status_extras(l, p, st);
     const cJSON *ny = cJSON_GetObjectItemCaseSensitive(st, "not_yet_codes"), *it;
     if (ny && !cJSON_IsArray(ny))
         load_fail(l, "status.not_yet_codes must be an array of codes");
@@ -393,6 +501,121 @@ static void load_result(struct loader *l, struct provider *p, const cJSON *root)
     p->result_error_msg = load_str(l, r, "result", "error_message", false);
 }
 
+static void load_cancel(struct loader *l, struct provider *p, const cJSON *root)
+{
+    const cJSON *c = load_obj(l, root, "", "cancel", false);
+    if (!c)
+        return;
+    static const char *const keys[] = {"method", "url", "url_field", "state", "answers", NULL};
+    load_keys(l, c, "cancel", keys);
+    p->has_cancel = true;
+    p->cancel_method = load_str(l, c, "cancel", "method", false);
+    if (!p->cancel_method)
+        p->cancel_method = strdup("POST");
+    else if (strcmp(p->cancel_method, "POST") != 0 && strcmp(p->cancel_method, "PUT") != 0)
+        load_fail(l, "cancel.method must be POST or PUT");
+    p->cancel_url = load_str(l, c, "cancel", "url", true);
+    if (p->cancel_url && !url_template_ok(p->cancel_url))
+        load_fail(l, "cancel.url must start with {base} or http(s)://");
+    p->cancel_url_field = load_str(l, c, "cancel", "url_field", false);
+    p->cancel_state = load_str(l, c, "cancel", "state", true);
+    const cJSON *a = load_obj(l, c, "cancel", "answers", true), *it;
+    p->cancel_words = calloc((size_t)cJSON_GetArraySize(a) + 1, sizeof(*p->cancel_words));
+    cJSON_ArrayForEach(it, a)
+    {
+        static const char *const names[] = {"canceled", "requested", "too_late", "not_found"};
+        static const enum provider_cancel_outcome outs[] = {
+            PROVIDER_CANCEL_DONE, PROVIDER_CANCEL_REQUESTED, PROVIDER_CANCEL_TOO_LATE,
+            PROVIDER_CANCEL_TOO_LATE};
+        size_t k = 0;
+        while (cJSON_IsString(it) && k < 4 && strcmp(it->valuestring, names[k]) != 0)
+            k++;
+        if (!cJSON_IsString(it) || k == 4) {
+            load_fail(l, "cancel.answers.%s must be canceled, requested, too_late or not_found",
+                      it->string);
+            return;
+        }
+        if (!p->cancel_words)
+            continue;
+        struct cancel_word *w = &p->cancel_words[p->n_cancel_words++];
+        w->word = strdup(it->string);
+        w->outcome = outs[k];
+        w->not_found = k == 3;
+    }
+    if (p->n_cancel_words == 0 && !l->failed)
+        load_fail(l, "cancel.answers is empty");
+}
+
+/* A size in bytes: a whole number from 1 to 4 GiB. */
+static size_t load_size(struct loader *l, const cJSON *obj, const char *key, size_t dflt)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v || cJSON_IsNull(v))
+        return dflt;
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= 1 && v->valuedouble <= 4294967296.0) ||
+        v->valuedouble != floor(v->valuedouble)) {
+        load_fail(l, "upload.%s must be a number of bytes (1 to 4 GiB)", key);
+        return dflt;
+    }
+    return (size_t)v->valuedouble;
+}
+
+static void load_upload(struct loader *l, struct provider *p, const cJSON *root)
+{
+    const cJSON *u = load_obj(l, root, "", "upload", false);
+    if (!u)
+        return;
+    static const char *const keys[] = {"kind",
+                                       "base_url",
+                                       "url",
+                                       "field",
+                                       "fields",
+                                       "body",
+                                       "file_url",
+                                       "put_url",
+                                       "max_bytes",
+                                       "data_uri_ok",
+                                       "data_uri_max_bytes",
+                                       NULL};
+    load_keys(l, u, "upload", keys);
+    char *kind = load_str(l, u, "upload", "kind", false);
+    p->upload_kind = !kind                               ? UPLOAD_NONE
+                     : strcmp(kind, "multipart") == 0    ? UPLOAD_MULTIPART
+                     : strcmp(kind, "json") == 0         ? UPLOAD_JSON
+                     : strcmp(kind, "initiate_put") == 0 ? UPLOAD_INITIATE_PUT
+                                                         : UPLOAD_NONE;
+    if (kind && p->upload_kind == UPLOAD_NONE)
+        load_fail(l, "upload.kind must be multipart, json or initiate_put");
+    free(kind);
+    p->data_uri_ok = load_bool(l, u, "upload", "data_uri_ok");
+    p->upload_max = load_size(l, u, "max_bytes", PROVIDER_UPLOAD_MAX);
+    p->data_uri_max = load_size(l, u, "data_uri_max_bytes", PROVIDER_DATA_URI_MAX);
+    if (p->upload_kind == UPLOAD_NONE) {
+        if (!p->data_uri_ok && !l->failed)
+            load_fail(l, "upload needs a kind, or data_uri_ok: true");
+        return;
+    }
+    char *base = load_str(l, u, "upload", "base_url", false);
+    if (base && strncmp(base, "http://", 7) != 0 && strncmp(base, "https://", 8) != 0)
+        load_fail(l, "upload.base_url must start with http:// or https://");
+    else if (base)
+        p->upload_base = strndup(base, strlen(base) - (base[strlen(base) - 1] == '/'));
+    free(base);
+    p->upload_url = load_str(l, u, "upload", "url", true);
+    if (p->upload_url && !url_template_ok(p->upload_url))
+        load_fail(l, "upload.url must start with {base}, {upload_base} or http(s)://");
+    p->upload_file_url = load_str(l, u, "upload", "file_url", true);
+    if (p->upload_kind == UPLOAD_MULTIPART) {
+        p->upload_field = load_str(l, u, "upload", "field", true);
+        p->upload_fields = load_query(l, u, "upload", "fields");
+    } else {
+        const cJSON *b = load_obj(l, u, "upload", "body", true);
+        p->upload_body = b ? cJSON_Duplicate(b, true) : NULL;
+    }
+    if (p->upload_kind == UPLOAD_INITIATE_PUT)
+        p->upload_put_url = load_str(l, u, "upload", "put_url", true);
+}
+
 struct provider *provider_load_json(const char *text, const char *source, char *err, size_t errlen)
 {
     struct loader l = {.source = source, .err = err, .errlen = errlen};
@@ -420,6 +643,8 @@ struct provider *provider_load_json(const char *text, const char *source, char *
                                        "error_type_header",
                                        "result_url_lifetime_s",
                                        "app_namespaces",
+                                       "cancel",
+                                       "upload",
                                        NULL};
     load_keys(&l, root, "", keys);
     p->name = load_str(&l, root, "profile", "name", true);
@@ -463,11 +688,14 @@ struct provider *provider_load_json(const char *text, const char *source, char *
     load_submit(&l, p, root);
     load_status(&l, p, root);
     load_result(&l, p, root);
+    load_cancel(&l, p, root);
+    load_upload(&l, p, root);
     cJSON_Delete(root);
     if (l.failed) {
         provider_free(p);
         return NULL;
     }
+    p->loaded = true;
     return p;
 }
 
@@ -496,6 +724,11 @@ int provider_set_base_url(struct provider *p, const char *base_url)
         return -ENOMEM;
     free(p->base_url);
     p->base_url = copy;
+    /* A mount pointed elsewhere (a test server, a proxy) uploads there too. */
+    if (p->loaded) {
+        free(p->upload_base);
+        p->upload_base = NULL;
+    }
     return 0;
 }
 
@@ -551,7 +784,20 @@ void provider_free(struct provider *p)
                      &p->result_urls_path,
                      &p->result_error_code,
                      &p->result_error_msg,
-                     &p->error_type_header};
+                     &p->error_type_header,
+                     &p->logs_path,
+                     &p->queue_path,
+                     &p->input_path,
+                     &p->input_field,
+                     &p->cancel_method,
+                     &p->cancel_url,
+                     &p->cancel_url_field,
+                     &p->cancel_state,
+                     &p->upload_base,
+                     &p->upload_url,
+                     &p->upload_field,
+                     &p->upload_file_url,
+                     &p->upload_put_url};
     for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
         free(*strs[i]);
     for (size_t i = 0; i < p->n_error_message; i++)
@@ -574,7 +820,20 @@ void provider_free(struct provider *p)
     for (size_t i = 0; i < p->n_app_ns; i++)
         free(p->app_ns[i]);
     free(p->app_ns);
+    if (p->has_progress_re)
+        regfree(&p->progress_re);
+    cJSON_Delete(p->status_query);
+    for (size_t i = 0; i < p->n_cancel_words; i++)
+        free(p->cancel_words[i].word);
+    free(p->cancel_words);
+    cJSON_Delete(p->upload_fields);
+    cJSON_Delete(p->upload_body);
     free(p);
+}
+
+bool provider_can_cancel(const struct provider *p)
+{
+    return p->has_cancel;
 }
 
 char *provider_auth_header(const struct provider *p, const char *key)
@@ -599,6 +858,7 @@ void provider_request_clear(struct provider_request *r)
 {
     free(r->url);
     free(r->body);
+    free(r->content_type);
     *r = (struct provider_request){0};
 }
 
@@ -607,7 +867,15 @@ void provider_submit_clear(struct provider_submit *s)
     free(s->task_id);
     free(s->status_url);
     free(s->result_url);
+    free(s->cancel_url);
     *s = (struct provider_submit){0};
+}
+
+void provider_upload_clear(struct provider_upload *u)
+{
+    free(u->file_url);
+    free(u->put_url);
+    *u = (struct provider_upload){0};
 }
 
 void provider_status_clear(struct provider_status *s)
@@ -621,7 +889,10 @@ void provider_status_clear(struct provider_status *s)
     free(s->fail_code);
     free(s->fail_msg);
     free(s->data_json);
-    *s = (struct provider_status){.progress = -1};
+    free(s->logs);
+    free(s->input_json);
+    free(s->cancel_url);
+    *s = (struct provider_status){.progress = -1, .queue_position = -1};
 }
 
 /* ---- requests ---- */
@@ -659,7 +930,7 @@ static int provider_append_raw(char **out, size_t *len, const char *s, size_t n)
 }
 
 struct vars {
-    const char *base, *model, *id, *callback_url, *result_url;
+    const char *base, *model, *id, *callback_url, *result_url, *upload_base;
     char app[256];       /* the model id's first two segments (fal's app), without a version */
     const char *version; /* the text after the model id's last ':', or NULL */
 };
@@ -722,6 +993,8 @@ static char *provider_expand(const char *tmpl, const struct vars *v)
                 val = v->callback_url;
             else if (nl == 12 && strncmp(open, "{result_url}", 12) == 0)
                 val = v->result_url, raw = true;
+            else if (nl == 13 && strncmp(open, "{upload_base}", 13) == 0)
+                val = v->upload_base, raw = true;
             if (!val) {
                 free(out);
                 return NULL; /* a variable this request has no value for */
@@ -778,6 +1051,33 @@ static const char *provider_base(const struct provider *p)
     return p->base_url ? p->base_url : "";
 }
 
+/* Appends KEY=VALUE for each member of query to *url (values are templates;
+ * provider_expand encodes the variables in them). */
+static int provider_append_query(char **url, const cJSON *query, const struct vars *v)
+{
+    size_t len = strlen(*url);
+    bool first = !strchr(*url, '?');
+    const cJSON *it;
+    cJSON_ArrayForEach(it, query)
+    {
+        char *val = provider_expand(it->valuestring, v);
+        int rc = val ? 0 : -ENOMEM;
+        if (rc == 0)
+            rc = provider_append_raw(url, &len, first ? "?" : "&", 1);
+        if (rc == 0)
+            rc = provider_append_enc(url, &len, it->string, strlen(it->string), false);
+        if (rc == 0)
+            rc = provider_append_raw(url, &len, "=", 1);
+        if (rc == 0)
+            rc = provider_append_raw(url, &len, val, strlen(val));
+        free(val);
+        if (rc < 0)
+            return rc;
+        first = false;
+    }
+    return 0;
+}
+
 int provider_build_submit(const struct provider *p, const char *model, const char *input_json,
                           const char *request_json, const char *callback_url,
                           struct provider_request *out)
@@ -829,31 +1129,16 @@ int provider_build_submit(const struct provider *p, const char *model, const cha
     cJSON_Delete(body);
     out->url = provider_expand(url, &v);
     /* Providers that take the callback in the query string. */
-    if (out->url && callback_url && p->callback_query) {
-        size_t len = strlen(out->url);
-        const cJSON *it;
-        bool first = !strchr(out->url, '?');
-        cJSON_ArrayForEach(it, p->callback_query)
-        {
-            /* provider_expand already encodes {callback_url}. */
-            char *val = provider_expand(it->valuestring, &v);
-            if (!val || provider_append_raw(&out->url, &len, first ? "?" : "&", 1) < 0 ||
-                provider_append_enc(&out->url, &len, it->string, strlen(it->string), false) < 0 ||
-                provider_append_raw(&out->url, &len, "=", 1) < 0 ||
-                provider_append_raw(&out->url, &len, val, strlen(val)) < 0) {
-                free(val);
-                free(out->url);
-                out->url = NULL;
-                break;
-            }
-            free(val);
-            first = false;
-        }
+    if (out->url && callback_url && p->callback_query &&
+        provider_append_query(&out->url, p->callback_query, &v) < 0) {
+        free(out->url);
+        out->url = NULL;
     }
     if (!out->body || !out->url) {
         provider_request_clear(out);
         return -ENOMEM;
     }
+    out->body_len = strlen(out->body);
     return 0;
 }
 
@@ -871,20 +1156,44 @@ static bool provider_same_origin(const struct provider *p, const char *url)
     return bl == ul && strncasecmp(bh + 3, uh + 3, bl) == 0;
 }
 
-int provider_build_status(const struct provider *p, const char *model, const char *task_id,
-                          const char *status_url, struct provider_request *out)
+/* A request to a provider-given URL on the provider's origin, else to the
+ * profile's template for the model and task. */
+static int provider_task_url(const struct provider *p, const char *tmpl, const char *model,
+                             const char *task_id, const char *given, char **out)
 {
-    *out = (struct provider_request){.method = "GET"};
-    if (status_url && provider_same_origin(p, status_url)) {
-        out->url = strdup(status_url);
+    if (given && provider_same_origin(p, given)) {
+        *out = strdup(given);
     } else {
         if (!model || !*model || !task_id || !*task_id)
             return -EINVAL;
         struct vars v = {.base = provider_base(p), .id = task_id};
         provider_vars_model(p, &v, model);
-        out->url = provider_expand(p->status_url, &v);
+        *out = provider_expand(tmpl, &v);
     }
-    return out->url ? 0 : -ENOMEM;
+    return *out ? 0 : -ENOMEM;
+}
+
+int provider_build_status(const struct provider *p, const char *model, const char *task_id,
+                          const char *status_url, struct provider_request *out)
+{
+    *out = (struct provider_request){.method = "GET"};
+    int rc = provider_task_url(p, p->status_url, model, task_id, status_url, &out->url);
+    struct vars v = {.base = provider_base(p)};
+    if (rc == 0 && p->status_query && provider_append_query(&out->url, p->status_query, &v) < 0)
+        rc = -ENOMEM;
+    if (rc < 0)
+        provider_request_clear(out);
+    return rc;
+}
+
+int provider_build_cancel(const struct provider *p, const char *model, const char *task_id,
+                          const char *cancel_url, struct provider_request *out)
+{
+    *out = (struct provider_request){.method = "POST"};
+    if (!p->has_cancel)
+        return -EOPNOTSUPP;
+    out->method = strcmp(p->cancel_method, "PUT") == 0 ? "PUT" : "POST";
+    return provider_task_url(p, p->cancel_url, model, task_id, cancel_url, &out->url);
 }
 
 int provider_build_result(const struct provider *p, const char *model, const char *task_id,
@@ -893,16 +1202,7 @@ int provider_build_result(const struct provider *p, const char *model, const cha
     *out = (struct provider_request){.method = "GET"};
     if (!p->has_result)
         return -EINVAL;
-    if (result_url && provider_same_origin(p, result_url)) {
-        out->url = strdup(result_url);
-    } else {
-        if (!model || !*model || !task_id || !*task_id)
-            return -EINVAL;
-        struct vars v = {.base = provider_base(p), .id = task_id};
-        provider_vars_model(p, &v, model);
-        out->url = provider_expand(p->result_url, &v);
-    }
-    return out->url ? 0 : -ENOMEM;
+    return provider_task_url(p, p->result_url, model, task_id, result_url, &out->url);
 }
 
 /* ---- codes ---- */
@@ -1596,6 +1896,9 @@ int provider_parse_submit(const struct provider *p, long http_status, const char
         out->status_url = strdup(su->valuestring);
     if (rc == 0 && cJSON_IsString(ru) && provider_same_origin(p, ru->valuestring))
         out->result_url = strdup(ru->valuestring);
+    const cJSON *cu = p->cancel_url_field ? provider_at(data, p->cancel_url_field) : NULL;
+    if (rc == 0 && cJSON_IsString(cu) && provider_same_origin(p, cu->valuestring))
+        out->cancel_url = strdup(cu->valuestring);
     if (rc < 0)
         provider_submit_clear(out);
     cJSON_Delete(root);
@@ -1656,11 +1959,118 @@ static int provider_fail_reason(const cJSON *data, const char *code_path, const 
     return 0;
 }
 
+/* Logs as text: a string as it is; an array of lines (strings, or objects
+ * holding "message" and maybe "timestamp", as fal gives them), one a line. */
+static char *provider_logs_text(const cJSON *v)
+{
+    if (cJSON_IsString(v))
+        return strdup(v->valuestring);
+    if (!cJSON_IsArray(v))
+        return NULL;
+    char *out = strdup("");
+    size_t len = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, v)
+    {
+        const cJSON *m = cJSON_IsObject(it) ? cJSON_GetObjectItemCaseSensitive(it, "message") : it;
+        const cJSON *t =
+            cJSON_IsObject(it) ? cJSON_GetObjectItemCaseSensitive(it, "timestamp") : NULL;
+        if (!out || !cJSON_IsString(m))
+            continue;
+        if ((cJSON_IsString(t) &&
+             (provider_append_raw(&out, &len, t->valuestring, strlen(t->valuestring)) < 0 ||
+              provider_append_raw(&out, &len, " ", 1) < 0)) ||
+            provider_append_raw(&out, &len, m->valuestring, strlen(m->valuestring)) < 0 ||
+            provider_append_raw(&out, &len, "\n", 1) < 0) {
+            free(out);
+            out = NULL;
+        }
+    }
+    return out;
+}
+
+/* The percentage of the last line of the logs' tail that the profile's
+ * pattern matches (tqdm's " 10%|█         | 5/50"), or -1. */
+static int provider_logs_progress(const struct provider *p, const char *logs)
+{
+    size_t n = strlen(logs);
+    const char *start = n > PROVIDER_PROGRESS_TAIL ? logs + n - PROVIDER_PROGRESS_TAIL : logs;
+    const char *end = logs + n;
+    while (end > start) {
+        const char *line = end;
+        while (line > start && line[-1] != '\n')
+            line--;
+        size_t ll = (size_t)(end - line);
+        char *copy = strndup(line, ll);
+        regmatch_t m[2];
+        int pct = -1;
+        if (copy && regexec(&p->progress_re, copy, 2, m, 0) == 0 && m[1].rm_so >= 0) {
+            char digits[8];
+            size_t dl = (size_t)(m[1].rm_eo - m[1].rm_so);
+            if (dl > 0 && dl < sizeof(digits)) {
+                memcpy(digits, copy + m[1].rm_so, dl);
+                digits[dl] = '\0';
+                char *e;
+                double v = strtod(digits, &e);
+                if (*e == '\0' && v >= 0 && v <= 100)
+                    pct = (int)v;
+            }
+        }
+        free(copy);
+        if (pct >= 0)
+            return pct;
+        end = line > start ? line - 1 : start;
+    }
+    return -1;
+}
+
+/* The task's input as the provider holds it: an object, or a string of JSON
+ * (kie's param) with the input under input_field. Compact text, or NULL. */
+static char *provider_input_json(const struct provider *p, const cJSON *data)
+{
+    const cJSON *v = provider_at(data, p->input_path);
+    cJSON *parsed = NULL;
+    if (p->input_is_json_string) {
+        if (!cJSON_IsString(v))
+            return NULL;
+        v = parsed = cJSON_Parse(v->valuestring);
+    }
+    if (v && p->input_field)
+        v = provider_at(v, p->input_field);
+    char *out = cJSON_IsObject(v) ? cJSON_PrintUnformatted(v) : NULL;
+    cJSON_Delete(parsed);
+    return out;
+}
+
+/* The cosmetic parts of a status answer (logs, progress, queue, input, cancel
+ * URL): a missing or ill-typed one is left out, never an error. -ENOMEM only. */
+static int provider_status_extras(const struct provider *p, const cJSON *data,
+                                  struct provider_status *out)
+{
+    const cJSON *q = p->queue_path ? provider_at(data, p->queue_path) : NULL;
+    if (cJSON_IsNumber(q) && q->valuedouble >= 0 && q->valuedouble < 1e9)
+        out->queue_position = (int)q->valuedouble;
+    const cJSON *logs = p->logs_path ? provider_at(data, p->logs_path) : NULL;
+    if (logs && (cJSON_IsString(logs) || cJSON_IsArray(logs))) {
+        if (!(out->logs = provider_logs_text(logs)))
+            return -ENOMEM;
+        if (out->progress < 0 && p->has_progress_re)
+            out->progress = provider_logs_progress(p, out->logs);
+    }
+    if (p->input_path)
+        out->input_json = provider_input_json(p, data);
+    const cJSON *cu = p->cancel_url_field ? provider_at(data, p->cancel_url_field) : NULL;
+    if (cJSON_IsString(cu) && provider_same_origin(p, cu->valuestring) &&
+        !(out->cancel_url = strdup(cu->valuestring)))
+        return -ENOMEM;
+    return 0;
+}
+
 int provider_parse_status(const struct provider *p, long http_status, const char *body, size_t len,
                           const struct provider_headers *hdr, time_t now,
                           struct provider_status *out, struct provider_error *err)
 {
-    *out = (struct provider_status){.progress = -1};
+    *out = (struct provider_status){.progress = -1, .queue_position = -1};
     cJSON *root;
     const cJSON *data;
     int rc = provider_open(p, "status answer", http_status, body, len, hdr, now, &root, &data, err);
@@ -1701,6 +2111,9 @@ int provider_parse_status(const struct provider *p, long http_status, const char
     const cJSON *cost = p->cost_path ? provider_at(data, p->cost_path) : NULL;
     if (cJSON_IsNumber(cost) && cost->valuedouble > 0 && cost->valuedouble < 9.0e15)
         out->cost_ms = (int64_t)cost->valuedouble;
+    rc = provider_status_extras(p, data, out);
+    if (rc < 0)
+        goto out;
     if (out->state == TASK_SUCCESS) {
         if (p->result_path)
             rc = provider_urls("status answer", p->result_path, provider_at(data, p->result_path),
@@ -1726,7 +2139,7 @@ int provider_parse_result(const struct provider *p, long http_status, const char
                           const struct provider_headers *hdr, time_t now,
                           struct provider_status *out, struct provider_error *err)
 {
-    *out = (struct provider_status){.progress = -1, .state = TASK_SUCCESS};
+    *out = (struct provider_status){.progress = -1, .queue_position = -1, .state = TASK_SUCCESS};
     /* A failed request's result answers 400/422 with the reason; a 5xx that
      * names its error type (fal's request_timeout) is the request's own end. */
     bool typed = hdr && hdr->error_type && *hdr->error_type;
@@ -1759,4 +2172,344 @@ int provider_parse_result(const struct provider *p, long http_status, const char
         provider_status_clear(out);
     cJSON_Delete(root);
     return rc;
+}
+
+/* ---- cancel ---- */
+
+int provider_parse_cancel(const struct provider *p, long http_status, const char *body, size_t len,
+                          const struct provider_headers *hdr, time_t now,
+                          enum provider_cancel_outcome *out, struct provider_error *err)
+{
+    *err = (struct provider_error){.retry_after_ms = -1};
+    *out = PROVIDER_CANCEL_REQUESTED;
+    if (!p->has_cancel)
+        return provider_fail(err, -EOPNOTSUPP, false, "this provider has no cancel request");
+    /* The answer's word first: fal answers 400 ALREADY_COMPLETED, a refusal
+     * that is an outcome. */
+    cJSON *doc =
+        http_status && body && len <= PROVIDER_MAX_BODY ? provider_parse_json(body, len) : NULL;
+    const cJSON *word = cJSON_IsObject(doc) ? provider_at(doc, p->cancel_state) : NULL;
+    for (size_t i = 0; cJSON_IsString(word) && i < p->n_cancel_words; i++) {
+        const struct cancel_word *w = &p->cancel_words[i];
+        if (strcmp(w->word, word->valuestring) != 0)
+            continue;
+        cJSON_Delete(doc);
+        if (w->not_found) {
+            err->code = http_status;
+            return provider_fail(err, -ENOENT, false,
+                                 "cancel: the provider knows no such task (%s)", w->word);
+        }
+        *out = w->outcome;
+        return 0;
+    }
+    cJSON_Delete(doc);
+    cJSON *root;
+    const cJSON *data;
+    int rc = provider_open(p, "cancel answer", http_status, body, len, hdr, now, &root, &data, err);
+    if (rc < 0)
+        return rc;
+    cJSON_Delete(root);
+    /* A 2xx without a word the profile knows: the provider took the request. */
+    return 0;
+}
+
+/* ---- uploads ---- */
+
+int provider_upload_plan(const struct provider *p, size_t len, enum provider_upload_way *way,
+                         char *msg, size_t msglen)
+{
+    *way = PROVIDER_UPLOAD_REQUEST;
+    if (p->data_uri_ok && len <= p->data_uri_max) {
+        *way = PROVIDER_UPLOAD_DATA_URI;
+        return 0;
+    }
+    if (p->upload_kind == UPLOAD_NONE) {
+        if (p->data_uri_ok)
+            snprintf(msg, msglen,
+                     "a file of %zu bytes is over the %zu that %s takes inline, and %s has no "
+                     "upload: pass a URL instead of @PATH",
+                     len, p->data_uri_max, p->name, p->name);
+        else
+            snprintf(msg, msglen,
+                     "%s has no file upload and takes no data: URIs: pass a URL instead of @PATH",
+                     p->name);
+        return p->data_uri_ok ? -EFBIG : -EOPNOTSUPP;
+    }
+    if (len > p->upload_max) {
+        snprintf(msg, msglen,
+                 "a file of %zu bytes is over the %zu bytes %s's upload takes: pass a URL "
+                 "instead of @PATH",
+                 len, p->upload_max, p->name);
+        return -EFBIG;
+    }
+    return 0;
+}
+
+static const char provider_b64[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* Base64 of the bytes after prefix (malloc'd, NUL-terminated). */
+static char *provider_base64(const char *prefix, const unsigned char *data, size_t len)
+{
+    size_t pl = strlen(prefix);
+    if (len > (SIZE_MAX - pl - 8) / 4 * 3)
+        return NULL;
+    char *out = malloc(pl + (len + 2) / 3 * 4 + 1);
+    if (!out)
+        return NULL;
+    memcpy(out, prefix, pl);
+    char *o = out + pl;
+    for (size_t i = 0; i < len; i += 3) {
+        unsigned v = (unsigned)data[i] << 16;
+        if (i + 1 < len)
+            v |= (unsigned)data[i + 1] << 8;
+        if (i + 2 < len)
+            v |= data[i + 2];
+        *o++ = provider_b64[(v >> 18) & 63];
+        *o++ = provider_b64[(v >> 12) & 63];
+        *o++ = i + 1 < len ? provider_b64[(v >> 6) & 63] : '=';
+        *o++ = i + 2 < len ? provider_b64[v & 63] : '=';
+    }
+    *o = '\0';
+    return out;
+}
+
+static const char *provider_type_of(const struct provider_upload_file *f)
+{
+    return f->content_type && *f->content_type ? f->content_type : "application/octet-stream";
+}
+
+char *provider_upload_data_uri(const unsigned char *data, size_t len, const char *content_type)
+{
+    char prefix[160];
+    const char *type = content_type && *content_type ? content_type : "application/octet-stream";
+    /* A type with characters that would break the URI is not worth keeping. */
+    if (strlen(type) > 100 || strpbrk(type, ",;\"\r\n \\"))
+        type = "application/octet-stream";
+    snprintf(prefix, sizeof(prefix), "data:%s;base64,", type);
+    return provider_base64(prefix, data, len);
+}
+
+/* A file name safe inside a multipart header and a JSON value: printable
+ * ASCII without quotes, backslashes or slashes; "upload.bin" when none is left. */
+static void provider_safe_name(const char *name, char *out, size_t outlen)
+{
+    size_t n = 0;
+    for (const char *c = name; c && *c && n + 1 < outlen; c++)
+        out[n++] = (*c > ' ' && *c < 127 && !strchr("\"\\/;", *c)) ? *c : '_';
+    out[n] = '\0';
+    if (n == 0 || strspn(out, ".") == n)
+        snprintf(out, outlen, "upload.bin");
+}
+
+/* A body template of an upload with "{file_name}", "{content_type}",
+ * "{data_base64}" and "{data_uri}" string values filled in. */
+static cJSON *provider_fill_upload(const cJSON *tmpl, const struct provider_upload_file *f,
+                                   const char *name)
+{
+    if (cJSON_IsString(tmpl)) {
+        const char *t = tmpl->valuestring;
+        if (strcmp(t, "{file_name}") == 0)
+            return cJSON_CreateString(name);
+        if (strcmp(t, "{content_type}") == 0)
+            return cJSON_CreateString(provider_type_of(f));
+        if (strcmp(t, "{data_base64}") == 0 || strcmp(t, "{data_uri}") == 0) {
+            char *b = t[6] == 'b' ? provider_base64("", f->data, f->len)
+                                  : provider_upload_data_uri(f->data, f->len, f->content_type);
+            cJSON *j = b ? cJSON_CreateString(b) : NULL;
+            free(b);
+            return j;
+        }
+        return cJSON_Duplicate(tmpl, true);
+    }
+    if (!cJSON_IsObject(tmpl) && !cJSON_IsArray(tmpl))
+        return cJSON_Duplicate(tmpl, true);
+    cJSON *out = cJSON_IsObject(tmpl) ? cJSON_CreateObject() : cJSON_CreateArray();
+    const cJSON *it;
+    cJSON_ArrayForEach(it, tmpl)
+    {
+        cJSON *c = out ? provider_fill_upload(it, f, name) : NULL;
+        if (!c) {
+            cJSON_Delete(out);
+            return NULL;
+        }
+        if (cJSON_IsObject(tmpl))
+            cJSON_AddItemToObject(out, it->string, c);
+        else
+            cJSON_AddItemToArray(out, c);
+    }
+    return out;
+}
+
+/* FNV-1a over the bytes: the boundary depends on the file only, so a retry
+ * sends the very same body. */
+static uint64_t provider_fnv(const unsigned char *d, size_t n, uint64_t h)
+{
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ d[i]) * UINT64_C(0x100000001b3);
+    return h;
+}
+
+/* multipart/form-data (RFC 7578): the profile's text fields, then the file. */
+static int provider_multipart(const struct provider *p, const struct provider_upload_file *f,
+                              const char *name, struct provider_request *out)
+{
+    char boundary[64];
+    uint64_t h = provider_fnv(f->data, f->len, UINT64_C(0xcbf29ce484222325));
+    /* A boundary must not occur in the content: try another until none does. */
+    for (int tries = 0;; tries++, h = provider_fnv((const unsigned char *)"x", 1, h)) {
+        snprintf(boundary, sizeof(boundary), "genfs-%016llx", (unsigned long long)h);
+        if (tries > 64)
+            return -EIO;
+        if (!memmem(f->data, f->len, boundary, strlen(boundary)))
+            break;
+    }
+    char *body = strdup("");
+    size_t len = 0;
+    int rc = body ? 0 : -ENOMEM;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, p->upload_fields)
+    {
+        const char *v = strcmp(it->valuestring, "{file_name}") == 0 ? name : it->valuestring;
+        char head[512];
+        int hl = snprintf(head, sizeof(head),
+                          "--%s\r\nContent-Disposition: form-data; name=\"%s\"\r\n\r\n", boundary,
+                          it->string);
+        if (rc == 0 && (hl < 0 || (size_t)hl >= sizeof(head) || strpbrk(it->string, "\"\r\n")))
+            rc = -EINVAL;
+        if (rc == 0)
+            rc = provider_append_raw(&body, &len, head, (size_t)hl);
+        if (rc == 0)
+            rc = provider_append_raw(&body, &len, v, strlen(v));
+        if (rc == 0)
+            rc = provider_append_raw(&body, &len, "\r\n", 2);
+    }
+    char head[768];
+    int hl = snprintf(head, sizeof(head),
+                      "--%s\r\nContent-Disposition: form-data; name=\"%s\"; filename=\"%s\"\r\n"
+                      "Content-Type: %s\r\n\r\n",
+                      boundary, p->upload_field, name, provider_type_of(f));
+    if (rc == 0 && (hl < 0 || (size_t)hl >= sizeof(head) || strpbrk(p->upload_field, "\"\r\n") ||
+                    strpbrk(provider_type_of(f), "\r\n")))
+        rc = -EINVAL;
+    if (rc == 0)
+        rc = provider_append_raw(&body, &len, head, (size_t)hl);
+    if (rc == 0)
+        rc = provider_append_raw(&body, &len, (const char *)f->data, f->len);
+    snprintf(head, sizeof(head), "\r\n--%s--\r\n", boundary);
+    if (rc == 0)
+        rc = provider_append_raw(&body, &len, head, strlen(head));
+    if (rc == 0 && asprintf(&out->content_type, "multipart/form-data; boundary=%s", boundary) < 0) {
+        out->content_type = NULL;
+        rc = -ENOMEM;
+    }
+    if (rc < 0) {
+        free(body);
+        return rc;
+    }
+    out->body = body;
+    out->body_len = len;
+    return 0;
+}
+
+int provider_build_upload(const struct provider *p, const struct provider_upload_file *f,
+                          struct provider_request *out)
+{
+    *out = (struct provider_request){.method = "POST"};
+    if (p->upload_kind == UPLOAD_NONE)
+        return -EOPNOTSUPP;
+    if (!f || (!f->data && f->len))
+        return -EINVAL;
+    if (f->len > p->upload_max)
+        return -EFBIG;
+    char name[128];
+    provider_safe_name(f->name, name, sizeof(name));
+    struct vars v = {.base = provider_base(p),
+                     .upload_base = p->upload_base ? p->upload_base : provider_base(p)};
+    out->url = provider_expand(p->upload_url, &v);
+    int rc = out->url ? 0 : -ENOMEM;
+    if (rc == 0 && p->upload_kind == UPLOAD_MULTIPART) {
+        rc = provider_multipart(p, f, name, out);
+    } else if (rc == 0) {
+        cJSON *body = provider_fill_upload(p->upload_body, f, name);
+        out->body = body ? cJSON_PrintUnformatted(body) : NULL;
+        cJSON_Delete(body);
+        rc = out->body ? 0 : -ENOMEM;
+        if (rc == 0)
+            out->body_len = strlen(out->body);
+    }
+    if (rc < 0)
+        provider_request_clear(out);
+    return rc;
+}
+
+static bool provider_http_url(const char *s)
+{
+    return strncmp(s, "https://", 8) == 0 || strncmp(s, "http://", 7) == 0;
+}
+
+int provider_parse_upload(const struct provider *p, long http_status, const char *body, size_t len,
+                          const struct provider_headers *hdr, time_t now,
+                          struct provider_upload *out, struct provider_error *err)
+{
+    *out = (struct provider_upload){0};
+    cJSON *root;
+    const cJSON *data;
+    int rc = provider_open(p, "upload answer", http_status, body, len, hdr, now, &root, &data, err);
+    if (rc < 0)
+        return rc;
+    const cJSON *fu = provider_at(data, p->upload_file_url);
+    const cJSON *pu = p->upload_put_url ? provider_at(data, p->upload_put_url) : NULL;
+    if (!cJSON_IsString(fu) || !provider_http_url(fu->valuestring))
+        rc = provider_fail(err, -EPROTO, true, "upload answer: %s is missing or not an http(s) URL",
+                           p->upload_file_url);
+    else if (p->upload_put_url && (!cJSON_IsString(pu) || !provider_http_url(pu->valuestring)))
+        rc = provider_fail(err, -EPROTO, true, "upload answer: %s is missing or not an http(s) URL",
+                           p->upload_put_url);
+    else if (!(out->file_url = strdup(fu->valuestring)) ||
+             (pu && !(out->put_url = strdup(pu->valuestring))))
+        rc = provider_fail(err, -ENOMEM, true, "upload answer: out of memory");
+    if (rc < 0)
+        provider_upload_clear(out);
+    cJSON_Delete(root);
+    return rc;
+}
+
+int provider_build_upload_put(const struct provider_upload *u, const struct provider_upload_file *f,
+                              struct provider_request *out)
+{
+    *out = (struct provider_request){.method = "PUT", .no_auth = true};
+    if (!u->put_url || !f || (!f->data && f->len))
+        return -EINVAL;
+    out->url = strdup(u->put_url);
+    out->content_type = strdup(provider_type_of(f));
+    out->body = malloc(f->len + 1);
+    if (!out->url || !out->content_type || !out->body) {
+        provider_request_clear(out);
+        return -ENOMEM;
+    }
+    if (f->len)
+        memcpy(out->body, f->data, f->len);
+    out->body[f->len] = '\0';
+    out->body_len = f->len;
+    return 0;
+}
+
+int provider_parse_upload_put(long http_status, const struct provider_headers *hdr, time_t now,
+                              struct provider_error *err)
+{
+    *err = (struct provider_error){.retry_after_ms = -1};
+    if (http_status >= 200 && http_status <= 299)
+        return 0;
+    if (http_status == 0)
+        return provider_fail(err, -EIO, true, "upload: no HTTP answer from the storage");
+    int e = provider_errno_for_code(http_status);
+    err->code = http_status;
+    if (http_status == 429 || http_status == 503)
+        err->retry_after_ms = provider_parse_retry_after(hdr ? hdr->retry_after : NULL, now);
+    /* A presigned URL refuses once it expires (403): a new upload gets a new one. */
+    return provider_fail(err, e, provider_code_retryable(http_status),
+                         "upload: the storage refused the file (%ld)%s", http_status,
+                         http_status == 403 ? ": its upload URL expired; the upload starts over"
+                                            : "");
 }

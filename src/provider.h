@@ -14,9 +14,12 @@
 struct provider; /* opaque */
 
 struct provider_request {
-    const char *method; /* "GET" or "POST" (static string) */
+    const char *method; /* "GET", "POST" or "PUT" (static string) */
     char *url;          /* malloc'd */
-    char *body;         /* malloc'd JSON or NULL */
+    char *body;         /* malloc'd JSON, or an upload's bytes (body_len of them); or NULL */
+    size_t body_len;    /* the body's length: an upload's body may hold NUL bytes */
+    char *content_type; /* malloc'd Content-Type of the body, NULL for application/json */
+    bool no_auth;       /* send without the API key (a presigned upload URL holds its own) */
 };
 
 struct provider_error {
@@ -31,6 +34,7 @@ struct provider_submit {
     char *task_id;    /* malloc'd */
     char *status_url; /* malloc'd or NULL: a provider-given URL to poll */
     char *result_url; /* malloc'd or NULL: where the result is fetched once done */
+    char *cancel_url; /* malloc'd or NULL: where the task is canceled (cancel.url_field) */
 };
 
 /* Outputs of a success: urls[i] is an http(s) URL to fetch or a data: URI to
@@ -49,6 +53,12 @@ struct provider_status {
     int64_t cost_ms;                           /* the provider's own run time, 0 if absent */
     char *data_json;   /* the status object as received (compact), malloc'd */
     bool needs_result; /* done: the URLs come from a separate result request */
+    /* What the engine shows in MODEL/ID/progress, logs, prompt and input.json; the
+     * progress above also comes from the logs (status.progress_logs). */
+    int queue_position; /* the task's place in the provider's queue (0: next), -1 unknown */
+    char *logs;         /* the provider's logs as this answer holds them, malloc'd or NULL */
+    char *input_json;   /* the task's input object as the provider holds it (compact), or NULL */
+    char *cancel_url;   /* a provider-given cancel URL on the base URL's origin, or NULL */
 };
 
 /* Built-in profiles, generated from the files in profiles/ at build time. */
@@ -72,6 +82,9 @@ const char *provider_base_url(const struct provider *p); /* NULL if none */
 int64_t provider_url_lifetime_s(const struct provider *p);
 /* The header that names an error's type (profile key error_type_header), or NULL. */
 const char *provider_error_type_header(const struct provider *p);
+/* Whether the profile has a cancel request (profile section cancel); without
+ * one, provider_build_cancel answers -EOPNOTSUPP. */
+bool provider_can_cancel(const struct provider *p);
 /* The default provider's name. */
 #define PROVIDER_DEFAULT "apixo"
 void provider_free(struct provider *p);
@@ -120,6 +133,71 @@ int provider_parse_status(const struct provider *p, long http_status, const char
 int provider_parse_result(const struct provider *p, long http_status, const char *body, size_t len,
                           const struct provider_headers *hdr, time_t now,
                           struct provider_status *out, struct provider_error *err);
+
+/* ---- cancel (profile section cancel) ---- */
+
+/* cancel_url: the provider's own (provider_submit or provider_status
+ * cancel_url), or NULL for the profile's template. -EOPNOTSUPP when the
+ * profile has no cancel. */
+int provider_build_cancel(const struct provider *p, const char *model, const char *task_id,
+                          const char *cancel_url, struct provider_request *out);
+
+enum provider_cancel_outcome {
+    PROVIDER_CANCEL_DONE,      /* the task is canceled now */
+    PROVIDER_CANCEL_REQUESTED, /* the provider is stopping it; a poll shows its end */
+    PROVIDER_CANCEL_TOO_LATE,  /* it had already ended: it stays as it ended */
+};
+
+/* The answer to provider_build_cancel. A refusal that the profile's answers
+ * name (fal's 400 ALREADY_COMPLETED) is an outcome, not an error; an answer
+ * naming no such task is -ENOENT; anything else maps as SPEC 3 says. */
+int provider_parse_cancel(const struct provider *p, long http_status, const char *body, size_t len,
+                          const struct provider_headers *hdr, time_t now,
+                          enum provider_cancel_outcome *out, struct provider_error *err);
+
+/* ---- local files as inputs (profile section upload; atfile.h finds them) ---- */
+
+enum provider_upload_way {
+    PROVIDER_UPLOAD_DATA_URI, /* inline: provider_upload_data_uri, no request */
+    PROVIDER_UPLOAD_REQUEST,  /* provider_build_upload, then (initiate_put) a PUT */
+};
+
+/* How a local file of len bytes reaches this provider: 0 and *way, or
+ * -EOPNOTSUPP (the profile has no upload and takes no data: URIs) or -EFBIG
+ * (over upload.max_bytes), each with a line in msg saying what to do. */
+int provider_upload_plan(const struct provider *p, size_t len, enum provider_upload_way *way,
+                         char *msg, size_t msglen);
+/* "data:TYPE;base64,..." of the bytes (malloc'd, or NULL when out of memory). */
+char *provider_upload_data_uri(const unsigned char *data, size_t len, const char *content_type);
+
+struct provider_upload_file {
+    const unsigned char *data;
+    size_t len;
+    const char *name;         /* a base name, for the provider's records */
+    const char *content_type; /* e.g. "image/png"; NULL for application/octet-stream */
+};
+
+struct provider_upload {
+    char *file_url; /* malloc'd: the URL that goes into the input */
+    char *put_url;  /* malloc'd or NULL: initiate_put's URL to PUT the bytes to */
+};
+
+/* The upload request (multipart, json, or initiate_put's first request). The
+ * same file gives the same request, so a retry sends the same bytes; an
+ * upload never submits a task. */
+int provider_build_upload(const struct provider *p, const struct provider_upload_file *f,
+                          struct provider_request *out);
+/* Its answer: out->file_url, and out->put_url for initiate_put. */
+int provider_parse_upload(const struct provider *p, long http_status, const char *body, size_t len,
+                          const struct provider_headers *hdr, time_t now,
+                          struct provider_upload *out, struct provider_error *err);
+/* initiate_put's second request: the bytes to put_url, without the key. */
+int provider_build_upload_put(const struct provider_upload *u, const struct provider_upload_file *f,
+                              struct provider_request *out);
+/* Its answer: 0 for a 2xx, else the SPEC 3 errno with err filled. */
+int provider_parse_upload_put(long http_status, const struct provider_headers *hdr, time_t now,
+                              struct provider_error *err);
+void provider_upload_clear(struct provider_upload *u);
 
 /* Answers longer than this are refused unread. */
 #define PROVIDER_MAX_BODY_BYTES ((size_t)1024 * 1024)

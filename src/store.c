@@ -904,6 +904,8 @@ int store_model_remove(struct store *s, uint32_t idx)
     free(m->name);
     free(m->hist);
     free(m->provider);
+    free(m->defaults);
+    free(m->request);
     free(m);
     return 0;
 }

@@ -1,6 +1,7 @@
 /* libFuzzer target: provider_load_json, a user's own provider profile
  * (-o provider=FILE, $XDG_CONFIG_HOME/genfs/profiles/NAME.json). A profile
- * that loads is then used to build the three requests. */
+ * that loads is then used to build its requests (submit, status, result,
+ * cancel, upload). */
 #include "fuzz_common.h"
 #include "provider.h"
 
@@ -35,6 +36,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (provider_build_result(p, "owner/model", "t1", NULL, &r) == 0)
             check(r.url != NULL, "a result request has a URL");
         provider_request_clear(&r);
+        if (provider_build_cancel(p, "owner/model", "t1", NULL, &r) == 0)
+            check(r.url != NULL && r.method != NULL, "a cancel request has a URL");
+        provider_request_clear(&r);
+        static const unsigned char bytes[] = {0, '-', '-', 'g', 0xff};
+        struct provider_upload_file f = {bytes, sizeof(bytes), "a \"b\".png", "image/png"};
+        if (provider_build_upload(p, &f, &r) == 0)
+            check(r.url != NULL && (r.body_len == 0 || r.body != NULL), "an upload has a URL");
+        provider_request_clear(&r);
+        enum provider_upload_way way;
+        char msg[256];
+        if (provider_upload_plan(p, sizeof(bytes), &way, msg, sizeof(msg)) < 0)
+            check(memchr(msg, '\0', sizeof(msg)) != NULL && msg[0], "a refused upload says why");
         char *auth = provider_auth_header(p, "k3y");
         free(auth);
         provider_free(p);

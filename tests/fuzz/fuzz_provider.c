@@ -1,5 +1,6 @@
 /* libFuzzer target: the provider answer parsers (provider_parse_submit,
- * provider_parse_status, provider_parse_result) of every built-in profile.
+ * provider_parse_status, provider_parse_result, provider_parse_cancel,
+ * provider_parse_upload) of every built-in profile.
  *
  * Input layout: byte 0 picks the profile (apixo, kie, replicate, fal) and the
  * parser; byte 1 picks the HTTP status and the Retry-After header; the rest
@@ -37,6 +38,8 @@ static void check_status(const struct provider_status *s)
     check(s->n_urls == 0 || s->urls != NULL, "urls array present");
     for (size_t i = 0; i < s->n_urls; i++)
         check(s->urls[i] != NULL, "every url set");
+    check(s->queue_position >= -1, "queue position -1 or a place");
+    check(!s->input_json || s->input_json[0] == '{', "an input is an object");
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -60,7 +63,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 2)
         return 0;
     const struct provider *p = profiles[data[0] % N_PROFILES];
-    unsigned parser = (data[0] / N_PROFILES) % 3;
+    unsigned parser = (data[0] / N_PROFILES) % 5;
     long http = http_codes[data[1] & 7];
     const char *retry_after = retry_afters[(data[1] >> 3) & 3];
     const uint8_t *body_start = data + 2;
@@ -94,6 +97,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             check_error(rc, &e);
         }
         provider_submit_clear(&s);
+    } else if (parser == 3) {
+        enum provider_cancel_outcome out;
+        int rc = provider_parse_cancel(p, http, body, len, &hdr, NOW, &out, &e);
+        if (rc == 0)
+            check(out <= PROVIDER_CANCEL_TOO_LATE, "a cancel outcome in range");
+        else
+            check_error(rc, &e);
+    } else if (parser == 4) {
+        struct provider_upload u = {0};
+        int rc = provider_parse_upload(p, http, body, len, &hdr, NOW, &u, &e);
+        if (rc == 0)
+            check(u.file_url != NULL && strncmp(u.file_url, "http", 4) == 0,
+                  "an upload gives an http(s) file URL");
+        else
+            check_error(rc, &e);
+        provider_upload_clear(&u);
     } else {
         struct provider_status s = {0};
         int rc = parser == 1 ? provider_parse_status(p, http, body, len, &hdr, NOW, &s, &e)

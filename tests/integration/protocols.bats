@@ -45,6 +45,11 @@ except OSError as e:
 PY
 }
 
+# DIR lists at least N entries.
+files_listed() {
+    [ "$(ls "$1" | wc -l)" -ge "$2" ]
+}
+
 core_success() {
     local p=$1 m
     proto_setup "$p"
@@ -57,6 +62,8 @@ core_success() {
     [[ "${lines[0]}" == http://127.0.0.1:* ]]
     run cat "$MNT/$m/$id/state"
     assert_output success
+    # files/ lists a file once it is whole: the download may still be running.
+    wait_until 60 files_listed "$MNT/$m/$id/files" 1
     f=$(ls "$MNT/$m/$id/files/")
     run timeout 60 sha256sum "$MNT/$m/$id/files/$f"
     assert_output "$(sim_task "$id" | sim_json 'd["media_sha256"][0]')  $MNT/$m/$id/files/$f"
@@ -181,7 +188,7 @@ core_callback() {
         assert_output success
     done
     # demucs: one file per stem, named after its key; null stems are not files.
-    timeout 60 cat "$MNT/test/demucs/$d/files/"* >/dev/null
+    wait_until 60 files_listed "$MNT/test/demucs/$d/files" 4
     run ls "$MNT/test/demucs/$d/files"
     [ "${#lines[@]}" -eq 4 ]
     assert_output --partial vocals.wav
@@ -198,7 +205,7 @@ core_callback() {
     assert_output "$(sim_task "$u" | sim_json 'd["media_sha256"][0]')  $MNT/test/datauri/$u/files/0.png"
     assert_equal "$(sim_task "$u" | sim_json 'd["media_requests"]')" 0
     # nested arrays: three files, by index.
-    timeout 60 cat "$MNT/test/nested/$n/files/"* >/dev/null
+    wait_until 60 files_listed "$MNT/test/nested/$n/files" 3
     run ls "$MNT/test/nested/$n/files"
     [ "${#lines[@]}" -eq 3 ]
 }

@@ -723,3 +723,103 @@ EOF
     sim_wait_done_proto fal fal-ai/test-image "$b" 10 >/dev/null
     assert_equal "$(sim_task "$b" | sim_json 'd["media_sha256"][0]')" "$sha"
 }
+
+# ---- input files, logs and progress (issue 19) ----
+
+# The bytes of a file, as sha256.
+sha_of() {
+    sha256sum "$1" | cut -d' ' -f1
+}
+
+@test "replicate: POST /v1/files (multipart content) keeps the bytes; urls.get, /files/ and /_sim/uploads give them back" {
+    sim_start_proto replicate
+    head -c 300000 /dev/urandom >"$BATS_TEST_TMPDIR/in.png"
+    run http -X POST -H "$(sim_auth_proto)" -F "content=@$BATS_TEST_TMPDIR/in.png;type=image/png" \
+        "$SIM_URL/v1/files"
+    assert_output 201
+    id="$(bodyj 'd["id"]')"
+    assert_equal "$(bodyj 'd["urls"]["get"]')" "$SIM_URL/v1/files/$id"
+    assert_equal "$(bodyj '[d["name"], d["content_type"], d["size"]]')" '["in.png", "image/png", 300000]'
+    assert_equal "$(bodyj 'd["checksums"]["sha256"]')" "$(sha_of "$BATS_TEST_TMPDIR/in.png")"
+    # urls.get is the file object, behind the key
+    run http -H "$(sim_auth_proto)" "$SIM_URL/v1/files/$id"
+    assert_output 200
+    assert_equal "$(bodyj 'd["id"]')" "$id"
+    run http "$SIM_URL/v1/files/$id"
+    assert_output 401
+    curl -sS -o "$BATS_TEST_TMPDIR/back" "$SIM_URL/_sim/uploads/$id"
+    cmp "$BATS_TEST_TMPDIR/in.png" "$BATS_TEST_TMPDIR/back"
+    curl -sS -o "$BATS_TEST_TMPDIR/cdn" "$SIM_URL/files/$id/in.png"
+    cmp "$BATS_TEST_TMPDIR/in.png" "$BATS_TEST_TMPDIR/cdn"
+    assert_equal "$(sim_curl "$SIM_URL/_sim/uploads" | sim_json '[len(d), d[0]["complete"]]')" '[1, true]'
+    # the POST, two GETs of urls.get and the /files/ GET; /_sim/ requests are not counted
+    assert_equal "$(sim_figures | sim_json '[d["uploads"], d["requests"]["upload"]]')" '[1, 4]'
+    # a body without the part "content", or without the key
+    run http -X POST -H "$(sim_auth_proto)" -F "file=@$BATS_TEST_TMPDIR/in.png" "$SIM_URL/v1/files"
+    assert_output 422
+    run http -X POST -F "content=@$BATS_TEST_TMPDIR/in.png" "$SIM_URL/v1/files"
+    assert_output 401
+}
+
+@test "fal: initiate gives upload_url and file_url; the PUT without a key stores the bytes" {
+    sim_start_proto fal
+    printf 'GIF89a\0\1\2 bytes' >"$BATS_TEST_TMPDIR/in.gif"
+    run http -X POST -H "$(sim_auth_proto)" -H 'Content-Type: application/json' \
+        --data '{"content_type": "image/gif", "file_name": "in.gif"}' \
+        "$SIM_URL/storage/upload/initiate?storage_type=fal-cdn-v3"
+    assert_output 200
+    put="$(bodyj 'd["upload_url"]')"
+    file="$(bodyj 'd["file_url"]')"
+    id="$(printf '%s' "$file" | cut -d/ -f5)"
+    # not there until the PUT
+    run http "$file"
+    assert_output 404
+    # a presigned URL takes no key
+    run http -X PUT -H "$(sim_auth_proto)" -H 'Content-Type: image/gif' \
+        --data-binary "@$BATS_TEST_TMPDIR/in.gif" "$put"
+    assert_output 400
+    run http -X PUT -H 'Content-Type: image/gif' --data-binary "@$BATS_TEST_TMPDIR/in.gif" "$put"
+    assert_output 200
+    curl -sS -D "$BATS_TEST_TMPDIR/h" -o "$BATS_TEST_TMPDIR/back" "$file"
+    cmp "$BATS_TEST_TMPDIR/in.gif" "$BATS_TEST_TMPDIR/back"
+    grep -qi '^content-type: image/gif' "$BATS_TEST_TMPDIR/h"
+    assert_equal "$(sim_curl "$SIM_URL/_sim/uploads" | sim_json 'd[0]["sha256"]')" "$(sha_of "$BATS_TEST_TMPDIR/in.gif")"
+    run http -X POST -H "$(sim_auth_proto)" --data '{}' "$SIM_URL/storage/upload/initiate"
+    assert_output 422
+}
+
+@test "kie: POST /api/file-stream-upload answers {success, code, msg, data.downloadUrl}; the URL serves the bytes" {
+    sim_start_proto kie
+    printf 'RIFF....WAVE' >"$BATS_TEST_TMPDIR/in.wav"
+    run http -X POST -H "$(sim_auth_proto)" -F "file=@$BATS_TEST_TMPDIR/in.wav;type=audio/wav" \
+        -F uploadPath=genfs -F fileName=voice.wav "$SIM_URL/api/file-stream-upload"
+    assert_output 200
+    assert_equal "$(bodyj '[d["success"], d["code"], d["data"]["fileName"], d["data"]["fileSize"]]')" \
+        '[true, 200, "voice.wav", 12]'
+    curl -sS -o "$BATS_TEST_TMPDIR/back" "$(bodyj 'd["data"]["downloadUrl"]')"
+    cmp "$BATS_TEST_TMPDIR/in.wav" "$BATS_TEST_TMPDIR/back"
+}
+
+@test "replicate: logs carry tqdm progress while processing; fal: logs with ?logs=1 only, queue_position while queued" {
+    sim_start_proto replicate --time-scale 1
+    id="$(sim_submit_input replicate test/image '{"prompt":"p","sim_duration_ms":4000}')"
+    sleep 2.5
+    logs="$(sim_status_proto replicate test/image "$id" | sim_json 'd["logs"]')"
+    [[ "$logs" == "Using seed: "* ]]
+    # the last tqdm line is between 0% and 100%
+    pct="$(printf '%s\n' "$logs" | grep -E '^ *[0-9]+%\|' | tail -1 | sed -E 's/^ *([0-9]+)%.*/\1/')"
+    [ "$pct" -gt 0 ] && [ "$pct" -lt 100 ]
+    done="$(sim_wait_done_proto replicate test/image "$id")"
+    printf '%s' "$done" | sim_json 'd["logs"]' | grep -q '^100%|'
+    sim_stop
+
+    sim_start_proto fal --time-scale 1
+    id="$(sim_submit_input fal fal-ai/flux/dev '{"prompt":"p","sim_duration_ms":4000}')"
+    q="$(sim_curl -H "$(sim_auth_proto)" "$SIM_URL/fal-ai/flux/requests/$id/status?logs=1")"
+    assert_equal "$(printf '%s' "$q" | sim_json '[d["status"], d["queue_position"]]')" '["IN_QUEUE", 1]'
+    sleep 2.5
+    assert_equal "$(sim_status_proto fal fal-ai/flux/dev "$id" | sim_json 'd["logs"]')" null
+    l="$(sim_curl -H "$(sim_auth_proto)" "$SIM_URL/fal-ai/flux/requests/$id/status?logs=1")"
+    assert_equal "$(printf '%s' "$l" | sim_json 'd["status"]')" IN_PROGRESS
+    printf '%s' "$l" | sim_json 'd["logs"][0]["message"]' | grep -q 'Running the model'
+}

@@ -147,6 +147,47 @@ static void check_output(const cJSON *want, const struct provider_status *st, si
                 cJSON_IsString(wname) ? wname->valuestring : "(none)");
 }
 
+/* What MODEL/ID/progress, logs, input.json and ctl are made of (issue 19). */
+static void check_controls(const cJSON *expect, const struct provider_status *st, struct why *w)
+{
+    const cJSON *q = cJSON_GetObjectItemCaseSensitive(expect, "queue_position");
+    if (cJSON_IsNumber(q) && st->queue_position != q->valueint)
+        why_set(w, "queue position %d, want %d", st->queue_position, q->valueint);
+    const char *logs = str_at(expect, "logs_contains");
+    if (logs && !(st->logs && strstr(st->logs, logs)))
+        why_set(w, "logs \"%.60s\" lack \"%s\"", st->logs ? st->logs : "(none)", logs);
+    const cJSON *in = cJSON_GetObjectItemCaseSensitive(expect, "input");
+    cJSON *got = st->input_json ? cJSON_Parse(st->input_json) : NULL;
+    if (in && !cJSON_Compare(in, got, true))
+        why_set(w, "input %s", st->input_json ? st->input_json : "(none)");
+    cJSON_Delete(got);
+    const char *cu = str_at(expect, "cancel_url");
+    if (cu && !str_same(st->cancel_url, cu))
+        why_set(w, "cancel URL %s", st->cancel_url ? st->cancel_url : "(none)");
+}
+
+static void check_cancel(const cJSON *expect, int rc, enum provider_cancel_outcome out,
+                         const struct provider_error *e, struct why *w)
+{
+    static const char *const names[] = {"canceled", "requested", "too_late"};
+    if (!check_answered(expect, rc, e, w))
+        return;
+    const char *want = str_at(expect, "outcome");
+    if (!want || strcmp(names[out], want) != 0)
+        why_set(w, "outcome %s, want %s", names[out], want ? want : "?");
+}
+
+static void check_upload(const cJSON *expect, int rc, const struct provider_upload *u,
+                         const struct provider_error *e, struct why *w)
+{
+    if (!check_answered(expect, rc, e, w))
+        return;
+    if (!str_same(u->file_url, str_at(expect, "file_url")))
+        why_set(w, "file URL %s", u->file_url ? u->file_url : "(none)");
+    if (!str_same(u->put_url, str_at(expect, "put_url")))
+        why_set(w, "upload URL %s", u->put_url ? u->put_url : "(none)");
+}
+
 static void check_status(const cJSON *expect, int rc, const struct provider_status *st,
                          const struct provider_error *e, struct why *w)
 {
@@ -173,6 +214,7 @@ static void check_status(const cJSON *expect, int rc, const struct provider_stat
     const cJSON *pr = cJSON_GetObjectItemCaseSensitive(expect, "progress");
     if (cJSON_IsNumber(pr) && st->progress != pr->valueint)
         why_set(w, "progress %d, want %d", st->progress, pr->valueint);
+    check_controls(expect, st, w);
 }
 
 static void check_submit(const cJSON *expect, int rc, const struct provider_submit *s,
@@ -215,6 +257,15 @@ static void run_entry(const char *dir, const cJSON *entry)
         int rc = provider_parse_submit(p, code, body, len, &hdr, NOW, &s, &e);
         check_submit(expect, rc, &s, &e, &w);
         provider_submit_clear(&s);
+    } else if (strcmp(kind, "cancel") == 0) {
+        enum provider_cancel_outcome out;
+        int rc = provider_parse_cancel(p, code, body, len, &hdr, NOW, &out, &e);
+        check_cancel(expect, rc, out, &e, &w);
+    } else if (strcmp(kind, "upload") == 0) {
+        struct provider_upload u;
+        int rc = provider_parse_upload(p, code, body, len, &hdr, NOW, &u, &e);
+        check_upload(expect, rc, &u, &e, &w);
+        provider_upload_clear(&u);
     } else {
         /* A callback body of these providers is their status answer; genfs only polls on
          * it, and a correct reading of it is the status it holds. */

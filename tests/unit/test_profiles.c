@@ -5,7 +5,9 @@
 #include "tap.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 static void test_replicate(void)
 {
@@ -140,11 +142,12 @@ static void test_fal(void)
     provider_request_clear(&r);
     TAP_EQ_INT(provider_build_status(p, "fal-ai/flux/dev", "0f1e-22", NULL, &r), 0,
                "status request of an adopted request");
-    TAP_EQ_STR(r.url, "http://q.test/fal-ai/flux/requests/0f1e-22/status", "  on the app too");
+    TAP_EQ_STR(r.url, "http://q.test/fal-ai/flux/requests/0f1e-22/status?logs=1",
+               "  on the app too");
     provider_request_clear(&r);
     TAP_EQ_INT(provider_build_status(p, "fal-ai/fast-sdxl", "9", NULL, &r), 0,
                "an app without a sub-path");
-    TAP_EQ_STR(r.url, "http://q.test/fal-ai/fast-sdxl/requests/9/status", "  unchanged");
+    TAP_EQ_STR(r.url, "http://q.test/fal-ai/fast-sdxl/requests/9/status?logs=1", "  unchanged");
     provider_request_clear(&r);
     const char *res = "{\"images\":[{\"url\":\"https://f/0.png\",\"width\":1},{\"url\":"
                       "\"https://f/1.png\"}],\"video\":{\"url\":\"https://f/v.mp4\"},"
@@ -388,6 +391,38 @@ static void test_bad_profiles(void)
          "\"{base}/s\",\"body\":\"{input}\",\"task_id\":\"id\"},\"status\":{\"url\":\"{base}/\","
          "\"state\":\"s\",\"states\":{\"ok\":\"success\"}}}",
          "no way to the result"},
+#define MINI                                                                                       \
+    "{\"name\":\"x\",\"auth\":{\"header\":\"A\",\"value\":\"{key}\"},\"submit\":{\"url\":"         \
+    "\"{base}/s\",\"body\":\"{input}\",\"task_id\":\"id\"},\"status\":{\"url\":\"{base}/\","       \
+    "\"state\":\"s\",\"states\":{\"ok\":\"success\"},\"result\":\"r\""
+        {MINI ",\"progress_logs\":\"([0-9]+)%\"}}", "status.progress_logs needs status.logs"},
+        {MINI ",\"logs\":\"l\",\"progress_logs\":\"([0-9]{1,3})%\"}}", "without {m,n}"},
+        {MINI ",\"logs\":\"l\",\"progress_logs\":\"(a)\\\\1\"}}", "back-references"},
+        {MINI ",\"logs\":\"l\",\"progress_logs\":\"[0-9]+%\"}}", "needs a group"},
+        {MINI ",\"logs\":\"l\",\"progress_logs\":\"([0-9\"}}", "not a valid extended"},
+        {MINI ",\"query\":{\"logs\":1}}}", "status.query.logs must be a string"},
+        {MINI "},\"cancel\":{\"url\":\"{base}/c\",\"state\":\"s\",\"answers\":{\"x\":\"gone\"}}}",
+         "cancel.answers.x"},
+        {MINI "},\"cancel\":{\"method\":\"GET\",\"url\":\"{base}/c\",\"state\":\"s\","
+              "\"answers\":{\"x\":\"canceled\"}}}",
+         "cancel.method"},
+        {MINI "},\"cancel\":{\"url\":\"{base}/c\",\"answers\":{\"x\":\"canceled\"}}}",
+         "missing key cancel.state"},
+        {MINI "},\"upload\":{\"kind\":\"ftp\"}}", "upload.kind"},
+        {MINI "},\"upload\":{\"max_bytes\":5}}", "upload needs a kind"},
+        {MINI "},\"upload\":{\"kind\":\"multipart\",\"url\":\"{upload_base}/f\","
+              "\"file_url\":\"u\"}}",
+         "missing key upload.field"},
+        {MINI "},\"upload\":{\"kind\":\"initiate_put\",\"url\":\"{base}/i\",\"body\":{},"
+              "\"file_url\":\"u\"}}",
+         "missing key upload.put_url"},
+        {MINI "},\"upload\":{\"kind\":\"json\",\"url\":\"{base}/i\",\"body\":{},"
+              "\"file_url\":\"u\",\"max_bytes\":-1}}",
+         "upload.max_bytes"},
+        {MINI
+         "},\"upload\":{\"kind\":\"json\",\"url\":\"ftp://x\",\"body\":{},\"file_url\":\"u\"}}",
+         "upload.url"},
+#undef MINI
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char err[256] = "";
@@ -400,6 +435,160 @@ static void test_bad_profiles(void)
     TAP_CHECK(provider_load_builtin("nope", err, sizeof(err)) == NULL, "unknown built-in");
 }
 
+/* Whether the request's body holds the text s. */
+static bool body_has(const struct provider_request *r, const char *s)
+{
+    return r->body && memmem(r->body, r->body_len, s, strlen(s)) != NULL;
+}
+
+/* Cancel, logs, progress, queue position, adopted input and uploads in the
+ * built-in profiles (issue 19). */
+static void test_control(void)
+{
+    char err[256];
+    struct provider_request r;
+    struct provider_error e;
+    struct provider_status st;
+    enum provider_cancel_outcome out;
+
+    struct provider *p = provider_load_builtin("replicate", err, sizeof(err));
+    provider_set_base_url(p, "http://r.test");
+    TAP_CHECK(provider_can_cancel(p), "replicate can cancel");
+    TAP_EQ_INT(provider_build_cancel(p, "o/m", "abc", NULL, &r), 0, "replicate cancel request");
+    TAP_EQ_STR(r.method, "POST", "  POST");
+    TAP_EQ_STR(r.url, "http://r.test/v1/predictions/abc/cancel", "  from the template");
+    provider_request_clear(&r);
+    TAP_EQ_INT(
+        provider_build_cancel(p, "o/m", "abc", "http://r.test/v1/predictions/abc/cancel2", &r), 0,
+        "replicate cancel at the URL the prediction gave");
+    TAP_EQ_STR(r.url, "http://r.test/v1/predictions/abc/cancel2", "  that URL");
+    provider_request_clear(&r);
+    TAP_EQ_INT(provider_build_cancel(p, "o/m", "abc", "http://evil.test/x", &r), 0,
+               "a cancel URL on another host");
+    TAP_EQ_STR(r.url, "http://r.test/v1/predictions/abc/cancel", "  is not followed");
+    provider_request_clear(&r);
+    const char *canceled = "{\"id\":\"abc\",\"status\":\"canceled\",\"logs\":null}";
+    TAP_EQ_INT(provider_parse_cancel(p, 200, canceled, strlen(canceled), NULL, 0, &out, &e), 0,
+               "replicate cancel answer");
+    TAP_EQ_INT(out, PROVIDER_CANCEL_DONE, "  canceled");
+    const char *done = "{\"id\":\"abc\",\"status\":\"succeeded\"}";
+    TAP_EQ_INT(provider_parse_cancel(p, 200, done, strlen(done), NULL, 0, &out, &e), 0,
+               "cancel of a finished prediction");
+    TAP_EQ_INT(out, PROVIDER_CANCEL_TOO_LATE, "  too late");
+    const char *nf = "{\"detail\":\"Not found.\"}";
+    TAP_EQ_INT(provider_parse_cancel(p, 404, nf, strlen(nf), NULL, 0, &out, &e), -ENOENT,
+               "cancel of an unknown prediction: ENOENT");
+    const char *proc = "{\"id\":\"abc\",\"status\":\"processing\",\"input\":{\"prompt\":\"fox\"},"
+                       "\"logs\":\"Using seed: 1\\n  0%|          | 0/50 [00:00<?, ?it/s]\\n 10%|"
+                       "\xe2\x96\x88         | 5/50 [00:01<00:09,  4.91it/s]\\n\","
+                       "\"urls\":{\"cancel\":\"http://r.test/v1/predictions/abc/cancel\"}}";
+    TAP_EQ_INT(provider_parse_status(p, 200, proc, strlen(proc), NULL, 0, &st, &e), 0,
+               "replicate processing with tqdm logs");
+    TAP_EQ_INT(st.progress, 10, "  progress from the last tqdm line");
+    TAP_CHECK(st.logs && strstr(st.logs, "Using seed: 1\n"), "  logs as text");
+    TAP_EQ_STR(st.input_json, "{\"prompt\":\"fox\"}", "  the input object");
+    TAP_EQ_STR(st.cancel_url, "http://r.test/v1/predictions/abc/cancel", "  the cancel URL");
+    TAP_EQ_INT(st.queue_position, -1, "  no queue position");
+    provider_status_clear(&st);
+    enum provider_upload_way way;
+    char msg[256];
+    TAP_EQ_INT(provider_upload_plan(p, 1000, &way, msg, sizeof(msg)), 0, "a small file");
+    TAP_EQ_INT(way, PROVIDER_UPLOAD_DATA_URI, "  goes inline as a data: URI");
+    TAP_EQ_INT(provider_upload_plan(p, 300000, &way, msg, sizeof(msg)), 0, "a bigger file");
+    TAP_EQ_INT(way, PROVIDER_UPLOAD_REQUEST, "  is uploaded");
+    TAP_EQ_INT(provider_upload_plan(p, 200u << 20, &way, msg, sizeof(msg)), -EFBIG,
+               "a file over 100 MiB: EFBIG");
+    TAP_CHECK(strstr(msg, "URL") != NULL, "  saying what to do: %s", msg);
+    static const unsigned char png[] = "\x89PNG\r\n\x1a\n\0\0\0\rIHDR";
+    struct provider_upload_file f = {png, sizeof(png) - 1, "dir/in put\".png", "image/png"};
+    TAP_EQ_INT(provider_build_upload(p, &f, &r), 0, "replicate upload request");
+    TAP_EQ_STR(r.url, "http://r.test/v1/files", "  the Files API on the base URL");
+    TAP_CHECK(r.content_type && strncmp(r.content_type, "multipart/form-data; boundary=", 30) == 0,
+              "  multipart: %s", r.content_type ? r.content_type : "(none)");
+    TAP_CHECK(!r.no_auth, "  with the key");
+    TAP_CHECK(body_has(&r, "name=\"content\"; filename=\"dir_in_put_.png\"\r\n"
+                           "Content-Type: image/png\r\n\r\n"),
+              "  the file part, its name made safe");
+    TAP_CHECK(r.body && memmem(r.body, r.body_len, png, sizeof(png) - 1) != NULL,
+              "  the bytes, NULs included");
+    struct provider_request again;
+    provider_build_upload(p, &f, &again);
+    TAP_CHECK(again.body_len == r.body_len && memcmp(again.body, r.body, r.body_len) == 0,
+              "  a retry sends the same body");
+    provider_request_clear(&again);
+    provider_request_clear(&r);
+    provider_free(p);
+
+    p = provider_load_builtin("fal", err, sizeof(err));
+    provider_set_base_url(p, "http://q.test");
+    TAP_EQ_INT(provider_build_cancel(p, "fal-ai/flux/dev", "r1", NULL, &r), 0, "fal cancel");
+    TAP_EQ_STR(r.method, "PUT", "  PUT");
+    TAP_EQ_STR(r.url, "http://q.test/fal-ai/flux/requests/r1/cancel", "  on the app");
+    provider_request_clear(&r);
+    const char *already = "{\"status\": \"ALREADY_COMPLETED\"}";
+    TAP_EQ_INT(provider_parse_cancel(p, 400, already, strlen(already), NULL, 0, &out, &e), 0,
+               "fal's 400 ALREADY_COMPLETED is an answer");
+    TAP_EQ_INT(out, PROVIDER_CANCEL_TOO_LATE, "  too late");
+    const char *queued = "{\"status\":\"IN_QUEUE\",\"queue_position\":3,\"logs\":null}";
+    TAP_EQ_INT(provider_parse_status(p, 200, queued, strlen(queued), NULL, 0, &st, &e), 0,
+               "fal in queue");
+    TAP_EQ_INT(st.queue_position, 3, "  its position");
+    TAP_CHECK(st.logs == NULL, "  logs null: none");
+    provider_status_clear(&st);
+    f = (struct provider_upload_file){png, sizeof(png) - 1, "a.png", "image/png"};
+    TAP_EQ_INT(provider_build_upload(p, &f, &r), 0, "fal upload: initiate");
+    TAP_EQ_STR(r.url, "http://q.test/storage/upload/initiate?storage_type=fal-cdn-v3",
+               "  api_url takes the uploads along");
+    TAP_EQ_STR(r.body, "{\"content_type\":\"image/png\",\"file_name\":\"a.png\"}", "  JSON body");
+    provider_request_clear(&r);
+    const char *init = "{\"upload_url\":\"https://up.test/put?sig=1\",\"file_url\":"
+                       "\"https://v3.fal.media/files/a.png\"}";
+    struct provider_upload u;
+    TAP_EQ_INT(provider_parse_upload(p, 200, init, strlen(init), NULL, 0, &u, &e), 0,
+               "initiate answer");
+    TAP_EQ_STR(u.file_url, "https://v3.fal.media/files/a.png", "  file URL");
+    TAP_EQ_STR(u.put_url, "https://up.test/put?sig=1", "  upload URL");
+    TAP_EQ_INT(provider_build_upload_put(&u, &f, &r), 0, "the PUT");
+    TAP_CHECK(r.no_auth && strcmp(r.method, "PUT") == 0 && r.body_len == f.len &&
+                  memcmp(r.body, png, f.len) == 0 && strcmp(r.content_type, "image/png") == 0,
+              "  the bytes, their type, without the key");
+    provider_request_clear(&r);
+    provider_upload_clear(&u);
+    TAP_EQ_INT(provider_parse_upload_put(200, NULL, 0, &e), 0, "a 200 PUT answer");
+    TAP_EQ_INT(provider_parse_upload_put(403, NULL, 0, &e), -EACCES, "an expired upload URL");
+    TAP_CHECK(strstr(e.msg, "expired") != NULL, "  says so: %s", e.msg);
+    TAP_EQ_INT(provider_upload_plan(p, 10, &way, msg, sizeof(msg)), 0, "fal: even a tiny file");
+    TAP_EQ_INT(way, PROVIDER_UPLOAD_REQUEST, "  is uploaded (not every fal model takes data:)");
+    provider_free(p);
+
+    p = provider_load_builtin("kie", err, sizeof(err));
+    TAP_CHECK(!provider_can_cancel(p), "kie has no cancel");
+    TAP_EQ_INT(provider_build_cancel(p, "m", "t", NULL, &r), -EOPNOTSUPP, "  EOPNOTSUPP");
+    TAP_EQ_INT(provider_build_upload(p, &f, &r), 0, "kie upload");
+    TAP_EQ_STR(r.url, "https://kieai.redpandaai.co/api/file-stream-upload", "  on kie's file host");
+    TAP_CHECK(body_has(&r, "name=\"fileName\"\r\n\r\na.png\r\n") &&
+                  body_has(&r, "name=\"uploadPath\"\r\n\r\ngenfs\r\n") &&
+                  body_has(&r, "name=\"file\"; filename=\"a.png\""),
+              "  fields uploadPath and fileName, then the file");
+    provider_request_clear(&r);
+    const char *rec = "{\"code\":200,\"msg\":\"success\",\"data\":{\"taskId\":\"k\",\"state\":"
+                      "\"generating\",\"progress\":45,\"param\":\"{\\\"model\\\":\\\"m\\\","
+                      "\\\"input\\\":{\\\"prompt\\\":\\\"a cat\\\"}}\"}}";
+    TAP_EQ_INT(provider_parse_status(p, 200, rec, strlen(rec), NULL, 0, &st, &e), 0,
+               "kie recordInfo with param and progress");
+    TAP_EQ_INT(st.progress, 45, "  progress");
+    TAP_EQ_STR(st.input_json, "{\"prompt\":\"a cat\"}", "  the input inside param");
+    provider_status_clear(&st);
+    provider_free(p);
+
+    p = provider_load_builtin("apixo", err, sizeof(err));
+    TAP_CHECK(!provider_can_cancel(p), "APIXO has no cancel");
+    TAP_EQ_INT(provider_upload_plan(p, 10, &way, msg, sizeof(msg)), -EOPNOTSUPP,
+               "APIXO takes no local files");
+    TAP_CHECK(strstr(msg, "apixo") && strstr(msg, "URL"), "  says so: %s", msg);
+    provider_free(p);
+}
+
 int main(void)
 {
     test_replicate();
@@ -407,5 +596,6 @@ int main(void)
     test_replicate_shapes();
     test_apixo_kie();
     test_bad_profiles();
+    test_control();
     return tap_done();
 }

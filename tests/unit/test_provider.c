@@ -406,6 +406,92 @@ static void test_progress(void)
     prov = apixo;
 }
 
+/* A profile of the generic kind: a JSON upload with the bytes in base64,
+ * logs as an array of {timestamp, message}, progress from a pattern. */
+static const char generic_profile[] =
+    "{\"name\":\"gen\",\"base_url\":\"http://g.test/api\",\"auth\":{\"header\":\"X-Key\","
+    "\"value\":\"{key}\"},\"submit\":{\"url\":\"{base}/"
+    "s\",\"body\":\"{input}\",\"task_id\":\"id\"},"
+    "\"status\":{\"url\":\"{base}/t/{id}\",\"state\":\"s\",\"states\":{\"run\":\"generating\","
+    "\"ok\":\"success\"},\"result\":\"out\",\"logs\":\"log\",\"progress_logs\":\"step ([0-9]+)%\","
+    "\"queue_position\":\"q\",\"input\":\"in\"},\"upload\":{\"kind\":\"json\","
+    "\"url\":\"{upload_base}/up\",\"body\":{\"name\":\"{file_name}\",\"type\":\"{content_type}\","
+    "\"b64\":\"{data_base64}\",\"uri\":\"{data_uri}\",\"keep\":[1,\"x\"]},\"file_url\":\"f.url\","
+    "\"max_bytes\":10,\"data_uri_ok\":true,\"data_uri_max_bytes\":2}}";
+
+static void test_control(void)
+{
+    char err[256];
+    struct provider *p = provider_load_json(generic_profile, "generic", err, sizeof(err));
+    TAP_CHECK(p != NULL, "a profile with logs, progress and a json upload loads: %s", p ? "" : err);
+    if (!p)
+        return;
+    struct provider_status st;
+    struct provider_error e;
+    const char *body = "{\"s\":\"run\",\"q\":\"first\",\"in\":[1],\"log\":[{\"timestamp\":\"t1\","
+                       "\"message\":\"step 20%\"},{\"message\":\"step 35% done\"},7,"
+                       "{\"timestamp\":\"t3\",\"message\":\"saving\"}]}";
+    TAP_EQ_INT(provider_parse_status(p, 200, body, strlen(body), NULL, NOW, &st, &e), 0,
+               "status with an array of log entries");
+    TAP_CHECK(st.logs && strcmp(st.logs, "t1 step 20%\nstep 35% done\nt3 saving\n") == 0,
+              "  one line each, timestamp first where given, non-entries skipped");
+    TAP_EQ_INT(st.progress, 35, "  progress of the last line that matches");
+    TAP_EQ_INT(st.queue_position, -1, "  a queue position that is no number is left out");
+    TAP_CHECK(st.input_json == NULL, "  an input that is no object is left out");
+    provider_status_clear(&st);
+    /* Only the tail of long logs is searched: an early match does not count. */
+    size_t n = 200000;
+    char *big = malloc(n + 64);
+    memcpy(big, "{\"s\":\"run\",\"log\":\"step 50%\\n", 28);
+    memset(big + 28, 'x', n);
+    memcpy(big + 28 + n, "\"}", 3);
+    TAP_EQ_INT(provider_parse_status(p, 200, big, strlen(big), NULL, NOW, &st, &e), 0,
+               "status with 200 kB of logs");
+    TAP_EQ_INT(st.progress, -1, "  a match far from the end is not the progress");
+    TAP_EQ_INT(strlen(st.logs), n + 9, "  the logs are whole");
+    provider_status_clear(&st);
+    free(big);
+
+    static const unsigned char bytes[] = {0xff, 0x00, 'a', 'b'};
+    struct provider_upload_file f = {bytes, 4, "", NULL};
+    enum provider_upload_way way;
+    char msg[256];
+    TAP_EQ_INT(provider_upload_plan(p, 2, &way, msg, sizeof(msg)), 0, "2 bytes");
+    TAP_EQ_INT(way, PROVIDER_UPLOAD_DATA_URI, "  inline");
+    TAP_EQ_INT(provider_upload_plan(p, 11, &way, msg, sizeof(msg)), -EFBIG, "11 bytes: EFBIG");
+    char *uri = provider_upload_data_uri(bytes, 4, "image/png");
+    TAP_EQ_STR(uri, "data:image/png;base64,/wBhYg==", "data: URI of the bytes");
+    free(uri);
+    uri = provider_upload_data_uri(bytes, 3, "bad;type");
+    TAP_EQ_STR(uri, "data:application/octet-stream;base64,/wBh", "  a type that would break it");
+    free(uri);
+    struct provider_request r;
+    TAP_EQ_INT(provider_build_upload(p, &f, &r), 0, "json upload request");
+    TAP_EQ_STR(r.url, "http://g.test/api/up", "  {upload_base} is the base URL");
+    TAP_EQ_STR(
+        r.body,
+        "{\"name\":\"upload.bin\",\"type\":\"application/octet-stream\",\"b64\":\"/wBhYg==\","
+        "\"uri\":\"data:application/octet-stream;base64,/wBhYg==\",\"keep\":[1,\"x\"]}",
+        "  the template filled in");
+    provider_request_clear(&r);
+    const char *ans = "{\"f\":{\"url\":\"file:///etc/passwd\"}}";
+    struct provider_upload u;
+    TAP_EQ_INT(provider_parse_upload(p, 200, ans, strlen(ans), NULL, NOW, &u, &e), -EPROTO,
+               "an upload answer whose URL is not http(s)");
+    TAP_CHECK(e.retryable && strstr(e.msg, "f.url"), "  is malformed, retryable: %s", e.msg);
+    const char *refused = "{\"detail\":\"too big\"}";
+    TAP_EQ_INT(provider_parse_upload(p, 413, refused, strlen(refused), NULL, NOW, &u, &e), -EIO,
+               "a 413 upload answer");
+    f.len = 11;
+    TAP_EQ_INT(provider_build_upload(p, &f, &r), -EFBIG, "an upload over max_bytes is not built");
+    TAP_EQ_INT(provider_build_cancel(p, "m", "t", NULL, &r), -EOPNOTSUPP,
+               "no cancel section: EOPNOTSUPP");
+    enum provider_cancel_outcome out;
+    TAP_EQ_INT(provider_parse_cancel(p, 200, "{}", 2, NULL, NOW, &out, &e), -EOPNOTSUPP,
+               "  and no cancel answer");
+    provider_free(p);
+}
+
 int main(void)
 {
     prov = load("apixo", "http://sim.test");
@@ -415,6 +501,7 @@ int main(void)
     test_submit();
     test_status();
     test_progress();
+    test_control();
     provider_free(prov);
     return tap_done();
 }

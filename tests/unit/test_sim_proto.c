@@ -845,6 +845,57 @@ static void test_malformed(void)
     }
 }
 
+/* Progress and logs as the clients read them (issue 19): replicate's tqdm lines, fal's log
+ * entries with ?logs=1, kie's progress field. */
+static void test_progress_logs(void)
+{
+    const char *base = "http://127.0.0.1:5";
+    struct sim_task *t = mk("pl", "test/image", SIM_KIND_IMAGE, 1, 0);
+    struct sim_task_view v;
+    sim_task_view_at(t, t->submit_ms, &v);
+    long long mid = v.start_ms + (t->complete_ms - v.start_ms) / 2;
+    cJSON *p = sim_proto_status_json(R, t, mid, base);
+    const char *logs = str(p, "logs");
+    TAP_CHECK(logs && strstr(logs, "Using seed: ") == logs, "replicate logs start with the seed");
+    TAP_CHECK(logs &&
+                  strstr(logs, " 50%|\xe2\x96\x88\xe2\x96\x88\xe2\x96\x88\xe2\x96\x88\xe2\x96"
+                               "\x88     | 25/50 [") &&
+                  !strstr(logs, " 52%|"),
+              "  halfway: tqdm lines up to 50%% (25/50), as recorded");
+    cJSON_Delete(p);
+    p = sim_proto_status_json(R, t, t->complete_ms, base);
+    TAP_CHECK(str(p, "logs") && strstr(str(p, "logs"), "100%|") != NULL, "  done: 100%%");
+    cJSON_Delete(p);
+
+    struct sim_task *f = mk("fl", "fal-ai/flux/dev", SIM_KIND_IMAGE, 1, 0);
+    p = sim_proto_status_json(F, f, mid, base);
+    TAP_CHECK(is_null(p, "logs"), "fal without ?logs=1: logs null");
+    cJSON_Delete(p);
+    p = sim_proto_status_logs_json(F, f, mid, base, 1);
+    const cJSON *l = cJSON_GetObjectItemCaseSensitive(p, "logs");
+    TAP_EQ_STR(str(p, "status"), "IN_PROGRESS", "fal with ?logs=1 halfway");
+    TAP_EQ_INT(cJSON_GetArraySize(l), 5, "  5 entries: the start and 4 steps of 8");
+    const cJSON *last = cJSON_GetArrayItem(l, 4);
+    TAP_EQ_STR(str(last, "message"), "INFO:RUNNER:step 4/8", "  the latest step");
+    TAP_CHECK(str(last, "timestamp") && !strchr(str(last, "timestamp"), 'Z') && has(last, "labels"),
+              "  {timestamp without a zone, message, labels} as fal's docs show");
+    cJSON_Delete(p);
+    p = sim_proto_status_logs_json(F, f, f->submit_ms, base, 1);
+    TAP_EQ_STR(str(p, "status"), "IN_QUEUE", "fal queued");
+    TAP_EQ_INT(num(p, "queue_position"), 1, "  queue_position 1 while waiting");
+    cJSON_Delete(p);
+    sim_task_free(t);
+    sim_task_free(f);
+
+    struct sim_task *k = mk("kp", "sora-2", SIM_KIND_VIDEO, 1, 0);
+    p = sim_proto_status_json(K, k, mid, base);
+    TAP_CHECK(num(obj(p, "data"), "progress") > 0 && num(obj(p, "data"), "progress") < 100,
+              "kie sora: progress between 0 and 100 while generating");
+    TAP_EQ_STR(str(obj(p, "data"), "param"), k->param, "  param: the submitted body");
+    cJSON_Delete(p);
+    sim_task_free(k);
+}
+
 int main(void)
 {
     enum sim_protocol p;
@@ -882,6 +933,7 @@ int main(void)
     test_replicate_answers();
     test_fal_answers();
     test_malformed();
+    test_progress_logs();
     sim_models_free(&models);
     return tap_done();
 }
