@@ -11,6 +11,8 @@
 
 /* ---- pure parts ---- */
 
+_Static_assert(EVENTLOG_LINE_MAX <= EVENTLOG_RING_BYTES, "a line must fit the ring");
+
 int evring_init(struct evring *r, size_t cap)
 {
     *r = (struct evring){.bytes = malloc(cap), .cap = cap};

@@ -43,10 +43,8 @@ const char readme_text[] =
     "  cat MODEL/ID/state                      waiting|queuing|generating|success|failed\n"
     "  cat MODEL/ID/error                      \"code: message\" once failed\n"
     "  cat events                              one line per state change, from now on\n"
-    "  tail -f events.log                      the same lines, with their history: for\n"
-    "                                          tail, less +F, head, grep (events waits for\n"
-    "                                          the next change and never ends: tail -f and\n"
-    "                                          less cannot follow it)\n"
+    "  tail -n 20 -f events.log                the same lines as a log, with their history\n"
+    "                                          (tail and less need it: events never ends)\n"
     "  cat stats                               engine figures (JSON)\n"
     "  cat log                                 the last 200 log lines\n"
     "  mkdir MODEL                             add a model directory\n"
@@ -58,7 +56,7 @@ const char readme_text[] =
     "Reading result blocks until the task ends (Ctrl-C works); it fails with EIO\n"
     "when the task failed and ETIMEDOUT when it is overdue (genfs keeps polling).\n"
     "events.log is kept across restarts; at 8 MiB it becomes events.log.1 and starts\n"
-    "again. Times only increase, so a script that stopped at time T resumes with\n"
+    "again. Its times only increase: a script that saw up to time T resumes with\n"
     "  cat events.log.1 events.log | awk -v t=T '$1 > t'\n";
 const size_t readme_len = sizeof(readme_text) - 1;
 

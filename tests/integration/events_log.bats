@@ -266,9 +266,7 @@ PY
 
 @test "events.log: inotifywait sees MODIFY as it grows" {
     mount_fast
-    timeout 60 inotifywait -m -e modify --format '%e %f' "$MNT/events.log" \
-        >"$BATS_TEST_TMPDIR/ev" 2>"$BATS_TEST_TMPDIR/ev.err" 3>&- &
-    BG_PIDS+=($!)
+    follow "$BATS_TEST_TMPDIR/ev" inotifywait -m -e modify --format '%e %f' "$MNT/events.log"
     wait_until 10 grep -q "Watches established" "$BATS_TEST_TMPDIR/ev.err"
     id=$(genfs_submit test-image '{"prompt": "watched", "sim_duration_ms": 500}')
     wait_until 30 grep -q "^MODIFY" "$BATS_TEST_TMPDIR/ev"
