@@ -221,8 +221,8 @@ struct fs {
     uint64_t next_pending_id;
     struct fh *pollers;
     struct eventlog *evlog; /* events and events.log */
-    /* events.log's inotify MODIFY: 1 while one is queued (atomic), and the stream's end
-     * when it was queued (see events_append) */
+    /* events.log's inotify MODIFY (atomics, see event_log_announce in fs_files.c): 1 while
+     * one is queued, and the stream's end when it was queued */
     int evlog_note;
     uint64_t evlog_noted;
     bool shutting_down;

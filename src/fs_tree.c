@@ -28,9 +28,12 @@ static const struct {
     const char *name;
     fuse_ino_t ino;
 } fixed_files[] = {
-    {"README", INO_README},         {"events", INO_EVENTS},
-    {"events.log", INO_EVENTS_LOG}, {"events.log.1", INO_EVENTS_LOG1},
-    {"stats", INO_STATS},           {"log", INO_LOG},
+    {"README", INO_README},
+    {"events", INO_EVENTS},            /* the changes from each open on */
+    {"events.log", INO_EVENTS_LOG},    /* the same lines, kept: for tail and less */
+    {"events.log.1", INO_EVENTS_LOG1}, /* events.log before its last rotation */
+    {"stats", INO_STATS},
+    {"log", INO_LOG},
 };
 /* ---- content of files ---- */
 
