@@ -64,8 +64,14 @@ follow() {
     BG_PIDS+=($!)
 }
 
-lines_in() {
-    [ -f "$1" ] && wc -l <"$1" || echo 0
+# has_lines FILE N: FILE has at least N lines
+has_lines() {
+    [ -f "$1" ] && [ "$(wc -l <"$1")" -ge "$2" ]
+}
+
+# more_modify FILE N: FILE has more than N MODIFY lines
+more_modify() {
+    [ "$(grep -c "^MODIFY" "$1")" -gt "$2" ]
 }
 
 # the state words of task $2 in log file $1
@@ -77,7 +83,7 @@ states_of() {
     seed_log 15
     mount_fast
     follow "$BATS_TEST_TMPDIR/tail" tail -f "$MNT/events.log"
-    wait_until 30 test "$(lines_in "$BATS_TEST_TMPDIR/tail")" -ge 10
+    wait_until 30 has_lines "$BATS_TEST_TMPDIR/tail" 10
     run head -n1 "$BATS_TEST_TMPDIR/tail"
     assert_output "$(seed_line 6)"
     id=$(genfs_submit test-image '{"prompt": "followed by tail", "sim_duration_ms": 1000}')
@@ -92,7 +98,7 @@ states_of() {
     seed_log 30
     mount_fast
     follow "$BATS_TEST_TMPDIR/tail" tail -n 20 -f "$MNT/events.log"
-    wait_until 30 test "$(lines_in "$BATS_TEST_TMPDIR/tail")" -ge 20
+    wait_until 30 has_lines "$BATS_TEST_TMPDIR/tail" 20
     run head -n1 "$BATS_TEST_TMPDIR/tail"
     assert_output "$(seed_line 11)"
     id=$(genfs_submit test-image '{"prompt": "twenty and more", "sim_duration_ms": 500}')
@@ -241,7 +247,7 @@ PY
     seeded=$(stat -c %s "$STATE_DIR/events.log")
     mount_fast
     follow "$BATS_TEST_TMPDIR/tail" tail -f "$MNT/events.log"
-    wait_until 30 test "$(lines_in "$BATS_TEST_TMPDIR/tail")" -ge 10
+    wait_until 30 has_lines "$BATS_TEST_TMPDIR/tail" 10
     id=$(genfs_submit test-image '{"prompt": "rotate", "sim_duration_ms": 500}')
     wait_until 60 grep -q " $id success\$" "$MNT/events.log"
     [ "$(stat -c %s "$MNT/events.log.1")" -eq "$seeded" ]
@@ -275,7 +281,7 @@ PY
     n=$(grep -c "^MODIFY" "$BATS_TEST_TMPDIR/ev")
     wait_until 10 grep -q " $id success\$" "$MNT/events.log"
     id2=$(genfs_submit test-image '{"prompt": "watched too", "sim_duration_ms": 500}')
-    wait_until 30 test "$(grep -c "^MODIFY" "$BATS_TEST_TMPDIR/ev")" -gt "$n"
+    wait_until 30 more_modify "$BATS_TEST_TMPDIR/ev" "$n"
     grep -q " $id2 waiting\$" "$MNT/events.log"
 }
 

@@ -35,6 +35,11 @@ has_open() {
     ls -l "/proc/$1/fd" 2>/dev/null | grep -qF -- "$2"
 }
 
+# has_lines FILE N: FILE has at least N lines
+has_lines() {
+    [ "$(wc -l <"$1")" -ge "$2" ]
+}
+
 # states_of FILE ID: the state words of ID's lines in FILE, space-separated
 states_of() {
     awk -v id="$2" '$3 == id { printf "%s%s", sep, $4; sep = " " } END { print "" }' "$1"
@@ -202,7 +207,7 @@ print("ordered" if ts == sorted(ts) else "unordered", all(abs(now - t) < 120 for
     exec {EVFD}<"$MNT/events"
     genfs_submit test-image '{"prompt": "one", "sim_duration_ms": 2000}' >/dev/null
     genfs_submit test-image '{"prompt": "two", "sim_duration_ms": 2000}' >/dev/null
-    wait_until 30 test "$(wc -l <"$BATS_TEST_TMPDIR/all")" -ge 2
+    wait_until 30 has_lines "$BATS_TEST_TMPDIR/all" 2
     # Both lines are there: the first head reads them both and puts the second back.
     run timeout 30 head -n1 <&"$EVFD"
     assert_success
