@@ -134,22 +134,18 @@ static void on_store_change(void *arg, const struct store_change *c)
     }
 }
 
-struct fs *fs_new(struct store *st, struct engine *eng, struct log *lg, const char *cache_dir)
+struct fs *fs_new(struct store *st, struct engine *eng, struct log *lg, struct eventlog *el,
+                  const char *cache_dir)
 {
     struct fs *f = calloc(1, sizeof(*f));
     if (!f)
         return NULL;
     f->cache_dir = strdup(cache_dir);
-    f->events = calloc(EVENT_RING, sizeof(*f->events));
-    if (!f->events) {
-        free(f);
-        return NULL;
-    }
+    f->evlog = el;
     f->store = st;
     f->engine = eng;
     f->log = lg;
     f->start_ms = clock_now_ms();
-    f->event_mtime_ms = f->start_ms;
     pthread_mutex_init(&f->lock, NULL);
     if (store_observe(st, on_store_change, f) < 0) {
         fs_free(f);
@@ -173,7 +169,6 @@ void fs_free(struct fs *f)
     if (!f)
         return;
     pthread_mutex_destroy(&f->lock);
-    free(f->events);
     free(f->hidden);
     free(f->gone);
     while (f->dirs) {

@@ -5,6 +5,7 @@
 #define GENFS_FS_H
 
 #include "engine.h"
+#include "eventlog.h"
 #include "log.h"
 #include "notify.h"
 #include "store.h"
@@ -13,7 +14,9 @@
 
 struct fs;
 
-struct fs *fs_new(struct store *st, struct engine *eng, struct log *lg, const char *cache_dir);
+/* el: the events stream and events.log (eventlog.h), the caller's until after fs_free. */
+struct fs *fs_new(struct store *st, struct engine *eng, struct log *lg, struct eventlog *el,
+                  const char *cache_dir);
 void fs_free(struct fs *f);
 const struct fuse_lowlevel_ops *fs_ops(void);
 /* The session the kernel notifications go to; set before the loop runs. */

@@ -291,19 +291,22 @@ static int open_model(struct fs *f, fuse_req_t req, struct node n, struct fh *h,
     return 0;
 }
 
-/* events, stats, log; README needs no handle (*hp becomes NULL). */
+/* events, stats, log; README and events.log need no handle (*hp becomes NULL). */
 static void open_fixed(struct fs *f, fuse_ino_t ino, struct fh **hp, struct fuse_file_info *fi)
 {
     struct fh *h = *hp;
     if (ino == INO_EVENTS) {
+        /* Seekable within its own bytes: head puts back what it read past its lines,
+         * and the shell's read reads ahead and seeks back (SPEC 3: each open from now). */
         h->kind = FH_EVENTS;
-        fi->nonseekable = 1;
-        pthread_mutex_lock(&f->lock);
-        h->cursor = f->event_seq;
-        pthread_mutex_unlock(&f->lock);
+        h->base = h->next = eventlog_stream_end(f->evlog);
     } else if (ino == INO_STATS || ino == INO_LOG) {
         h->kind = FH_SNAPSHOT;
         h->snap = snapshot(f, ino);
+    } else if (ino == INO_EVENTS_LOG || ino == INO_EVENTS_LOG1) {
+        /* Read from the file in state_dir at each read (direct_io): it grows. */
+        free(h);
+        *hp = NULL;
     } else {
         /* README is static: cached by the kernel, read without a handle. */
         free(h);
@@ -417,31 +420,22 @@ void answer_result(fuse_req_t req, int rc, char *text, size_t len, size_t size, 
     free(text);
 }
 
-size_t events_fill(struct fs *f, struct fh *h, char *buf, size_t size)
+/* The stream's bytes at the handle's offset off (with f->lock held): whole lines while
+ * they fit, a piece of one for a small buffer. */
+size_t events_fill(struct fs *f, struct fh *h, off_t off, char *buf, size_t size)
 {
-    size_t used = 0;
-    uint64_t oldest = f->event_seq > EVENT_RING ? f->event_seq - EVENT_RING : 0;
-    if (h->cursor < oldest) {
-        h->cursor = oldest; /* fell behind: the oldest lines are gone */
-        h->line_off = 0;
-    }
-    /* Whole lines while they fit; a reader with a small buffer (the shell's
-     * read takes one byte at a time) gets a line in pieces. */
-    while (h->cursor < f->event_seq && used < size) {
-        const struct event_line *l = &f->events[h->cursor % EVENT_RING];
-        size_t n = strlen(l->text) - h->line_off;
-        if (used + n > size && used > 0)
-            break;
-        size_t take = n < size - used ? n : size - used;
-        memcpy(buf + used, l->text + h->line_off, take);
-        used += take;
-        h->line_off += take;
-        if (h->line_off == strlen(l->text)) {
-            h->cursor++;
-            h->line_off = 0;
-        }
-    }
+    uint64_t want = h->base + (uint64_t)off, pos = want;
+    size_t used = eventlog_stream_fill(f->evlog, &pos, buf, size);
+    /* Fell behind, the oldest lines are gone: its offsets go on from the oldest kept. */
+    h->base += pos - want;
+    h->next = pos + used;
     return used;
+}
+
+/* Nothing at the offset of the parked read yet (with f->lock held). */
+bool events_waiting(struct fs *f, struct pending *p)
+{
+    return p->fh->base + (uint64_t)p->off >= eventlog_stream_end(f->evlog);
 }
 
 /* new: a read after writing ends the input: submit it, answer with its id. */
@@ -500,12 +494,11 @@ static void read_snapshot(fuse_req_t req, struct fh *h, fuse_ino_t ino, size_t s
     snap_put(s);
 }
 
-/* events: the lines since the cursor, or wait for the next. */
+/* events: the lines at the offset, or wait for them (EOF once the mount goes away). */
 static void read_events(fuse_req_t req, struct fh *h, fuse_ino_t ino, size_t size, off_t off,
                         struct fuse_file_info *fi)
 {
     (void)ino;
-    (void)off;
     struct fs *f = req_fs(req);
     char *buf = malloc(size);
     if (!buf) {
@@ -513,24 +506,45 @@ static void read_events(fuse_req_t req, struct fh *h, fuse_ino_t ino, size_t siz
         return;
     }
     pthread_mutex_lock(&f->lock);
-    size_t used = events_fill(f, h, buf, size);
-    bool wait = used == 0 && !f->shutting_down;
+    size_t used = events_fill(f, h, off, buf, size);
+    bool answer = used > 0 || f->shutting_down;
     pthread_mutex_unlock(&f->lock);
-    if (used > 0 || !wait) {
-        fuse_reply_buf(req, buf, used);
-    } else if (fi->flags & O_NONBLOCK) {
-        fuse_reply_err(req, EAGAIN);
-    } else {
-        free(buf);
-        struct pending *p = calloc(1, sizeof(*p));
+    if (!answer) {
+        struct pending *p = pending_for_read(req, fi);
         if (!p) {
-            fuse_reply_err(req, ENOMEM);
+            free(buf);
             return;
         }
-        *p = (struct pending){.kind = P_EVENTS, .req = req, .size = size, .fh = h};
-        defer(f, p);
+        *p = (struct pending){.kind = P_EVENTS, .req = req, .size = size, .off = off, .fh = h};
+        /* Checked again under the lock the appender takes: no line slips in between. */
+        if (park(f, p, events_waiting)) {
+            free(buf);
+            return;
+        }
+        free(p);
+        pthread_mutex_lock(&f->lock);
+        used = events_fill(f, h, off, buf, size);
+        pthread_mutex_unlock(&f->lock);
+    }
+    fuse_reply_buf(req, buf, used);
+    free(buf);
+}
+
+/* events.log and events.log.1: the files in state_dir, as they are now. */
+static void read_event_log(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off)
+{
+    struct fs *f = req_fs(req);
+    char *buf = malloc(size ? size : 1);
+    if (!buf) {
+        fuse_reply_err(req, ENOMEM);
         return;
     }
+    ssize_t n = eventlog_read(f->evlog, ino == INO_EVENTS_LOG1 ? EVENTLOG_OLD : EVENTLOG_CURRENT,
+                              buf, size, off);
+    if (n < 0)
+        fuse_reply_err(req, (int)-n);
+    else
+        fuse_reply_buf(req, buf, (size_t)n);
     free(buf);
 }
 
@@ -683,7 +697,8 @@ static void (*const readers[])(fuse_req_t, struct fh *, fuse_ino_t, size_t, off_
     [FH_MEDIA] = read_media,     [FH_ANNOUNCE] = read_announce, [FH_MODEL_JSON] = read_model_json,
 };
 
-/* Each kind of open file has its reader; README, read without a handle, is the tree's. */
+/* Each kind of open file has its reader; README and the event logs are read without a
+ * handle. */
 void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
     struct fh *h = (struct fh *)(uintptr_t)fi->fh;
@@ -691,6 +706,8 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse
         readers[h->kind](req, h, ino, size, off, fi);
     else if (ino == INO_README)
         reply_slice(req, readme_text, readme_len, size, off);
+    else if (ino == INO_EVENTS_LOG || ino == INO_EVENTS_LOG1)
+        read_event_log(req, ino, size, off);
     else
         fuse_reply_err(req, EBADF);
 }
@@ -760,7 +777,7 @@ void op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct f
             revents = POLLIN | POLLRDNORM;
         break;
     case FH_EVENTS:
-        if (h->cursor < f->event_seq)
+        if (h->next < eventlog_stream_end(f->evlog))
             revents = POLLIN | POLLRDNORM;
         break;
     case FH_NEW:
@@ -784,12 +801,36 @@ void op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct f
     pthread_mutex_unlock(&f->lock);
     fuse_reply_poll(req, revents);
 }
+static void event_log_announced(void *arg, bool ok);
+
+/* events.log grew: a MODIFY for its watchers. One at a time is queued, however many lines
+ * come meanwhile; the lines that come while it is queued or under way get one more. */
+static void event_log_announce(struct fs *f)
+{
+    if (!f->notify || __atomic_exchange_n(&f->evlog_note, 1, __ATOMIC_SEQ_CST))
+        return;
+    __atomic_store_n(&f->evlog_noted, eventlog_stream_end(f->evlog), __ATOMIC_SEQ_CST);
+    notify_post(f->notify, NOTE_MODIFY, "events.log", 0, NULL, NULL, event_log_announced, f);
+}
+
+/* On the notifier's thread: the line appended after the flag was seen set finds it clear
+ * (and announces itself), or is seen here. */
+static void event_log_announced(void *arg, bool ok)
+{
+    struct fs *f = arg;
+    __atomic_store_n(&f->evlog_note, 0, __ATOMIC_SEQ_CST);
+    if (ok && eventlog_stream_end(f->evlog) != __atomic_load_n(&f->evlog_noted, __ATOMIC_SEQ_CST))
+        event_log_announce(f);
+}
+
+/* A line for the change in events and events.log (with f->lock held). */
 void events_append(struct fs *f, const struct store_change *c, const char *word)
 {
-    struct event_line *l = &f->events[f->event_seq % EVENT_RING];
-    l->seq = f->event_seq;
-    snprintf(l->text, sizeof(l->text), "%lld.%03d %s %s %s\n", (long long)(c->at_ms / 1000),
-             (int)(c->at_ms % 1000), c->model_name, c->task_id, word);
-    f->event_seq++;
-    __atomic_store_n(&f->event_mtime_ms, c->at_ms, __ATOMIC_RELAXED);
+    int rc = eventlog_append(f->evlog, clock_now_ms(), c->model_name, c->task_id, word);
+    if (rc < 0)
+        log_warn(f->log,
+                 "cannot write to events.log in state_dir (%s): its lines are missing until "
+                 "there is room (the events stream has them)",
+                 strerror(-rc));
+    event_log_announce(f);
 }

@@ -2,6 +2,7 @@
 #ifndef GENFS_FS_INTERNAL_H
 #define GENFS_FS_INTERNAL_H
 
+#include "eventlog.h"
 #include "fs.h"
 
 #include <pthread.h>
@@ -16,6 +17,8 @@
 #define INO_EVENTS 3
 #define INO_STATS 4
 #define INO_LOG 5
+#define INO_EVENTS_LOG 6
+#define INO_EVENTS_LOG1 7
 #define MODEL_BASE (UINT64_C(1) << 32)
 #define TASK_BASE (UINT64_C(1) << 40)
 #define TASK_SHIFT 12
@@ -48,7 +51,6 @@ enum task_kind {
 
 #define ENTRY_TIMEOUT 60.0
 #define ATTR_TIMEOUT 60.0
-#define EVENT_RING 8192
 #define NEW_MAX_WRITE INPUT_MAX_BYTES
 
 enum node_type { N_NONE, N_ROOT, N_FIXED, N_MODEL, N_TASK };
@@ -87,7 +89,7 @@ static inline struct node node_of(fuse_ino_t ino)
         n.kind = (int)((ino - MODEL_BASE) & 15);
         if (n.kind > MK_REQUEST)
             n.type = N_NONE;
-    } else if (ino >= INO_README && ino <= INO_LOG) {
+    } else if (ino >= INO_README && ino <= INO_EVENTS_LOG1) {
         n.type = N_FIXED;
         n.fixed = ino;
     }
@@ -129,9 +131,9 @@ struct fh {
             enum task_state seen_state;
             bool read_once;
         };
-        struct { /* FH_EVENTS */
-            uint64_t cursor;
-            size_t line_off; /* bytes of the cursor's line already read */
+        struct { /* FH_EVENTS: offset r is the stream's position base + r (eventlog.h) */
+            uint64_t base;
+            uint64_t next; /* where the last read ended, for poll(2) */
         };
         struct {             /* FH_MEDIA: files/<n> */
             uint32_t file_n; /* open */
@@ -196,11 +198,6 @@ struct op {
     struct fh *fh;
 };
 
-struct event_line {
-    uint64_t seq;
-    char text[240];
-};
-
 #define HIDDEN_SLOTS 1024
 
 /* A task's or model's directory held open (opendir): rm -r and its kind hold the directory
@@ -236,9 +233,11 @@ struct fs {
     size_t n_gone, cap_gone;
     uint64_t next_pending_id;
     struct fh *pollers;
-    struct event_line *events;
-    uint64_t event_seq; /* next sequence number */
-    int64_t event_mtime_ms;
+    struct eventlog *evlog; /* events and events.log */
+    /* events.log's inotify MODIFY (atomics, see event_log_announce in fs_files.c): 1 while
+     * one is queued, and the stream's end when it was queued */
+    int evlog_note;
+    uint64_t evlog_noted;
     bool shutting_down;
     int64_t start_ms;
 };
@@ -298,7 +297,8 @@ void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 int result_ready(struct fs *f, uint32_t idx, char **text, size_t *len);
 bool media_waiting(struct fs *f, struct pending *p);
 void answer_result(fuse_req_t req, int rc, char *text, size_t len, size_t size, off_t off);
-size_t events_fill(struct fs *f, struct fh *h, char *buf, size_t size);
+size_t events_fill(struct fs *f, struct fh *h, off_t off, char *buf, size_t size);
+bool events_waiting(struct fs *f, struct pending *p);
 void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi);
 void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct fuse_pollhandle *ph);

@@ -65,7 +65,11 @@ static bool matches(struct fs *f, struct pending *p, const struct match *m)
         return false;
     if (m->file_n != UINT32_MAX && p->file_n != m->file_n)
         return false;
-    return !m->only_ready || !(p->kind == P_FILE ? media_waiting(f, p) : attr_waiting(f, p));
+    if (!m->only_ready)
+        return true;
+    return !(p->kind == P_FILE     ? media_waiting(f, p)
+             : p->kind == P_EVENTS ? events_waiting(f, p)
+                                   : attr_waiting(f, p));
 }
 
 /* The one walker of the parked list: unlinks every request m matches and returns them
@@ -262,13 +266,15 @@ static void op_done(struct engine_cmd *cmd, int err, const char *msg)
 }
 void wake_events(struct fs *f)
 {
-    /* Called with f->lock held; replies go out after it is released. */
-    struct pending *ready =
-        take(f, &(struct match){.kinds = KIND(P_EVENTS), .idx = ANY_TASK, .file_n = UINT32_MAX});
+    /* Called with f->lock held; replies go out after it is released. A read parked at an
+     * offset the stream has not reached yet (a pread ahead) waits on. */
+    struct pending *ready = take(
+        f, &(struct match){
+               .kinds = KIND(P_EVENTS), .idx = ANY_TASK, .file_n = UINT32_MAX, .only_ready = true});
     while (ready) {
         struct pending *next = ready->next;
         char *buf = malloc(ready->size);
-        size_t used = buf ? events_fill(f, ready->fh, buf, ready->size) : 0;
+        size_t used = buf ? events_fill(f, ready->fh, ready->off, buf, ready->size) : 0;
         pthread_mutex_unlock(&f->lock);
         fuse_reply_buf(ready->req, buf, used);
         pthread_mutex_lock(&f->lock);

@@ -29,7 +29,9 @@ static const struct {
     fuse_ino_t ino;
 } fixed_files[] = {
     {"README", INO_README},
-    {"events", INO_EVENTS},
+    {"events", INO_EVENTS},            /* the changes from each open on */
+    {"events.log", INO_EVENTS_LOG},    /* the same lines, kept: for tail and less */
+    {"events.log.1", INO_EVENTS_LOG1}, /* events.log before its last rotation */
     {"stats", INO_STATS},
     {"log", INO_LOG},
 };
@@ -44,6 +46,8 @@ const char readme_text[] =
     "  cat MODEL/ID/state                      waiting|queuing|generating|success|failed\n"
     "  cat MODEL/ID/error                      \"code: message\" once failed\n"
     "  cat events                              one line per state change, from now on\n"
+    "  tail -n 20 -f events.log                the same lines as a log, with their history\n"
+    "                                          (tail and less need it: events never ends)\n"
     "  cat stats                               engine figures (JSON)\n"
     "  cat log                                 the last 200 log lines\n"
     "  mkdir MODEL                             add a model directory\n"
@@ -53,7 +57,10 @@ const char readme_text[] =
     "A JSON object written to new is sent as the whole input. To get the id on the\n"
     "same descriptor: exec 3<>MODEL/new; echo prompt >&3; read id <&3\n"
     "Reading result blocks until the task ends (Ctrl-C works); it fails with EIO\n"
-    "when the task failed and ETIMEDOUT when it is overdue (genfs keeps polling).\n";
+    "when the task failed and ETIMEDOUT when it is overdue (genfs keeps polling).\n"
+    "events.log is kept across restarts; at 8 MiB it becomes events.log.1 and starts\n"
+    "again. Its times only increase: a script that saw up to time T resumes with\n"
+    "  cat events.log.1 events.log | awk -v t=T '$1 > t'\n";
 const size_t readme_len = sizeof(readme_text) - 1;
 
 /* A model directory's own files, in listing order (directory offset 3 + i); lookup and
@@ -184,8 +191,13 @@ static int stat_fixed(struct fs *f, struct node n, struct stat *st)
         st->st_size = sizeof(readme_text) - 1;
         set_time(st, f->start_ms);
     } else if (n.fixed == INO_EVENTS) {
-        /* event_mtime_ms is read racily on purpose: a torn mtime is harmless. */
-        set_time(st, __atomic_load_n(&f->event_mtime_ms, __ATOMIC_RELAXED));
+        int64_t ms = eventlog_stream_mtime(f->evlog);
+        set_time(st, ms ? ms : f->start_ms);
+    } else if (n.fixed == INO_EVENTS_LOG || n.fixed == INO_EVENTS_LOG1) {
+        int64_t ms;
+        eventlog_stat(f->evlog, n.fixed == INO_EVENTS_LOG1 ? EVENTLOG_OLD : EVENTLOG_CURRENT,
+                      &st->st_size, &ms);
+        set_time(st, ms ? ms : f->start_ms);
     } else if (n.fixed == INO_LOG) {
         size_t len = 0;
         int64_t mt = 0;
@@ -297,8 +309,9 @@ int fs_stat(struct fs *f, fuse_ino_t ino, struct stat *st)
 
 double attr_timeout_for(struct fs *f, fuse_ino_t ino)
 {
-    /* stats and log change all the time without a notification. */
-    if (ino == INO_STATS || ino == INO_LOG || ino == INO_EVENTS)
+    /* stats, log and the events files change all the time without a notification. */
+    if (ino == INO_STATS || ino == INO_LOG || ino == INO_EVENTS || ino == INO_EVENTS_LOG ||
+        ino == INO_EVENTS_LOG1)
         return 0.0;
     /* A result file not yet whole: its size will change, and a reader that
      * opens it just as it becomes whole must not see the old size. */

@@ -1,6 +1,7 @@
 /* genfs: start-up order, the context that owns every module, signals and a
  * clean unmount. */
 #include "engine.h"
+#include "eventlog.h"
 #include "fs.h"
 #include "hook.h"
 #include "log.h"
@@ -29,6 +30,7 @@ struct genfs_ctx {
     struct opts opts;
     struct log *log;
     struct store *store;
+    struct eventlog *evlog;
     struct engine_provider *providers;
     size_t n_providers;
     struct engine *engine;
@@ -239,6 +241,9 @@ static int run(struct genfs_ctx *c)
         return start_failed("out of memory");
     if (store_open(o->state_dir, o->fresh, c->log, &c->store, err, sizeof(err)) < 0)
         return start_failed(err);
+    /* Next to the database, under its lock: one genfs appends to it. */
+    if (eventlog_open(o->state_dir, EVENTLOG_FILE_MAX, &c->evlog, err, sizeof(err)) < 0)
+        return start_failed(err);
     /* The mount's own provider, then those the config names. */
     c->n_providers = 1 + o->n_providers;
     c->providers = calloc(c->n_providers, sizeof(*c->providers));
@@ -334,7 +339,7 @@ static int run(struct genfs_ctx *c)
     explicit_bzero(o->api_key, strlen(o->api_key));
     for (size_t i = 0; i < o->n_providers; i++)
         explicit_bzero(o->providers[i].api_key, strlen(o->providers[i].api_key));
-    c->fs = fs_new(c->store, c->engine, c->log, o->cache_dir);
+    c->fs = fs_new(c->store, c->engine, c->log, c->evlog, o->cache_dir);
     if (!c->fs)
         return start_failed("out of memory");
 
@@ -452,6 +457,7 @@ int main(int argc, char **argv)
         fuse_session_destroy(c.se);
     engine_free(c.engine);
     fs_free(c.fs);
+    eventlog_close(c.evlog);
     for (size_t i = 0; i < c.n_providers; i++)
         provider_free(c.providers[i].prov);
     free(c.providers);

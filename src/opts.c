@@ -134,7 +134,8 @@ bool opts_model_name_valid(const char *name)
     size_t n = strlen(name);
     if (n == 0 || n > 200)
         return false;
-    static const char *const reserved[] = {"README", "events", "stats", "log"};
+    static const char *const reserved[] = {"README",       "events", "events.log",
+                                           "events.log.1", "stats",  "log"};
     for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
         if (strcmp(name, reserved[i]) == 0 ||
             (strncmp(name, reserved[i], strlen(reserved[i])) == 0 &&

@@ -15,6 +15,7 @@ setup() {
 
 teardown() {
     local p
+    [ -z "${EVFD:-}" ] || exec {EVFD}<&-
     for p in "${BG_PIDS[@]}"; do
         kill -KILL "$p" 2>/dev/null || true
         wait "$p" 2>/dev/null || true
@@ -34,9 +35,19 @@ has_open() {
     ls -l "/proc/$1/fd" 2>/dev/null | grep -qF -- "$2"
 }
 
+# has_lines FILE N: FILE has at least N lines
+has_lines() {
+    [ "$(wc -l <"$1")" -ge "$2" ]
+}
+
 # states_of FILE ID: the state words of ID's lines in FILE, space-separated
 states_of() {
     awk -v id="$2" '$3 == id { printf "%s%s", sep, $4; sep = " " } END { print "" }' "$1"
+}
+
+# states_of_loop FILE ID: the same for lines "<time> <taskId> <state>"
+states_of_loop() {
+    awk -v id="$2" '$2 == id { printf "%s%s", sep, $3; sep = " " } END { print "" }' "$1"
 }
 
 @test "events: lines '<secs.millis> <model> <taskId> <state>' from waiting to success, in order" {
@@ -159,7 +170,7 @@ print("ordered" if ts == sorted(ts) else "unordered", all(abs(now - t) < 120 for
     [ "$before" -gt 0 ]
 }
 
-@test "events: a shell while-read loop (one byte per read) gets whole lines" {
+@test "events: a shell while-read loop gets whole lines" {
     out="$BATS_TEST_TMPDIR/loop.out"
     bash -c 'while read -r t m id st; do echo "$id $st"; [ "$st" = success ] && exit 0; done < "$1"' \
         _ "$MNT/events" >"$out" 2>&1 3>&- &
@@ -171,4 +182,74 @@ print("ordered" if ts == sorted(ts) else "unordered", all(abs(now - t) < 120 for
     run cat "$out"
     assert_line "$id waiting"
     assert_line "$id success"
+}
+
+@test "events: head -n1 prints the next line and exits 0, with nothing on stderr" {
+    head -n1 "$MNT/events" >"$BATS_TEST_TMPDIR/head.out" 2>"$BATS_TEST_TMPDIR/head.err" 3>&- &
+    h=$!
+    BG_PIDS+=("$h")
+    wait_until 10 has_open "$h" "$MNT/events"
+    # Two tasks at once: head's read may take more than one line, and puts the rest back.
+    id=$(genfs_submit test-image '{"prompt": "first in line", "sim_duration_ms": 1000}')
+    genfs_submit test-image '{"prompt": "second", "sim_duration_ms": 1000}' >/dev/null
+    wait_until 60 pid_gone "$h"
+    rc=0
+    wait "$h" || rc=$?
+    run cat "$BATS_TEST_TMPDIR/head.err"
+    assert_output ""
+    [ "$rc" -eq 0 ]
+    run cat "$BATS_TEST_TMPDIR/head.out"
+    assert_output --regexp "^[0-9]{10}\.[0-9]{3} test-image $id waiting\$"
+}
+
+@test "events: two heads on one descriptor read the first line and the second" {
+    start_events "$BATS_TEST_TMPDIR/all"
+    exec {EVFD}<"$MNT/events"
+    genfs_submit test-image '{"prompt": "one", "sim_duration_ms": 2000}' >/dev/null
+    genfs_submit test-image '{"prompt": "two", "sim_duration_ms": 2000}' >/dev/null
+    wait_until 30 has_lines "$BATS_TEST_TMPDIR/all" 2
+    # Both lines are there: the first head reads them both and puts the second back.
+    run timeout 30 head -n1 <&"$EVFD"
+    assert_success
+    assert_output "$(sed -n 1p "$BATS_TEST_TMPDIR/all")"
+    run timeout 30 head -n1 <&"$EVFD"
+    assert_success
+    assert_output "$(sed -n 2p "$BATS_TEST_TMPDIR/all")"
+}
+
+@test "events: a while-read loop sees each line of a burst once, in order" {
+    out="$BATS_TEST_TMPDIR/loop.out"
+    # A slow loop: lines pile up while it sleeps, and each read takes several.
+    bash -c 'while read -r t m id st; do echo "$t $id $st"; sleep 0.3; done < "$1"' \
+        _ "$MNT/events" >"$out" 2>&1 3>&- &
+    loop=$!
+    BG_PIDS+=("$loop")
+    wait_until 10 has_open "$loop" "$MNT/events"
+    ids=()
+    for i in 1 2 3 4; do
+        ids+=("$(genfs_submit test-image "{\"prompt\": \"burst $i\", \"sim_duration_ms\": 300}")")
+    done
+    for id in "${ids[@]}"; do
+        wait_until 60 grep -q " $id success\$" "$out"
+    done
+    for id in "${ids[@]}"; do
+        run states_of_loop "$out" "$id"
+        assert_output --regexp '^waiting( queuing)? generating success$'
+    done
+    # Every line once: no time twice, and never going back.
+    run bash -c "cut -d' ' -f1 '$out' | sort -n -c -u && echo sorted"
+    assert_output sorted
+}
+
+@test "events: O_NONBLOCK with nothing new is EAGAIN; Ctrl-C ends a blocked head" {
+    run gfs read "$MNT/events" nonblock
+    assert_output EAGAIN
+    $GENFS_SIGDFL head -n1 "$MNT/events" >/dev/null 2>&1 3>&- &
+    h=$!
+    BG_PIDS+=("$h")
+    wait_until 10 has_open "$h" "$MNT/events"
+    sleep 0.5
+    ! pid_gone "$h" || false
+    kill -INT "$h"
+    wait_until 5 pid_gone "$h"
 }
