@@ -198,8 +198,6 @@ struct op {
     struct fh *fh;
 };
 
-#define HIDDEN_SLOTS 1024
-
 /* A task's or model's directory held open (opendir): rm -r and its kind hold the directory
  * they empty (see "removing" in fs_tree.c). Guarded by fs->lock. */
 struct dir_open {
