@@ -232,19 +232,10 @@ static void wipe_keys(void *engine)
     engine_wipe_keys(engine);
 }
 
-static int run(struct genfs_ctx *c)
+/* The mount's own provider, then those the config names. */
+static int run_load_providers(struct genfs_ctx *c, char *err, size_t errlen)
 {
-    char err[512];
     struct opts *o = &c->opts;
-    c->log = log_new(o->log_level, 0);
-    if (!c->log)
-        return start_failed("out of memory");
-    if (store_open(o->state_dir, o->fresh, c->log, &c->store, err, sizeof(err)) < 0)
-        return start_failed(err);
-    /* Next to the database, under its lock: one genfs appends to it. */
-    if (eventlog_open(o->state_dir, EVENTLOG_FILE_MAX, &c->evlog, err, sizeof(err)) < 0)
-        return start_failed(err);
-    /* The mount's own provider, then those the config names. */
     c->n_providers = 1 + o->n_providers;
     c->providers = calloc(c->n_providers, sizeof(*c->providers));
     if (!c->providers)
@@ -257,22 +248,28 @@ static int run(struct genfs_ctx *c)
         const char *api_url = op ? op->api_url : o->api_url;
         ep->name = op ? op->name : o->provider_name;
         ep->api_key = op ? op->api_key : o->api_key;
-        ep->prov = load_provider(o, profile, file, err, sizeof(err));
+        ep->prov = load_provider(o, profile, file, err, errlen);
         if (!ep->prov)
             return start_failed(err);
         if (api_url && provider_set_base_url(ep->prov, api_url) < 0) {
-            snprintf(err, sizeof(err), "provider %s: api_url must start with http:// or https://",
+            snprintf(err, errlen, "provider %s: api_url must start with http:// or https://",
                      ep->name);
             return start_failed(err);
         }
         if (!provider_base_url(ep->prov)) {
             if (!op)
                 return start_failed("no provider URL: pass -o api_url=URL or set GENFS_API_URL");
-            snprintf(err, sizeof(err), "config: providers.%s needs an api_url", ep->name);
+            snprintf(err, errlen, "config: providers.%s needs an api_url", ep->name);
             return start_failed(err);
         }
     }
-    /* Models named on the command line or in the config exist from the start. */
+    return 0;
+}
+
+/* Models named on the command line or in the config exist from the start. */
+static int run_add_models(struct genfs_ctx *c, char *err, size_t errlen)
+{
+    struct opts *o = &c->opts;
     for (size_t i = 0; i < o->n_models; i++) {
         uint32_t idx;
         const char *prov = o->models[i].provider;
@@ -294,12 +291,18 @@ static int run(struct genfs_ctx *c)
         if (rc == 0 && m && !m->request && o->models[i].request_json)
             rc = store_model_set_request(c->store, idx, o->models[i].request_json);
         if (rc < 0) {
-            snprintf(err, sizeof(err), "cannot add model %s to the database", o->models[i].name);
+            snprintf(err, errlen, "cannot add model %s to the database", o->models[i].name);
             return start_failed(err);
         }
     }
-    /* Say what is wrong while the user still looks: a URL where nothing answers, a
-     * key the provider refuses. Offline mounts still work unless asked to fail. */
+    return 0;
+}
+
+/* Say what is wrong while the user still looks: a URL where nothing answers, a key the
+ * provider refuses. Offline mounts still work unless asked to fail. */
+static int run_check_providers(struct genfs_ctx *c, char *err, size_t errlen)
+{
+    struct opts *o = &c->opts;
     for (size_t i = 0; o->check != OPTS_CHECK_OFF && i < c->n_providers; i++) {
         const char *model = "genfs-probe";
         for (size_t j = 0; j < o->n_models; j++) {
@@ -311,7 +314,7 @@ static int run(struct genfs_ctx *c)
             }
         }
         if (probe_provider(c->providers[i].prov, c->providers[i].api_key, model, 5000, err,
-                           sizeof(err)) < 0) {
+                           errlen) < 0) {
             char line[600];
             snprintf(line, sizeof(line), "provider %s: %s", c->providers[i].name, err);
             if (o->check == OPTS_CHECK_FAIL)
@@ -319,6 +322,12 @@ static int run(struct genfs_ctx *c)
             log_warn(c->log, "%s", line);
         }
     }
+    return 0;
+}
+
+static int run_new_engine(struct genfs_ctx *c)
+{
+    struct opts *o = &c->opts;
     struct engine_config ec = {.providers = c->providers,
                                .n_providers = c->n_providers,
                                .schedule = o->schedule,
@@ -343,10 +352,18 @@ static int run(struct genfs_ctx *c)
     if (!c->fs)
         return start_failed("out of memory");
 
+    return 0;
+}
+
+/* Mounts and goes to the background; 0, or the exit status. */
+static int run_mount(struct genfs_ctx *c, bool *attr_only, char **abs_mnt)
+{
+    struct opts *o = &c->opts;
+    char err[512];
     /* Read before fuse_session_new, which takes the mount options out of the list. With
      * default_permissions the kernel checks modes itself: announce changes with ATTRIB
      * instead of writes. */
-    bool attr_only = has_fuse_option(&o->fuse_args, "default_permissions");
+    *attr_only = has_fuse_option(&o->fuse_args, "default_permissions");
     c->se = fuse_session_new(&o->fuse_args, fs_ops(), sizeof(struct fuse_lowlevel_ops), c->fs);
     if (!c->se)
         return start_failed("invalid FUSE options (see genfs --help)");
@@ -358,8 +375,8 @@ static int run(struct genfs_ctx *c)
         return 2;
     }
     /* Resolved now: after mounting, resolving it would ask our own mount. */
-    char *abs_mnt = realpath(o->mountpoint, NULL);
-    if (!abs_mnt)
+    *abs_mnt = realpath(o->mountpoint, NULL);
+    if (!*abs_mnt)
         return start_failed("cannot resolve the mountpoint: check that it exists");
     if (fuse_session_mount(c->se, o->mountpoint) != 0) {
         snprintf(err, sizeof(err),
@@ -377,6 +394,14 @@ static int run(struct genfs_ctx *c)
     if (!o->foreground)
         log_set_syslog(c->log, 1);
     store_write_pid(c->store);
+    return 0;
+}
+
+/* Threads and children that must be born in the daemon, after the fork. */
+static int run_start_services(struct genfs_ctx *c, bool attr_only, const char *abs_mnt)
+{
+    struct opts *o = &c->opts;
+    char err[512];
     /* The listener's thread must be born in the daemon, after the fork. */
     if (o->callback_listen) {
         if (hook_start(o->callback_listen, url_path(o->callback_url), c->log, on_callback,
@@ -396,14 +421,19 @@ static int run(struct genfs_ctx *c)
         } else
             log_warn(c->log, "cannot start the notifier: watchers will see no events");
     }
-    free(abs_mnt);
-    abs_mnt = NULL;
     if (engine_start(c->engine) < 0) {
         log_error(c->log, "cannot start the engine thread");
         fuse_session_unmount(c->se);
         fuse_remove_signal_handlers(c->se);
         return 1;
     }
+    return 0;
+}
+
+/* The FUSE loop, then an orderly stop. */
+static int run_serve(struct genfs_ctx *c)
+{
+    struct opts *o = &c->opts;
     log_info(c->log, "mounted %s (provider %s at %s, schedule %s, rate %.3g/s)", o->mountpoint,
              c->providers[0].name, provider_base_url(c->providers[0].prov),
              sched_kind_name(o->schedule), o->rate);
@@ -429,6 +459,36 @@ static int run(struct genfs_ctx *c)
     c->notify = NULL;
     /* The loop returns the signal's number after SIGTERM/SIGINT: a clean stop. */
     return rc < 0 ? 1 : 0;
+}
+
+static int run(struct genfs_ctx *c)
+{
+    char err[512];
+    struct opts *o = &c->opts;
+    c->log = log_new(o->log_level, 0);
+    if (!c->log)
+        return start_failed("out of memory");
+    if (store_open(o->state_dir, o->fresh, c->log, &c->store, err, sizeof(err)) < 0)
+        return start_failed(err);
+    /* Next to the database, under its lock: one genfs appends to it. */
+    if (eventlog_open(o->state_dir, EVENTLOG_FILE_MAX, &c->evlog, err, sizeof(err)) < 0)
+        return start_failed(err);
+    /* Each step returns 0 or the exit status, having said what went wrong. */
+    int rc = run_load_providers(c, err, sizeof(err));
+    if (rc == 0)
+        rc = run_add_models(c, err, sizeof(err));
+    if (rc == 0)
+        rc = run_check_providers(c, err, sizeof(err));
+    if (rc == 0)
+        rc = run_new_engine(c);
+    bool attr_only = false;
+    char *abs_mnt = NULL;
+    if (rc == 0)
+        rc = run_mount(c, &attr_only, &abs_mnt);
+    if (rc == 0)
+        rc = run_start_services(c, attr_only, abs_mnt);
+    free(abs_mnt);
+    return rc != 0 ? rc : run_serve(c);
 }
 
 int main(int argc, char **argv)
