@@ -100,7 +100,7 @@ static int hash_grow(struct store *s)
     return 0;
 }
 
-static void notify(struct store *s, const struct store_change *c)
+static void store_publish(struct store *s, const struct store_change *c)
 {
     for (int i = 0; i < s->n_observers; i++)
         s->observers[i].fn(s->observers[i].arg, c);
@@ -867,11 +867,11 @@ int store_model_add(struct store *s, const char *name, const char *provider, uin
         s->models[*idx]->provider = strdup(provider);
     store_unlock(s);
     if (rc == 0)
-        notify(s, &(struct store_change){.kind = STORE_MODEL_ADDED,
-                                         .task_idx = STORE_NONE,
-                                         .model_idx = *idx,
-                                         .model_name = name,
-                                         .at_ms = now});
+        store_publish(s, &(struct store_change){.kind = STORE_MODEL_ADDED,
+                                                .task_idx = STORE_NONE,
+                                                .model_idx = *idx,
+                                                .model_name = name,
+                                                .at_ms = now});
     return rc;
 }
 
@@ -896,11 +896,11 @@ int store_model_remove(struct store *s, uint32_t idx)
     if (m->parent != STORE_NONE && s->models[m->parent])
         s->models[m->parent]->n_children--;
     store_unlock(s);
-    notify(s, &(struct store_change){.kind = STORE_MODEL_REMOVED,
-                                     .task_idx = STORE_NONE,
-                                     .model_idx = idx,
-                                     .model_name = m->name,
-                                     .at_ms = clock_now_ms()});
+    store_publish(s, &(struct store_change){.kind = STORE_MODEL_REMOVED,
+                                            .task_idx = STORE_NONE,
+                                            .model_idx = idx,
+                                            .model_name = m->name,
+                                            .at_ms = clock_now_ms()});
     free(m->name);
     free(m->hist);
     free(m->provider);
@@ -1025,14 +1025,14 @@ int store_task_insert(struct store *s, const struct task_new *tn, uint32_t *idx)
         return rc;
     }
     *idx = t->idx;
-    notify(s, &(struct store_change){.kind = STORE_TASK_ADDED,
-                                     .task_idx = t->idx,
-                                     .model_idx = t->model_idx,
-                                     .old_state = t->state,
-                                     .new_state = t->state,
-                                     .task_id = t->id,
-                                     .model_name = m->name,
-                                     .at_ms = t->submit_ms});
+    store_publish(s, &(struct store_change){.kind = STORE_TASK_ADDED,
+                                            .task_idx = t->idx,
+                                            .model_idx = t->model_idx,
+                                            .old_state = t->state,
+                                            .new_state = t->state,
+                                            .task_id = t->id,
+                                            .model_name = m->name,
+                                            .at_ms = t->submit_ms});
     return 0;
 }
 
@@ -1097,14 +1097,15 @@ int store_task_apply_status(struct store *s, uint32_t idx, const struct provider
     store_unlock(s);
     s->dirty[idx] = false;
     int rc = task_write(s, t);
-    notify(s, &(struct store_change){.kind = state_moves ? STORE_TASK_STATE : STORE_TASK_STATUS,
-                                     .task_idx = idx,
-                                     .model_idx = t->model_idx,
-                                     .old_state = old,
-                                     .new_state = t->state,
-                                     .task_id = t->id,
-                                     .model_name = s->models[t->model_idx]->name,
-                                     .at_ms = now_ms});
+    store_publish(s,
+                  &(struct store_change){.kind = state_moves ? STORE_TASK_STATE : STORE_TASK_STATUS,
+                                         .task_idx = idx,
+                                         .model_idx = t->model_idx,
+                                         .old_state = old,
+                                         .new_state = t->state,
+                                         .task_id = t->id,
+                                         .model_name = s->models[t->model_idx]->name,
+                                         .at_ms = now_ms});
     return rc;
 }
 
@@ -1132,14 +1133,14 @@ int store_task_set_gave_up(struct store *s, uint32_t idx, bool gave_up)
     store_unlock(s);
     int rc = task_write(s, t);
     if (gave_up)
-        notify(s, &(struct store_change){.kind = STORE_TASK_GAVE_UP,
-                                         .task_idx = idx,
-                                         .model_idx = t->model_idx,
-                                         .old_state = t->state,
-                                         .new_state = t->state,
-                                         .task_id = t->id,
-                                         .model_name = s->models[t->model_idx]->name,
-                                         .at_ms = clock_now_ms()});
+        store_publish(s, &(struct store_change){.kind = STORE_TASK_GAVE_UP,
+                                                .task_idx = idx,
+                                                .model_idx = t->model_idx,
+                                                .old_state = t->state,
+                                                .new_state = t->state,
+                                                .task_id = t->id,
+                                                .model_name = s->models[t->model_idx]->name,
+                                                .at_ms = clock_now_ms()});
     return rc;
 }
 
@@ -1175,14 +1176,14 @@ int store_task_remove(struct store *s, uint32_t idx)
     m->mtime_ms = clock_now_ms();
     store_unlock(s);
     s->dirty[idx] = false;
-    notify(s, &(struct store_change){.kind = STORE_TASK_REMOVED,
-                                     .task_idx = idx,
-                                     .model_idx = t->model_idx,
-                                     .old_state = t->state,
-                                     .new_state = t->state,
-                                     .task_id = t->id,
-                                     .model_name = m->name,
-                                     .at_ms = m->mtime_ms});
+    store_publish(s, &(struct store_change){.kind = STORE_TASK_REMOVED,
+                                            .task_idx = idx,
+                                            .model_idx = t->model_idx,
+                                            .old_state = t->state,
+                                            .new_state = t->state,
+                                            .task_id = t->id,
+                                            .model_name = m->name,
+                                            .at_ms = m->mtime_ms});
     task_free(t);
     return 0;
 }
@@ -1255,14 +1256,14 @@ int store_file_set(struct store *s, uint32_t idx, uint32_t n, enum file_state st
         }
         free(files);
     }
-    notify(s, &(struct store_change){.kind = STORE_FILE_CHANGED,
-                                     .task_idx = idx,
-                                     .model_idx = t->model_idx,
-                                     .file_n = n,
-                                     .old_state = t->state,
-                                     .new_state = t->state,
-                                     .task_id = t->id,
-                                     .model_name = s->models[t->model_idx]->name,
-                                     .at_ms = clock_now_ms()});
+    store_publish(s, &(struct store_change){.kind = STORE_FILE_CHANGED,
+                                            .task_idx = idx,
+                                            .model_idx = t->model_idx,
+                                            .file_n = n,
+                                            .old_state = t->state,
+                                            .new_state = t->state,
+                                            .task_id = t->id,
+                                            .model_name = s->models[t->model_idx]->name,
+                                            .at_ms = clock_now_ms()});
     return rc;
 }
