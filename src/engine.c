@@ -451,9 +451,9 @@ const char *engine_provider_name(struct engine *e, uint32_t model_idx)
     return e->cfg.providers[pi].name;
 }
 
-void engine_set_notify(struct engine *e, struct notify *n)
+void engine_set_announcer(struct engine *e, struct announcer *n)
 {
-    e->notify = n;
+    e->announcer = n;
 }
 
 void engine_set_hook(struct engine *e, struct hook *h)

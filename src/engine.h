@@ -6,9 +6,9 @@
 #ifndef GENFS_ENGINE_H
 #define GENFS_ENGINE_H
 
+#include "announcer.h"
 #include "hook.h"
 #include "log.h"
-#include "notify.h"
 #include "opts.h"
 #include "provider.h"
 #include "sched.h"
@@ -87,8 +87,8 @@ void engine_wipe_keys(struct engine *e);
 /* Webhook mode: the listener whose token table the engine keeps up to date
  * (call before engine_start). */
 void engine_set_hook(struct engine *e, struct hook *h);
-/* The notifier whose figures stats shows (may be NULL). */
-void engine_set_notify(struct engine *e, struct notify *n);
+/* The announcer whose figures stats shows (may be NULL). */
+void engine_set_announcer(struct engine *e, struct announcer *n);
 /* Thread-safe: poll this task as soon as the rate allows (a callback came). */
 void engine_poll_now(struct engine *e, uint32_t task_idx);
 

@@ -83,7 +83,7 @@ struct engine {
     struct store *store;
     struct log *log;
     struct hook *hook;
-    struct notify *notify; /* only for its figures */
+    struct announcer *announcer; /* only for its figures */
     struct engine_config cfg;
     char **auth; /* the auth header line of each provider */
     char **keys; /* each provider's key, to mask it where a provider echoes it */

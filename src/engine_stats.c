@@ -51,8 +51,8 @@ char *engine_stats_json(struct engine *e)
     v->kept_over_cap = e->kept_over_cap_now;
     pthread_mutex_unlock(&e->stats_lock);
     hook_counts(e->hook, &v->callbacks_accepted, &v->callbacks_rejected, &v->callbacks_dropped);
-    notify_counts(e->notify, &v->announcements_made, &v->announcements_failed,
-                  &v->announcements_busy_us);
+    announcer_counts(e->announcer, &v->announcements_made, &v->announcements_failed,
+                     &v->announcements_busy_us);
     v->rate_limit = e->cfg.rate;
     v->schedule = sched_kind_name(e->cfg.schedule);
     char *out = stats_build_json(v);

@@ -3,11 +3,11 @@
  * by what it serves". */
 #include "fs_internal.h"
 
+#include "announcer.h"
 #include "cachepath.h"
 #include "clock.h"
 #include "input.h"
 #include "media.h"
-#include "notify.h"
 #include "opts.h"
 #include "writer.h"
 
@@ -89,8 +89,8 @@ static void inval_task(struct fs *f, uint32_t idx)
 static void on_store_change(void *arg, const struct store_change *c)
 {
     struct fs *f = arg;
-    if (f->notify)
-        announce(f, c);
+    if (f->announcer)
+        fs_announce_change(f, c);
     switch (c->kind) {
     case STORE_TASK_ADDED:
     case STORE_TASK_STATE:
@@ -159,10 +159,10 @@ void fs_set_session(struct fs *f, struct fuse_session *se)
     f->se = se;
 }
 
-void fs_set_notify(struct fs *f, struct notify *n)
+void fs_set_announcer(struct fs *f, struct announcer *n)
 {
-    f->notify = n;
-    f->notify_pid = notify_pid(n);
+    f->announcer = n;
+    f->announcer_pid = announcer_pid(n);
 }
 void fs_free(struct fs *f)
 {

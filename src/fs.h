@@ -4,10 +4,10 @@
 #ifndef GENFS_FS_H
 #define GENFS_FS_H
 
+#include "announcer.h"
 #include "engine.h"
 #include "eventlog.h"
 #include "log.h"
-#include "notify.h"
 #include "store.h"
 
 #include <fuse_lowlevel.h>
@@ -21,8 +21,8 @@ void fs_free(struct fs *f);
 const struct fuse_lowlevel_ops *fs_ops(void);
 /* The session the kernel notifications go to; set before the loop runs. */
 void fs_set_session(struct fs *f, struct fuse_session *se);
-/* The notifier whose requests are announcements (set before the loop runs). */
-void fs_set_notify(struct fs *f, struct notify *n);
+/* The announcer whose requests are announcements (set before the loop runs). */
+void fs_set_announcer(struct fs *f, struct announcer *n);
 /* Answer every deferred request (the mount is going away). */
 void fs_shutdown(struct fs *f);
 

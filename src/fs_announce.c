@@ -1,12 +1,12 @@
 /* The announcer's side: what each store change announces (announce) and every answer
- * to the announcer's own requests (announcer_asks, announcer_*). */
+ * to the announcer's own requests (fs_announcer_asks, announcer_*). */
 #include "fs_internal.h"
 
+#include "announcer.h"
 #include "cachepath.h"
 #include "clock.h"
 #include "input.h"
 #include "media.h"
-#include "notify.h"
 #include "opts.h"
 #include "writer.h"
 
@@ -23,10 +23,10 @@
 #include <unistd.h>
 
 /* The one test of who asks: the announcer (genfs-announce, a child process, see
- * notify.c) performs on the mount the operation whose event a watcher should see. */
-bool announcer_asks(struct fs *f, fuse_req_t req)
+ * announcer.c) performs on the mount the operation whose event a watcher should see. */
+bool fs_announcer_asks(struct fs *f, fuse_req_t req)
 {
-    return f->notify_pid != 0 && fuse_req_ctx(req)->pid == f->notify_pid;
+    return f->announcer_pid != 0 && fuse_req_ctx(req)->pid == f->announcer_pid;
 }
 
 static void hidden_add(struct fs *f, fuse_ino_t ino)
@@ -87,20 +87,20 @@ static void unhide_done(void *arg, bool ok)
     free(u);
 }
 
-/* Announces the creation of ino (path, as name in parent): hidden from the notifier's own
+/* Announces the creation of ino (path, as name in parent): hidden from the announcer's own
  * lookups until then, so its operation reaches us and raises the event. */
-static void announce_new(struct fs *f, fuse_ino_t ino, enum notify_op op, const char *path,
+static void announce_new(struct fs *f, fuse_ino_t ino, enum announce_op op, const char *path,
                          fuse_ino_t parent, const char *name, const char *target)
 {
     hidden_add(f, ino);
     struct unhide *u = malloc(sizeof(*u));
     if (u)
         *u = (struct unhide){.f = f, .ino = ino};
-    notify_post(f->notify, op, path, parent, name, target, u ? unhide_done : NULL, u);
+    announcer_post(f->announcer, op, path, parent, name, target, u ? unhide_done : NULL, u);
 }
 
-/* Announcements for watchers (engine thread; the notifier does the work). */
-void announce(struct fs *f, const struct store_change *c)
+/* Announcements for watchers (engine thread; the announcer does the work). */
+void fs_announce_change(struct fs *f, const struct store_change *c)
 {
     char path[1024];
     switch (c->kind) {
@@ -114,9 +114,9 @@ void announce(struct fs *f, const struct store_change *c)
             return;
         fuse_ino_t dir = model_ino(c->model_idx, MK_DIR);
         snprintf(path, sizeof(path), "%s/%s", c->model_name, c->task_id);
-        announce_new(f, task_ino(c->task_idx, TK_DIR), NOTE_MKDIR, path, dir, c->task_id, NULL);
+        announce_new(f, task_ino(c->task_idx, TK_DIR), ANNOUNCE_MKDIR, path, dir, c->task_id, NULL);
         snprintf(path, sizeof(path), "%s/latest", c->model_name);
-        announce_new(f, model_ino(c->model_idx, MK_LATEST), NOTE_SYMLINK, path, dir, "latest",
+        announce_new(f, model_ino(c->model_idx, MK_LATEST), ANNOUNCE_SYMLINK, path, dir, "latest",
                      c->task_id);
         return;
     }
@@ -125,12 +125,12 @@ void announce(struct fs *f, const struct store_change *c)
         size_t n = task_state_final(c->new_state) ? 3 : 1;
         for (size_t i = 0; i < n; i++) {
             snprintf(path, sizeof(path), "%s/%s/%s", c->model_name, c->task_id, ends[i]);
-            notify_post(f->notify, NOTE_MODIFY, path, 0, NULL, NULL, NULL, NULL);
+            announcer_post(f->announcer, ANNOUNCE_MODIFY, path, 0, NULL, NULL, NULL, NULL);
         }
         if (c->new_state == TASK_SUCCESS) {
             /* files/ appears now: announced, so recursive watchers watch it too. */
             snprintf(path, sizeof(path), "%s/%s/files", c->model_name, c->task_id);
-            announce_new(f, task_ino(c->task_idx, TK_FILES), NOTE_MKDIR, path,
+            announce_new(f, task_ino(c->task_idx, TK_FILES), ANNOUNCE_MKDIR, path,
                          task_ino(c->task_idx, TK_DIR), "files", NULL);
         }
         return;
@@ -145,8 +145,8 @@ void announce(struct fs *f, const struct store_change *c)
         if (!name[0])
             return;
         snprintf(path, sizeof(path), "%s/%s/files/%s", c->model_name, c->task_id, name);
-        announce_new(f, task_ino(c->task_idx, (enum task_kind)(TK_FILE0 + c->file_n)), NOTE_CREATE,
-                     path, task_ino(c->task_idx, TK_FILES), name, NULL);
+        announce_new(f, task_ino(c->task_idx, (enum task_kind)(TK_FILE0 + c->file_n)),
+                     ANNOUNCE_CREATE, path, task_ino(c->task_idx, TK_FILES), name, NULL);
         return;
     }
     default:
@@ -158,7 +158,7 @@ void announce(struct fs *f, const struct store_change *c)
  * what is answered changes nothing (the kernel raises the event on the reply) ---- */
 
 /* Not yet announced: absent to the announcer, so its mkdir or create reaches us. */
-void announcer_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+void fs_announcer_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
     struct fs *f = req_fs(req);
     fuse_ino_t ino = child_ino(f, parent, name);
@@ -169,13 +169,13 @@ void announcer_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 }
 
 /* An ATTRIB announcement: the attributes as they are. */
-void announcer_setattr(fuse_req_t req, fuse_ino_t ino)
+void fs_announcer_setattr(fuse_req_t req, fuse_ino_t ino)
 {
     op_getattr(req, ino, NULL);
 }
 
 /* A MODIFY announcement opens the file for writing: a handle that changes nothing. */
-void announcer_open(fuse_req_t req, struct fuse_file_info *fi)
+void fs_announcer_open(fuse_req_t req, struct fuse_file_info *fi)
 {
     struct fh *h = calloc(1, sizeof(*h));
     if (!h) {
@@ -189,19 +189,19 @@ void announcer_open(fuse_req_t req, struct fuse_file_info *fi)
         free(h); /* interrupted: no release will come */
 }
 
-void announcer_read(fuse_req_t req)
+void fs_announcer_read(fuse_req_t req)
 {
     fuse_reply_buf(req, NULL, 0);
 }
 
 /* The kernel raises MODIFY. */
-void announcer_write(fuse_req_t req, size_t size)
+void fs_announcer_write(fuse_req_t req, size_t size)
 {
     fuse_reply_write(req, size);
 }
 
 /* MKDIR of a task directory or files/: it exists already, the announcer makes it visible. */
-void announcer_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+void fs_announcer_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
     struct fs *f = req_fs(req);
     fuse_ino_t ino = child_ino(f, parent, name);
@@ -213,8 +213,8 @@ void announcer_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 }
 
 /* CREATE of files/<n> once whole (the inotify CREATE of files/0.png). */
-void announcer_create(fuse_req_t req, fuse_ino_t parent, const char *name,
-                      struct fuse_file_info *fi)
+void fs_announcer_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+                         struct fuse_file_info *fi)
 {
     struct fs *f = req_fs(req);
     fuse_ino_t ino = child_ino(f, parent, name);
@@ -238,7 +238,7 @@ void announcer_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 }
 
 /* SYMLINK: latest now names the new task. */
-void announcer_symlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+void fs_announcer_symlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
     struct fs *f = req_fs(req);
     struct node n = node_of(parent);

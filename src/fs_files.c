@@ -2,11 +2,11 @@
  * reader; poll and release; when a result or a cache file can be answered. */
 #include "fs_internal.h"
 
+#include "announcer.h"
 #include "cachepath.h"
 #include "clock.h"
 #include "input.h"
 #include "media.h"
-#include "notify.h"
 #include "opts.h"
 #include "writer.h"
 
@@ -345,8 +345,8 @@ void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     struct fs *f = req_fs(req);
     struct node n = node_of(ino);
     int acc = fi->flags & O_ACCMODE;
-    if (acc != O_RDONLY && announcer_asks(f, req)) {
-        announcer_open(req, fi);
+    if (acc != O_RDONLY && fs_announcer_asks(f, req)) {
+        fs_announcer_open(req, fi);
         return;
     }
     struct fh *h = calloc(1, sizeof(*h));
@@ -645,7 +645,7 @@ static void read_announce(fuse_req_t req, struct fh *h, fuse_ino_t ino, size_t s
     (void)size;
     (void)off;
     (void)fi;
-    announcer_read(req);
+    fs_announcer_read(req);
 }
 
 /* A settings file opened read-write: what was written so far. */
@@ -807,13 +807,14 @@ static void event_log_announced(void *arg, bool ok);
  * come meanwhile; the lines that come while it is queued or under way get one more. */
 static void event_log_announce(struct fs *f)
 {
-    if (!f->notify || __atomic_exchange_n(&f->evlog_note, 1, __ATOMIC_SEQ_CST))
+    if (!f->announcer || __atomic_exchange_n(&f->evlog_note, 1, __ATOMIC_SEQ_CST))
         return;
     __atomic_store_n(&f->evlog_noted, eventlog_stream_end(f->evlog), __ATOMIC_SEQ_CST);
-    notify_post(f->notify, NOTE_MODIFY, "events.log", 0, NULL, NULL, event_log_announced, f);
+    announcer_post(f->announcer, ANNOUNCE_MODIFY, "events.log", 0, NULL, NULL, event_log_announced,
+                   f);
 }
 
-/* On the notifier's thread: the line appended after the flag was seen set finds it clear
+/* On the announcer's thread: the line appended after the flag was seen set finds it clear
  * (and announces itself), or is seen here. */
 static void event_log_announced(void *arg, bool ok)
 {

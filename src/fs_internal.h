@@ -97,7 +97,7 @@ static inline struct node node_of(fuse_ino_t ino)
 }
 /* ---- open files and deferred requests ---- */
 
-/* FH_ANNOUNCE: the notifier's own open of a file, which changes nothing. */
+/* FH_ANNOUNCE: the announcer's own open of a file, which changes nothing. */
 enum fh_kind {
     FH_PLAIN,
     FH_NEW,
@@ -214,9 +214,9 @@ struct gone_entry {
 
 struct fs {
     char *cache_dir;
-    struct notify *notify;
-    pid_t notify_pid;
-    /* inodes not yet announced: absent to the notifier's own lookups, so its
+    struct announcer *announcer;
+    pid_t announcer_pid;
+    /* inodes not yet announced: absent to the announcer's own lookups, so its
      * mkdir/create/symlink reaches us and raises the event (under lock) */
     fuse_ino_t *hidden;
     size_t n_hidden, cap_hidden;
@@ -322,18 +322,18 @@ void wake_results(struct fs *f, uint32_t idx);
 void wake_files(struct fs *f, uint32_t idx, uint32_t n);
 void wake_pollers(struct fs *f, uint32_t idx);
 
-/* fs_announce.c: the announcer's side. announcer_asks is the one test of who asks; each
+/* fs_announce.c: the announcer's side. fs_announcer_asks is the one test of who asks; each
  * handler the announcer reaches hands its request to the announcer_* function of the op. */
-bool announcer_asks(struct fs *f, fuse_req_t req);
-void announcer_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
-void announcer_setattr(fuse_req_t req, fuse_ino_t ino);
-void announcer_open(fuse_req_t req, struct fuse_file_info *fi);
-void announcer_read(fuse_req_t req);
-void announcer_write(fuse_req_t req, size_t size);
-void announcer_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name);
-void announcer_create(fuse_req_t req, fuse_ino_t parent, const char *name,
-                      struct fuse_file_info *fi);
-void announcer_symlink(fuse_req_t req, fuse_ino_t parent, const char *name);
-void announce(struct fs *f, const struct store_change *c);
+bool fs_announcer_asks(struct fs *f, fuse_req_t req);
+void fs_announcer_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
+void fs_announcer_setattr(fuse_req_t req, fuse_ino_t ino);
+void fs_announcer_open(fuse_req_t req, struct fuse_file_info *fi);
+void fs_announcer_read(fuse_req_t req);
+void fs_announcer_write(fuse_req_t req, size_t size);
+void fs_announcer_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name);
+void fs_announcer_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+                         struct fuse_file_info *fi);
+void fs_announcer_symlink(fuse_req_t req, fuse_ino_t parent, const char *name);
+void fs_announce_change(struct fs *f, const struct store_change *c);
 
 #endif

@@ -2,11 +2,11 @@
  * (or its interrupt, found by id) takes it; the engine-backed ops (op_done). */
 #include "fs_internal.h"
 
+#include "announcer.h"
 #include "cachepath.h"
 #include "clock.h"
 #include "input.h"
 #include "media.h"
-#include "notify.h"
 #include "opts.h"
 #include "writer.h"
 
@@ -190,7 +190,7 @@ void op_free(struct op *o)
     free(o);
 }
 
-/* A submission's answer, held back until the notifier has announced the task. */
+/* A submission's answer, held back until the announcer has announced the task. */
 struct late_reply {
     fuse_req_t req;
     enum op_kind kind;
@@ -238,14 +238,15 @@ static void op_done(struct engine_cmd *cmd, int err, const char *msg)
     if (err && msg && o->kind != OP_RMDIR && err != -EEXIST && !submission &&
         o->kind != OP_SUBMIT_LAST)
         log_warn(f->log, "%s", msg);
-    if (req && !err && submission && f->notify) {
+    if (req && !err && submission && f->announcer) {
         /* The close or read returns once the task's directory was announced, so a
          * script woken by the event finds the task complete. */
         struct late_reply *lr = malloc(sizeof(*lr));
         if (lr) {
             *lr = (struct late_reply){.req = req, .kind = o->kind, .len = idlen};
             memcpy(lr->line, idline, idlen);
-            notify_post(f->notify, NOTE_BARRIER, NULL, 0, NULL, NULL, late_reply_send, lr);
+            announcer_post(f->announcer, ANNOUNCE_BARRIER, NULL, 0, NULL, NULL, late_reply_send,
+                           lr);
             op_free(o);
             return;
         }

@@ -2,11 +2,11 @@
  * setattr, mkdir and rmdir, and the names genfs refuses. */
 #include "fs_internal.h"
 
+#include "announcer.h"
 #include "cachepath.h"
 #include "clock.h"
 #include "input.h"
 #include "media.h"
-#include "notify.h"
 #include "opts.h"
 #include "writer.h"
 
@@ -395,8 +395,8 @@ fuse_ino_t child_ino(struct fs *f, fuse_ino_t parent, const char *name)
 void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
     struct fs *f = req_fs(req);
-    if (announcer_asks(f, req)) {
-        announcer_lookup(req, parent, name);
+    if (fs_announcer_asks(f, req)) {
+        fs_announcer_lookup(req, parent, name);
         return;
     }
     fuse_ino_t ino = child_ino(f, parent, name);
@@ -412,7 +412,7 @@ void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     (void)fi;
     struct fs *f = req_fs(req);
     /* The announcer's stat never waits for a file to be whole. */
-    if (!announcer_asks(f, req) && file_attr_answered(f, req, ino))
+    if (!fs_announcer_asks(f, req) && file_attr_answered(f, req, ino))
         return;
     struct stat st;
     int rc = fs_stat(f, ino, &st);
@@ -428,8 +428,8 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
     (void)attr;
     (void)fi;
     struct node n = node_of(ino);
-    if (announcer_asks(req_fs(req), req)) {
-        announcer_setattr(req, ino);
+    if (fs_announcer_asks(req_fs(req), req)) {
+        fs_announcer_setattr(req, ino);
         return;
     }
     /* Truncating new is what "> new" does first: allowed, it holds nothing; a
@@ -954,8 +954,8 @@ void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
         fuse_reply_err(req, EACCES);
         return;
     }
-    if (announcer_asks(f, req)) {
-        announcer_mkdir(req, parent, name);
+    if (fs_announcer_asks(f, req)) {
+        fs_announcer_mkdir(req, parent, name);
         return;
     }
     struct op *o = NULL;
@@ -1039,8 +1039,8 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 {
     (void)mode;
     /* Only the announcer creates files (a CREATE announcement). */
-    if (announcer_asks(req_fs(req), req))
-        announcer_create(req, parent, name, fi);
+    if (fs_announcer_asks(req_fs(req), req))
+        fs_announcer_create(req, parent, name, fi);
     else
         op_refuse_name(req, parent, name);
 }
@@ -1055,8 +1055,8 @@ void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, 
 void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
     (void)link;
-    if (announcer_asks(req_fs(req), req))
-        announcer_symlink(req, parent, name);
+    if (fs_announcer_asks(req_fs(req), req))
+        fs_announcer_symlink(req, parent, name);
     else
         op_refuse_name(req, parent, name);
 }

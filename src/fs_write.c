@@ -2,11 +2,11 @@
  * that ends it (new_end), and the settings files defaults.json and request.json. */
 #include "fs_internal.h"
 
+#include "announcer.h"
 #include "cachepath.h"
 #include "clock.h"
 #include "input.h"
 #include "media.h"
-#include "notify.h"
 #include "opts.h"
 #include "writer.h"
 
@@ -206,7 +206,7 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_
     struct fs *f = req_fs(req);
     struct fh *h = (struct fh *)(uintptr_t)fi->fh;
     if (h && h->kind == FH_ANNOUNCE) {
-        announcer_write(req, size);
+        fs_announcer_write(req, size);
         return;
     }
     if (h && h->kind == FH_MODEL_JSON) {

@@ -36,7 +36,7 @@ struct genfs_ctx {
     struct engine *engine;
     struct fs *fs;
     struct hook *hook;
-    struct notify *notify;
+    struct announcer *announcer;
     struct fuse_session *se;
 };
 
@@ -413,13 +413,13 @@ static int run_start_services(struct genfs_ctx *c, bool attr_only, const char *a
         }
         engine_set_hook(c->engine, c->hook);
     }
-    if (o->notify) {
-        if (notify_start(abs_mnt, c->se, c->log, attr_only, wipe_keys, c->engine, &c->notify) ==
-            0) {
-            fs_set_notify(c->fs, c->notify);
-            engine_set_notify(c->engine, c->notify);
+    if (o->announce) {
+        if (announcer_start(abs_mnt, c->se, c->log, attr_only, wipe_keys, c->engine,
+                            &c->announcer) == 0) {
+            fs_set_announcer(c->fs, c->announcer);
+            engine_set_announcer(c->engine, c->announcer);
         } else
-            log_warn(c->log, "cannot start the notifier: watchers will see no events");
+            log_warn(c->log, "cannot start the announcer: watchers will see no events");
     }
     if (engine_start(c->engine) < 0) {
         log_error(c->log, "cannot start the engine thread");
@@ -446,17 +446,17 @@ static int run_serve(struct genfs_ctx *c)
     log_info(c->log, "unmounting %s", o->mountpoint);
     /* No announcement on a dying mount; waiting readers are answered; the
      * engine finishes submissions in flight; closing the session's
-     * descriptor ends an announcement caught mid-way, then the notifier goes. */
-    notify_halt(c->notify);
+     * descriptor ends an announcement caught mid-way, then the announcer goes. */
+    announcer_halt(c->announcer);
     fs_shutdown(c->fs);
     hook_stop(c->hook);
     c->hook = NULL;
     engine_stop(c->engine);
     fuse_session_unmount(c->se);
     fuse_remove_signal_handlers(c->se);
-    engine_set_notify(c->engine, NULL);
-    notify_stop(c->notify);
-    c->notify = NULL;
+    engine_set_announcer(c->engine, NULL);
+    announcer_stop(c->announcer);
+    c->announcer = NULL;
     /* The loop returns the signal's number after SIGTERM/SIGINT: a clean stop. */
     return rc < 0 ? 1 : 0;
 }

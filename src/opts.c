@@ -118,9 +118,9 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
     }
 }
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
+static int opts_refuse(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
+static int opts_refuse(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -239,17 +239,18 @@ static char *xdg_dir(const struct opts *o, const char *env, const char *rel)
 static int add_model(struct opts *o, const char *name, char *err, size_t errlen)
 {
     if (!opts_model_name_valid(name))
-        return fail(err, errlen,
-                    "invalid model name '%s': use letters, digits, '.', '_' and '-', '/' between "
-                    "segments, ':' before a version (no segment starting with '.', not "
-                    "README/events/stats/log)",
-                    name);
+        return opts_refuse(
+            err, errlen,
+            "invalid model name '%s': use letters, digits, '.', '_' and '-', '/' between "
+            "segments, ':' before a version (no segment starting with '.', not "
+            "README/events/stats/log)",
+            name);
     for (size_t i = 0; i < o->n_models; i++)
         if (strcmp(o->models[i].name, name) == 0)
             return 0;
     struct opts_model *m = realloc(o->models, (o->n_models + 1) * sizeof(*m));
     if (!m)
-        return fail(err, errlen, "out of memory");
+        return opts_refuse(err, errlen, "out of memory");
     o->models = m;
     memset(&m[o->n_models], 0, sizeof(*m));
     m[o->n_models].name = strdup(name);
@@ -317,27 +318,29 @@ static int check_trusted(const struct opts *o, int fd, const char *path, const c
     uid_t uid = getuid();
     struct stat st;
     if (fstat(fd, &st) != 0)
-        return fail(err, errlen, "cannot read %s %s: %s", what, path, strerror(errno));
+        return opts_refuse(err, errlen, "cannot read %s %s: %s", what, path, strerror(errno));
     if (!S_ISREG(st.st_mode))
-        return fail(err, errlen, "%s %s is not a regular file", what, path);
+        return opts_refuse(err, errlen, "%s %s is not a regular file", what, path);
     if (st.st_uid != uid && st.st_uid != 0)
-        return fail(err, errlen,
-                    "%s %s belongs to uid %u, not to you (uid %u)%s: another user may have "
-                    "written it; remove it, or chown it to yourself",
-                    what, path, (unsigned)st.st_uid, (unsigned)uid, uid ? " or root" : "");
+        return opts_refuse(err, errlen,
+                           "%s %s belongs to uid %u, not to you (uid %u)%s: another user may have "
+                           "written it; remove it, or chown it to yourself",
+                           what, path, (unsigned)st.st_uid, (unsigned)uid, uid ? " or root" : "");
     if (secret && (st.st_mode & (S_IRWXG | S_IRWXO)))
-        return fail(err, errlen, "%s %s is accessible by other users (mode %03o): run chmod 600 %s",
-                    what, path, (unsigned)(st.st_mode & 0777), path);
+        return opts_refuse(err, errlen,
+                           "%s %s is accessible by other users (mode %03o): run chmod 600 %s", what,
+                           path, (unsigned)(st.st_mode & 0777), path);
     if (st.st_mode & (S_IWGRP | S_IWOTH))
-        return fail(err, errlen, "%s %s is writable by other users (mode %03o): run chmod go-w %s",
-                    what, path, (unsigned)(st.st_mode & 0777), path);
+        return opts_refuse(err, errlen,
+                           "%s %s is writable by other users (mode %03o): run chmod go-w %s", what,
+                           path, (unsigned)(st.st_mode & 0777), path);
     char *real = realpath(path, NULL);
     if (!real)
-        return fail(err, errlen, "cannot resolve %s %s: %s", what, path, strerror(errno));
+        return opts_refuse(err, errlen, "cannot resolve %s %s: %s", what, path, strerror(errno));
     struct stat at;
     int rc = 0;
     if (stat(real, &at) != 0 || at.st_dev != st.st_dev || at.st_ino != st.st_ino)
-        rc = fail(err, errlen, "%s %s changed while genfs read it: try again", what, path);
+        rc = opts_refuse(err, errlen, "%s %s changed while genfs read it: try again", what, path);
     for (char *slash = strrchr(real, '/'); rc == 0 && slash; slash = strrchr(real, '/')) {
         if (slash == real)
             slash[1] = '\0'; /* "/" itself, then stop */
@@ -345,18 +348,18 @@ static int check_trusted(const struct opts *o, int fd, const char *path, const c
             *slash = '\0';
         struct stat d;
         if (stat(real, &d) != 0)
-            rc = fail(err, errlen, "cannot check the directory %s of %s %s: %s", real, what, path,
-                      strerror(errno));
+            rc = opts_refuse(err, errlen, "cannot check the directory %s of %s %s: %s", real, what,
+                             path, strerror(errno));
         else if (d.st_uid != uid && d.st_uid != 0)
-            rc = fail(err, errlen,
-                      "%s %s is in %s, which belongs to uid %u (not you or root), who could "
-                      "swap it: move the file to a directory of yours",
-                      what, path, real, (unsigned)d.st_uid);
+            rc = opts_refuse(err, errlen,
+                             "%s %s is in %s, which belongs to uid %u (not you or root), who could "
+                             "swap it: move the file to a directory of yours",
+                             what, path, real, (unsigned)d.st_uid);
         else if ((d.st_mode & (S_IWGRP | S_IWOTH)) && !(d.st_mode & S_ISVTX))
-            rc = fail(err, errlen,
-                      "%s %s is in %s, which other users may write (mode %03o): run chmod "
-                      "go-w %s, or move the file",
-                      what, path, real, (unsigned)(d.st_mode & 0777), real);
+            rc = opts_refuse(err, errlen,
+                             "%s %s is in %s, which other users may write (mode %03o): run chmod "
+                             "go-w %s, or move the file",
+                             what, path, real, (unsigned)(d.st_mode & 0777), real);
         if (strcmp(real, "/") == 0 || (o->home && strcmp(real, o->home) == 0))
             break;
     }
@@ -404,13 +407,14 @@ static int read_key_file(const struct opts *o, const char *path, char **key, cha
 static int check_key(const char *key, const char *what, char *err, size_t errlen)
 {
     if (!key || !*key)
-        return fail(err, errlen,
-                    "no API key%s%s: set GENFS_API_KEY or pass -o key_file=PATH (a "
-                    "file only you can read)",
-                    what ? " for provider " : "", what ? what : "");
+        return opts_refuse(err, errlen,
+                           "no API key%s%s: set GENFS_API_KEY or pass -o key_file=PATH (a "
+                           "file only you can read)",
+                           what ? " for provider " : "", what ? what : "");
     for (const char *p = key; *p; p++)
         if ((unsigned char)*p < 0x20 || *p == 0x7f)
-            return fail(err, errlen, "the API key holds control characters: check its source");
+            return opts_refuse(err, errlen,
+                               "the API key holds control characters: check its source");
     return 0;
 }
 
@@ -432,7 +436,7 @@ static int load_key(struct opts *o, char *err, size_t errlen)
     for (size_t i = 0; i < o->n_providers; i++) {
         struct opts_provider *p = &o->providers[i];
         if (!p->key_file)
-            return fail(err, errlen, "config: providers.%s needs a key_file", p->name);
+            return opts_refuse(err, errlen, "config: providers.%s needs a key_file", p->name);
         if ((rc = read_key_file(o, p->key_file, &p->api_key, err, errlen)) < 0 ||
             (rc = check_key(p->api_key, p->name, err, errlen)) < 0)
             return rc;
@@ -443,16 +447,16 @@ static int load_key(struct opts *o, char *err, size_t errlen)
 static int config_providers(struct opts *o, const cJSON *obj, char *err, size_t errlen)
 {
     if (!cJSON_IsObject(obj))
-        return fail(err, errlen, "config: providers must be an object of name: settings");
+        return opts_refuse(err, errlen, "config: providers must be an object of name: settings");
     const cJSON *it;
     cJSON_ArrayForEach(it, obj)
     {
         if (!cJSON_IsObject(it))
-            return fail(err, errlen, "config: providers.%s must be an object", it->string);
+            return opts_refuse(err, errlen, "config: providers.%s must be an object", it->string);
         struct opts_provider *grown =
             realloc(o->providers, (o->n_providers + 1) * sizeof(*o->providers));
         if (!grown)
-            return fail(err, errlen, "out of memory");
+            return opts_refuse(err, errlen, "out of memory");
         o->providers = grown;
         struct opts_provider *p = &o->providers[o->n_providers++];
         memset(p, 0, sizeof(*p));
@@ -465,10 +469,11 @@ static int config_providers(struct opts *o, const cJSON *obj, char *err, size_t 
                           : strcmp(f->string, "key_file") == 0 ? &p->key_file
                                                                : NULL;
             if (!slot)
-                return fail(err, errlen, "config: unknown key providers.%s.%s", p->name, f->string);
+                return opts_refuse(err, errlen, "config: unknown key providers.%s.%s", p->name,
+                                   f->string);
             if (!cJSON_IsString(f))
-                return fail(err, errlen, "config: providers.%s.%s must be a string", p->name,
-                            f->string);
+                return opts_refuse(err, errlen, "config: providers.%s.%s must be a string", p->name,
+                                   f->string);
             free(*slot); /* a key given twice: the last one counts */
             *slot = strdup(f->valuestring);
         }
@@ -488,7 +493,7 @@ static int config_profile(const cJSON *obj, const char *path, struct opts_model 
         int64_t *slot = NULL;
         if (strcmp(it->string, "provider") == 0) {
             if (!cJSON_IsString(it))
-                return fail(err, errlen, "config: %s.provider must be a string", path);
+                return opts_refuse(err, errlen, "config: %s.provider must be a string", path);
             free(om->provider);
             om->provider = strdup(it->valuestring);
             continue;
@@ -496,7 +501,8 @@ static int config_profile(const cJSON *obj, const char *path, struct opts_model 
         if (strcmp(it->string, "defaults") == 0 || strcmp(it->string, "request") == 0) {
             bool defaults = it->string[0] == 'd';
             if (!cJSON_IsObject(it))
-                return fail(err, errlen, "config: %s.%s must be a JSON object", path, it->string);
+                return opts_refuse(err, errlen, "config: %s.%s must be a JSON object", path,
+                                   it->string);
             char **slot_json = defaults ? &om->defaults_json : &om->request_json;
             free(*slot_json);
             *slot_json = cJSON_PrintUnformatted(it);
@@ -511,23 +517,23 @@ static int config_profile(const cJSON *obj, const char *path, struct opts_model 
         else if (strcmp(it->string, "late_ms") == 0)
             slot = &p->late_ms;
         else
-            return fail(err, errlen, "config: unknown key %s.%s", path, it->string);
+            return opts_refuse(err, errlen, "config: unknown key %s.%s", path, it->string);
         if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble > 86400000.0)
-            return fail(err, errlen, "config: %s.%s must be a number of milliseconds", path,
-                        it->string);
+            return opts_refuse(err, errlen, "config: %s.%s must be a number of milliseconds", path,
+                               it->string);
         *slot = (int64_t)it->valuedouble;
     }
     if (p->interval_ms < 100)
-        return fail(err, errlen, "config: %s.interval_ms must be at least 100", path);
+        return opts_refuse(err, errlen, "config: %s.interval_ms must be at least 100", path);
     if (p->late_ms != 0 && p->late_ms < 100)
-        return fail(err, errlen, "config: %s.late_ms must be at least 100", path);
+        return opts_refuse(err, errlen, "config: %s.late_ms must be at least 100", path);
     return 0;
 }
 
 static int set_string(char **slot, const cJSON *it, const char *key, char *err, size_t errlen)
 {
     if (!cJSON_IsString(it))
-        return fail(err, errlen, "config: %s must be a string", key);
+        return opts_refuse(err, errlen, "config: %s must be a string", key);
     if (!*slot) /* the command line wins */
         *slot = strdup(it->valuestring);
     return 0;
@@ -545,12 +551,12 @@ int opts_config_parse(struct opts *o, const char *text, size_t len, const char *
         for (size_t i = 0; i < at; i++, col++)
             if (text[i] == '\n')
                 line++, col = 0;
-        return fail(err, errlen, "config %s is not valid JSON: error at line %d, column %d", source,
-                    line, col);
+        return opts_refuse(err, errlen, "config %s is not valid JSON: error at line %d, column %d",
+                           source, line, col);
     }
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        return fail(err, errlen, "config %s is not a JSON object ({...})", source);
+        return opts_refuse(err, errlen, "config %s is not a JSON object ({...})", source);
     }
     int rc = 0;
     const cJSON *it;
@@ -579,7 +585,7 @@ int opts_config_parse(struct opts *o, const char *text, size_t len, const char *
             rc = set_string(&o->key_file, it, k, err, errlen);
         } else if (strcmp(k, "rate") == 0) {
             if (!cJSON_IsNumber(it) || !(it->valuedouble > 0))
-                rc = fail(err, errlen, "config: rate must be a positive number");
+                rc = opts_refuse(err, errlen, "config: rate must be a positive number");
             else if (o->rate <= 0)
                 o->rate = it->valuedouble;
         } else if (strcmp(k, "timeout") == 0 || strcmp(k, "callback_poll") == 0) {
@@ -588,14 +594,14 @@ int opts_config_parse(struct opts *o, const char *text, size_t len, const char *
             double *slot = t ? &o->timeout_s : &o->callback_poll_s;
             if (!cJSON_IsNumber(it) || !(it->valuedouble > 0) ||
                 it->valuedouble > (t ? 3600 : 86400))
-                rc = fail(err, errlen, "config: %s must be a number of seconds, at most %d", k,
-                          t ? 3600 : 86400);
+                rc = opts_refuse(err, errlen, "config: %s must be a number of seconds, at most %d",
+                                 k, t ? 3600 : 86400);
             else if (*slot <= 0)
                 *slot = it->valuedouble;
         } else if (strcmp(k, "file_max_bytes") == 0 || strcmp(k, "cache_max_bytes") == 0) {
             int64_t *slot = k[0] == 'f' ? &o->file_max_bytes : &o->cache_max_bytes;
             if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble > 9.0e18)
-                rc = fail(err, errlen, "config: %s must be a number of bytes", k);
+                rc = opts_refuse(err, errlen, "config: %s must be a number of bytes", k);
             else if (*slot < 0)
                 *slot = (int64_t)it->valuedouble;
         } else if (strcmp(k, "models") == 0) {
@@ -604,7 +610,7 @@ int opts_config_parse(struct opts *o, const char *text, size_t len, const char *
                 cJSON_ArrayForEach(m, it)
                 {
                     if (!cJSON_IsString(m)) {
-                        rc = fail(err, errlen, "config: models[] must hold strings");
+                        rc = opts_refuse(err, errlen, "config: models[] must hold strings");
                         break;
                     }
                     if ((rc = add_model(o, m->valuestring, err, errlen)) < 0)
@@ -616,7 +622,8 @@ int opts_config_parse(struct opts *o, const char *text, size_t len, const char *
                     if ((rc = add_model(o, m->string, err, errlen)) < 0)
                         break;
                     if (!cJSON_IsObject(m)) {
-                        rc = fail(err, errlen, "config: models.%s must be an object", m->string);
+                        rc = opts_refuse(err, errlen, "config: models.%s must be an object",
+                                         m->string);
                         break;
                     }
                     struct opts_model *om = find_model(o, m->string);
@@ -628,10 +635,10 @@ int opts_config_parse(struct opts *o, const char *text, size_t len, const char *
                     om->has_profile = true;
                 }
             } else {
-                rc = fail(err, errlen, "config: models must be an array or an object");
+                rc = opts_refuse(err, errlen, "config: models must be an array or an object");
             }
         } else {
-            rc = fail(err, errlen, "config %s: unknown key %s", source, k);
+            rc = opts_refuse(err, errlen, "config %s: unknown key %s", source, k);
         }
         if (rc < 0)
             break;
@@ -671,8 +678,8 @@ static int default_dir(struct opts *o, char **slot, const char *env, const char 
     *slot = xdg_dir(o, env, rel);
     if (*slot)
         return 0;
-    return fail(err, errlen, "no place for the %s: %s; set HOME or %s, or pass -o %s=DIR",
-                opt[0] == 's' ? "task database" : "cache", why, env, opt);
+    return opts_refuse(err, errlen, "no place for the %s: %s; set HOME or %s, or pass -o %s=DIR",
+                       opt[0] == 's' ? "task database" : "cache", why, env, opt);
 }
 
 int opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen)
@@ -687,7 +694,7 @@ int opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen)
     struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
     if (fuse_opt_parse(&args, &r, opt_spec, opt_proc) != 0) {
         fuse_opt_free_args(&args);
-        return fail(err, errlen, "cannot parse the command line: see genfs --help");
+        return opts_refuse(err, errlen, "cannot parse the command line: see genfs --help");
     }
     /* What fuse_opt kept is for libfuse (allow_other, ...). */
     for (int i = 1; i < args.argc; i++)
@@ -698,10 +705,11 @@ int opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen)
         explicit_bzero(r.key, strlen(r.key));
         free(r.key);
         r.key = NULL;
-        rc = fail(err, errlen,
-                  "the API key cannot be given on the command line (-o key=), where every user "
-                  "sees it (ps): put it in a file only you can read (chmod 600 FILE) and pass -o "
-                  "key_file=FILE, or set GENFS_API_KEY");
+        rc = opts_refuse(
+            err, errlen,
+            "the API key cannot be given on the command line (-o key=), where every user "
+            "sees it (ps): put it in a file only you can read (chmod 600 FILE) and pass -o "
+            "key_file=FILE, or set GENFS_API_KEY");
     }
     o->show_help = r.help;
     o->show_version = r.version;
@@ -716,44 +724,46 @@ int opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen)
     o->cache_dir = r.cache_dir;
     o->schedule_name = r.schedule;
     o->provider_name = r.provider;
-    o->notify_word = r.notify;
+    o->announce_word = r.notify;
     o->log_level_word = r.log_level;
     o->callback_url = r.callback_url;
     o->callback_listen = r.callback_listen;
     o->models_arg = r.models;
     o->rate = -1;
     if (rc == 0 && r.rate && parse_rate(r.rate, &o->rate) < 0)
-        rc = fail(err, errlen, "invalid rate '%s': give requests per second, e.g. -o rate=10",
-                  r.rate);
+        rc = opts_refuse(err, errlen,
+                         "invalid rate '%s': give requests per second, e.g. -o rate=10", r.rate);
     free(r.rate);
     o->timeout_s = -1;
     if (rc == 0 && r.timeout && (parse_rate(r.timeout, &o->timeout_s) < 0 || o->timeout_s > 3600))
-        rc = fail(err, errlen,
-                  "invalid timeout '%s': give seconds for one request, e.g. -o timeout=60",
-                  r.timeout);
+        rc = opts_refuse(err, errlen,
+                         "invalid timeout '%s': give seconds for one request, e.g. -o timeout=60",
+                         r.timeout);
     free(r.timeout);
     o->callback_poll_s = -1;
     if (rc == 0 && r.callback_poll &&
         (parse_rate(r.callback_poll, &o->callback_poll_s) < 0 || o->callback_poll_s > 86400))
-        rc =
-            fail(err, errlen, "invalid callback_poll '%s': give seconds, e.g. 60", r.callback_poll);
+        rc = opts_refuse(err, errlen, "invalid callback_poll '%s': give seconds, e.g. 60",
+                         r.callback_poll);
     free(r.callback_poll);
     o->file_max_bytes = -1;
     o->cache_max_bytes = -1;
     if (rc == 0 && r.file_max &&
         (parse_size(r.file_max, &o->file_max_bytes) < 0 || o->file_max_bytes < 1))
-        rc = fail(err, errlen, "invalid file_max '%s': give a size such as 2G or 500M", r.file_max);
+        rc = opts_refuse(err, errlen, "invalid file_max '%s': give a size such as 2G or 500M",
+                         r.file_max);
     if (rc == 0 && r.cache_max && parse_size(r.cache_max, &o->cache_max_bytes) < 0)
-        rc = fail(err, errlen, "invalid cache_max '%s': give a size such as 10G (0: no limit)",
-                  r.cache_max);
+        rc = opts_refuse(err, errlen,
+                         "invalid cache_max '%s': give a size such as 10G (0: no limit)",
+                         r.cache_max);
     if (rc == 0 && r.keep) {
         char *end;
         double days = strtod(r.keep, &end);
         if (end == r.keep || *end || !(days > 0 && days <= 36500))
-            rc = fail(err, errlen,
-                      "invalid keep '%s': give the days after which finished tasks are "
-                      "forgotten, such as 30",
-                      r.keep);
+            rc = opts_refuse(err, errlen,
+                             "invalid keep '%s': give the days after which finished tasks are "
+                             "forgotten, such as 30",
+                             r.keep);
         else
             o->keep_days = days;
     }
@@ -764,7 +774,7 @@ int opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen)
         else if (strcmp(r.check, "fail") == 0)
             o->check = OPTS_CHECK_FAIL;
         else if (strcmp(r.check, "warn") != 0)
-            rc = fail(err, errlen, "check must be warn, fail or off, not '%s'", r.check);
+            rc = opts_refuse(err, errlen, "check must be warn, fail or off, not '%s'", r.check);
     }
     free(r.check);
     free(r.keep);
@@ -776,9 +786,11 @@ int opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen)
         return rc;
 
     if (r.extra_nonopt)
-        return fail(err, errlen, "more than one mountpoint given: genfs [options] MOUNTPOINT");
+        return opts_refuse(err, errlen,
+                           "more than one mountpoint given: genfs [options] MOUNTPOINT");
     if (!o->mountpoint)
-        return fail(err, errlen, "no mountpoint: genfs [options] MOUNTPOINT (see genfs --help)");
+        return opts_refuse(err, errlen,
+                           "no mountpoint: genfs [options] MOUNTPOINT (see genfs --help)");
 
     char home_why[512] = "";
     o->home = home_find(home_why, sizeof(home_why));
@@ -817,14 +829,15 @@ int opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen)
         o->api_url = strdup(getenv("GENFS_API_URL"));
     if (o->api_url && strncmp(o->api_url, "http://", 7) != 0 &&
         strncmp(o->api_url, "https://", 8) != 0)
-        return fail(err, errlen, "api_url '%s' must start with http:// or https://", o->api_url);
+        return opts_refuse(err, errlen, "api_url '%s' must start with http:// or https://",
+                           o->api_url);
 
     if (!o->schedule_name)
         o->schedule_name = strdup("learned");
     if (sched_kind_parse(o->schedule_name, &o->schedule) < 0)
-        return fail(err, errlen,
-                    "unknown schedule '%s': use fixed, adaptive, exponential or learned",
-                    o->schedule_name);
+        return opts_refuse(err, errlen,
+                           "unknown schedule '%s': use fixed, adaptive, exponential or learned",
+                           o->schedule_name);
     if (o->rate <= 0)
         o->rate = 10;
     if (o->timeout_s <= 0)
@@ -833,16 +846,16 @@ int opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen)
         o->callback_poll_s = 60;
     o->log_level = LOG_LVL_INFO;
     if (o->log_level_word && log_level_parse(o->log_level_word, &o->log_level) < 0)
-        return fail(err, errlen, "log_level must be error, warn, info or debug, not '%s'",
-                    o->log_level_word);
+        return opts_refuse(err, errlen, "log_level must be error, warn, info or debug, not '%s'",
+                           o->log_level_word);
     if (o->debug)
         o->log_level = LOG_LVL_DEBUG;
-    o->notify = true;
-    if (o->notify_word) {
-        if (strcmp(o->notify_word, "off") == 0)
-            o->notify = false;
-        else if (strcmp(o->notify_word, "on") != 0)
-            return fail(err, errlen, "notify must be on or off, not '%s'", o->notify_word);
+    o->announce = true;
+    if (o->announce_word) {
+        if (strcmp(o->announce_word, "off") == 0)
+            o->announce = false;
+        else if (strcmp(o->announce_word, "on") != 0)
+            return opts_refuse(err, errlen, "notify must be on or off, not '%s'", o->announce_word);
     }
     if (!o->provider_name)
         o->provider_name = strdup(PROVIDER_DEFAULT);
@@ -852,10 +865,11 @@ int opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen)
         for (size_t j = 0; !known && j < o->n_providers; j++)
             known = strcmp(o->providers[j].name, want) == 0;
         if (!known)
-            return fail(err, errlen,
-                        "config: models.%s.provider '%s' is neither -o provider nor a key of "
-                        "providers",
-                        o->models[i].name, want);
+            return opts_refuse(
+                err, errlen,
+                "config: models.%s.provider '%s' is neither -o provider nor a key of "
+                "providers",
+                o->models[i].name, want);
     }
     if (!strchr(o->provider_name, '/')) {
         /* A profile of the user's own shadows a built-in of the same name. */
@@ -869,13 +883,14 @@ int opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen)
         o->provider_file = strdup(o->provider_name);
     }
     if (!o->callback_url != !o->callback_listen)
-        return fail(err, errlen,
-                    "callback mode needs both -o callback_url=URL (how the provider reaches us) "
-                    "and -o callback_listen=ADDR:PORT");
+        return opts_refuse(
+            err, errlen,
+            "callback mode needs both -o callback_url=URL (how the provider reaches us) "
+            "and -o callback_listen=ADDR:PORT");
     if (o->callback_url && strncmp(o->callback_url, "http://", 7) != 0 &&
         strncmp(o->callback_url, "https://", 8) != 0)
-        return fail(err, errlen, "callback_url '%s' must start with http:// or https://",
-                    o->callback_url);
+        return opts_refuse(err, errlen, "callback_url '%s' must start with http:// or https://",
+                           o->callback_url);
     if (o->file_max_bytes < 0)
         o->file_max_bytes = INT64_C(2) << 30;
     if (o->cache_max_bytes < 0)
@@ -946,7 +961,7 @@ void opts_free(struct opts *o)
     free(o->schedule_name);
     free(o->provider_name);
     free(o->provider_file);
-    free(o->notify_word);
+    free(o->announce_word);
     free(o->log_level_word);
     free(o->callback_url);
     free(o->callback_listen);

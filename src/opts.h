@@ -48,7 +48,7 @@ struct opts {
     char *schedule_name;
     char *provider_name;
     char *provider_file; /* a profile file to load, else provider_name is built in */
-    char *notify_word;
+    char *announce_word;
     char *log_level_word;
     char *callback_url;
     char *callback_listen;
@@ -60,7 +60,7 @@ struct opts {
     int64_t cache_max_bytes;
     double keep_days; /* -o keep: forget finished tasks this long after they ended; 0: never */
     enum sched_kind schedule;
-    bool notify;
+    bool announce;
     enum opts_check check;
     bool fresh; /* -o fresh: start with no tasks when the database is missing or damaged */
     enum log_level log_level; /* what reaches stderr or syslog (MOUNT/log: info and up) */

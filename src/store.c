@@ -44,9 +44,9 @@ struct store {
     int n_observers;
 };
 
-static int fail(char *err, size_t errlen, int e, const char *fmt, ...)
+static int store_fail(char *err, size_t errlen, int e, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-static int fail(char *err, size_t errlen, int e, const char *fmt, ...)
+static int store_fail(char *err, size_t errlen, int e, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -516,16 +516,16 @@ static int take_dir_lock(struct store *s, const char *dir, char *err, size_t err
     snprintf(path, sizeof(path), "%s/lock", dir);
     s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (s->lock_fd < 0)
-        return fail(err, errlen, -errno, "cannot open %s: %s", path, strerror(errno));
+        return store_fail(err, errlen, -errno, "cannot open %s: %s", path, strerror(errno));
     if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
         char pid[32] = "";
         ssize_t n = pread(s->lock_fd, pid, sizeof(pid) - 1, 0);
         pid[n > 0 ? n : 0] = '\0';
         pid[strcspn(pid, "\n")] = '\0';
-        return fail(err, errlen, -EBUSY,
-                    "state_dir %s is in use by another genfs (pid %s): unmount it first or "
-                    "pass a different -o state_dir",
-                    dir, pid[0] ? pid : "?");
+        return store_fail(err, errlen, -EBUSY,
+                          "state_dir %s is in use by another genfs (pid %s): unmount it first or "
+                          "pass a different -o state_dir",
+                          dir, pid[0] ? pid : "?");
     }
     return 0;
 }
@@ -562,19 +562,21 @@ static int db_migrate(struct store *s, const char *path, char *err, size_t errle
     sqlite3_stmt *st;
     bool has_defaults = false;
     if (db_prepare(s, "PRAGMA table_info(models)", &st) < 0)
-        return fail(err, errlen, -EIO, "database %s: cannot read its schema", path);
+        return store_fail(err, errlen, -EIO, "database %s: cannot read its schema", path);
     while (sqlite3_step(st) == SQLITE_ROW)
         has_defaults = has_defaults || strcmp(col_text(st, 1), "defaults") == 0;
     sqlite3_finalize(st);
     if (!has_defaults && db_exec(s, "BEGIN; ALTER TABLE models ADD COLUMN defaults TEXT;"
                                     " ALTER TABLE models ADD COLUMN request TEXT;"
                                     " UPDATE meta SET value='2' WHERE key='schema'; COMMIT;") < 0)
-        return fail(err, errlen, -EIO,
-                    "database %s: cannot add the columns of schema 2 (see the log); it is left "
-                    "as it was",
-                    path);
+        return store_fail(
+            err, errlen, -EIO,
+            "database %s: cannot add the columns of schema 2 (see the log); it is left "
+            "as it was",
+            path);
     return db_exec(s, "UPDATE meta SET value='2' WHERE key='schema' AND value='1';") < 0
-               ? fail(err, errlen, -EIO, "database %s: cannot record its schema version", path)
+               ? store_fail(err, errlen, -EIO, "database %s: cannot record its schema version",
+                            path)
                : 0;
 }
 
@@ -639,15 +641,17 @@ static int check_db_files(const char *dir, const char *db, bool fresh, struct lo
     if (!wrong)
         return 0;
     if (!fresh)
-        return fail(err, errlen, -EIO,
-                    "database %s, which genfs used before, %s: restore it (and tasks.db-wal) "
-                    "from a backup, or mount with -o fresh to start with no tasks (what is left "
-                    "is moved aside; tasks at the provider can be adopted with mkdir MODEL/ID)",
-                    db, wrong);
+        return store_fail(
+            err, errlen, -EIO,
+            "database %s, which genfs used before, %s: restore it (and tasks.db-wal) "
+            "from a backup, or mount with -o fresh to start with no tasks (what is left "
+            "is moved aside; tasks at the provider can be adopted with mkdir MODEL/ID)",
+            db, wrong);
     char aside[4200];
     snprintf(aside, sizeof(aside), "%s.broken-%lld", db, (long long)time(NULL));
     if (have_db && rename(db, aside) != 0)
-        return fail(err, errlen, -errno, "-o fresh: cannot move %s aside: %s", db, strerror(errno));
+        return store_fail(err, errlen, -errno, "-o fresh: cannot move %s aside: %s", db,
+                          strerror(errno));
     log_warn(lg, "-o fresh: database %s %s; starting with no tasks%s%s", db, wrong,
              have_db ? ", the old one is " : "", have_db ? aside : "");
     return 0;
@@ -658,13 +662,13 @@ int store_open(const char *state_dir, bool fresh, struct log *lg, struct store *
 {
     struct store *s = calloc(1, sizeof(*s));
     if (!s)
-        return fail(err, errlen, -ENOMEM, "out of memory");
+        return store_fail(err, errlen, -ENOMEM, "out of memory");
     s->log = lg;
     s->lock_fd = -1;
     pthread_rwlock_init(&s->lock, NULL);
     int rc = mkdir_p(state_dir, 0700);
     if (rc < 0) {
-        fail(err, errlen, rc, "cannot create state_dir %s: %s", state_dir, strerror(-rc));
+        store_fail(err, errlen, rc, "cannot create state_dir %s: %s", state_dir, strerror(-rc));
         goto out_fail;
     }
     if ((rc = take_dir_lock(s, state_dir, err, errlen)) < 0)
@@ -681,8 +685,8 @@ int store_open(const char *state_dir, bool fresh, struct log *lg, struct store *
     int orc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
     umask(old);
     if (orc != SQLITE_OK) {
-        rc = fail(err, errlen, -EIO, "cannot open database %s: %s", path,
-                  s->db ? sqlite3_errmsg(s->db) : "out of memory");
+        rc = store_fail(err, errlen, -EIO, "cannot open database %s: %s", path,
+                        s->db ? sqlite3_errmsg(s->db) : "out of memory");
         goto out_fail;
     }
     sqlite3_busy_timeout(s->db, 2000);
@@ -690,10 +694,10 @@ int store_open(const char *state_dir, bool fresh, struct log *lg, struct store *
     if (sqlite3_exec(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA quick_check;",
                      NULL, NULL, &msg) != SQLITE_OK ||
         sqlite3_exec(s->db, schema_sql, NULL, NULL, &msg) != SQLITE_OK) {
-        rc = fail(err, errlen, -EIO,
-                  "database %s is unusable (%s): move it aside to start afresh, or restore a "
-                  "backup",
-                  path, msg ? msg : sqlite3_errmsg(s->db));
+        rc = store_fail(err, errlen, -EIO,
+                        "database %s is unusable (%s): move it aside to start afresh, or restore a "
+                        "backup",
+                        path, msg ? msg : sqlite3_errmsg(s->db));
         sqlite3_free(msg);
         goto out_fail;
     }
@@ -705,19 +709,20 @@ int store_open(const char *state_dir, bool fresh, struct log *lg, struct store *
         bool ok = src == SQLITE_ROW && strcmp(col_text(st, 0), "ok") == 0;
         sqlite3_finalize(st);
         if (!ok) {
-            rc = fail(err, errlen, -EIO,
-                      "database %s is corrupt: move it aside to start afresh, or restore a "
-                      "backup",
-                      path);
+            rc = store_fail(err, errlen, -EIO,
+                            "database %s is corrupt: move it aside to start afresh, or restore a "
+                            "backup",
+                            path);
             goto out_fail;
         }
     }
     if (load_all(s) < 0) {
-        rc = fail(err, errlen, -EIO, "cannot load tasks from %s: %s", path, sqlite3_errmsg(s->db));
+        rc = store_fail(err, errlen, -EIO, "cannot load tasks from %s: %s", path,
+                        sqlite3_errmsg(s->db));
         goto out_fail;
     }
     if ((rc = state_mark(state_dir, "running")) < 0) {
-        fail(err, errlen, rc, "cannot write %s/state: %s", state_dir, strerror(-rc));
+        store_fail(err, errlen, rc, "cannot write %s/state: %s", state_dir, strerror(-rc));
         goto out_fail;
     }
     s->state_dir = strdup(state_dir);

@@ -1,4 +1,4 @@
-#include "notify.h"
+#include "announcer.h"
 
 #include "clock.h"
 #include "mountinfo.h"
@@ -25,23 +25,23 @@
 #define NOTIFY_QUEUE_MAX 100000
 
 struct item {
-    enum notify_op op;
+    enum announce_op op;
     char *path;
     fuse_ino_t parent;
     char *name;
     char *target;
-    notify_done_fn done;
+    announce_done_fn done;
     void *arg;
     struct item *next;
 };
 
-struct notify {
+struct announcer {
     char *mountpoint;
     struct fuse_session *se;
     struct log *log;
     bool attr_only;
     pthread_t thread;
-    /* The announcer process and our end of its socket (see notify_start). */
+    /* The announcer process and our end of its socket (see announcer_start). */
     pid_t child;
     int sock;
     bool child_lost; /* logged once */
@@ -50,7 +50,7 @@ struct notify {
     bool watch;
     unsigned dev_major, dev_minor;
     int mountinfo_fd;
-    int wake_fd; /* wakes the watcher at notify_halt */
+    int wake_fd; /* wakes the watcher at announcer_halt */
     pthread_t watcher;
     bool watcher_started;
     /* held (read) while touching the session; main takes it (write) to mark
@@ -76,7 +76,7 @@ static void item_free(struct item *it)
 
 /* Drop the kernel's cached entry, so the operation reaches genfs (a name
  * cached as present gives EEXIST without asking us). */
-static void drop_entry(struct notify *n, const struct item *it)
+static void drop_entry(struct announcer *n, const struct item *it)
 {
     pthread_rwlock_rdlock(&n->alive_lock);
     if (n->alive && it->parent && it->name)
@@ -94,15 +94,15 @@ static void drop_entry(struct notify *n, const struct item *it)
 
 /* Runs in the announcer process: system calls only (it was forked from a
  * threaded process, so no malloc, stdio or locks). path: relative to dir. */
-static int announce_here(enum notify_op op, int dir, const char *path, const char *target,
+static int announce_here(enum announce_op op, int dir, const char *path, const char *target,
                          bool attr_only)
 {
     int fd, rc = 0;
     switch (op) {
-    case NOTE_MKDIR:
+    case ANNOUNCE_MKDIR:
         rc = mkdirat(dir, path, 0755);
         break;
-    case NOTE_MODIFY:
+    case ANNOUNCE_MODIFY:
         if (attr_only) {
             rc = utimensat(dir, path, NULL, 0);
             break;
@@ -114,16 +114,16 @@ static int announce_here(enum notify_op op, int dir, const char *path, const cha
             rc = -errno;
         close(fd);
         return rc;
-    case NOTE_CREATE:
+    case ANNOUNCE_CREATE:
         fd = openat(dir, path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY, 0444);
         if (fd < 0)
             return -errno;
         close(fd);
         return 0;
-    case NOTE_SYMLINK:
+    case ANNOUNCE_SYMLINK:
         rc = symlinkat(target, dir, path);
         break;
-    case NOTE_BARRIER:
+    case ANNOUNCE_BARRIER:
         return 0;
     }
     return rc < 0 ? -errno : 0;
@@ -151,7 +151,7 @@ static _Noreturn void announcer_main(int sock, int view, size_t mnt_len, bool at
             dir = view;
             path += mnt_len + 1;
         }
-        int32_t rc = announce_here((enum notify_op)op, dir, path, target, attr_only);
+        int32_t rc = announce_here((enum announce_op)op, dir, path, target, attr_only);
         if (send(sock, &rc, sizeof(rc), MSG_NOSIGNAL) != (ssize_t)sizeof(rc))
             _exit(0);
     }
@@ -266,18 +266,18 @@ static int view_open(const char *mnt, unsigned major, unsigned minor)
 
 /* Absolute paths: the announcer takes them from the root of its view, or,
  * without one, goes through the mount (holding nothing between two). */
-static int full_path(struct notify *n, const char *rel, char *buf, size_t len)
+static int full_path(struct announcer *n, const char *rel, char *buf, size_t len)
 {
     int k = snprintf(buf, len, "%s/%s", n->mountpoint, rel);
     return k < 0 || (size_t)k >= len ? -ENAMETOOLONG : 0;
 }
 
 /* Hands one announcement to the announcer and waits for its answer. */
-static int announce(struct notify *n, const struct item *it)
+static int announcer_perform(struct announcer *n, const struct item *it)
 {
     char msg[WIRE_MAX];
     uint32_t op = it->op;
-    if (it->op == NOTE_BARRIER)
+    if (it->op == ANNOUNCE_BARRIER)
         return 0;
     memcpy(msg, &op, sizeof(op));
     size_t used = sizeof(op);
@@ -290,7 +290,7 @@ static int announce(struct notify *n, const struct item *it)
         return -ENAMETOOLONG;
     memcpy(msg + used, target, tlen + 1);
     used += tlen + 1;
-    if (it->op != NOTE_MODIFY)
+    if (it->op != ANNOUNCE_MODIFY)
         drop_entry(n, it);
     int32_t rc;
     if (send(n->sock, msg, used, MSG_NOSIGNAL) != (ssize_t)used)
@@ -303,7 +303,7 @@ static int announce(struct notify *n, const struct item *it)
 }
 
 /* The announcer's first word: how it reaches the mount. */
-static void announcer_hello(struct notify *n)
+static void announcer_hello(struct announcer *n)
 {
     int32_t how;
     ssize_t k;
@@ -326,9 +326,9 @@ static void announcer_hello(struct notify *n)
              why);
 }
 
-static void *notify_main(void *arg)
+static void *announcer_thread_main(void *arg)
 {
-    struct notify *n = arg;
+    struct announcer *n = arg;
     announcer_hello(n);
     pthread_mutex_lock(&n->lock);
     for (;;) {
@@ -344,10 +344,10 @@ static void *notify_main(void *arg)
         pthread_mutex_unlock(&n->lock);
 
         int64_t t0 = clock_mono_us();
-        int rc = announce(n, it);
+        int rc = announcer_perform(n, it);
         /* A user's lookup may have cached the name again in between: once more. */
         if (rc == -EEXIST)
-            rc = announce(n, it);
+            rc = announcer_perform(n, it);
         pthread_mutex_lock(&n->lock);
         bool stopping = n->stopping;
         pthread_mutex_unlock(&n->lock);
@@ -364,7 +364,7 @@ static void *notify_main(void *arg)
         int64_t spent = clock_mono_us() - t0;
 
         pthread_mutex_lock(&n->lock);
-        if (it->op != NOTE_BARRIER) {
+        if (it->op != ANNOUNCE_BARRIER) {
             n->busy_us += (uint64_t)spent;
             if (rc == 0)
                 n->made++;
@@ -390,7 +390,7 @@ static void *notify_main(void *arg)
 /* The user unmounted the mount: the announcer's view is what keeps the file
  * system alive now. Ending the announcer lets the kernel finish it, which
  * ends the session like any unmount. */
-static void announcer_end_unmounted(struct notify *n)
+static void announcer_end_unmounted(struct announcer *n)
 {
     pthread_mutex_lock(&n->lock);
     bool stopping = n->stopping;
@@ -407,7 +407,7 @@ static void announcer_end_unmounted(struct notify *n)
  * of it) until no mount of the file system is left in it. */
 static void *watch_main(void *arg)
 {
-    struct notify *n = arg;
+    struct announcer *n = arg;
     for (;;) {
         char *text = mountinfo_read(n->mountinfo_fd);
         bool gone = text && !mountinfo_has_dev(text, n->dev_major, n->dev_minor);
@@ -432,7 +432,7 @@ static void *watch_main(void *arg)
 
 /* The mount genfs just made at the mountpoint: its device, from the top of
  * what is mounted there. Sets n->watch when the announcer may use a view. */
-static void mount_find(struct notify *n)
+static void mount_find(struct announcer *n)
 {
     n->mountinfo_fd = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
     char *text = n->mountinfo_fd >= 0 ? mountinfo_read(n->mountinfo_fd) : NULL;
@@ -455,7 +455,7 @@ static void mount_find(struct notify *n)
  * the state_dir lock and every waiting reader hang with it. A separate
  * process holds nothing of genfs's: when genfs dies its /dev/fuse closes,
  * the connection is aborted and the announcer's request fails. */
-static int announcer_fork(struct notify *n, void (*in_child)(void *), void *child_arg)
+static int announcer_fork(struct announcer *n, void (*in_child)(void *), void *child_arg)
 {
     int sv[2];
     pid_t parent = getpid();
@@ -499,10 +499,10 @@ static int announcer_fork(struct notify *n, void (*in_child)(void *), void *chil
     return 0;
 }
 
-int notify_start(const char *mountpoint, struct fuse_session *se, struct log *lg, bool attr_only,
-                 void (*in_child)(void *), void *child_arg, struct notify **out)
+int announcer_start(const char *mountpoint, struct fuse_session *se, struct log *lg, bool attr_only,
+                    void (*in_child)(void *), void *child_arg, struct announcer **out)
 {
-    struct notify *n = calloc(1, sizeof(*n));
+    struct announcer *n = calloc(1, sizeof(*n));
     if (!n || !(n->mountpoint = strdup(mountpoint))) {
         free(n);
         return -ENOMEM;
@@ -520,24 +520,24 @@ int notify_start(const char *mountpoint, struct fuse_session *se, struct log *lg
     mount_find(n);
     int rc = announcer_fork(n, in_child, child_arg);
     if (rc == 0) {
-        rc = -pthread_create(&n->thread, NULL, notify_main, n);
+        rc = -pthread_create(&n->thread, NULL, announcer_thread_main, n);
         n->started = rc == 0;
     }
     /* A view without a watcher would keep the file system alive after the
-     * user's unmount: no notifier rather than that. */
+     * user's unmount: no announcer rather than that. */
     if (rc == 0 && n->watch) {
         rc = -pthread_create(&n->watcher, NULL, watch_main, n);
         n->watcher_started = rc == 0;
     }
     if (rc < 0) {
-        notify_stop(n);
+        announcer_stop(n);
         return rc;
     }
     *out = n;
     return 0;
 }
 
-void notify_halt(struct notify *n)
+void announcer_halt(struct announcer *n)
 {
     if (!n)
         return;
@@ -555,11 +555,11 @@ void notify_halt(struct notify *n)
         eventfd_write(n->wake_fd, 1);
 }
 
-void notify_stop(struct notify *n)
+void announcer_stop(struct announcer *n)
 {
     if (!n)
         return;
-    notify_halt(n);
+    announcer_halt(n);
     if (n->started)
         pthread_join(n->thread, NULL);
     if (n->watcher_started)
@@ -583,13 +583,13 @@ void notify_stop(struct notify *n)
     free(n);
 }
 
-pid_t notify_pid(const struct notify *n)
+pid_t announcer_pid(const struct announcer *n)
 {
     return n ? n->child : 0;
 }
 
-void notify_post(struct notify *n, enum notify_op op, const char *path, fuse_ino_t parent,
-                 const char *name, const char *target, notify_done_fn done, void *arg)
+void announcer_post(struct announcer *n, enum announce_op op, const char *path, fuse_ino_t parent,
+                    const char *name, const char *target, announce_done_fn done, void *arg)
 {
     struct item *it = n ? calloc(1, sizeof(*it)) : NULL;
     if (it) {
@@ -624,7 +624,7 @@ void notify_post(struct notify *n, enum notify_op op, const char *path, fuse_ino
     }
 }
 
-void notify_counts(struct notify *n, uint64_t *made, uint64_t *failed, uint64_t *busy_us)
+void announcer_counts(struct announcer *n, uint64_t *made, uint64_t *failed, uint64_t *busy_us)
 {
     *made = *failed = *busy_us = 0;
     if (!n)
