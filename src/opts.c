@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <pwd.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -539,6 +540,104 @@ static int set_string(char **slot, const cJSON *it, const char *key, char *err, 
     return 0;
 }
 
+/* The config's string keys: where each goes (the command line wins). */
+static const struct {
+    const char *key;
+    size_t off;
+} config_strings[] = {
+    {"api_url", offsetof(struct opts, api_url)},
+    {"state_dir", offsetof(struct opts, state_dir)},
+    {"cache_dir", offsetof(struct opts, cache_dir)},
+    {"schedule", offsetof(struct opts, schedule_name)},
+    {"callback_url", offsetof(struct opts, callback_url)},
+    {"callback_listen", offsetof(struct opts, callback_listen)},
+    {"provider", offsetof(struct opts, provider_name)},
+    {"log_level", offsetof(struct opts, log_level_word)},
+    {"key_file", offsetof(struct opts, key_file)},
+};
+
+/* rate, timeout, callback_poll, file_max_bytes, cache_max_bytes; 1: k is none of them. */
+static int config_number(struct opts *o, const cJSON *it, const char *k, char *err, size_t errlen)
+{
+    if (strcmp(k, "rate") == 0) {
+        if (!cJSON_IsNumber(it) || !(it->valuedouble > 0))
+            return opts_refuse(err, errlen, "config: rate must be a positive number");
+        if (o->rate <= 0)
+            o->rate = it->valuedouble;
+        return 0;
+    }
+    if (strcmp(k, "timeout") == 0 || strcmp(k, "callback_poll") == 0) {
+        /* seconds; the command line wins, as for rate */
+        bool t = k[0] == 't';
+        double *slot = t ? &o->timeout_s : &o->callback_poll_s;
+        if (!cJSON_IsNumber(it) || !(it->valuedouble > 0) || it->valuedouble > (t ? 3600 : 86400))
+            return opts_refuse(err, errlen, "config: %s must be a number of seconds, at most %d", k,
+                               t ? 3600 : 86400);
+        if (*slot <= 0)
+            *slot = it->valuedouble;
+        return 0;
+    }
+    if (strcmp(k, "file_max_bytes") == 0 || strcmp(k, "cache_max_bytes") == 0) {
+        int64_t *slot = k[0] == 'f' ? &o->file_max_bytes : &o->cache_max_bytes;
+        if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble > 9.0e18)
+            return opts_refuse(err, errlen, "config: %s must be a number of bytes", k);
+        if (*slot < 0)
+            *slot = (int64_t)it->valuedouble;
+        return 0;
+    }
+    return 1;
+}
+
+/* "models": a list of names, or an object of name: schedule profile. */
+static int config_models(struct opts *o, const cJSON *it, char *err, size_t errlen)
+{
+    const cJSON *m;
+    int rc = 0;
+    if (cJSON_IsArray(it)) {
+        cJSON_ArrayForEach(m, it)
+        {
+            if (!cJSON_IsString(m))
+                return opts_refuse(err, errlen, "config: models[] must hold strings");
+            if ((rc = add_model(o, m->valuestring, err, errlen)) < 0)
+                return rc;
+        }
+        return 0;
+    }
+    if (!cJSON_IsObject(it))
+        return opts_refuse(err, errlen, "config: models must be an array or an object");
+    cJSON_ArrayForEach(m, it)
+    {
+        if ((rc = add_model(o, m->string, err, errlen)) < 0)
+            return rc;
+        if (!cJSON_IsObject(m))
+            return opts_refuse(err, errlen, "config: models.%s must be an object", m->string);
+        struct opts_model *om = find_model(o, m->string);
+        char path[300];
+        snprintf(path, sizeof(path), "models.%s", m->string);
+        sched_profile_default(m->string, &om->profile);
+        if ((rc = config_profile(m, path, om, err, errlen)) < 0)
+            return rc;
+        om->has_profile = true;
+    }
+    return 0;
+}
+
+static int config_key(struct opts *o, const cJSON *it, const char *source, char *err, size_t errlen)
+{
+    const char *k = it->string;
+    for (size_t i = 0; i < sizeof(config_strings) / sizeof(config_strings[0]); i++)
+        if (strcmp(k, config_strings[i].key) == 0)
+            return set_string((char **)((char *)o + config_strings[i].off), it, k, err, errlen);
+    if (strcmp(k, "providers") == 0)
+        return config_providers(o, it, err, errlen);
+    if (strcmp(k, "models") == 0)
+        return config_models(o, it, err, errlen);
+    int rc = config_number(o, it, k, err, errlen);
+    if (rc <= 0)
+        return rc;
+    return opts_refuse(err, errlen, "config %s: unknown key %s", source, k);
+}
+
 int opts_config_parse(struct opts *o, const char *text, size_t len, const char *source, char *err,
                       size_t errlen)
 {
@@ -562,85 +661,7 @@ int opts_config_parse(struct opts *o, const char *text, size_t len, const char *
     const cJSON *it;
     cJSON_ArrayForEach(it, root)
     {
-        const char *k = it->string;
-        if (strcmp(k, "api_url") == 0) {
-            rc = set_string(&o->api_url, it, k, err, errlen);
-        } else if (strcmp(k, "state_dir") == 0) {
-            rc = set_string(&o->state_dir, it, k, err, errlen);
-        } else if (strcmp(k, "cache_dir") == 0) {
-            rc = set_string(&o->cache_dir, it, k, err, errlen);
-        } else if (strcmp(k, "schedule") == 0) {
-            rc = set_string(&o->schedule_name, it, k, err, errlen);
-        } else if (strcmp(k, "callback_url") == 0) {
-            rc = set_string(&o->callback_url, it, k, err, errlen);
-        } else if (strcmp(k, "callback_listen") == 0) {
-            rc = set_string(&o->callback_listen, it, k, err, errlen);
-        } else if (strcmp(k, "providers") == 0) {
-            rc = config_providers(o, it, err, errlen);
-        } else if (strcmp(k, "provider") == 0) {
-            rc = set_string(&o->provider_name, it, k, err, errlen);
-        } else if (strcmp(k, "log_level") == 0) {
-            rc = set_string(&o->log_level_word, it, k, err, errlen);
-        } else if (strcmp(k, "key_file") == 0) {
-            rc = set_string(&o->key_file, it, k, err, errlen);
-        } else if (strcmp(k, "rate") == 0) {
-            if (!cJSON_IsNumber(it) || !(it->valuedouble > 0))
-                rc = opts_refuse(err, errlen, "config: rate must be a positive number");
-            else if (o->rate <= 0)
-                o->rate = it->valuedouble;
-        } else if (strcmp(k, "timeout") == 0 || strcmp(k, "callback_poll") == 0) {
-            /* seconds; the command line wins, as for rate */
-            bool t = k[0] == 't';
-            double *slot = t ? &o->timeout_s : &o->callback_poll_s;
-            if (!cJSON_IsNumber(it) || !(it->valuedouble > 0) ||
-                it->valuedouble > (t ? 3600 : 86400))
-                rc = opts_refuse(err, errlen, "config: %s must be a number of seconds, at most %d",
-                                 k, t ? 3600 : 86400);
-            else if (*slot <= 0)
-                *slot = it->valuedouble;
-        } else if (strcmp(k, "file_max_bytes") == 0 || strcmp(k, "cache_max_bytes") == 0) {
-            int64_t *slot = k[0] == 'f' ? &o->file_max_bytes : &o->cache_max_bytes;
-            if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble > 9.0e18)
-                rc = opts_refuse(err, errlen, "config: %s must be a number of bytes", k);
-            else if (*slot < 0)
-                *slot = (int64_t)it->valuedouble;
-        } else if (strcmp(k, "models") == 0) {
-            const cJSON *m;
-            if (cJSON_IsArray(it)) {
-                cJSON_ArrayForEach(m, it)
-                {
-                    if (!cJSON_IsString(m)) {
-                        rc = opts_refuse(err, errlen, "config: models[] must hold strings");
-                        break;
-                    }
-                    if ((rc = add_model(o, m->valuestring, err, errlen)) < 0)
-                        break;
-                }
-            } else if (cJSON_IsObject(it)) {
-                cJSON_ArrayForEach(m, it)
-                {
-                    if ((rc = add_model(o, m->string, err, errlen)) < 0)
-                        break;
-                    if (!cJSON_IsObject(m)) {
-                        rc = opts_refuse(err, errlen, "config: models.%s must be an object",
-                                         m->string);
-                        break;
-                    }
-                    struct opts_model *om = find_model(o, m->string);
-                    char path[300];
-                    snprintf(path, sizeof(path), "models.%s", m->string);
-                    sched_profile_default(m->string, &om->profile);
-                    if ((rc = config_profile(m, path, om, err, errlen)) < 0)
-                        break;
-                    om->has_profile = true;
-                }
-            } else {
-                rc = opts_refuse(err, errlen, "config: models must be an array or an object");
-            }
-        } else {
-            rc = opts_refuse(err, errlen, "config %s: unknown key %s", source, k);
-        }
-        if (rc < 0)
+        if ((rc = config_key(o, it, source, err, errlen)) < 0)
             break;
     }
     cJSON_Delete(root);
@@ -682,126 +703,103 @@ static int default_dir(struct opts *o, char **slot, const char *env, const char 
                        opt[0] == 's' ? "task database" : "cache", why, env, opt);
 }
 
-int opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen)
+static int opts_take_raw_numbers(struct opts *o, struct raw_opts *r, int rc, char *err,
+                                 size_t errlen)
 {
-    memset(o, 0, sizeof(*o));
-    struct raw_opts r = {0};
-    int rc = 0;
-    o->fuse_args = (struct fuse_args)FUSE_ARGS_INIT(0, NULL);
-    fuse_opt_add_arg(&o->fuse_args, argv[0]);
-    /* /proc/mounts shows "genfs ... fuse.genfs"; the user's own -o may override. */
-    fuse_opt_add_arg(&o->fuse_args, "-osubtype=genfs,fsname=genfs");
-    struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
-    if (fuse_opt_parse(&args, &r, opt_spec, opt_proc) != 0) {
-        fuse_opt_free_args(&args);
-        return opts_refuse(err, errlen, "cannot parse the command line: see genfs --help");
+    o->rate = -1;
+    if (rc == 0 && r->rate && parse_rate(r->rate, &o->rate) < 0)
+        rc = opts_refuse(err, errlen,
+                         "invalid rate '%s': give requests per second, e.g. -o rate=10", r->rate);
+    free(r->rate);
+    o->timeout_s = -1;
+    if (rc == 0 && r->timeout && (parse_rate(r->timeout, &o->timeout_s) < 0 || o->timeout_s > 3600))
+        rc = opts_refuse(err, errlen,
+                         "invalid timeout '%s': give seconds for one request, e.g. -o timeout=60",
+                         r->timeout);
+    free(r->timeout);
+    o->callback_poll_s = -1;
+    if (rc == 0 && r->callback_poll &&
+        (parse_rate(r->callback_poll, &o->callback_poll_s) < 0 || o->callback_poll_s > 86400))
+        rc = opts_refuse(err, errlen, "invalid callback_poll '%s': give seconds, e.g. 60",
+                         r->callback_poll);
+    free(r->callback_poll);
+    o->file_max_bytes = -1;
+    o->cache_max_bytes = -1;
+    if (rc == 0 && r->file_max &&
+        (parse_size(r->file_max, &o->file_max_bytes) < 0 || o->file_max_bytes < 1))
+        rc = opts_refuse(err, errlen, "invalid file_max '%s': give a size such as 2G or 500M",
+                         r->file_max);
+    if (rc == 0 && r->cache_max && parse_size(r->cache_max, &o->cache_max_bytes) < 0)
+        rc = opts_refuse(err, errlen,
+                         "invalid cache_max '%s': give a size such as 10G (0: no limit)",
+                         r->cache_max);
+    if (rc == 0 && r->keep) {
+        char *end;
+        double days = strtod(r->keep, &end);
+        if (end == r->keep || *end || !(days > 0 && days <= 36500))
+            rc = opts_refuse(err, errlen,
+                             "invalid keep '%s': give the days after which finished tasks are "
+                             "forgotten, such as 30",
+                             r->keep);
+        else
+            o->keep_days = days;
     }
-    /* What fuse_opt kept is for libfuse (allow_other, ...). */
-    for (int i = 1; i < args.argc; i++)
-        fuse_opt_add_arg(&o->fuse_args, args.argv[i]);
-    fuse_opt_free_args(&args);
+    o->check = OPTS_CHECK_WARN;
+    if (rc == 0 && r->check) {
+        if (strcmp(r->check, "off") == 0)
+            o->check = OPTS_CHECK_OFF;
+        else if (strcmp(r->check, "fail") == 0)
+            o->check = OPTS_CHECK_FAIL;
+        else if (strcmp(r->check, "warn") != 0)
+            rc = opts_refuse(err, errlen, "check must be warn, fail or off, not '%s'", r->check);
+    }
+    free(r->check);
+    free(r->keep);
+    free(r->file_max);
+    free(r->cache_max);
+    return rc;
+}
 
-    if (r.key) {
-        explicit_bzero(r.key, strlen(r.key));
-        free(r.key);
-        r.key = NULL;
+/* The command line's words taken over into o (r's strings move or are freed); the numbers
+ * checked. Unset numbers are -1, for the config file to fill. */
+static int opts_take_raw(struct opts *o, struct raw_opts *r, char *err, size_t errlen)
+{
+    int rc = 0;
+    if (r->key) {
+        explicit_bzero(r->key, strlen(r->key));
+        free(r->key);
+        r->key = NULL;
         rc = opts_refuse(
             err, errlen,
             "the API key cannot be given on the command line (-o key=), where every user "
             "sees it (ps): put it in a file only you can read (chmod 600 FILE) and pass -o "
             "key_file=FILE, or set GENFS_API_KEY");
     }
-    o->show_help = r.help;
-    o->show_version = r.version;
-    o->foreground = r.foreground;
-    o->debug = r.debug;
-    o->fresh = r.fresh;
-    o->nonempty = r.nonempty;
-    o->mountpoint = r.mountpoint;
-    o->api_url = r.api_url;
-    o->key_file = r.key_file;
-    o->state_dir = r.state_dir;
-    o->cache_dir = r.cache_dir;
-    o->schedule_name = r.schedule;
-    o->provider_name = r.provider;
-    o->announce_word = r.notify;
-    o->log_level_word = r.log_level;
-    o->callback_url = r.callback_url;
-    o->callback_listen = r.callback_listen;
-    o->models_arg = r.models;
-    o->rate = -1;
-    if (rc == 0 && r.rate && parse_rate(r.rate, &o->rate) < 0)
-        rc = opts_refuse(err, errlen,
-                         "invalid rate '%s': give requests per second, e.g. -o rate=10", r.rate);
-    free(r.rate);
-    o->timeout_s = -1;
-    if (rc == 0 && r.timeout && (parse_rate(r.timeout, &o->timeout_s) < 0 || o->timeout_s > 3600))
-        rc = opts_refuse(err, errlen,
-                         "invalid timeout '%s': give seconds for one request, e.g. -o timeout=60",
-                         r.timeout);
-    free(r.timeout);
-    o->callback_poll_s = -1;
-    if (rc == 0 && r.callback_poll &&
-        (parse_rate(r.callback_poll, &o->callback_poll_s) < 0 || o->callback_poll_s > 86400))
-        rc = opts_refuse(err, errlen, "invalid callback_poll '%s': give seconds, e.g. 60",
-                         r.callback_poll);
-    free(r.callback_poll);
-    o->file_max_bytes = -1;
-    o->cache_max_bytes = -1;
-    if (rc == 0 && r.file_max &&
-        (parse_size(r.file_max, &o->file_max_bytes) < 0 || o->file_max_bytes < 1))
-        rc = opts_refuse(err, errlen, "invalid file_max '%s': give a size such as 2G or 500M",
-                         r.file_max);
-    if (rc == 0 && r.cache_max && parse_size(r.cache_max, &o->cache_max_bytes) < 0)
-        rc = opts_refuse(err, errlen,
-                         "invalid cache_max '%s': give a size such as 10G (0: no limit)",
-                         r.cache_max);
-    if (rc == 0 && r.keep) {
-        char *end;
-        double days = strtod(r.keep, &end);
-        if (end == r.keep || *end || !(days > 0 && days <= 36500))
-            rc = opts_refuse(err, errlen,
-                             "invalid keep '%s': give the days after which finished tasks are "
-                             "forgotten, such as 30",
-                             r.keep);
-        else
-            o->keep_days = days;
-    }
-    o->check = OPTS_CHECK_WARN;
-    if (rc == 0 && r.check) {
-        if (strcmp(r.check, "off") == 0)
-            o->check = OPTS_CHECK_OFF;
-        else if (strcmp(r.check, "fail") == 0)
-            o->check = OPTS_CHECK_FAIL;
-        else if (strcmp(r.check, "warn") != 0)
-            rc = opts_refuse(err, errlen, "check must be warn, fail or off, not '%s'", r.check);
-    }
-    free(r.check);
-    free(r.keep);
-    free(r.file_max);
-    free(r.cache_max);
-    bool explicit_config = r.config != NULL;
-    o->config_path = r.config;
-    if (rc < 0 || o->show_help || o->show_version)
-        return rc;
+    o->show_help = r->help;
+    o->show_version = r->version;
+    o->foreground = r->foreground;
+    o->debug = r->debug;
+    o->fresh = r->fresh;
+    o->nonempty = r->nonempty;
+    o->mountpoint = r->mountpoint;
+    o->api_url = r->api_url;
+    o->key_file = r->key_file;
+    o->state_dir = r->state_dir;
+    o->cache_dir = r->cache_dir;
+    o->schedule_name = r->schedule;
+    o->provider_name = r->provider;
+    o->announce_word = r->notify;
+    o->log_level_word = r->log_level;
+    o->callback_url = r->callback_url;
+    o->callback_listen = r->callback_listen;
+    o->models_arg = r->models;
+    return opts_take_raw_numbers(o, r, rc, err, errlen);
+}
 
-    if (r.extra_nonopt)
-        return opts_refuse(err, errlen,
-                           "more than one mountpoint given: genfs [options] MOUNTPOINT");
-    if (!o->mountpoint)
-        return opts_refuse(err, errlen,
-                           "no mountpoint: genfs [options] MOUNTPOINT (see genfs --help)");
-
-    char home_why[512] = "";
-    o->home = home_find(home_why, sizeof(home_why));
-    /* The directory of the user's config and profiles; without a home there is none. */
-    char *config_dir = xdg_dir(o, "XDG_CONFIG_HOME", ".config");
-    if (!o->config_path && config_dir) {
-        size_t n = strlen(config_dir) + sizeof("/config.json");
-        o->config_path = malloc(n);
-        snprintf(o->config_path, n, "%s/config.json", config_dir);
-    }
-    free(config_dir);
+/* -o models=A:B:C, each added as if listed in the config. */
+static int opts_add_arg_models(struct opts *o, char *err, size_t errlen)
+{
+    int rc = 0;
     if (o->models_arg) {
         char *copy = strdup(o->models_arg), *save = NULL;
         for (char *t = strtok_r(copy, ":", &save); t && rc == 0; t = strtok_r(NULL, ":", &save)) {
@@ -819,12 +817,46 @@ int opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen)
             rc = add_model(o, t, err, errlen);
         }
         free(copy);
-        if (rc < 0)
-            return rc;
     }
-    if (o->config_path && (rc = load_config(o, explicit_config, err, errlen)) < 0)
-        return rc;
+    return rc;
+}
 
+/* The mount's provider (its profile file: the user's own shadows a built-in), and every
+ * model's provider known. */
+static int opts_settle_provider(struct opts *o, char *err, size_t errlen)
+{
+    if (!o->provider_name)
+        o->provider_name = strdup(PROVIDER_DEFAULT);
+    for (size_t i = 0; i < o->n_models; i++) {
+        const char *want = o->models[i].provider;
+        bool known = !want || strcmp(want, o->provider_name) == 0;
+        for (size_t j = 0; !known && j < o->n_providers; j++)
+            known = strcmp(o->providers[j].name, want) == 0;
+        if (!known)
+            return opts_refuse(
+                err, errlen,
+                "config: models.%s.provider '%s' is neither -o provider nor a key of "
+                "providers",
+                o->models[i].name, want);
+    }
+    if (!strchr(o->provider_name, '/')) {
+        /* A profile of the user's own shadows a built-in of the same name. */
+        char *dir = xdg_dir(o, "XDG_CONFIG_HOME", ".config");
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/profiles/%s.json", dir ? dir : "", o->provider_name);
+        if (dir && access(path, F_OK) == 0)
+            o->provider_file = strdup(path);
+        free(dir);
+    } else {
+        o->provider_file = strdup(o->provider_name);
+    }
+    return 0;
+}
+
+/* After the command line and the config: defaults for what neither set, and the checks
+ * that need both. */
+static int opts_settle(struct opts *o, char *err, size_t errlen)
+{
     if (!o->api_url && getenv("GENFS_API_URL"))
         o->api_url = strdup(getenv("GENFS_API_URL"));
     if (o->api_url && strncmp(o->api_url, "http://", 7) != 0 &&
@@ -857,31 +889,9 @@ int opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen)
         else if (strcmp(o->announce_word, "on") != 0)
             return opts_refuse(err, errlen, "notify must be on or off, not '%s'", o->announce_word);
     }
-    if (!o->provider_name)
-        o->provider_name = strdup(PROVIDER_DEFAULT);
-    for (size_t i = 0; i < o->n_models; i++) {
-        const char *want = o->models[i].provider;
-        bool known = !want || strcmp(want, o->provider_name) == 0;
-        for (size_t j = 0; !known && j < o->n_providers; j++)
-            known = strcmp(o->providers[j].name, want) == 0;
-        if (!known)
-            return opts_refuse(
-                err, errlen,
-                "config: models.%s.provider '%s' is neither -o provider nor a key of "
-                "providers",
-                o->models[i].name, want);
-    }
-    if (!strchr(o->provider_name, '/')) {
-        /* A profile of the user's own shadows a built-in of the same name. */
-        char *dir = xdg_dir(o, "XDG_CONFIG_HOME", ".config");
-        char path[4096];
-        snprintf(path, sizeof(path), "%s/profiles/%s.json", dir ? dir : "", o->provider_name);
-        if (dir && access(path, F_OK) == 0)
-            o->provider_file = strdup(path);
-        free(dir);
-    } else {
-        o->provider_file = strdup(o->provider_name);
-    }
+    int rc = opts_settle_provider(o, err, errlen);
+    if (rc < 0)
+        return rc;
     if (!o->callback_url != !o->callback_listen)
         return opts_refuse(
             err, errlen,
@@ -895,6 +905,55 @@ int opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen)
         o->file_max_bytes = INT64_C(2) << 30;
     if (o->cache_max_bytes < 0)
         o->cache_max_bytes = INT64_C(10) << 30;
+    return 0;
+}
+
+int opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen)
+{
+    memset(o, 0, sizeof(*o));
+    struct raw_opts r = {0};
+    o->fuse_args = (struct fuse_args)FUSE_ARGS_INIT(0, NULL);
+    fuse_opt_add_arg(&o->fuse_args, argv[0]);
+    /* /proc/mounts shows "genfs ... fuse.genfs"; the user's own -o may override. */
+    fuse_opt_add_arg(&o->fuse_args, "-osubtype=genfs,fsname=genfs");
+    struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+    if (fuse_opt_parse(&args, &r, opt_spec, opt_proc) != 0) {
+        fuse_opt_free_args(&args);
+        return opts_refuse(err, errlen, "cannot parse the command line: see genfs --help");
+    }
+    /* What fuse_opt kept is for libfuse (allow_other, ...). */
+    for (int i = 1; i < args.argc; i++)
+        fuse_opt_add_arg(&o->fuse_args, args.argv[i]);
+    fuse_opt_free_args(&args);
+
+    int rc = opts_take_raw(o, &r, err, errlen);
+    bool explicit_config = r.config != NULL;
+    o->config_path = r.config;
+    if (rc < 0 || o->show_help || o->show_version)
+        return rc;
+    if (r.extra_nonopt)
+        return opts_refuse(err, errlen,
+                           "more than one mountpoint given: genfs [options] MOUNTPOINT");
+    if (!o->mountpoint)
+        return opts_refuse(err, errlen,
+                           "no mountpoint: genfs [options] MOUNTPOINT (see genfs --help)");
+
+    char home_why[512] = "";
+    o->home = home_find(home_why, sizeof(home_why));
+    /* The directory of the user's config and profiles; without a home there is none. */
+    char *config_dir = xdg_dir(o, "XDG_CONFIG_HOME", ".config");
+    if (!o->config_path && config_dir) {
+        size_t n = strlen(config_dir) + sizeof("/config.json");
+        o->config_path = malloc(n);
+        snprintf(o->config_path, n, "%s/config.json", config_dir);
+    }
+    free(config_dir);
+    if ((rc = opts_add_arg_models(o, err, errlen)) < 0)
+        return rc;
+    if (o->config_path && (rc = load_config(o, explicit_config, err, errlen)) < 0)
+        return rc;
+    if ((rc = opts_settle(o, err, errlen)) < 0)
+        return rc;
     if ((rc = default_dir(o, &o->state_dir, "XDG_STATE_HOME", ".local/state", "state_dir", home_why,
                           err, errlen)) < 0 ||
         (rc = default_dir(o, &o->cache_dir, "XDG_CACHE_HOME", ".cache", "cache_dir", home_why, err,
