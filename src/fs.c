@@ -118,7 +118,7 @@ static void on_store_change(void *arg, const struct store_change *c)
         break;
     case STORE_TASK_REMOVED:
         wake_results(f, c->task_idx);
-        wake_files(f, c->task_idx, UINT32_MAX);
+        wake_files(f, c->task_idx, PARKED_ANY);
         break;
     case STORE_FILE_CHANGED:
         if (f->se) {

@@ -172,7 +172,7 @@ int media_attr_ready(struct fs *f, uint32_t idx, uint32_t n)
 
 bool attr_waiting(struct fs *f, struct pending *p)
 {
-    return media_attr_ready(f, p->idx, p->file_n) == 0;
+    return media_attr_ready(f, p->k.idx, p->k.file_n) == 0;
 }
 
 /* rc from media_attr_ready; 0 (still not whole: the mount is going away) is EIO. */
@@ -209,7 +209,7 @@ bool file_attr_answered(struct fs *f, fuse_req_t req, fuse_ino_t ino)
             fuse_reply_err(req, ENOMEM);
             return true;
         }
-        *p = (struct pending){.kind = P_ATTR, .req = req, .idx = idx, .file_n = file_n};
+        *p = (struct pending){.k = {.kind = P_ATTR, .idx = idx, .file_n = file_n}, .req = req};
         if (park(f, p, attr_waiting)) {
             post_fetch(f, idx, file_n);
             return true;
@@ -397,7 +397,7 @@ static bool result_waiting(struct fs *f, struct pending *p)
 {
     char *text = NULL;
     size_t len = 0;
-    int rc = result_ready(f, p->idx, &text, &len);
+    int rc = result_ready(f, p->k.idx, &text, &len);
     free(text);
     return rc == 0;
 }
@@ -405,7 +405,7 @@ static bool result_waiting(struct fs *f, struct pending *p)
 bool media_waiting(struct fs *f, struct pending *p)
 {
     int fd;
-    int rc = media_ready(f, p->idx, p->file_n, &fd);
+    int rc = media_ready(f, p->k.idx, p->k.file_n, &fd);
     if (fd >= 0)
         close(fd);
     return rc == 0;
@@ -515,7 +515,7 @@ static void read_events(fuse_req_t req, struct fh *h, fuse_ino_t ino, size_t siz
             free(buf);
             return;
         }
-        *p = (struct pending){.kind = P_EVENTS, .req = req, .size = size, .off = off, .fh = h};
+        *p = (struct pending){.k.kind = P_EVENTS, .req = req, .size = size, .off = off, .fh = h};
         /* Checked again under the lock the appender takes: no line slips in between. */
         if (park(f, p, events_waiting)) {
             free(buf);
@@ -565,7 +565,7 @@ static void read_result(fuse_req_t req, struct fh *h, fuse_ino_t ino, size_t siz
     if (!p)
         return;
     *p = (struct pending){
-        .kind = P_RESULT, .req = req, .idx = h->idx, .size = size, .off = off, .fh = h};
+        .k = {.kind = P_RESULT, .idx = h->idx}, .req = req, .size = size, .off = off, .fh = h};
     if (park(f, p, result_waiting))
         return;
     free(p);
@@ -615,10 +615,8 @@ static void read_media(fuse_req_t req, struct fh *h, fuse_ino_t ino, size_t size
     struct pending *p = pending_for_read(req, fi);
     if (!p)
         return;
-    *p = (struct pending){.kind = P_FILE,
+    *p = (struct pending){.k = {.kind = P_FILE, .idx = idx, .file_n = file_n},
                           .req = req,
-                          .idx = idx,
-                          .file_n = file_n,
                           .size = size,
                           .off = off,
                           .fh = h};

@@ -4,6 +4,7 @@
 
 #include "eventlog.h"
 #include "fs.h"
+#include "parked.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -164,16 +165,14 @@ struct fh {
 /* P_ATTR: a stat of a file under files/ that is not whole yet. */
 enum pend_kind { P_RESULT, P_EVENTS, P_OP, P_FILE, P_ATTR };
 
+/* A parked request: k (first, so a struct parked * is one) holds its id, kind (enum
+ * pend_kind), task and file for parked.c's list. */
 struct pending {
-    uint64_t id;
-    enum pend_kind kind;
+    struct parked k;
     fuse_req_t req;
-    uint32_t idx;
-    uint32_t file_n;
     size_t size;
     off_t off;
     struct fh *fh;
-    struct pending *next, *prev;
 };
 
 /* Submissions from new: OP_SUBMIT_CLOSE answers the close(2) (FLUSH) that ended the input,
@@ -225,11 +224,10 @@ struct fs {
     struct log *log;
     struct fuse_session *se;
     pthread_mutex_t lock; /* pending, pollers, events, fh fields below */
-    struct pending *pending;
+    struct parked_list parked;
     struct dir_open *dirs;
     struct gone_entry *gone;
     size_t n_gone, cap_gone;
-    uint64_t next_pending_id;
     struct fh *pollers;
     struct eventlog *evlog; /* events and events.log */
     /* events.log's inotify MODIFY (atomics, see event_log_announce in fs_files.c): 1 while

@@ -22,29 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static void pending_link(struct fs *f, struct pending *p)
-{
-    p->id = ++f->next_pending_id;
-    p->prev = NULL;
-    p->next = f->pending;
-    if (f->pending)
-        f->pending->prev = p;
-    f->pending = p;
-}
-
-static void pending_unlink(struct fs *f, struct pending *p)
-{
-    if (p->prev)
-        p->prev->next = p->next;
-    else
-        f->pending = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
-    p->next = p->prev = NULL;
-}
-
-/* What a taker looks for: the request's id, the task (idx) and file (file_n, or every
- * file with UINT32_MAX), and kinds, a bit set of (1u << enum pend_kind). */
+/* What a wake-up looks for among the parked requests of f (f->lock held). */
 struct match {
     uint64_t id; /* 0: any */
     unsigned kinds;
@@ -53,40 +31,32 @@ struct match {
     bool only_ready; /* and only those whose waiting() says they can be answered now */
 };
 #define KIND(k) (1u << (k))
-#define ANY_TASK UINT32_MAX
 
-static bool matches(struct fs *f, struct pending *p, const struct match *m)
+static bool pending_ready(void *arg, struct parked *k)
 {
-    if (m->id)
-        return p->id == m->id;
-    if (!(m->kinds & KIND(p->kind)))
-        return false;
-    if (m->idx != ANY_TASK && p->idx != m->idx)
-        return false;
-    if (m->file_n != UINT32_MAX && p->file_n != m->file_n)
-        return false;
-    if (!m->only_ready)
-        return true;
-    return !(p->kind == P_FILE     ? media_waiting(f, p)
-             : p->kind == P_EVENTS ? events_waiting(f, p)
+    struct fs *f = arg;
+    struct pending *p = (struct pending *)k;
+    return !(k->kind == P_FILE     ? media_waiting(f, p)
+             : k->kind == P_EVENTS ? events_waiting(f, p)
                                    : attr_waiting(f, p));
 }
 
-/* The one walker of the parked list: unlinks every request m matches and returns them
- * linked through ->next, for the caller to answer once it lets go of f->lock, which it
- * holds here. */
+/* Unlinks every request m matches and returns them linked through k.next, oldest first, for
+ * the caller to answer once it lets go of f->lock, which it holds here. */
 static struct pending *take(struct fs *f, const struct match *m)
 {
-    struct pending *taken = NULL;
-    for (struct pending *p = f->pending, *next; p; p = next) {
-        next = p->next;
-        if (matches(f, p, m)) {
-            pending_unlink(f, p);
-            p->next = taken;
-            taken = p;
-        }
-    }
-    return taken;
+    struct parked_match pm = {.id = m->id,
+                              .kinds = m->kinds,
+                              .idx = m->idx,
+                              .file_n = m->file_n,
+                              .ready = m->only_ready ? pending_ready : NULL,
+                              .arg = f};
+    return (struct pending *)parked_take(&f->parked, &pm);
+}
+
+static struct pending *next_taken(struct pending *p)
+{
+    return (struct pending *)p->k.next;
 }
 
 static struct op *op_of(struct pending *p)
@@ -102,7 +72,7 @@ static void on_interrupt(fuse_req_t req, void *data)
     pthread_mutex_lock(&f->lock);
     struct pending *p = take(f, &(struct match){.id = id});
     if (p) {
-        if (p->kind == P_OP) {
+        if (p->k.kind == P_OP) {
             /* The engine still holds the op and frees it when done; the fd may
              * be closed before that, so the op lets go of it now. A submission
              * still lands in the store: nothing accepted is lost. */
@@ -114,7 +84,7 @@ static void on_interrupt(fuse_req_t req, void *data)
     pthread_mutex_unlock(&f->lock);
     if (p) {
         fuse_reply_err(req, EINTR);
-        if (p->kind != P_OP)
+        if (p->k.kind != P_OP)
             free(p);
     }
 }
@@ -143,8 +113,7 @@ bool park(struct fs *f, struct pending *p, bool (*waiting)(struct fs *, struct p
         pthread_mutex_unlock(&f->lock);
         return false;
     }
-    pending_link(f, p);
-    uint64_t id = p->id;
+    uint64_t id = parked_link(&f->parked, &p->k);
     pthread_mutex_unlock(&f->lock);
     fuse_req_interrupt_func(p->req, on_interrupt, (void *)(uintptr_t)id);
     return true;
@@ -153,8 +122,7 @@ bool park(struct fs *f, struct pending *p, bool (*waiting)(struct fs *, struct p
 void defer(struct fs *f, struct pending *p)
 {
     pthread_mutex_lock(&f->lock);
-    pending_link(f, p);
-    uint64_t id = p->id;
+    uint64_t id = parked_link(&f->parked, &p->k);
     pthread_mutex_unlock(&f->lock);
     fuse_req_interrupt_func(p->req, on_interrupt, (void *)(uintptr_t)id);
 }
@@ -169,7 +137,7 @@ struct op *op_new(struct fs *f, fuse_req_t req, enum op_kind kind)
         return NULL;
     o->fs = f;
     o->kind = kind;
-    o->p.kind = P_OP;
+    o->p.k.kind = P_OP;
     o->p.req = req;
     o->cmd.done = op_done;
     o->cmd.arg = o;
@@ -216,7 +184,7 @@ static void op_done(struct engine_cmd *cmd, int err, const char *msg)
     pthread_mutex_lock(&f->lock);
     fuse_req_t req = o->p.req;
     if (req)
-        pending_unlink(f, &o->p);
+        parked_unlink(&f->parked, &o->p.k);
     char idline[256] = "";
     size_t idlen = 0;
     if (o->fh && err == 0) {
@@ -269,11 +237,12 @@ void wake_events(struct fs *f)
 {
     /* Called with f->lock held; replies go out after it is released. A read parked at an
      * offset the stream has not reached yet (a pread ahead) waits on. */
-    struct pending *ready = take(
-        f, &(struct match){
-               .kinds = KIND(P_EVENTS), .idx = ANY_TASK, .file_n = UINT32_MAX, .only_ready = true});
+    struct pending *ready = take(f, &(struct match){.kinds = KIND(P_EVENTS),
+                                                    .idx = PARKED_ANY,
+                                                    .file_n = PARKED_ANY,
+                                                    .only_ready = true});
     while (ready) {
-        struct pending *next = ready->next;
+        struct pending *next = next_taken(ready);
         char *buf = malloc(ready->size);
         size_t used = buf ? events_fill(f, ready->fh, ready->off, buf, ready->size) : 0;
         pthread_mutex_unlock(&f->lock);
@@ -289,10 +258,10 @@ void wake_results(struct fs *f, uint32_t idx)
 {
     pthread_mutex_lock(&f->lock);
     struct pending *ready =
-        take(f, &(struct match){.kinds = KIND(P_RESULT), .idx = idx, .file_n = UINT32_MAX});
+        take(f, &(struct match){.kinds = KIND(P_RESULT), .idx = idx, .file_n = PARKED_ANY});
     pthread_mutex_unlock(&f->lock);
     while (ready) {
-        struct pending *next = ready->next;
+        struct pending *next = next_taken(ready);
         char *text = NULL;
         size_t len = 0;
         int rc = result_ready(f, idx, &text, &len);
@@ -303,7 +272,7 @@ void wake_results(struct fs *f, uint32_t idx)
 }
 
 /* Answers the parked reads (P_FILE) and stats (P_ATTR) of files/<n> of task idx that can
- * be answered now; n = UINT32_MAX: of any of its files (the task was forgotten). */
+ * be answered now; n = PARKED_ANY: of any of its files (the task was forgotten). */
 void wake_files(struct fs *f, uint32_t idx, uint32_t n)
 {
     pthread_mutex_lock(&f->lock);
@@ -312,12 +281,13 @@ void wake_files(struct fs *f, uint32_t idx, uint32_t n)
                .kinds = KIND(P_FILE) | KIND(P_ATTR), .idx = idx, .file_n = n, .only_ready = true});
     pthread_mutex_unlock(&f->lock);
     while (ready) {
-        struct pending *next = ready->next;
-        if (ready->kind == P_ATTR) {
-            answer_attr(f, ready->req, idx, ready->file_n, media_attr_ready(f, idx, ready->file_n));
+        struct pending *next = next_taken(ready);
+        if (ready->k.kind == P_ATTR) {
+            answer_attr(f, ready->req, idx, ready->k.file_n,
+                        media_attr_ready(f, idx, ready->k.file_n));
         } else {
             int fd;
-            int rc = media_ready(f, idx, ready->file_n, &fd);
+            int rc = media_ready(f, idx, ready->k.file_n, &fd);
             if (rc == 1) {
                 reply_fd(ready->req, fd, ready->size, ready->off);
                 close(fd);
@@ -344,17 +314,17 @@ void fs_shutdown(struct fs *f)
     pthread_mutex_lock(&f->lock);
     f->shutting_down = true;
     struct pending *p =
-        take(f, &(struct match){.kinds = ~0u, .idx = ANY_TASK, .file_n = UINT32_MAX});
+        take(f, &(struct match){.kinds = ~0u, .idx = PARKED_ANY, .file_n = PARKED_ANY});
     for (struct fh *h = f->pollers; h; h = h->poll_next)
         if (h->ph)
             fuse_lowlevel_notify_poll(h->ph);
     pthread_mutex_unlock(&f->lock);
     while (p) {
-        struct pending *next = p->next;
-        if (p->kind == P_EVENTS) {
+        struct pending *next = next_taken(p);
+        if (p->k.kind == P_EVENTS) {
             fuse_reply_buf(p->req, NULL, 0);
             free(p);
-        } else if (p->kind == P_RESULT || p->kind == P_FILE || p->kind == P_ATTR) {
+        } else if (p->k.kind == P_RESULT || p->k.kind == P_FILE || p->k.kind == P_ATTR) {
             fuse_reply_err(p->req, EIO);
             free(p);
         } else {
