@@ -7,6 +7,7 @@
 #include "clock.h"
 #include "input.h"
 #include "media.h"
+#include "names.h"
 #include "opts.h"
 #include "writer.h"
 
@@ -24,16 +25,10 @@
 
 static const char *const task_file_names[TK_COUNT] = {NULL,     "state",      "result",     "error",
                                                       "prompt", "input.json", "status.json"};
-static const struct {
-    const char *name;
-    fuse_ino_t ino;
-} fixed_files[] = {
-    {"README", INO_README},
-    {"events", INO_EVENTS},            /* the changes from each open on */
-    {"events.log", INO_EVENTS_LOG},    /* the same lines, kept: for tail and less */
-    {"events.log.1", INO_EVENTS_LOG1}, /* events.log before its last rotation */
-    {"stats", INO_STATS},
-    {"log", INO_LOG},
+static const fuse_ino_t fixed_files[ROOT_COUNT] = {
+    [ROOT_README] = INO_README,         [ROOT_EVENTS] = INO_EVENTS,
+    [ROOT_EVENTS_LOG] = INO_EVENTS_LOG, [ROOT_EVENTS_LOG1] = INO_EVENTS_LOG1,
+    [ROOT_STATS] = INO_STATS,           [ROOT_LOG] = INO_LOG,
 };
 /* ---- content of files ---- */
 
@@ -354,9 +349,9 @@ fuse_ino_t child_ino(struct fs *f, fuse_ino_t parent, const char *name)
     fuse_ino_t ino = 0;
     store_rdlock(f->store);
     if (n.type == N_ROOT) {
-        for (size_t i = 0; i < sizeof(fixed_files) / sizeof(fixed_files[0]); i++)
-            if (strcmp(name, fixed_files[i].name) == 0)
-                ino = fixed_files[i].ino;
+        for (int i = 0; i < ROOT_COUNT; i++)
+            if (strcmp(name, names_root[i]) == 0)
+                ino = fixed_files[i];
         const struct model *m = ino ? NULL : store_model_child(f->store, STORE_NONE, name);
         if (m)
             ino = model_ino(m->idx, MK_DIR);
@@ -553,8 +548,8 @@ static void list_models(struct fs *f, struct listing *l, fuse_ino_t ino, const s
     list_add(l, ".", ino, S_IFDIR, 1);
     list_add(l, "..", !ns || ns->parent == STORE_NONE ? INO_ROOT : model_ino(ns->parent, MK_DIR),
              S_IFDIR, 2);
-    for (size_t i = 0; !ns && i < sizeof(fixed_files) / sizeof(fixed_files[0]); i++)
-        list_add(l, fixed_files[i].name, fixed_files[i].ino, S_IFREG, (off_t)(3 + i));
+    for (int i = 0; !ns && i < ROOT_COUNT; i++)
+        list_add(l, names_root[i], fixed_files[i], S_IFREG, (off_t)(3 + i));
     uint32_t parent = ns ? ns->idx : STORE_NONE;
     for (uint32_t i = list_first_slot(l); i < store_model_slots(f->store) && l->cnt < l->want;
          i++) {
@@ -931,10 +926,7 @@ static int mkdir_task(struct fs *f, fuse_req_t req, fuse_ino_t parent, uint32_t 
 {
     if (child_ino(f, parent, name))
         return EEXIST;
-    if (strcmp(name, "new") == 0 || strcmp(name, "latest") == 0 || name[0] == '.' ||
-        strlen(name) > 200 ||
-        strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                     "0123456789._~-") != strlen(name))
+    if (strcmp(name, "new") == 0 || strcmp(name, "latest") == 0 || !names_task_id_valid(name))
         return EINVAL;
     *o = op_new(f, req, OP_MKDIR_TASK);
     if (*o) {

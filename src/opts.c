@@ -1,5 +1,6 @@
 #include "opts.h"
 
+#include "names.h"
 #include "provider.h"
 
 #include <cjson/cJSON.h>
@@ -135,13 +136,8 @@ bool opts_model_name_valid(const char *name)
     size_t n = strlen(name);
     if (n == 0 || n > 200)
         return false;
-    static const char *const reserved[] = {"README",       "events", "events.log",
-                                           "events.log.1", "stats",  "log"};
-    for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
-        if (strcmp(name, reserved[i]) == 0 ||
-            (strncmp(name, reserved[i], strlen(reserved[i])) == 0 &&
-             name[strlen(reserved[i])] == '/'))
-            return false;
+    if (names_is_root_file(name))
+        return false;
     /* Segments separated by '/', none empty, none starting with '.'. */
     bool seg_start = true, colon = false;
     for (const char *p = name; *p; p++) {

@@ -6,6 +6,7 @@
 #include "provider.h"
 
 #include "media.h"
+#include "names.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -21,7 +22,6 @@
 /* API answers are small; a bigger one is an attack on memory (cJSON spends
  * a node per value). */
 #define PROVIDER_MAX_BODY ((size_t)1024 * 1024)
-#define PROVIDER_MAX_TASK_ID 200
 #define PROVIDER_MAX_URLS 64
 /* An output's name, as files/NAME.ext (task_file names hold 32 bytes). */
 #define PROVIDER_MAX_NAME 20
@@ -1374,20 +1374,6 @@ int64_t provider_parse_ratelimit(const char *remaining, const char *reset, time_
 
 /* ---- helpers for answers ---- */
 
-/* Task ids become directory names: refuse anything that is not a plain,
- * harmless file name. */
-static bool provider_task_id_ok(const char *id)
-{
-    size_t n = strlen(id);
-    if (n == 0 || n > PROVIDER_MAX_TASK_ID || id[0] == '.')
-        return false;
-    for (const unsigned char *c = (const unsigned char *)id; *c; c++) {
-        if (!isalnum(*c) && !strchr("-._~", *c))
-            return false;
-    }
-    return true;
-}
-
 /* failCode may be a string or a number; either way a string for us. */
 static int provider_dup_code(const cJSON *c, char **out)
 {
@@ -1882,7 +1868,7 @@ int provider_parse_submit(const struct provider *p, long http_status, const char
     if (!cJSON_IsString(id))
         rc = provider_fail(err, -EPROTO, true, "submit answer: %s is missing or not a string",
                            p->submit_task_id);
-    else if (!provider_task_id_ok(id->valuestring))
+    else if (!names_task_id_valid(id->valuestring))
         rc = provider_fail(err, -EPROTO, true,
                            "submit answer: %s \"%.60s\" is empty, too long or not a safe "
                            "file name",
