@@ -78,17 +78,83 @@ const struct fuse_lowlevel_ops *fs_ops(void)
 }
 
 /* ---- store observer: runs on the engine thread ---- */
+
+/* The kernel's attributes of the task's directory, and the attributes and pages (off 0,
+ * len 0: data too) of its text files, so the next read of a cached open asks us again.
+ * Neither takes an inode lock; dropping pages waits only for a read of them in flight,
+ * which a FUSE worker answers from the store without the engine. */
 static void inval_task(struct fs *f, uint32_t idx)
 {
     if (!f->se)
         return;
-    static const enum task_kind kinds[] = {TK_DIR, TK_STATE, TK_RESULT, TK_ERROR, TK_STATUS};
+    static const enum task_kind kinds[] = {TK_STATE,  TK_RESULT, TK_ERROR,
+                                           TK_STATUS, TK_PROMPT, TK_INPUT};
+    fuse_lowlevel_notify_inval_inode(f->se, task_ino(idx, TK_DIR), -1, 0);
     for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
-        fuse_lowlevel_notify_inval_inode(f->se, task_ino(idx, kinds[i]), -1, 0);
+        fuse_lowlevel_notify_inval_inode(f->se, task_ino(idx, kinds[i]), 0, 0);
 }
+
+static void inval_changed(struct fs *f, const struct store_change *c)
+{
+    if (!f->se)
+        return;
+    switch (c->kind) {
+    case STORE_TASK_ADDED:
+        fuse_lowlevel_notify_inval_inode(f->se, model_ino(c->model_idx, MK_DIR), -1, 0);
+        fuse_lowlevel_notify_inval_inode(f->se, model_ino(c->model_idx, MK_LATEST), -1, 0);
+        break;
+    case STORE_TASK_STATE:
+    case STORE_TASK_STATUS: /* status.json, and an adopted task's prompt and input */
+        inval_task(f, c->task_idx);
+        break;
+    case STORE_FILE_CHANGED:
+        fuse_lowlevel_notify_inval_inode(
+            f->se, task_ino(c->task_idx, (enum task_kind)(TK_FILE0 + c->file_n)), -1, 0);
+        fuse_lowlevel_notify_inval_inode(f->se, task_ino(c->task_idx, TK_FILES), -1, 0);
+        break;
+    default:
+        break;
+    }
+}
+
+/* After the invalidations of a change: opens of the task's files may use the cache again. */
+static void told_set(struct fs *f, uint32_t idx)
+{
+    store_rdlock(f->store);
+    const struct task *t = store_task_at(f->store, idx);
+    uint64_t v = t ? t->version : 0;
+    store_unlock(f->store);
+    pthread_mutex_lock(&f->lock);
+    if (idx >= f->n_told) {
+        uint32_t n = idx + 1 > f->n_told * 2 ? idx + 1 : f->n_told * 2;
+        uint64_t *grown = realloc(f->told, n * sizeof(*grown));
+        if (grown) {
+            memset(grown + f->n_told, 0, (n - f->n_told) * sizeof(*grown));
+            f->told = grown;
+            f->n_told = n;
+        }
+    }
+    if (idx < f->n_told)
+        f->told[idx] = v;
+    pthread_mutex_unlock(&f->lock);
+}
+
+bool fs_cache_current(struct fs *f, uint32_t idx, uint64_t version)
+{
+    pthread_mutex_lock(&f->lock);
+    bool ok = idx < f->n_told && f->told[idx] == version && version != 0;
+    pthread_mutex_unlock(&f->lock);
+    return ok;
+}
+
+/* The one completion path: the kernel's caches first (a watcher woken below, or told by the
+ * announcer, must read the new content), then announcements, parked readers and pollers. */
 static void on_store_change(void *arg, const struct store_change *c)
 {
     struct fs *f = arg;
+    inval_changed(f, c);
+    if (c->task_idx != STORE_NONE)
+        told_set(f, c->task_idx);
     if (f->announcer)
         fs_announce_change(f, c);
     switch (c->kind) {
@@ -98,19 +164,9 @@ static void on_store_change(void *arg, const struct store_change *c)
         events_append(f, c, task_state_name(c->new_state));
         wake_events(f);
         pthread_mutex_unlock(&f->lock);
-        if (c->kind == STORE_TASK_STATE) {
-            inval_task(f, c->task_idx);
-            if (task_state_final(c->new_state))
-                wake_results(f, c->task_idx);
-        } else if (f->se) {
-            fuse_lowlevel_notify_inval_inode(f->se, model_ino(c->model_idx, MK_DIR), -1, 0);
-            fuse_lowlevel_notify_inval_inode(f->se, model_ino(c->model_idx, MK_LATEST), -1, 0);
-        }
+        if (c->kind == STORE_TASK_STATE && task_state_final(c->new_state))
+            wake_results(f, c->task_idx);
         wake_pollers(f, c->task_idx);
-        break;
-    case STORE_TASK_STATUS:
-        if (f->se)
-            fuse_lowlevel_notify_inval_inode(f->se, task_ino(c->task_idx, TK_STATUS), -1, 0);
         break;
     case STORE_TASK_GAVE_UP:
         wake_results(f, c->task_idx);
@@ -121,13 +177,9 @@ static void on_store_change(void *arg, const struct store_change *c)
         wake_files(f, c->task_idx, PARKED_ANY);
         break;
     case STORE_FILE_CHANGED:
-        if (f->se) {
-            fuse_lowlevel_notify_inval_inode(
-                f->se, task_ino(c->task_idx, (enum task_kind)(TK_FILE0 + c->file_n)), -1, 0);
-            fuse_lowlevel_notify_inval_inode(f->se, task_ino(c->task_idx, TK_FILES), -1, 0);
-        }
         wake_files(f, c->task_idx, c->file_n);
         break;
+    case STORE_TASK_STATUS:
     case STORE_MODEL_ADDED:
     case STORE_MODEL_REMOVED:
         break;
@@ -171,6 +223,7 @@ void fs_free(struct fs *f)
     pthread_mutex_destroy(&f->lock);
     free(f->hidden);
     free(f->gone);
+    free(f->told);
     while (f->dirs) {
         struct dir_open *d = f->dirs;
         f->dirs = d->next;

@@ -236,6 +236,11 @@ struct fs {
     uint64_t evlog_noted;
     bool shutting_down;
     int64_t start_ms;
+    /* Per task: the version whose change the kernel's caches were told of (engine thread
+     * writes, under lock). An open finds its page cache current only when the task's
+     * version is still this one; see fs_cache_current. */
+    uint64_t *told;
+    uint32_t n_told;
 };
 static inline struct fs *req_fs(fuse_req_t req)
 {
@@ -249,6 +254,10 @@ static inline bool by_owner(fuse_req_t req)
     uid_t uid = fuse_req_ctx(req)->uid;
     return uid == getuid() || uid == 0;
 }
+
+/* fs.c: whether the kernel's cached pages and attributes of task idx can serve an open
+ * now (the task is at the version its last change was invalidated for). */
+bool fs_cache_current(struct fs *f, uint32_t idx, uint64_t version);
 
 /* fs_tree.c: the tree, inode numbers to attributes, names and listings; README. */
 extern const char readme_text[];
