@@ -9,15 +9,9 @@ load 'genfs_helpers'
 
 setup() {
     genfs_setup
-    BG_PIDS=()
 }
 
 teardown() {
-    local p
-    for p in "${BG_PIDS[@]}"; do
-        kill -KILL "$p" 2>/dev/null || true
-        wait "$p" 2>/dev/null || true
-    done
     genfs_teardown
 }
 
