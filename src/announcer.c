@@ -22,7 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define NOTIFY_QUEUE_MAX 100000
+#define ANNOUNCE_QUEUE_MAX 100000
 
 struct item {
     enum announce_op op;
@@ -604,7 +604,7 @@ void announcer_post(struct announcer *n, enum announce_op op, const char *path, 
     bool queued = false;
     if (it) {
         pthread_mutex_lock(&n->lock);
-        if (!n->stopping && n->queued < NOTIFY_QUEUE_MAX) {
+        if (!n->stopping && n->queued < ANNOUNCE_QUEUE_MAX) {
             if (n->tail)
                 n->tail->next = it;
             else

@@ -142,13 +142,66 @@ static void told_set(struct fs *f, uint32_t idx)
 bool fs_cache_current(struct fs *f, uint32_t idx, uint64_t version)
 {
     pthread_mutex_lock(&f->lock);
-    bool ok = idx < f->n_told && f->told[idx] == version && version != 0;
+    /* Never told: the task is as the store loaded it (version 1), which no kernel cache of
+     * this mount has seen otherwise. */
+    uint64_t told = idx < f->n_told && f->told[idx] ? f->told[idx] : 1;
     pthread_mutex_unlock(&f->lock);
-    return ok;
+    return told == version;
 }
 
-/* The one completion path: the kernel's caches first (a watcher woken below, or told by the
- * announcer, must read the new content), then announcements, parked readers and pollers. */
+/* A task's appearance or state change told to readers: a line in events, then the parked
+ * results and the poll handles. */
+static void wake_task_change(struct fs *f, const struct store_change *c)
+{
+    pthread_mutex_lock(&f->lock);
+    events_append(f, c, task_state_name(c->new_state));
+    wake_events(f);
+    pthread_mutex_unlock(&f->lock);
+    if (c->kind == STORE_TASK_STATE && task_state_final(c->new_state))
+        wake_results(f, c->task_idx);
+    wake_pollers(f, c->task_idx);
+}
+
+/* wake_task_change, held back until the announcer has performed the change's announcements:
+ * its write to state (or result, error) changes the kernel's attribute version, which would
+ * make the kernel drop the attributes a woken reader is fetching right then and read the new
+ * text at the old size. */
+struct held_wake {
+    struct fs *f;
+    struct store_change c;
+};
+
+static void held_wake_run(void *arg, bool ok)
+{
+    (void)ok;
+    struct held_wake *w = arg;
+    wake_task_change(w->f, &w->c);
+    free((char *)w->c.task_id);
+    free((char *)w->c.model_name);
+    free(w);
+}
+
+static bool wake_after_announcements(struct fs *f, const struct store_change *c)
+{
+    struct held_wake *w = malloc(sizeof(*w));
+    if (!w)
+        return false;
+    *w = (struct held_wake){.f = f, .c = *c};
+    w->c.task_id = strdup(c->task_id);
+    w->c.model_name = strdup(c->model_name);
+    if (!w->c.task_id || !w->c.model_name) {
+        free((char *)w->c.task_id);
+        free((char *)w->c.model_name);
+        free(w);
+        return false;
+    }
+    announcer_post(f->announcer, ANNOUNCE_BARRIER, NULL, 0, NULL, NULL, held_wake_run, w);
+    return true;
+}
+
+/* The one completion path: the kernel's caches first (a reader woken below, or told by the
+ * announcer, must read the new content), then announcements, then parked readers and
+ * pollers. */
 static void on_store_change(void *arg, const struct store_change *c)
 {
     struct fs *f = arg;
@@ -160,13 +213,8 @@ static void on_store_change(void *arg, const struct store_change *c)
     switch (c->kind) {
     case STORE_TASK_ADDED:
     case STORE_TASK_STATE:
-        pthread_mutex_lock(&f->lock);
-        events_append(f, c, task_state_name(c->new_state));
-        wake_events(f);
-        pthread_mutex_unlock(&f->lock);
-        if (c->kind == STORE_TASK_STATE && task_state_final(c->new_state))
-            wake_results(f, c->task_idx);
-        wake_pollers(f, c->task_idx);
+        if (!f->announcer || !wake_after_announcements(f, c))
+            wake_task_change(f, c);
         break;
     case STORE_TASK_GAVE_UP:
         wake_results(f, c->task_idx);

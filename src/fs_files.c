@@ -317,8 +317,11 @@ static void open_fixed(struct fs *f, fuse_ino_t ino, struct fh **hp, struct fuse
 }
 
 /* Whether an open of a task's text file n.kind may read through the kernel's page cache:
- * the small files that change only with a published change (which invalidates them), and
- * result once it is final text; never a result that must block. */
+ * the small files that change only with a published change (which invalidates them) and
+ * whose new text is never a longer rewrite of an old one that a read racing the change could
+ * cut at the old size (error, prompt, input.json only go from empty to their text; of
+ * state's words only "generating" is longer than the others), and result once it is final
+ * text; never a result that must block, nor status.json (a JSON cut short is no JSON). */
 static bool task_text_cacheable(const struct task *t, enum task_kind k)
 {
     switch (k) {
@@ -326,7 +329,6 @@ static bool task_text_cacheable(const struct task *t, enum task_kind k)
     case TK_ERROR:
     case TK_PROMPT:
     case TK_INPUT:
-    case TK_STATUS:
         return true;
     case TK_RESULT:
         return t->state == TASK_SUCCESS;
@@ -787,21 +789,26 @@ void op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct f
         return;
     }
     enum task_state state = TASK_WAITING;
-    bool final = false;
+    bool final = false, told = true;
     if (h->kind == FH_STATE || h->kind == FH_RESULT) {
+        uint64_t version = 0;
         store_rdlock(f->store);
         const struct task *t = store_task_at(f->store, h->idx);
         if (t) {
             state = t->state;
             final = task_state_final(t->state) || t->gave_up;
+            version = t->version;
         }
         store_unlock(f->store);
+        /* A change committed but not yet invalidated in the kernel is not readable yet: a
+         * read now could meet the old cached size; its wake-up follows the invalidation. */
+        told = fs_cache_current(f, h->idx, version);
     }
     pthread_mutex_lock(&f->lock);
     switch (h->kind) {
     case FH_STATE:
         /* Readable when the word changed since this descriptor last read it. */
-        if (!h->read_once || state != h->seen_state)
+        if (!h->read_once || (state != h->seen_state && told))
             revents = POLLIN | POLLRDNORM;
         break;
     case FH_RESULT:
