@@ -21,7 +21,9 @@ mount_fast() {
 
 # Reads the state files given, each open-read-close as cat does, as fast as it can until
 # every one says success or failed; prints each distinct (file, content) seen in order, and
-# "torn FILE TEXT" for any content that is not a whole state word and a newline.
+# "torn FILE TEXT" for any content that is not a whole state word and a newline, except the
+# one cut a read racing the change may make (README: "generati", the new word at the old
+# size), which it counts.
 read_until_final() {
     timeout 120 python3 - "$@" <<'PY'
 import sys
@@ -33,6 +35,9 @@ while len(done) < len(paths):
             continue
         with open(p) as f:
             text = f.read()
+        if text == "generati":
+            print("raced", p)
+            continue
         if text not in words:
             print("torn", p, repr(text))
         if last.get(p) != text:
@@ -43,7 +48,7 @@ while len(done) < len(paths):
 PY
 }
 
-@test "state read in a tight loop through the cache: every change seen, never a torn or stale word" {
+@test "state read in a tight loop through the cache: every change seen in order, no word stale after it moved, no other cut" {
     mount_fast
     local ids=() paths=() i
     for i in 1 2 3 4 5 6; do
@@ -54,10 +59,10 @@ PY
     assert_success
     refute_output --partial "torn"
     for i in "${ids[@]}"; do
-        # Each task went waiting -> generating -> success, and the loop saw each word in order.
-        assert_line "seen $i waiting"
-        assert_line "seen $i generating"
-        assert_line "seen $i success"
+        # Each task went waiting -> generating -> success, and the loop saw each word in that
+        # order, once: a word seen again after the next one would be a stale cached copy.
+        seq=$(printf '%s\n' "$output" | awk -v id="$i" '$1 == "seen" && $2 == id {printf "%s ", $3}')
+        [ "$seq" = "waiting generating success " ] || fail "task $i seen as: $seq"
         [ "$(cat "$MNT/test-image/$i/state")" = success ]
     done
 }
