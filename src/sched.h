@@ -114,6 +114,9 @@ int sched_hist_decode(struct sched_hist *h, const char *text);
 int64_t sched_deadline_learned(const struct sched_profile *p, const struct sched_hist *h,
                                const struct sched_task *t);
 
+#define SCHED_EXPLORE_FIRST_MS INT64_C(1000) /* exploration's first poll */
+#define SCHED_TAIL_SHARE 0.002               /* tasks a gap may leave waiting past the bound */
+
 /* The learned schedule (issues 8 and 20).
  *
  * Exploration, while h is NULL or not ready (a model genfs has not seen
@@ -124,9 +127,9 @@ int64_t sched_deadline_learned(const struct sched_profile *p, const struct sched
  *
  * Once ready, polls are placed where the model's tasks end: an optimal
  * inspection plan on the (smoothed) histogram minimising expected detection
- * lag + lambda x expected polls, lambda chosen so that the plan beats the
- * seed exponential backoff on the same distribution by the widest margin
- * (half the polls at no more lag, or half the lag at no more polls). The
+ * lag + lambda x expected polls, lambda chosen (from a ladder around the
+ * seed exponential backoff's own lag per poll on the same distribution) to
+ * minimise the plan's polls / exponential's + its lag / exponential's. The
  * plan bounds the tail: no gap may leave more than SCHED_TAIL_SHARE of the
  * tasks unnoticed for longer than 1.5 x the interval (the interval from
  * the histogram, median / 5, when it is only a guess; +-10% jitter aside):
@@ -134,14 +137,12 @@ int64_t sched_deadline_learned(const struct sched_profile *p, const struct sched
  * begun to end no gap is longer than the bound. The next poll is the plan's
  * best continuation from the time elapsed at the last poll, so a restart
  * resumes from (submit, last_poll, polls) alone. Gaps are at least
- * max(250 ms, 3% of elapsed); past the learned p99.5 a gentle exponential
+ * max(250 ms, min(3% of elapsed, the bound)); past the learned p99.5 a gentle exponential
  * (gap = elapsed / 4, at most the tail bound).
  *
  * Both phases: with initial_is_floor no poll before submit + initial_ms.
  * Jitter, deadline (as sched_deadline_learned) and slow polling as
  * sched_next_due. Costs a few tens of microseconds per call. */
-#define SCHED_EXPLORE_FIRST_MS INT64_C(1000)
-#define SCHED_TAIL_SHARE 0.002
 int64_t sched_next_due_learned(const struct sched_profile *p, const struct sched_hist *h,
                                const struct sched_task *t, int64_t now_ms, uint64_t *rng);
 
