@@ -499,7 +499,7 @@ static void sched_plan_build(struct sched_plan *pl, const struct sched_profile *
      * own lag per poll; keep the plan cheapest in exponential's terms, its
      * polls / exponential's + its lag / exponential's. (Issue 8 kept the
      * plan furthest inside "half the polls or half the lag"; under the tail
-     * bound that choice bought lag with polls, ~10% more of them.) */
+     * bound that choice bought lag with polls, ~5% more of them.) */
     static const double ladder[] = {0.25, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0, 2.8, 4.0};
     double ep, el;
     sched_plan_exponential(p, pl, &ep, &el);
