@@ -505,11 +505,15 @@ static int config_profile(const cJSON *obj, const char *path, struct opts_model 
             *slot_json = cJSON_PrintUnformatted(it);
             continue;
         }
-        if (strcmp(it->string, "initial_ms") == 0)
+        /* The user's numbers: initial_ms becomes learned's floor, and the
+         * interval is no longer the unknown model's guess. */
+        if (strcmp(it->string, "initial_ms") == 0) {
             slot = &p->initial_ms;
-        else if (strcmp(it->string, "interval_ms") == 0)
+            p->initial_is_floor = true;
+        } else if (strcmp(it->string, "interval_ms") == 0) {
             slot = &p->interval_ms;
-        else if (strcmp(it->string, "max_ms") == 0)
+            p->interval_is_guess = false;
+        } else if (strcmp(it->string, "max_ms") == 0)
             slot = &p->max_ms;
         else if (strcmp(it->string, "late_ms") == 0)
             slot = &p->late_ms;

@@ -27,14 +27,15 @@ static const struct {
     const char *model;
     struct sched_profile profile;
 } sched_builtin[] = {
-    {"nano-banana", {5000, 3000, 120000, SCHED_SLOW_INTERVAL_MS}},
-    {"flux-2", {10000, 5000, 180000, SCHED_SLOW_INTERVAL_MS}},
-    {"sora-2", {60000, 15000, 600000, SCHED_SLOW_INTERVAL_MS}},
-    {"veo-3-1", {45000, 10000, 480000, SCHED_SLOW_INTERVAL_MS}},
-    {"suno", {30000, 10000, 300000, SCHED_SLOW_INTERVAL_MS}},
+    {"nano-banana", {5000, 3000, 120000, SCHED_SLOW_INTERVAL_MS, false, false}},
+    {"flux-2", {10000, 5000, 180000, SCHED_SLOW_INTERVAL_MS, false, false}},
+    {"sora-2", {60000, 15000, 600000, SCHED_SLOW_INTERVAL_MS, false, false}},
+    {"veo-3-1", {45000, 10000, 480000, SCHED_SLOW_INTERVAL_MS, false, false}},
+    {"suno", {30000, 10000, 300000, SCHED_SLOW_INTERVAL_MS, false, false}},
 };
 
-static const struct sched_profile sched_fallback = {10000, 5000, 300000, SCHED_SLOW_INTERVAL_MS};
+static const struct sched_profile sched_fallback = {10000, 5000, 300000, SCHED_SLOW_INTERVAL_MS,
+                                                    false, true};
 
 int sched_kind_parse(const char *name, enum sched_kind *out)
 {
@@ -156,7 +157,11 @@ int64_t sched_next_due(enum sched_kind k, const struct sched_profile *p, const s
 
 #define SCHED_LEARNED_MIN_GAP_MS 250.0
 #define SCHED_LEARNED_MIN_GAP_FRAC 0.03
-#define SCHED_LEARNED_CAP_INTERVALS 10
+/* The tail bound: 1.5 intervals, adaptive's worst lag (one interval) and
+ * half again; a guessed interval is replaced by the learned median / 5
+ * (about what the seed table gives its models). */
+#define SCHED_TAIL_INTERVALS 1.5
+#define SCHED_GUESS_MEDIAN_DIV 5.0
 #define SCHED_LEARNED_HORIZON_Q 0.995
 /* Grid points of the plan: up to four per bucket (each about 3% apart), fewer
  * when the distribution is wide, so one call stays cheap. */
@@ -335,6 +340,7 @@ struct sched_plan {
     double wt[SCHED_HIST_BUCKETS]; /* smoothed weights, normalised to 1 */
     double bm[SCHED_HIST_BUCKETS]; /* mass below bucket i */
     double bx[SCHED_HIST_BUCKETS]; /* first moment below bucket i */
+    double tail;                   /* ms: tasks may wait this long for their poll (jitter aside) */
     int n;
     double g[SCHED_PLAN_MAX + 2], m[SCHED_PLAN_MAX + 2], x[SCHED_PLAN_MAX + 2];
     double cost[SCHED_PLAN_MAX + 2], best_cost[SCHED_PLAN_MAX + 2];
@@ -357,6 +363,24 @@ static void sched_plan_cum(const struct sched_plan *pl, double t, double *m, dou
         f = 1; /* past the last bucket */
     *m = pl->bm[i] + pl->wt[i] * f;
     *x = pl->bx[i] + pl->wt[i] * (fmin(t, a * SCHED_HIST_RATIO) - a) / lr;
+}
+
+/* The tail bound on a gap from `from` (mass done by then: m_from) to `to`.
+ * Once tasks have begun to end, no gap longer than the bound: the
+ * histogram's tail rests on a handful of tasks, and a long gap where it
+ * shows little mass is where a slow task would wait longest. Before that
+ * (the first poll), the gap may skip what ends early as long as at most
+ * SCHED_TAIL_SHARE of the tasks wait longer than the bound. Monotone in
+ * `to`, so loops over increasing `to` may stop at the first refusal. */
+static bool sched_plan_too_far(const struct sched_plan *pl, double from, double m_from, double to)
+{
+    if (!(to - pl->tail > from))
+        return false;
+    if (m_from > SCHED_TAIL_SHARE)
+        return true;
+    double m, x;
+    sched_plan_cum(pl, to - pl->tail, &m, &x);
+    return m - m_from > SCHED_TAIL_SHARE;
 }
 
 /* Expected lag and polls of the seed exponential backoff on the plan's
@@ -392,8 +416,11 @@ static void sched_plan_solve(struct sched_plan *pl, double lambda, double *polls
         double best = INFINITY, run = lambda * (1 - pl->m[i]);
         int bj = n - 1;
         for (int j = i + 1; j < n; j++) {
-            /* The lag term only grows with j and cost[j] >= 0: once it
-             * alone costs more than the best so far, no later j can win. */
+            /* The next grid point is always allowed (it is at most 13%
+             * further); past it, the tail bound and then the lag term only
+             * grow with j, and cost[j] >= 0: no later j can win. */
+            if (j > i + 1 && sched_plan_too_far(pl, pl->g[i], pl->m[i], pl->g[j]))
+                break;
             double c = (pl->m[j] - pl->m[i]) * pl->g[j] - (pl->x[j] - pl->x[i]) + run;
             if (c >= best)
                 break;
@@ -422,6 +449,13 @@ static void sched_plan_solve(struct sched_plan *pl, double lambda, double *polls
 static void sched_plan_build(struct sched_plan *pl, const struct sched_profile *p,
                              const struct sched_hist *h)
 {
+    double interval = (double)p->interval_ms;
+    if (p->interval_is_guess)
+        interval = fmax(SCHED_LEARNED_MIN_GAP_MS,
+                        sched_weights_quantile(h->w, 0.5) / SCHED_GUESS_MEDIAN_DIV);
+    /* Jitter may stretch a gap by 10% more; planning for 1.5 / 1.1 to
+     * absorb it cost 5% more polls for a p99 already within bounds. */
+    pl->tail = SCHED_TAIL_INTERVALS * interval;
     /* Smoothing over neighbouring buckets: about 100 effective samples leave
      * gaps in the histogram that the optimiser would trust and skip. */
     double total = 0;
@@ -462,9 +496,10 @@ static void sched_plan_build(struct sched_plan *pl, const struct sched_profile *
         sched_plan_cum(pl, pl->g[i], &pl->m[i], &pl->x[i]);
 
     /* lambda (ms of lag one poll is worth) on a ladder around exponential's
-     * own lag per poll; keep the plan that is furthest inside the target of
-     * issue 8: score <= 1 means half exponential's polls at no more lag, or
-     * half its lag at no more polls. */
+     * own lag per poll; keep the plan cheapest in exponential's terms, its
+     * polls / exponential's + its lag / exponential's. (Issue 8 kept the
+     * plan furthest inside "half the polls or half the lag"; under the tail
+     * bound that choice bought lag with polls, ~5% more of them.) */
     static const double ladder[] = {0.25, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0, 2.8, 4.0};
     double ep, el;
     sched_plan_exponential(p, pl, &ep, &el);
@@ -480,8 +515,7 @@ static void sched_plan_build(struct sched_plan *pl, const struct sched_profile *
          * (by 10-30% on fresh tasks in the unit tests' simulations): judge
          * the plans by a pessimistic lag so the chosen one keeps a margin. */
         lag *= SCHED_PLAN_LAG_DOUBT;
-        double a = fmax(2 * polls / ep, lag / el), b = fmax(polls / ep, 2 * lag / el);
-        double score = fmin(a, b);
+        double score = polls / ep + lag / el;
         if (score < best) {
             best = score;
             memcpy(pl->best_cost, pl->cost, sizeof(pl->cost[0]) * (size_t)pl->n);
@@ -489,44 +523,73 @@ static void sched_plan_build(struct sched_plan *pl, const struct sched_profile *
     }
 }
 
+/* Exploration's gap after a poll at `a` ms since submit (0: the first). */
+static double sched_explore_gap(const struct sched_profile *p, double a)
+{
+    if (!(a > 0))
+        return (double)SCHED_EXPLORE_FIRST_MS;
+    return fmin(fmax(SCHED_LEARNED_MIN_GAP_MS, a / 2), (double)p->interval_ms);
+}
+
+/* The plan's best next poll time (ms since submit) for a task still running
+ * at `a`, no earlier than `not_before`: only tasks still running at a count,
+ * which is what conditioning on "not done at the last poll" means. */
+static double sched_plan_continue(const struct sched_plan *pl, double a, double not_before)
+{
+    double ma, xa, best = INFINITY, target = pl->g[pl->n - 1];
+    bool first = true;
+    sched_plan_cum(pl, a, &ma, &xa);
+    for (int j = 1; j < pl->n; j++) {
+        if (pl->g[j] < not_before)
+            continue;
+        if (!first && sched_plan_too_far(pl, a, ma, pl->g[j]))
+            break;
+        first = false;
+        double c = (pl->m[j] - ma) * pl->g[j] - (pl->x[j] - xa);
+        if (c >= best)
+            break; /* as in sched_plan_solve */
+        c += pl->best_cost[j];
+        if (c < best) {
+            best = c;
+            target = pl->g[j];
+        }
+    }
+    /* The grid is up to 13% apart: off it when its next point is too far. */
+    if (ma > SCHED_TAIL_SHARE && target - a > pl->tail)
+        target = a + pl->tail;
+    return target;
+}
+
 int64_t sched_next_due_learned(const struct sched_profile *p, const struct sched_hist *h,
                                const struct sched_task *t, int64_t now_ms, uint64_t *rng)
 {
-    if (!sched_hist_ready(h) || !(sched_weights_total(h->w) > 0))
-        return sched_next_due(SCHED_ADAPTIVE, p, t, now_ms, rng);
-    struct sched_plan pl;
-    sched_plan_build(&pl, p, h);
     int64_t base = sched_base(t);
     double a = (double)(base - t->submit_ms);
-    double min_gap = fmax(SCHED_LEARNED_MIN_GAP_MS, SCHED_LEARNED_MIN_GAP_FRAC * a);
-    double cap = fmax((double)p->interval_ms * SCHED_LEARNED_CAP_INTERVALS, a / 2);
-    cap = fmax(cap, min_gap);
+    double floor = p->initial_is_floor ? (double)p->initial_ms : 0;
     double gap;
-    if (a + min_gap < pl.g[pl.n - 1]) {
-        /* The plan's best continuation from where this task is now: only
-         * tasks still running at a count, which is what conditioning on
-         * "not done at the last poll" means. */
-        double ma, xa, best = INFINITY, target = pl.g[pl.n - 1];
-        sched_plan_cum(&pl, a, &ma, &xa);
-        for (int j = 1; j < pl.n; j++) {
-            if (pl.g[j] < a + min_gap)
-                continue;
-            double c = (pl.m[j] - ma) * pl.g[j] - (pl.x[j] - xa);
-            if (c >= best)
-                break; /* as in sched_plan_solve */
-            c += pl.best_cost[j];
-            if (c < best) {
-                best = c;
-                target = pl.g[j];
-            }
-        }
-        gap = target - a;
+    if (!sched_hist_ready(h) || !(sched_weights_total(h->w) > 0)) {
+        gap = sched_explore_gap(p, a);
     } else {
-        /* Slower than nearly every task seen: the model may have slowed
-         * down; back off gently while the histogram catches up. */
-        gap = fmax(min_gap, a / 4);
+        struct sched_plan pl;
+        sched_plan_build(&pl, p, h);
+        /* The tail bound wins over the 3% rule on very long tasks. */
+        double min_gap =
+            fmax(SCHED_LEARNED_MIN_GAP_MS, fmin(SCHED_LEARNED_MIN_GAP_FRAC * a, pl.tail));
+        if (a + min_gap < pl.g[pl.n - 1]) {
+            gap = sched_plan_continue(&pl, a, fmax(a + min_gap, floor)) - a;
+        } else {
+            /* Slower than nearly every task seen: the model may have slowed
+             * down; back off gently while the histogram catches up, within
+             * the tail bound since nothing says these tasks are rare. */
+            gap = fmax(min_gap, fmin(a / 4, pl.tail));
+        }
     }
-    gap = fmin(gap, cap);
-    return sched_due_from(base, (int64_t)llround(gap), sched_deadline_learned(p, h, t), p->late_ms,
-                          t, now_ms, rng);
+    if (a + gap < floor)
+        gap = floor - a;
+    int64_t due = sched_due_from(base, (int64_t)llround(gap), sched_deadline_learned(p, h, t),
+                                 p->late_ms, t, now_ms, rng);
+    /* Jitter must not pull a poll below the user's floor. */
+    if (due != SCHED_NEVER && due < t->submit_ms + (int64_t)floor)
+        due = t->submit_ms + (int64_t)floor;
+    return due;
 }

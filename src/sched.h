@@ -16,6 +16,13 @@ struct sched_profile {
     int64_t interval_ms; /* then every interval */
     int64_t max_ms;      /* readers give up after this long */
     int64_t late_ms; /* past max_ms: one poll per late_ms for 24 h (0: SCHED_SLOW_INTERVAL_MS) */
+    /* learned only: the user set initial_ms, so no poll comes earlier (a
+     * provider that bills or limits early polls); otherwise learned polls
+     * where its histogram says, initial_ms unused. */
+    bool initial_is_floor;
+    /* interval_ms is the fallback's guess for a model nobody described:
+     * once learned has a histogram, its tail bound follows the histogram. */
+    bool interval_is_guess;
 };
 
 /* What the scheduler needs to know of one task. Times are ms on any
@@ -35,7 +42,7 @@ int sched_kind_parse(const char *name, enum sched_kind *out);
 const char *sched_kind_name(enum sched_kind k);
 
 /* The built-in profile for a model id (seed guide table; unknown models get
- * 10000/5000/300000). */
+ * 10000/5000/300000 with interval_is_guess). Never initial_is_floor. */
 void sched_profile_default(const char *model, struct sched_profile *out);
 
 /* Time (ms) after which readers of result get ETIMEDOUT:
@@ -107,19 +114,35 @@ int sched_hist_decode(struct sched_hist *h, const char *text);
 int64_t sched_deadline_learned(const struct sched_profile *p, const struct sched_hist *h,
                                const struct sched_task *t);
 
-/* The learned schedule. With h NULL or not ready: exactly
- * sched_next_due(SCHED_ADAPTIVE, ...). Otherwise polls are placed where the
- * model's tasks end: an optimal inspection plan on the (smoothed) histogram
- * minimising expected detection lag + lambda x expected polls, lambda chosen
- * so that the plan beats the seed exponential backoff on the same
- * distribution by the widest margin (half the polls at no more lag, or half
- * the lag at no more polls). The next poll is the plan's best continuation
- * from the time elapsed at the last poll, so a restart resumes from (submit,
- * last_poll, polls) alone. Gaps are at least max(250 ms, 3% of elapsed) and
- * at most max(10 x profile interval, elapsed / 2); past the learned p99.5 a
- * gentle exponential (gap = elapsed / 4). Jitter, deadline (as
- * sched_deadline_learned) and slow polling as sched_next_due. Costs a few
- * tens of microseconds per call. */
+#define SCHED_EXPLORE_FIRST_MS INT64_C(1000) /* exploration's first poll */
+#define SCHED_TAIL_SHARE 0.002               /* tasks a gap may leave waiting past the bound */
+
+/* The learned schedule (issues 8 and 20).
+ *
+ * Exploration, while h is NULL or not ready (a model genfs has not seen
+ * finish SCHED_HIST_READY times): first poll SCHED_EXPLORE_FIRST_MS after
+ * the submit, then gaps of half the time elapsed (at least 250 ms), at most
+ * the profile's interval: a new model's short tasks are noticed within
+ * about a second, long ones at adaptive's pace, and these tasks train h.
+ *
+ * Once ready, polls are placed where the model's tasks end: an optimal
+ * inspection plan on the (smoothed) histogram minimising expected detection
+ * lag + lambda x expected polls, lambda chosen (from a ladder around the
+ * seed exponential backoff's own lag per poll on the same distribution) to
+ * minimise the plan's polls / exponential's + its lag / exponential's. The
+ * plan bounds the tail: no gap may leave more than SCHED_TAIL_SHARE of the
+ * tasks unnoticed for longer than 1.5 x the interval (the interval from
+ * the histogram, median / 5, when it is only a guess; +-10% jitter aside):
+ * the first poll may skip the few tasks that end early, and once tasks have
+ * begun to end no gap is longer than the bound. The next poll is the plan's
+ * best continuation from the time elapsed at the last poll, so a restart
+ * resumes from (submit, last_poll, polls) alone. Gaps are at least
+ * max(250 ms, min(3% of elapsed, the bound)); past the learned p99.5 a gentle exponential
+ * (gap = elapsed / 4, at most the tail bound).
+ *
+ * Both phases: with initial_is_floor no poll before submit + initial_ms.
+ * Jitter, deadline (as sched_deadline_learned) and slow polling as
+ * sched_next_due. Costs a few tens of microseconds per call. */
 int64_t sched_next_due_learned(const struct sched_profile *p, const struct sched_hist *h,
                                const struct sched_task *t, int64_t now_ms, uint64_t *rng);
 

@@ -467,7 +467,9 @@ static void test_hist_codec(void)
     TAP_CHECK(sane, "20000 mutated texts: anything accepted is sane (%d accepted)", accepted);
 }
 
-static void test_learned_fallback(void)
+/* Exploration (issue 20): a model with too little history polls 1 s after
+ * the submit, then every elapsed / 2, at most the interval. */
+static void test_learned_explore(void)
 {
     struct sched_profile p;
     sched_profile_default("flux-2", &p);
@@ -476,22 +478,84 @@ static void test_learned_fallback(void)
     uint64_t rng = 3;
     train(&h, &rng, SCHED_HIST_READY - 1, 20000, 0.4);
     TAP_CHECK(!sched_hist_ready(&h), "not ready after %d tasks", SCHED_HIST_READY - 1);
-    int same = 1;
-    for (uint32_t polls = 0; polls < 40; polls++) {
-        struct sched_task t = {
-            .submit_ms = T0, .last_poll_ms = polls ? T0 + 4000 * polls : 0, .polls = polls};
-        int64_t now = T0 + 4000 * polls + 10;
-        uint64_t a = 11 + polls, b = 11 + polls, c = 11 + polls;
-        int64_t want = sched_next_due(SCHED_ADAPTIVE, &p, &t, now, &a);
-        same &= sched_next_due_learned(&p, NULL, &t, now, &b) == want && a == b;
-        same &= sched_next_due_learned(&p, &h, &t, now, &c) == want && a == c;
+    for (int with = 0; with < 2; with++) {
+        struct sched_task t = {.submit_ms = T0};
+        int64_t now = T0;
+        uint64_t j = 17;
+        int ok = 1, capped = 0;
+        for (int i = 0; i < 30 && ok; i++) {
+            int64_t due = sched_next_due_learned(&p, with ? &h : NULL, &t, now, &j);
+            double a = (double)(now - T0);
+            double want = i == 0 ? 1000 : fmin(fmax(250, a / 2), (double)p.interval_ms);
+            double gap = (double)(due - now);
+            if (gap < 0.9 * want - 1 || gap > 1.1 * want + 1) {
+                printf("# explore poll %d at %+.0f: gap %.0f, want %.0f +-10%%\n", i, a, gap, want);
+                ok = 0;
+            }
+            capped += want == (double)p.interval_ms;
+            now = t.last_poll_ms = due;
+            t.polls++;
+        }
+        TAP_CHECK(ok && capped > 0, "%s: 1 s, then elapsed / 2 up to the interval",
+                  with ? "unready histogram" : "no histogram");
     }
-    TAP_CHECK(same, "NULL or unready histogram: exactly adaptive (due and rng)");
+    /* Cold start: 0.5-2 s tasks of an unseen model are noticed within a
+     * second (the fallback profile's first poll, 10 s, would cost ~9 s). */
+    struct sched_profile u;
+    sched_profile_default("never-seen", &u);
+    sched_hist_init(&h);
+    double lag = 0;
+    uint64_t j = 5;
+    for (int i = 0; i < 1000; i++) {
+        int64_t d = 500 + (int64_t)(sched_rand(&rng) % 1501);
+        struct sched_task t = {.submit_ms = T0};
+        int64_t now = T0;
+        for (;;) {
+            now = t.last_poll_ms = sched_next_due_learned(&u, &h, &t, now, &j);
+            t.polls++;
+            if (now - T0 >= d)
+                break;
+        }
+        lag += (double)(now - T0 - d);
+    }
+    printf("# cold start, 0.5-2 s tasks: mean lag %.0f ms\n", lag / 1000);
+    TAP_CHECK(lag / 1000 < 600, "cold start: mean lag under 0.6 s (%.0f ms)", lag / 1000);
     struct sched_task t0 = {.submit_ms = T0};
     TAP_EQ_INT(sched_deadline_learned(&p, &h, &t0) - T0, p.max_ms, "unready: profile deadline");
     TAP_EQ_INT(sched_deadline_learned(&p, NULL, &t0) - T0, p.max_ms, "NULL: profile deadline");
-    train(&h, &rng, 1, 20000, 0.4);
+    train(&h, &rng, SCHED_HIST_READY, 20000, 0.4);
     TAP_CHECK(sched_hist_ready(&h), "ready after %d tasks", SCHED_HIST_READY);
+}
+
+/* initial_ms is a floor only when the user set it. */
+static void test_learned_floor(void)
+{
+    struct sched_profile p;
+    sched_profile_default("nano-banana", &p);
+    p.initial_ms = 8000;
+    struct sched_hist none, fast;
+    sched_hist_init(&none);
+    sched_hist_init(&fast);
+    uint64_t rng = 77;
+    train(&fast, &rng, 100, 2000, 0.3);
+    const struct sched_hist *hs[2] = {&none, &fast};
+    for (int k = 0; k < 2; k++) {
+        int64_t lo_floor = INT64_MAX, hi_free = 0;
+        for (int i = 0; i < 200; i++) {
+            struct sched_task t = {.submit_ms = T0};
+            uint64_t a = 100 + (uint64_t)i, b = 100 + (uint64_t)i;
+            p.initial_is_floor = true;
+            int64_t f = sched_next_due_learned(&p, hs[k], &t, T0, &a) - T0;
+            p.initial_is_floor = false;
+            int64_t g = sched_next_due_learned(&p, hs[k], &t, T0, &b) - T0;
+            lo_floor = f < lo_floor ? f : lo_floor;
+            hi_free = g > hi_free ? g : hi_free;
+        }
+        TAP_CHECK(lo_floor >= 8000, "%s, user's initial_ms: no first poll before it (%lld)",
+                  k ? "ready" : "exploring", (long long)lo_floor);
+        TAP_CHECK(hi_free < 4000, "%s, built-in initial_ms: first poll well before it (%lld)",
+                  k ? "ready" : "exploring", (long long)hi_free);
+    }
 }
 
 static void test_learned_deadline(void)
@@ -511,6 +575,12 @@ static void test_learned_deadline(void)
     train(&h, &rng, 100, 8000, 0.4);
     TAP_EQ_INT(sched_deadline_learned(&p, &h, &t) - T0, p.max_ms,
                "fast model: the profile max stays");
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
 }
 
 /* Polls one task of the given duration on time until a poll sees it done;
@@ -605,9 +675,9 @@ static void test_learned_schedule(void)
     for (int i = 1; i < n; i++) {
         increasing &= times[i] > times[i - 1];
         gaps_ok &= times[i] - times[i - 1] >= 225 &&
-                   times[i] - times[i - 1] <= 11 * 10 * p.interval_ms / 10;
+                   times[i] - times[i - 1] <= 11 * 15 * p.interval_ms / 100;
     }
-    TAP_CHECK(increasing && gaps_ok, "gaps within [min gap, 10 intervals] (+-10%% jitter)");
+    TAP_CHECK(increasing && gaps_ok, "gaps within [min gap, 1.5 intervals] (+-10%% jitter)");
 
     /* Restart: the same (submit, last poll, polls) gives the same answer,
      * whatever happened before. */
@@ -631,7 +701,8 @@ static void test_learned_schedule(void)
      * and slow polls as every schedule. */
     r = (struct sched_task){.submit_ms = T0, .last_poll_ms = T0 + 100000, .polls = 12};
     int64_t d4 = sched_next_due_learned(&p, &h, &r, T0 + 100000, &a) - (T0 + 100000);
-    TAP_CHECK(d4 >= 22500 && d4 <= 27500, "beyond p99.5: gap elapsed/4 (%lld)", (long long)d4);
+    TAP_CHECK(d4 >= 6750 && d4 <= 8250, "beyond p99.5: elapsed/4, at most 1.5 intervals (%lld)",
+              (long long)d4);
     int64_t deadline = sched_deadline_learned(&p, &h, &r);
     r = (struct sched_task){.submit_ms = T0, .last_poll_ms = deadline - 1000, .polls = 20};
     int64_t d5 = sched_next_due_learned(&p, &h, &r, deadline - 1000, &a) - (deadline - 1000);
@@ -649,6 +720,62 @@ static void test_learned_schedule(void)
               (long long)first);
 }
 
+/* The tail bound (issue 20): once tasks begin to end, no gap over 1.5
+ * intervals, even where the histogram shows almost nothing (a model whose
+ * tasks are mostly 20 s and now and then 200 s), and the p99 lag of a
+ * video-like model within 1.5x adaptive's on the same tasks. */
+static void test_learned_tail(void)
+{
+    struct sched_profile p;
+    sched_profile_default("flux-2", &p);
+    struct sched_hist h;
+    sched_hist_init(&h);
+    uint64_t rng = 99;
+    for (int i = 0; i < 150; i++)
+        sched_hist_observe(&h, i % 25 == 0 ? draw_lognormal(&rng, 200000, 0.2)
+                                           : draw_lognormal(&rng, 20000, 0.3));
+    struct sched_task t = {.submit_ms = T0};
+    int64_t now = T0, longest = 0;
+    uint64_t j = 4;
+    while (now - T0 < 300000) {
+        int64_t due = sched_next_due_learned(&p, &h, &t, now, &j);
+        if (t.polls > 0 && due - now > longest)
+            longest = due - now;
+        now = t.last_poll_ms = due;
+        t.polls++;
+    }
+    TAP_CHECK(longest <= 11 * 15 * p.interval_ms / 100,
+              "two-humped model: longest gap %lld ms, within 1.5 intervals + jitter",
+              (long long)longest);
+
+    sched_profile_default("sora-2", &p);
+    sched_hist_init(&h);
+    int64_t d[1000];
+    for (int i = 0; i < 1000; i++)
+        d[i] = draw_lognormal(&rng, 180000, 0.35);
+    for (int i = 0; i < 100; i++)
+        sched_hist_observe(&h, d[i]);
+    static double lags[2][900];
+    double polls[2] = {0, 0};
+    uint64_t jl = 1, ja = 2;
+    for (int i = 100; i < 1000; i++) {
+        double l = 0, m = 0;
+        polls[0] += poll_task(SCHED_LEARNED, &p, &h, d[i], &jl, &l);
+        polls[1] += poll_task(SCHED_ADAPTIVE, &p, &h, d[i], &ja, &m);
+        lags[0][i - 100] = l;
+        lags[1][i - 100] = m;
+    }
+    double p99[2];
+    for (int k = 0; k < 2; k++) {
+        qsort(lags[k], 900, sizeof(double), cmp_double);
+        p99[k] = lags[k][890];
+    }
+    printf("# video-like p99 lag: learned %.0f ms at %.2f polls/task, adaptive %.0f ms at %.2f\n",
+           p99[0], polls[0] / 900, p99[1], polls[1] / 900);
+    TAP_CHECK(p99[0] <= 1.5 * p99[1], "video-like: learned p99 within 1.5x adaptive's");
+    TAP_CHECK(polls[0] <= 0.9 * polls[1], "video-like: learned at most 0.9x adaptive's polls");
+}
+
 int main(void)
 {
     test_sequences();
@@ -662,9 +789,11 @@ int main(void)
     test_hist_quantiles();
     test_hist_drift();
     test_hist_codec();
-    test_learned_fallback();
+    test_learned_explore();
+    test_learned_floor();
     test_learned_deadline();
     test_learned_schedule();
+    test_learned_tail();
     test_learned_vs_exponential("image-like", "nano-banana", 8000, 0.45);
     test_learned_vs_exponential("simulator flux-2-like", "flux-2", 20000, 0.4);
     test_learned_vs_exponential("audio-like", "suno", 60000, 0.4);
