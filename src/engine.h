@@ -27,6 +27,7 @@ enum engine_cmd_kind {
     ENGINE_POLL_NOW,     /* task_idx; no reply */
     ENGINE_FETCH,        /* task_idx, file_n: download (again) now */
     ENGINE_MODEL_SET,    /* model_idx, name "defaults" | "request", input_json: object or NULL */
+    ENGINE_CANCEL,       /* task_idx: cancel at the provider (MODEL/ID/ctl) */
 };
 
 struct engine_cmd;
@@ -94,6 +95,9 @@ void engine_poll_now(struct engine *e, uint32_t task_idx);
 
 /* Thread-safe: queue a command and wake the loop. */
 void engine_post(struct engine *e, struct engine_cmd *cmd);
+
+/* Whether the provider of a model has a cancel request (with the store read-locked). */
+bool engine_can_cancel(struct engine *e, uint32_t model_idx);
 
 /* The name of the provider a model belongs to (thread-safe). */
 const char *engine_provider_name(struct engine *e, uint32_t model_idx);

@@ -5,6 +5,7 @@
  *   engine_plan.c    when each task's next poll is due (schedules, deadlines)
  *   engine_poll.c    status and result requests and their answers (phase.h)
  *   engine_submit.c  submissions and their answers
+ *   engine_ctl.c     MODEL/ID/ctl: cancels, their requests and answers
  *   engine_cache.c   result downloads, the cache, eviction, -o keep
  *   engine_xfer.c    HTTP transfers: curl handles, bodies, headers, messages
  *   engine_stats.c   the counters behind MOUNT/stats */
@@ -32,7 +33,7 @@
 #define DOWNLOAD_ATTEMPTS 4
 #define LOG_ONCE_SLOTS 64
 
-enum xfer_kind { X_SUBMIT, X_STATUS, X_ADOPT, X_RESULT, X_DOWNLOAD };
+enum xfer_kind { X_SUBMIT, X_STATUS, X_ADOPT, X_RESULT, X_DOWNLOAD, X_CANCEL };
 
 /* One HTTP transfer in flight. */
 struct xfer {
@@ -76,7 +77,8 @@ struct dl_job {
  * next poll is its timer in engine->timers. */
 struct tsched {
     struct phase_task pt;
-    bool poll_again; /* a callback came while a request was in flight: it may predate the end */
+    bool poll_again;   /* a callback came while a request was in flight: it may predate the end */
+    bool cancel_asked; /* the provider took a cancel (ctl): a failed end is "canceled" */
 };
 
 struct engine {
@@ -97,6 +99,8 @@ struct engine {
 
     /* engine-thread only; times are monotonic unless named wall */
     struct engine_cmd *submits_head, *submits_tail;
+    struct engine_cmd *cancels_head, *cancels_tail; /* cancels to send (engine_ctl.c) */
+    struct engine_cmd *cancels_waiting; /* taken by the provider: answered at the task's end */
     struct tsched *ts;
     uint32_t ts_cap;
     struct timers timers; /* each pending task's next poll */
@@ -134,6 +138,8 @@ void engine_finish_cmd(struct engine_cmd *cmd, int err, const char *msg);
 /* True when this message was not logged in the last 10 minutes. */
 bool engine_log_once(struct engine *e, const char *msg);
 void engine_forget_slot(struct engine *e, uint32_t idx);
+/* Poll task idx as soon as the rate allows (after the request in flight, if one is). */
+void engine_poll_soon(struct engine *e, uint32_t idx);
 
 /* engine_plan.c */
 int plan_ensure_slot(struct engine *e, uint32_t idx);
@@ -160,6 +166,17 @@ void submit_queue(struct engine *e, struct engine_cmd *cmd);
 int submit_start(struct engine *e, struct engine_cmd *cmd);
 void submit_on_answer(struct engine *e, struct xfer *x, CURLcode cc, long http,
                       struct clock_pair now);
+
+/* engine_ctl.c */
+void ctl_cmd_cancel(struct engine *e, struct engine_cmd *cmd);
+/* Sends the cancels that may go, answers those that waited long enough; returns ms until
+ * one may be due, at most wait. stopping: every one is answered EIO. */
+int64_t ctl_launch(struct engine *e, int64_t mono_ms, bool stopping, int64_t wait);
+void ctl_on_answer(struct engine *e, struct xfer *x, CURLcode cc, long http, struct clock_pair now);
+/* The task ended or was forgotten: its waiting cancels are answered. */
+void ctl_on_task_end(struct engine *e, uint32_t idx);
+/* An answer that ends a task whose cancel the provider took says "canceled". */
+void ctl_mark_canceled(struct engine *e, uint32_t idx, struct provider_status *ps);
 
 /* engine_cache.c */
 void cache_queue_file(struct engine *e, uint32_t idx, uint32_t n, bool front);

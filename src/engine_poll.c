@@ -185,6 +185,7 @@ static void poll_apply_answer(struct engine *e, uint32_t idx, const struct provi
         return;
     cache_queue_task(e, t);
     hook_token_remove(e->hook, t->cb_token);
+    ctl_on_task_end(e, idx);
     if (t->state == TASK_SUCCESS)
         plan_learn_duration(e, t->model_idx, ps);
     log_info(e->log, "%s/%s: %s", engine_model_name(e, t), t->id, task_state_name(t->state));
@@ -200,7 +201,7 @@ static void poll_fail_task(struct engine *e, uint32_t idx, const char *code, str
                            const char *fmt, ...)
 {
     const struct task *t = store_task_at(e->store, idx);
-    struct provider_status ps = {.state = TASK_FAILED, .progress = -1};
+    struct provider_status ps = {.state = TASK_FAILED, .progress = -1, .queue_position = -1};
     va_list ap;
     va_start(ap, fmt);
     if (vasprintf(&ps.fail_msg, fmt, ap) < 0)
@@ -338,6 +339,7 @@ void poll_on_answer(struct engine *e, struct xfer *x, CURLcode cc, long http, st
         ev.gave_up = t->gave_up;
         ev.past_deadline = plan_past_deadline(e, t, now.wall_ms);
         ev.poll_again = poll_again;
+        ctl_mark_canceled(e, idx, &ps);
         struct phase_decision d = phase_on_answer(&e->ts[idx].pt, &ev);
         poll_apply_rate(e, d.rate, ev.retry_after_ms, now.mono_ms);
         poll_apply_decision(e, idx, &d, &ps, msg, key, now);

@@ -82,7 +82,8 @@ static void inval_task(struct fs *f, uint32_t idx)
 {
     if (!f->se)
         return;
-    static const enum task_kind kinds[] = {TK_DIR, TK_STATE, TK_RESULT, TK_ERROR, TK_STATUS};
+    static const enum task_kind kinds[] = {TK_DIR,    TK_STATE, TK_RESULT,   TK_ERROR,
+                                           TK_STATUS, TK_CTL,   TK_PROGRESS, TK_LOGS};
     for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
         fuse_lowlevel_notify_inval_inode(f->se, task_ino(idx, kinds[i]), -1, 0);
 }
@@ -109,8 +110,12 @@ static void on_store_change(void *arg, const struct store_change *c)
         wake_pollers(f, c->task_idx);
         break;
     case STORE_TASK_STATUS:
-        if (f->se)
+        if (f->se) {
             fuse_lowlevel_notify_inval_inode(f->se, task_ino(c->task_idx, TK_STATUS), -1, 0);
+            fuse_lowlevel_notify_inval_inode(f->se, task_ino(c->task_idx, TK_PROGRESS), -1, 0);
+            fuse_lowlevel_notify_inval_inode(f->se, task_ino(c->task_idx, TK_LOGS), -1, 0);
+        }
+        wake_pollers(f, c->task_idx); /* progress and logs */
         break;
     case STORE_TASK_GAVE_UP:
         wake_results(f, c->task_idx);

@@ -213,6 +213,10 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_
         model_json_write(req, h, buf, size, off);
         return;
     }
+    if (h && h->kind == FH_CTL) {
+        ctl_write(req, h, buf, size);
+        return;
+    }
     if (!h || h->kind != FH_NEW) {
         fuse_reply_err(req, EACCES);
         return;
@@ -288,4 +292,73 @@ void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         op_post(f, o);
     else
         fuse_reply_err(req, 0);
+}
+
+/* ---- ctl: each write(2) is one command (Plan 9's ctl files) ---- */
+
+#define CTL_COMMANDS "cancel (at the provider), poll (ask the provider now)"
+
+/* "MODEL/ID" of task idx for messages; false when it is gone. */
+static bool ctl_task_path(struct fs *f, uint32_t idx, char *out, size_t len, uint32_t *model_idx,
+                          bool *can_cancel)
+{
+    store_rdlock(f->store);
+    const struct task *t = store_task_at(f->store, idx);
+    const struct model *m = t ? store_model_at(f->store, t->model_idx) : NULL;
+    if (m) {
+        snprintf(out, len, "%s/%s", m->name, t->id);
+        *model_idx = t->model_idx;
+        *can_cancel = engine_can_cancel(f->engine, t->model_idx);
+    }
+    store_unlock(f->store);
+    return m != NULL;
+}
+
+/* poll is answered at once (the engine polls as soon as the rate allows); cancel once the
+ * provider took it and genfs saw the task end (or gave it a few seconds: engine_ctl.c). */
+void ctl_write(fuse_req_t req, struct fh *h, const char *buf, size_t size)
+{
+    struct fs *f = req_fs(req);
+    char word[64];
+    size_t b = 0, e = size;
+    while (b < e && strchr(" \t\r\n", buf[b]))
+        b++;
+    while (e > b && strchr(" \t\r\n", buf[e - 1]))
+        e--;
+    snprintf(word, sizeof(word), "%.*s", (int)(e - b), buf + b);
+    char path[512];
+    bool can_cancel = false;
+    uint32_t model_idx = 0;
+    if (!ctl_task_path(f, h->idx, path, sizeof(path), &model_idx, &can_cancel)) {
+        fuse_reply_err(req, ENOENT);
+        return;
+    }
+    if (strcmp(word, "poll") == 0) {
+        engine_poll_now(f->engine, h->idx);
+        fuse_reply_write(req, size);
+        return;
+    }
+    if (strcmp(word, "cancel") != 0) {
+        log_warn(f->log, "%s/ctl: unknown command \"%.40s\": the commands are " CTL_COMMANDS, path,
+                 word);
+        fuse_reply_err(req, EINVAL);
+        return;
+    }
+    if (!can_cancel) {
+        log_warn(f->log,
+                 "%s/ctl: cancel refused: provider %s has no cancel request; the task runs on "
+                 "(rmdir only forgets it here)",
+                 path, engine_provider_name(f->engine, model_idx));
+        fuse_reply_err(req, EOPNOTSUPP);
+        return;
+    }
+    struct op *o = op_new(f, req, OP_CTL);
+    if (!o) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    o->p.size = size;
+    o->cmd.kind = ENGINE_CANCEL;
+    o->cmd.task_idx = h->idx;
+    op_post(f, o);
 }

@@ -1,0 +1,116 @@
+#!/usr/bin/env bats
+# Issue 19: control and insight from the shell. MODEL/ID/ctl (cancel at the provider, poll now),
+# MODEL/ID/progress (percentage, queue position, elapsed, time left), MODEL/ID/logs, and local
+# files as inputs ("@photo.jpg" uploaded, its URL sent); issue 22: an adopted task's input.
+# Against genfs-sim speaking each protocol (docs/simulator.md).
+
+load '/usr/lib/bats/bats-support/load'
+load '/usr/lib/bats/bats-assert/load'
+load 'genfs_helpers'
+
+teardown() {
+    genfs_teardown
+}
+
+# ctl_setup PROTOCOL MODELS [GENFS ARGS...]: the sim speaking PROTOCOL at real speed, genfs
+# mounted with that built-in profile polling every 200 ms.
+ctl_setup() {
+    local p=$1 models=$2
+    shift 2
+    genfs_setup --protocol "$p"
+    CONFIG="$BATS_TEST_TMPDIR/config.json"
+    python3 - "$models" >"$CONFIG" <<'PY'
+import json, sys
+print(json.dumps({"models": {m: {"initial_ms": 200, "interval_ms": 200, "max_ms": 600000}
+                             for m in sys.argv[1].split(":")}}))
+PY
+    GENFS_MODELS=$models genfs_mount -o "config=$CONFIG,provider=$p" "$@"
+}
+
+# errno_of_write PATH TEXT: the errno name of writing TEXT to PATH (write or close), or "ok".
+errno_of_write() {
+    timeout 60 python3 - "$1" "$2" <<'PY'
+import errno, os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_TRUNC)
+try:
+    os.write(fd, sys.argv[2].encode())
+    os.close(fd)
+    print("ok")
+except OSError as e:
+    print(errno.errorcode[e.errno])
+PY
+}
+
+state_is() {
+    [ "$(cat "$1/state")" = "$2" ]
+}
+
+sim_state_of() {
+    sim_task "$1" | sim_json 'd["state"]'
+}
+
+# cancel_case PROTOCOL MODEL: a long task is canceled at the provider from the shell; a reader
+# blocked on result is answered; the sim saw the cancel.
+cancel_case() {
+    local p=$1 m=$2
+    ctl_setup "$p" "$m"
+    id=$(genfs_submit "$m" '{"prompt": "a slow one", "sim_duration_ms": 120000}')
+    [ -n "$id" ]
+    T="$MNT/$m/$id"
+    run cat "$T/ctl"
+    assert_output "$(printf 'cancel\npoll')"
+    timeout 120 cat "$T/result" >"$BATS_TEST_TMPDIR/out" 2>"$BATS_TEST_TMPDIR/err" &
+    reader=$!
+    sleep 1
+    run timeout 60 sh -c "echo cancel > '$T/ctl'"
+    assert_success
+    # The write returns once the provider took it and genfs saw the end.
+    run cat "$T/state"
+    assert_output failed
+    run cat "$T/error"
+    assert_output --regexp '^canceled: '
+    rc=0
+    wait "$reader" || rc=$?
+    [ "$rc" -ne 0 ]
+    grep -q "Input/output error" "$BATS_TEST_TMPDIR/err"
+    [ "$(sim_state_of "$id")" != generating ]
+    grep -q "$m/$id: cancel requested" "$MNT/log"
+    # Once ended there is nothing to cancel: EALREADY, with a line that says so.
+    assert_equal "$(errno_of_write "$T/ctl" cancel)" EALREADY
+    grep -q "$m/$id/ctl: cancel: the task has already ended" "$MNT/log"
+    run cat "$T/ctl"
+    assert_output ""
+}
+
+@test "ctl: cancel on replicate ends the task failed: canceled, the reader of result answered" {
+    cancel_case replicate test/image
+}
+
+@test "ctl: cancel on fal ends the task failed: canceled, the reader of result answered" {
+    cancel_case fal fal-ai/test-image
+}
+
+@test "ctl: no cancel in the profile is EOPNOTSUPP with one log line; poll; unknown is EINVAL" {
+    ctl_setup kie grok-imagine/text-to-image
+    m=grok-imagine/text-to-image
+    id=$(genfs_submit "$m" '{"prompt": "x", "sim_duration_ms": 60000}')
+    T="$MNT/$m/$id"
+    run cat "$T/ctl"
+    assert_output poll
+    # Python names EOPNOTSUPP by its Linux alias ENOTSUP (the same number).
+    assert_equal "$(errno_of_write "$T/ctl" cancel)" ENOTSUP
+    assert_equal "$(grep -c "$m/$id/ctl: cancel refused: provider kie has no cancel" "$MNT/log")" 1
+    run cat "$T/state"
+    assert_output --regexp '^(waiting|queuing|generating)$'
+    # poll asks now: one more status request than before, long before the next due one.
+    before=$(genfs_stats_get 'd["requests"]["status"]')
+    run sh -c "echo poll > '$T/ctl'"
+    assert_success
+    polled() { [ "$(genfs_stats_get 'd["requests"]["status"]')" -gt "$before" ]; }
+    wait_until 10 polled
+    assert_equal "$(errno_of_write "$T/ctl" frobnicate)" EINVAL
+    grep -q "$m/$id/ctl: unknown command \"frobnicate\": the commands are cancel" "$MNT/log"
+    # Others than the owner cannot send commands.
+    run setpriv --reuid=65534 --regid=65534 --clear-groups sh -c "echo poll > '$T/ctl'"
+    assert_failure
+}
