@@ -114,3 +114,75 @@ cancel_case() {
     run setpriv --reuid=65534 --regid=65534 --clear-groups sh -c "echo poll > '$T/ctl'"
     assert_failure
 }
+
+# samples DIR SECONDS: the progress line of task DIR every 0.3 s until it ends (or SECONDS).
+samples() {
+    local end=$((SECONDS + $2))
+    while [ "$SECONDS" -le "$end" ]; do
+        cat "$1/progress"
+        case $(cat "$1/state") in success | failed) return 0 ;; esac
+        sleep 0.3
+    done
+}
+
+# The "left ~N.Ns" values of progress lines, in seconds, one a line.
+lefts() {
+    sed -n 's/.* left ~\([0-9.]*\)s$/\1/p'
+}
+
+@test "progress: replicate's percentage, elapsed and a learned time left that falls; logs fill" {
+    ctl_setup replicate test/image
+    m=test/image
+    # Teach genfs how long this model takes.
+    for i in 1 2 3; do
+        id=$(genfs_submit "$m" "{\"prompt\": \"teach $i\", \"sim_duration_ms\": 4000}")
+        timeout 60 cat "$MNT/$m/$id/result" >/dev/null
+    done
+    id=$(genfs_submit "$m" '{"prompt": "watched", "sim_duration_ms": 4000}')
+    T="$MNT/$m/$id"
+    run cat "$T/progress"
+    assert_output --regexp '^(waiting|queuing|generating)( [0-9]+%)? elapsed [0-9.]+s left ~[0-9.]+s$'
+    samples "$T" 60 >"$BATS_TEST_TMPDIR/progress"
+    cat "$BATS_TEST_TMPDIR/progress"
+    grep -Eq '^generating [0-9]+% elapsed [0-9.]+s left ~[0-9.]+s$' "$BATS_TEST_TMPDIR/progress"
+    lefts <"$BATS_TEST_TMPDIR/progress" >"$BATS_TEST_TMPDIR/lefts"
+    [ "$(wc -l <"$BATS_TEST_TMPDIR/lefts")" -ge 3 ]
+    # Falls as the task runs: the last estimate is well below the first.
+    awk 'NR == 1 {f = $1} {l = $1} END {exit !(l < f - 1)}' "$BATS_TEST_TMPDIR/lefts"
+    run cat "$T/progress"
+    assert_output --regexp '^success 100% elapsed [0-9.]+s$'
+    # The provider's logs, as the last answer held them: tqdm's lines up to 100%.
+    grep -q '^Using seed' "$T/logs"
+    grep -q '100%|' "$T/logs"
+}
+
+@test "progress: fal's queue position while queued; logs fill as fal logs; poll(2) and inotify wake" {
+    ctl_setup fal fal-ai/test-image
+    m=fal-ai/test-image
+    id=$(genfs_submit "$m" '{"prompt": "in line", "sim_duration_ms": 10000}')
+    T="$MNT/$m/$id"
+    timeout 60 inotifywait -m -e modify --format '%f' "$T" >"$BATS_TEST_TMPDIR/ev" \
+        2>"$BATS_TEST_TMPDIR/ev.err" 3>&- &
+    watcher=$!
+    wait_until 10 grep -q "Watches established" "$BATS_TEST_TMPDIR/ev.err"
+    # poll(2): readable at open, not after a read, readable again once the task moved.
+    run timeout 60 python3 - "$T/progress" <<'PY'
+import os, select, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+p = select.poll()
+p.register(fd, select.POLLIN)
+print("first", bool(p.poll(0)))
+os.read(fd, 4096)
+print("after read", bool(p.poll(0)))
+print("woke", bool(p.poll(30000)))
+PY
+    assert_output "$(printf 'first True\nafter read False\nwoke True')"
+    samples "$T" 60 >"$BATS_TEST_TMPDIR/progress"
+    cat "$BATS_TEST_TMPDIR/progress"
+    grep -Eq '^queuing position [01] elapsed ' "$BATS_TEST_TMPDIR/progress"
+    [ -s "$T/logs" ]
+    kill "$watcher"
+    wait "$watcher" || true
+    grep -qx progress "$BATS_TEST_TMPDIR/ev"
+    grep -qx logs "$BATS_TEST_TMPDIR/ev"
+}
