@@ -232,6 +232,8 @@ static void engine_drain_done(struct engine *e)
             submit_on_answer(e, x, cc, http, now);
         else if (x->kind == X_CANCEL)
             ctl_on_answer(e, x, cc, http, now);
+        else if (x->kind == X_UPLOAD)
+            upload_on_answer(e, x, cc, http, now);
         else
             poll_on_answer(e, x, cc, http, now);
         xfer_free(x);
@@ -321,6 +323,7 @@ static int64_t engine_launch_due(struct engine *e, int64_t now, bool stopping)
     int64_t wait = engine_launch_submits(e, now, stopping, FLUSH_EVERY_MS, &rate_bound);
     if (!rate_bound)
         wait = ctl_launch(e, now, stopping, wait); /* someone waits on a cancel, too */
+    wait = upload_launch(e, now, stopping, wait);
     if (stopping || rate_bound)
         return wait;
     wait = cache_launch(e, now, wait);
@@ -336,6 +339,8 @@ static void engine_drop_inflight(struct engine *e)
         if (x->cmd)
             engine_finish_cmd(x->cmd, -EIO,
                               "genfs is unmounting: the answer did not arrive in time");
+        if (x->job)
+            x->job->inflight = false; /* its submission fails in upload_launch */
         xfer_free(x);
     }
 }
@@ -376,6 +381,7 @@ static void *engine_run_loop(void *arg)
     engine_drop_inflight(e);
     engine_take_inbox(e);
     ctl_launch(e, clock_mono_ms(), true, 0);
+    upload_launch(e, clock_mono_ms(), true, 0);
     store_flush(e->store);
     return NULL;
 }

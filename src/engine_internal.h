@@ -6,6 +6,7 @@
  *   engine_poll.c    status and result requests and their answers (phase.h)
  *   engine_submit.c  submissions and their answers
  *   engine_ctl.c     MODEL/ID/ctl: cancels, their requests and answers
+ *   engine_upload.c  a submission's local files ("@PATH"), uploaded before it goes
  *   engine_cache.c   result downloads, the cache, eviction, -o keep
  *   engine_xfer.c    HTTP transfers: curl handles, bodies, headers, messages
  *   engine_stats.c   the counters behind MOUNT/stats */
@@ -33,7 +34,7 @@
 #define DOWNLOAD_ATTEMPTS 4
 #define LOG_ONCE_SLOTS 64
 
-enum xfer_kind { X_SUBMIT, X_STATUS, X_ADOPT, X_RESULT, X_DOWNLOAD, X_CANCEL };
+enum xfer_kind { X_SUBMIT, X_STATUS, X_ADOPT, X_RESULT, X_DOWNLOAD, X_CANCEL, X_UPLOAD };
 
 /* One HTTP transfer in flight. */
 struct xfer {
@@ -45,6 +46,7 @@ struct xfer {
     struct provider_request req;
     uint32_t task_idx;
     struct engine_cmd *cmd;
+    struct upload_job *job; /* X_UPLOAD: whose file (the job answers its command) */
     char *buf;
     size_t len, cap;
     bool too_big;
@@ -71,6 +73,18 @@ struct dl_job {
     int attempts;
     int64_t not_before_ms; /* monotonic */
     struct dl_job *next;
+};
+
+/* A submission's local files, uploaded one after the other before it is queued. */
+struct upload_job {
+    struct engine_cmd *cmd;
+    size_t file;           /* cmd->files[file] is the one under way */
+    char *put_url;         /* initiate_put: where its bytes go next, or NULL */
+    char *file_url;        /* initiate_put: its URL once they are there */
+    int attempts;          /* of the request under way */
+    int64_t not_before_ms; /* monotonic */
+    bool inflight;
+    struct upload_job *next;
 };
 
 /* Per-task engine state, parallel to the store's task slots; the task's
@@ -101,6 +115,7 @@ struct engine {
     struct engine_cmd *submits_head, *submits_tail;
     struct engine_cmd *cancels_head, *cancels_tail; /* cancels to send (engine_ctl.c) */
     struct engine_cmd *cancels_waiting; /* taken by the provider: answered at the task's end */
+    struct upload_job *uploads;         /* submissions whose files are being uploaded */
     struct tsched *ts;
     uint32_t ts_cap;
     struct timers timers; /* each pending task's next poll */
@@ -165,6 +180,19 @@ void submit_prepare(struct engine *e, struct engine_cmd *cmd);
 void submit_queue(struct engine *e, struct engine_cmd *cmd);
 int submit_start(struct engine *e, struct engine_cmd *cmd);
 void submit_on_answer(struct engine *e, struct xfer *x, CURLcode cc, long http,
+                      struct clock_pair now);
+/* Ends a submission with an error: one log line, the writer gets err and msg. */
+void submit_fail(struct engine *e, struct engine_cmd *cmd, int err, const char *msg);
+/* The input is final (its files uploaded): defaults merged, then queued. */
+void submit_ready(struct engine *e, struct engine_cmd *cmd);
+
+/* engine_upload.c */
+/* Starts the uploads of cmd's files; submit_ready once they are all in. */
+void upload_begin(struct engine *e, struct engine_cmd *cmd);
+/* Starts what is due; returns ms until the next may be, at most wait. stopping: each
+ * waiting submission fails with EIO. */
+int64_t upload_launch(struct engine *e, int64_t mono_ms, bool stopping, int64_t wait);
+void upload_on_answer(struct engine *e, struct xfer *x, CURLcode cc, long http,
                       struct clock_pair now);
 
 /* engine_ctl.c */

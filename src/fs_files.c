@@ -463,6 +463,8 @@ static void read_new(fuse_req_t req, struct fh *h, fuse_ino_t ino, size_t size, 
     int rc = new_end(f, req, h, OP_READ_ID, size, 0, &o);
     if (rc < 0 || o) {
         pthread_mutex_unlock(&f->lock);
+        if (rc == 0 && (rc = new_attach_files(f, o, h)) < 0)
+            op_free(o);
         if (rc < 0)
             fuse_reply_err(req, -rc);
         else
@@ -751,6 +753,8 @@ void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         if (h->kind == FH_NEW && new_end(f, NULL, h, OP_SUBMIT_LAST, 0, 0, &o) == 0 && o)
             o->fh = NULL;
         pthread_mutex_unlock(&f->lock);
+        if (o && new_attach_files(f, o, h) < 0)
+            op_free(o), o = NULL;
         if (o)
             engine_post(f->engine, &o->cmd);
         fh_free(h);

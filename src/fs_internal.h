@@ -315,6 +315,9 @@ void events_append(struct fs *f, const struct store_change *c, const char *word)
 long proc_process(pid_t tid);
 int new_end(struct fs *f, fuse_req_t req, struct fh *h, enum op_kind kind, size_t size,
             int kill_signal, struct op **out);
+/* Without f->lock: the "@PATH" files of o's input, read as the writer h names would (its
+ * process resolves relative paths); 0 or the errno the writer gets, logged. */
+int new_attach_files(struct fs *f, struct op *o, const struct fh *h);
 void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
               struct fuse_file_info *fi);
 void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);

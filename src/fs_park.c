@@ -184,6 +184,7 @@ void op_post(struct fs *f, struct op *o)
 
 void op_free(struct op *o)
 {
+    engine_cmd_clear_files(&o->cmd);
     free(o->cmd.name);
     free(o->cmd.input_json);
     free(o->cmd.prompt);

@@ -3,6 +3,7 @@
 #include "fs_internal.h"
 
 #include "announcer.h"
+#include "atfile.h"
 #include "cachepath.h"
 #include "clock.h"
 #include "input.h"
@@ -13,6 +14,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -104,6 +106,114 @@ int new_end(struct fs *f, fuse_req_t req, struct fh *h, enum op_kind kind, size_
     o->cmd.prompt = prompt;
     *out = o;
     return 0;
+}
+
+/* ---- "@PATH" inputs: local files read with the writer's rights ---- */
+
+/* Opens path as the writer would: an absolute one in its root, a relative one from its
+ * working directory (through /proc/PID, PID the writer's process). genfs's own rights are
+ * the writer's: only the mount's owner, or root, may write to new (by_owner), so genfs
+ * never reads a file for a writer who could not (a root writer on a user's mount gets
+ * the owner's rights, fewer). 0 with *fd, or a negative errno. */
+static int at_open(long pid, const char *path, int *fd)
+{
+    char full[PATH_MAX + 64];
+    if ((size_t)snprintf(full, sizeof(full), "/proc/%ld/%s/%s", pid,
+                         path[0] == '/' ? "root" : "cwd",
+                         path[0] == '/' ? path + 1 : path) >= sizeof(full))
+        return -ENAMETOOLONG;
+    /* O_NONBLOCK: a FIFO named by mistake must not hold this thread. */
+    *fd = open(full, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    return *fd >= 0 ? 0 : errno == EPERM ? -EACCES : -errno;
+}
+
+/* The whole file at fd, once fstat says it is a regular file the provider can take. */
+static int at_read(struct fs *f, uint32_t model_idx, int fd, struct engine_file *ef, char *msg,
+                   size_t msglen)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(msg, msglen, "not a regular file");
+        return -EINVAL;
+    }
+    int rc = engine_upload_check(f->engine, model_idx, (size_t)st.st_size, msg, msglen);
+    if (rc < 0)
+        return rc;
+    ef->data = malloc(st.st_size > 0 ? (size_t)st.st_size : 1);
+    if (!ef->data)
+        return -ENOMEM;
+    while (ef->len < (size_t)st.st_size) {
+        ssize_t n = pread(fd, ef->data + ef->len, (size_t)st.st_size - ef->len, (off_t)ef->len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return n < 0 ? -errno : -EIO; /* shrank while read */
+        ef->len += (size_t)n;
+    }
+    return 0;
+}
+
+/* One file: read into ef, or the errno with one log line naming the path. */
+static int at_load(struct fs *f, uint32_t model_idx, const struct fh *h, const char *path,
+                   struct engine_file *ef)
+{
+    char msg[512] = "";
+    int fd;
+    int rc = at_open(h->opener, path, &fd);
+    if (rc == 0) {
+        rc = at_read(f, model_idx, fd, ef, msg, sizeof(msg));
+        close(fd);
+    }
+    if (rc == 0) {
+        const char *base = strrchr(path, '/');
+        ef->name = strdup(base ? base + 1 : path);
+        ef->content_type = atfile_content_type(path);
+        return ef->name ? 0 : -ENOMEM;
+    }
+    if (rc == -ENOENT)
+        snprintf(msg, sizeof(msg),
+                 "no such file (a relative path is from the writer's working "
+                 "directory)");
+    else if (rc == -EACCES)
+        snprintf(msg, sizeof(msg),
+                 "the writer may not read it (genfs reads \"@PATH\" files with "
+                 "the writing user's own rights)");
+    else if (!msg[0])
+        snprintf(msg, sizeof(msg), "%s", strerror(-rc));
+    log_warn(f->log, "write to new refused: @%s: %s; nothing was submitted", path, msg);
+    return rc;
+}
+
+int new_attach_files(struct fs *f, struct op *o, const struct fh *h)
+{
+    struct atfile_list l = {0};
+    int rc = atfile_find(o->cmd.input_json, &l);
+    if (rc == -E2BIG)
+        log_warn(f->log, "write to new refused: more than %d \"@PATH\" files in one input",
+                 ATFILE_MAX);
+    if (rc == 0 && l.n == 0 && l.n_escaped > 0) {
+        /* Only "@@" escapes: the literal strings go as they are meant. */
+        char *plain = NULL;
+        if ((rc = atfile_rewrite(o->cmd.input_json, &l, NULL, &plain)) == 0) {
+            free(o->cmd.input_json);
+            o->cmd.input_json = plain;
+        }
+    }
+    if (rc == 0 && l.n > 0) {
+        o->cmd.files = calloc(l.n, sizeof(*o->cmd.files));
+        rc = o->cmd.files ? 0 : -ENOMEM;
+        for (size_t i = 0; rc == 0 && i < l.n; i++) {
+            o->cmd.n_files = i + 1;
+            o->cmd.files[i].path = strdup(l.paths[i]);
+            rc = o->cmd.files[i].path
+                     ? at_load(f, o->cmd.model_idx, h, l.paths[i], &o->cmd.files[i])
+                     : -ENOMEM;
+        }
+    }
+    atfile_list_clear(&l);
+    return rc;
 }
 
 /* defaults.json / request.json: what is written between open and close
@@ -286,6 +396,8 @@ void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     else if (h->in_err)
         rc = -h->in_err; /* the input goes on, and stays refused */
     pthread_mutex_unlock(&f->lock);
+    if (o && (rc = new_attach_files(f, o, h)) < 0)
+        op_free(o);
     if (rc < 0)
         fuse_reply_err(req, -rc);
     else if (o)

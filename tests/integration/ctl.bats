@@ -10,6 +10,12 @@ load 'genfs_helpers'
 
 teardown() {
     genfs_teardown
+    [ -z "${PUB:-}" ] || rm -rf "$PUB"
+    [ -z "${FUSE_DEV_MODE:-}" ] || chmod "$FUSE_DEV_MODE" /dev/fuse
+}
+
+as_nobody() {
+    setpriv --reuid=65534 --regid=65534 --clear-groups "$@"
 }
 
 # ctl_setup PROTOCOL MODELS [GENFS ARGS...]: the sim speaking PROTOCOL at real speed, genfs
@@ -28,8 +34,9 @@ PY
 }
 
 # errno_of_write PATH TEXT: the errno name of writing TEXT to PATH (write or close), or "ok".
+# Run from the directory a relative "@PATH" is found in.
 errno_of_write() {
-    timeout 60 python3 - "$1" "$2" <<'PY'
+    timeout 120 python3 - "$1" "$2" <<'PY'
 import errno, os, sys
 fd = os.open(sys.argv[1], os.O_WRONLY | os.O_TRUNC)
 try:
@@ -185,4 +192,129 @@ PY
     wait "$watcher" || true
     grep -qx progress "$BATS_TEST_TMPDIR/ev"
     grep -qx logs "$BATS_TEST_TMPDIR/ev"
+}
+
+# The uploads the sim kept, as JSON.
+sim_uploads() {
+    sim_curl -f "$SIM_URL/_sim/uploads"
+}
+
+# upload_case PROTOCOL MODEL FIELD: "@photo.jpg" (relative, 300 KB: over replicate's inline
+# limit) in FIELD reaches the sim as an upload whose bytes are the file's; the task's input at
+# the sim and input.json hold its URL; fetched back from that URL, the bytes are the file's.
+upload_case() {
+    local p=$1 m=$2 field=$3
+    ctl_setup "$p" "$m"
+    cd "$BATS_TEST_TMPDIR"
+    head -c 300000 /dev/urandom >photo.jpg
+    assert_equal "$(errno_of_write "$MNT/$m/new" \
+        "{\"prompt\": \"make it snowy\", \"$field\": [\"@photo.jpg\"], \"sim_duration_ms\": 300}")" ok
+    id=$(readlink "$MNT/$m/latest")
+    [ -n "$id" ]
+    url=$(sim_json "d[\"$field\"][0]" <"$MNT/$m/$id/input.json")
+    [[ $url == http://127.0.0.1:* ]]
+    assert_equal "$(sim_task "$id" | sim_json "d[\"input\"][\"$field\"][0]")" "$url"
+    assert_equal "$(sim_uploads | sim_json 'd[0]["sha256"]')" "$(sha256sum <photo.jpg | cut -d' ' -f1)"
+    assert_equal "$(sim_uploads | sim_json 'd[0]["name"]')" photo.jpg
+    assert_equal "$(sim_uploads | sim_json 'd[0]["content_type"]')" image/jpeg
+    sim_curl -sS -f -o kept "$SIM_URL/_sim/uploads/$(sim_uploads | sim_json 'd[0]["id"]')"
+    cmp kept photo.jpg
+    # Fetched back from the URL sent (Replicate's is the file object, behind the key).
+    if [ "$p" != replicate ]; then
+        curl -sS -f -o fetched "$url"
+        cmp fetched photo.jpg
+    fi
+    # One upload, one task: nothing doubled.
+    assert_equal "$(sim_uploads | sim_json 'len(d)')" 1
+    assert_equal "$(sim_tasks | sim_json 'len(d)')" 1
+    ! grep -q "$(head -c 30 photo.jpg | base64 | head -c 20)" "$MNT/$m/$id/input.json"
+    run timeout 60 cat "$MNT/$m/$id/result"
+    assert_success
+}
+
+@test "@PATH: a local file reaches fal as an uploaded URL whose bytes are the file's" {
+    upload_case fal fal-ai/test-image image_urls
+}
+
+@test "@PATH: a local file reaches kie as an uploaded URL whose bytes are the file's" {
+    upload_case kie grok-imagine/text-to-image image_urls
+}
+
+@test "@PATH: replicate: a file over 256 KB is uploaded, a small one goes inline; input.json shows no bytes" {
+    upload_case replicate test/image image
+    cd "$BATS_TEST_TMPDIR"
+    head -c 3000 /dev/urandom >small.png
+    m=test/image
+    assert_equal "$(errno_of_write "$MNT/$m/new" \
+        '{"prompt": "inline", "image": "@small.png", "note": "@@literal"}')" ok
+    id=$(readlink "$MNT/$m/latest")
+    sent=$(sim_task "$id" | sim_json 'd["input"]["image"]')
+    [[ $sent == data:image/png\;base64,* ]]
+    printf '%s' "${sent#*,}" | base64 -d | cmp - small.png
+    assert_equal "$(sim_task "$id" | sim_json 'd["input"]["note"]')" "@literal"
+    run sim_json 'd["image"]' <"$MNT/$m/$id/input.json"
+    assert_output "data:image/png;base64,... (3000 bytes of @small.png, sent inline)"
+    assert_equal "$(sim_uploads | sim_json 'len(d)')" 1
+}
+
+@test "@PATH: a missing file is ENOENT, one over the profile's limit EFBIG, each with a log line" {
+    ctl_setup fal fal-ai/test-image
+    m=fal-ai/test-image
+    cd "$BATS_TEST_TMPDIR"
+    assert_equal "$(errno_of_write "$MNT/$m/new" '{"prompt": "x", "image_url": "@nope.jpg"}')" ENOENT
+    assert_equal "$(grep -c 'write to new refused: @nope.jpg: no such file' "$MNT/log")" 1
+    truncate -s 200M huge.png # sparse: only its size is looked at
+    assert_equal "$(errno_of_write "$MNT/$m/new" "{\"prompt\": \"x\", \"image_url\": \"@$PWD/huge.png\"}")" EFBIG
+    assert_equal "$(grep -c "write to new refused: @$PWD/huge.png: a file of 209715200 bytes is over" "$MNT/log")" 1
+    mkfifo fifo
+    assert_equal "$(errno_of_write "$MNT/$m/new" '{"prompt": "x", "image_url": "@fifo"}')" EINVAL
+    assert_equal "$(sim_uploads | sim_json 'len(d)')" 0
+    assert_equal "$(sim_tasks | sim_json 'len(d)')" 0
+    [ ! -e "$MNT/$m/latest" ]
+}
+
+@test "@PATH: a file the writing user cannot read is EACCES (a mount by nobody, written by nobody)" {
+    if ! as_nobody test -r /dev/fuse -a -w /dev/fuse; then
+        FUSE_DEV_MODE=$(stat -c %a /dev/fuse)
+        chmod 666 /dev/fuse
+    fi
+    genfs_setup --protocol fal
+    PUB=$(mktemp -d /tmp/genfs-ctl.XXXXXX)
+    chmod 755 "$PUB"
+    install -m 755 "$(genfs_bin)" "$PUB/genfs"
+    install -d -o 65534 -g 65534 "$PUB/n"
+    MNT="$PUB/n/mnt" STATE_DIR="$PUB/n/state" CACHE_DIR="$PUB/n/cache"
+    as_nobody mkdir "$MNT"
+    GENFS_LOG="$BATS_TEST_TMPDIR/genfs.log"
+    echo '{"models": {"fal-ai/test-image": {"initial_ms": 200, "interval_ms": 200}}}' >"$PUB/config.json"
+    chmod 644 "$PUB/config.json"
+    env -u GENFS_SIM_KEY GENFS_API_KEY="$GENFS_SIM_KEY" setpriv --reuid=65534 --regid=65534 \
+        --clear-groups "$PUB/genfs" -f -o "api_url=$SIM_URL,state_dir=$STATE_DIR,cache_dir=$CACHE_DIR" \
+        -o "models=fal-ai/test-image,provider=fal,check=off,config=$PUB/config.json" "$MNT" \
+        >>"$GENFS_LOG" 2>&1 3>&- &
+    GENFS_PID=$!
+    wait_until 10 as_nobody test -e "$MNT/README" || fail "no mount: $(cat "$GENFS_LOG")"
+    head -c 1000 /dev/urandom >"$PUB/secret.jpg"
+    chmod 600 "$PUB/secret.jpg" # root's
+    head -c 1000 /dev/urandom >"$PUB/open.jpg"
+    chmod 644 "$PUB/open.jpg"
+    m=fal-ai/test-image
+    run as_nobody /usr/bin/python3 - "$MNT/$m/new" "$PUB" <<'PY'
+import errno, os, sys
+new, pub = sys.argv[1], sys.argv[2]
+os.chdir(pub)
+for name in ("secret.jpg", "open.jpg"):
+    fd = os.open(new, os.O_WRONLY)
+    try:
+        os.write(fd, ('{"prompt": "x", "image_url": "@%s", "sim_duration_ms": 100}' % name).encode())
+        os.close(fd)
+        print(name, "ok")
+    except OSError as e:
+        print(name, errno.errorcode[e.errno])
+PY
+    assert_output "$(printf 'secret.jpg EACCES\nopen.jpg ok')"
+    run as_nobody grep -c 'write to new refused: @secret.jpg: the writer may not read it' "$MNT/log"
+    assert_output 1
+    assert_equal "$(sim_uploads | sim_json 'len(d)')" 1
+    assert_equal "$(sim_uploads | sim_json 'd[0]["sha256"]')" "$(sha256sum <"$PUB/open.jpg" | cut -d' ' -f1)"
 }
