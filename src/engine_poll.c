@@ -3,6 +3,8 @@
  * decision. Adoption (mkdir MODEL/ID) starts with a status request too. */
 #include "engine_internal.h"
 
+#include "input.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -270,13 +272,22 @@ static void poll_adopt_store(struct engine *e, struct engine_cmd *adopt,
                              struct clock_pair now)
 {
     const struct model *m = store_model_at(e->store, adopt->model_idx);
+    /* Where the status holds the task's input (Replicate's input, kie's param), the
+     * adopted task's prompt and input.json show it. */
+    char *input = NULL, *prompt = NULL;
+    if (ps->input_json &&
+        input_parse(ps->input_json, strlen(ps->input_json), &input, &prompt, NULL, 0) < 0)
+        input = prompt = NULL;
     struct task_new tn = {.model_idx = adopt->model_idx,
                           .id = adopt->name,
                           .adopted = true,
-                          .prompt = "",
+                          .input_json = input,
+                          .prompt = prompt ? prompt : "",
                           .submit_ms = ps->create_ms > 0 ? ps->create_ms : now.wall_ms};
     uint32_t idx;
     int err = store_task_insert(e->store, &tn, &idx);
+    free(input);
+    free(prompt);
     if (err == 0)
         err = plan_ensure_slot(e, idx);
     if (err < 0) {

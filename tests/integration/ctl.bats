@@ -318,3 +318,30 @@ PY
     assert_equal "$(sim_uploads | sim_json 'len(d)')" 1
     assert_equal "$(sim_uploads | sim_json 'd[0]["sha256"]')" "$(sha256sum <"$PUB/open.jpg" | cut -d' ' -f1)"
 }
+
+# adopt_case PROTOCOL MODEL: a task submitted elsewhere and adopted with mkdir shows the input
+# the provider's status holds.
+adopt_case() {
+    local p=$1 m=$2
+    ctl_setup "$p" "$m"
+    id=$(sim_submit_input "$p" "$m" '{"prompt": "a fox, submitted elsewhere", "seed": 7, "sim_duration_ms": 2000}')
+    [ -n "$id" ]
+    mkdir "$MNT/$m/$id"
+    assert_equal "$(cat "$MNT/$m/$id/prompt")" "a fox, submitted elsewhere"
+    assert_equal "$(sim_json 'd["seed"]' <"$MNT/$m/$id/input.json")" 7
+    assert_equal "$(sim_json 'd["prompt"]' <"$MNT/$m/$id/input.json")" "a fox, submitted elsewhere"
+    run timeout 60 cat "$MNT/$m/$id/result"
+    assert_success
+    # Kept across a restart: it is stored with the task.
+    genfs_unmount
+    GENFS_MODELS=$m genfs_mount -o "config=$CONFIG,provider=$p"
+    assert_equal "$(cat "$MNT/$m/$id/prompt")" "a fox, submitted elsewhere"
+}
+
+@test "adopted: replicate's input fills prompt and input.json" {
+    adopt_case replicate test/image
+}
+
+@test "adopted: kie's param fills prompt and input.json" {
+    adopt_case kie grok-imagine/text-to-image
+}
