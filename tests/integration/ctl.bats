@@ -345,3 +345,23 @@ adopt_case() {
 @test "adopted: kie's param fills prompt and input.json" {
     adopt_case kie grok-imagine/text-to-image
 }
+
+@test "@PATH: uploads refused with 429 are sent again, one that keeps failing is EIO; one upload, one task" {
+    ctl_setup fal fal-ai/test-image
+    m=fal-ai/test-image
+    cd "$BATS_TEST_TMPDIR"
+    head -c 5000 /dev/urandom >photo.jpg
+    sim_faults '{"burst_429": 2}' >/dev/null
+    assert_equal "$(errno_of_write "$MNT/$m/new" \
+        '{"prompt": "again", "image_urls": ["@photo.jpg"], "sim_duration_ms": 200}')" ok
+    grep -q "upload of @photo.jpg not taken" "$MNT/log"
+    assert_equal "$(sim_uploads | sim_json 'len(d)')" 1
+    assert_equal "$(sim_uploads | sim_json 'd[0]["sha256"]')" "$(sha256sum <photo.jpg | cut -d' ' -f1)"
+    assert_equal "$(sim_tasks | sim_json 'len(d)')" 1
+    # An upload that can never be made fails the write, naming the file; no task is made.
+    sim_faults '{"error_500": 1}' >/dev/null
+    assert_equal "$(errno_of_write "$MNT/$m/new" '{"prompt": "no", "image_urls": ["@photo.jpg"]}')" EIO
+    grep -q "upload of @photo.jpg failed: .*nothing was submitted" "$MNT/log"
+    sim_faults '{"error_500": 0}' >/dev/null
+    assert_equal "$(sim_tasks | sim_json 'len(d)')" 1
+}
