@@ -204,6 +204,7 @@ struct op {
     enum op_kind kind;
     struct pending p;
     struct fh *fh;
+    bool json_input; /* a submission written as a JSON object: its "@PATH" values are files */
 };
 
 /* A task's or model's directory held open (opendir): rm -r and its kind hold the directory

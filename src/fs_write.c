@@ -86,6 +86,10 @@ int new_end(struct fs *f, fuse_req_t req, struct fh *h, enum op_kind kind, size_
     }
     char msg[256] = "";
     char *json = NULL, *prompt = NULL;
+    size_t lead = 0;
+    while (lead < h->in_len && strchr(" \t\r\n", h->in[lead]))
+        lead++;
+    bool json_input = lead < h->in_len && h->in[lead] == '{';
     int rc = input_parse(h->in, h->in_len, &json, &prompt, msg, sizeof(msg));
     new_input_drop(h);
     if (rc < 0) {
@@ -100,6 +104,7 @@ int new_end(struct fs *f, fuse_req_t req, struct fh *h, enum op_kind kind, size_
     }
     o->fh = h;
     o->p.size = size;
+    o->json_input = json_input;
     o->cmd.kind = ENGINE_SUBMIT;
     o->cmd.model_idx = h->idx;
     o->cmd.input_json = json;
@@ -188,6 +193,9 @@ static int at_load(struct fs *f, uint32_t model_idx, const struct fh *h, const c
 
 int new_attach_files(struct fs *f, struct op *o, const struct fh *h)
 {
+    /* A text prompt is sent as written, "@" and all. */
+    if (!o->json_input)
+        return 0;
     struct atfile_list l = {0};
     int rc = atfile_find(o->cmd.input_json, &l);
     if (rc == -E2BIG)

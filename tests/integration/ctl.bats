@@ -271,6 +271,10 @@ upload_case() {
     assert_equal "$(sim_uploads | sim_json 'len(d)')" 0
     assert_equal "$(sim_tasks | sim_json 'len(d)')" 0
     [ ! -e "$MNT/$m/latest" ]
+    # Only a JSON input names files: a text prompt goes as written.
+    assert_equal "$(errno_of_write "$MNT/$m/new" '@nope.jpg is not a file here')" ok
+    assert_equal "$(cat "$MNT/$m/latest/prompt")" "@nope.jpg is not a file here"
+    assert_equal "$(sim_uploads | sim_json 'len(d)')" 0
 }
 
 @test "@PATH: a file the writing user cannot read is EACCES (a mount by nobody, written by nobody)" {
