@@ -142,10 +142,10 @@ lefts() {
     m=test/image
     # Teach genfs how long this model takes.
     for i in 1 2 3; do
-        id=$(genfs_submit "$m" "{\"prompt\": \"teach $i\", \"sim_duration_ms\": 4000}")
+        id=$(genfs_submit "$m" "{\"prompt\": \"teach $i\", \"sim_duration_ms\": 6000}")
         timeout 60 cat "$MNT/$m/$id/result" >/dev/null
     done
-    id=$(genfs_submit "$m" '{"prompt": "watched", "sim_duration_ms": 4000}')
+    id=$(genfs_submit "$m" '{"prompt": "watched", "sim_duration_ms": 6000}')
     T="$MNT/$m/$id"
     run cat "$T/progress"
     assert_output --regexp '^(waiting|queuing|generating)( [0-9]+%)? elapsed [0-9.]+s left ~[0-9.]+s$'
@@ -163,12 +163,18 @@ lefts() {
     grep -q '100%|' "$T/logs"
 }
 
+# progress_like DIR REGEX: the progress line of task DIR matches REGEX.
+progress_like() {
+    grep -Eq "$2" "$1/progress"
+}
+
 @test "progress: fal's queue position while queued; logs fill as fal logs; poll(2) and inotify wake" {
     ctl_setup fal fal-ai/test-image
     m=fal-ai/test-image
-    id=$(genfs_submit "$m" '{"prompt": "in line", "sim_duration_ms": 10000}')
+    # Queued for the first 30% of its 60 s, then generating with logs; canceled at the end.
+    id=$(genfs_submit "$m" '{"prompt": "in line", "sim_duration_ms": 60000}')
     T="$MNT/$m/$id"
-    timeout 60 inotifywait -m -e modify --format '%f' "$T" >"$BATS_TEST_TMPDIR/ev" \
+    timeout 120 inotifywait -m -e modify --format '%f' "$T" >"$BATS_TEST_TMPDIR/ev" \
         2>"$BATS_TEST_TMPDIR/ev.err" 3>&- &
     watcher=$!
     wait_until 10 grep -q "Watches established" "$BATS_TEST_TMPDIR/ev.err"
@@ -184,10 +190,14 @@ print("after read", bool(p.poll(0)))
 print("woke", bool(p.poll(30000)))
 PY
     assert_output "$(printf 'first True\nafter read False\nwoke True')"
-    samples "$T" 60 >"$BATS_TEST_TMPDIR/progress"
-    cat "$BATS_TEST_TMPDIR/progress"
-    grep -Eq '^queuing position [01] elapsed ' "$BATS_TEST_TMPDIR/progress"
-    [ -s "$T/logs" ]
+    wait_until 30 progress_like "$T" '^queuing position [01] elapsed [0-9.]+s$' ||
+        fail "progress: $(cat "$T/progress")"
+    [ ! -s "$T/logs" ]
+    wait_until 60 test -s "$T/logs" || fail "no logs; progress: $(cat "$T/progress")"
+    run cat "$T/progress"
+    assert_output --regexp '^generating elapsed [0-9.]+s$'
+    run timeout 60 sh -c "echo cancel > '$T/ctl'"
+    assert_success
     kill "$watcher"
     wait "$watcher" || true
     grep -qx progress "$BATS_TEST_TMPDIR/ev"
