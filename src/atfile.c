@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* Deeper inputs are refused by cJSON's own nesting limit before this. */
 #define ATFILE_MAX_DEPTH 64
@@ -124,4 +125,26 @@ int atfile_rewrite(const char *input_json, const struct atfile_list *files, cons
         rc = -ENOMEM;
     cJSON_Delete(root);
     return rc;
+}
+
+const char *atfile_content_type(const char *path)
+{
+    static const struct {
+        const char *ext, *type;
+    } types[] = {
+        {"png", "image/png"},       {"jpg", "image/jpeg"},        {"jpeg", "image/jpeg"},
+        {"webp", "image/webp"},     {"gif", "image/gif"},         {"heic", "image/heic"},
+        {"avif", "image/avif"},     {"bmp", "image/bmp"},         {"tif", "image/tiff"},
+        {"tiff", "image/tiff"},     {"mp3", "audio/mpeg"},        {"wav", "audio/wav"},
+        {"flac", "audio/flac"},     {"ogg", "audio/ogg"},         {"m4a", "audio/mp4"},
+        {"mp4", "video/mp4"},       {"webm", "video/webm"},       {"mov", "video/quicktime"},
+        {"txt", "text/plain"},      {"json", "application/json"}, {"pdf", "application/pdf"},
+        {"zip", "application/zip"},
+    };
+    const char *base = strrchr(path, '/');
+    const char *dot = strrchr(base ? base + 1 : path, '.');
+    for (size_t i = 0; dot && i < sizeof(types) / sizeof(types[0]); i++)
+        if (strcasecmp(dot + 1, types[i].ext) == 0)
+            return types[i].type;
+    return NULL;
 }

@@ -32,4 +32,8 @@ int atfile_rewrite(const char *input_json, const struct atfile_list *files, cons
 
 void atfile_list_clear(struct atfile_list *l);
 
+/* The Content-Type a file's extension says (case-insensitive: "photo.JPG" is
+ * image/jpeg), or NULL (application/octet-stream) for one it does not know. */
+const char *atfile_content_type(const char *path);
+
 #endif

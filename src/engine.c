@@ -101,8 +101,10 @@ static void engine_cmd_forget(struct engine *e, struct engine_cmd *cmd)
         hook_token_remove(e->hook, t->cb_token);
     }
     int rc = store_task_remove(e->store, cmd->task_idx);
-    if (rc == 0)
+    if (rc == 0) {
         engine_forget_slot(e, cmd->task_idx);
+        ctl_on_task_end(e, cmd->task_idx);
+    }
     engine_finish_cmd(cmd, rc, rc ? "cannot forget the task: see the log" : NULL);
 }
 
@@ -139,9 +141,8 @@ static void engine_cmd_fetch(struct engine *e, struct engine_cmd *cmd)
     engine_finish_cmd(cmd, 0, NULL);
 }
 
-static void engine_cmd_poll_now(struct engine *e, struct engine_cmd *cmd)
+void engine_poll_soon(struct engine *e, uint32_t idx)
 {
-    uint32_t idx = cmd->task_idx;
     if (store_task_at(e->store, idx) && idx < e->ts_cap) {
         switch (phase_on_callback(e->ts[idx].pt.phase)) {
         case PHASE_CALLBACK_POLL_NOW:
@@ -154,6 +155,11 @@ static void engine_cmd_poll_now(struct engine *e, struct engine_cmd *cmd)
             break;
         }
     }
+}
+
+static void engine_cmd_poll_now(struct engine *e, struct engine_cmd *cmd)
+{
+    engine_poll_soon(e, cmd->task_idx);
     engine_finish_cmd(cmd, 0, NULL);
 }
 
@@ -186,6 +192,9 @@ static void engine_handle_cmd(struct engine *e, struct engine_cmd *cmd)
         break;
     case ENGINE_POLL_NOW:
         engine_cmd_poll_now(e, cmd);
+        break;
+    case ENGINE_CANCEL:
+        ctl_cmd_cancel(e, cmd);
         break;
     }
 }
@@ -221,6 +230,10 @@ static void engine_drain_done(struct engine *e)
             cache_on_download(e, x, cc, http, now);
         else if (x->kind == X_SUBMIT)
             submit_on_answer(e, x, cc, http, now);
+        else if (x->kind == X_CANCEL)
+            ctl_on_answer(e, x, cc, http, now);
+        else if (x->kind == X_UPLOAD)
+            upload_on_answer(e, x, cc, http, now);
         else
             poll_on_answer(e, x, cc, http, now);
         xfer_free(x);
@@ -308,6 +321,9 @@ static int64_t engine_launch_due(struct engine *e, int64_t now, bool stopping)
 {
     bool rate_bound = false;
     int64_t wait = engine_launch_submits(e, now, stopping, FLUSH_EVERY_MS, &rate_bound);
+    if (!rate_bound)
+        wait = ctl_launch(e, now, stopping, wait); /* someone waits on a cancel, too */
+    wait = upload_launch(e, now, stopping, wait);
     if (stopping || rate_bound)
         return wait;
     wait = cache_launch(e, now, wait);
@@ -323,6 +339,8 @@ static void engine_drop_inflight(struct engine *e)
         if (x->cmd)
             engine_finish_cmd(x->cmd, -EIO,
                               "genfs is unmounting: the answer did not arrive in time");
+        if (x->job)
+            x->job->inflight = false; /* its submission fails in upload_launch */
         xfer_free(x);
     }
 }
@@ -362,6 +380,8 @@ static void *engine_run_loop(void *arg)
     }
     engine_drop_inflight(e);
     engine_take_inbox(e);
+    ctl_launch(e, clock_mono_ms(), true, 0);
+    upload_launch(e, clock_mono_ms(), true, 0);
     store_flush(e->store);
     return NULL;
 }

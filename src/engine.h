@@ -27,6 +27,19 @@ enum engine_cmd_kind {
     ENGINE_POLL_NOW,     /* task_idx; no reply */
     ENGINE_FETCH,        /* task_idx, file_n: download (again) now */
     ENGINE_MODEL_SET,    /* model_idx, name "defaults" | "request", input_json: object or NULL */
+    ENGINE_CANCEL,       /* task_idx: cancel at the provider (MODEL/ID/ctl) */
+};
+
+/* A local file named "@PATH" in a submission's input, read by the writer's rights
+ * (fs_write.c), uploaded before the submission (engine_upload.c). */
+struct engine_file {
+    char *path; /* as written, without the @ */
+    unsigned char *data;
+    size_t len;
+    char *name;               /* its base name, for the provider's records */
+    const char *content_type; /* static, from the extension; NULL: octet-stream */
+    char *url;                /* what replaces "@PATH" once uploaded, or NULL */
+    char *shown;              /* what input.json shows in its place, or NULL: url */
 };
 
 struct engine_cmd;
@@ -45,6 +58,9 @@ struct engine_cmd {
     char *prompt;
     engine_done_fn done; /* may be NULL */
     void *arg;
+    struct engine_file *files; /* ENGINE_SUBMIT: the input's local files, n_files of them */
+    size_t n_files;
+    char *shown_json; /* what input.json shows when it differs from what is sent, or NULL */
     /* engine-private */
     int attempts;
     int64_t first_ms;      /* monotonic: the first attempt (429s are retried until the timeout) */
@@ -94,6 +110,15 @@ void engine_poll_now(struct engine *e, uint32_t task_idx);
 
 /* Thread-safe: queue a command and wake the loop. */
 void engine_post(struct engine *e, struct engine_cmd *cmd);
+
+/* Frees a command's files (engine_file) and shown_json, leaving none. */
+void engine_cmd_clear_files(struct engine_cmd *cmd);
+/* Whether a local file of len bytes can reach the provider of a model (thread-safe):
+ * 0, or -EFBIG / -EOPNOTSUPP with a line in msg saying what to do. */
+int engine_upload_check(struct engine *e, uint32_t model_idx, size_t len, char *msg, size_t msglen);
+
+/* Whether the provider of a model has a cancel request (with the store read-locked). */
+bool engine_can_cancel(struct engine *e, uint32_t model_idx);
 
 /* The name of the provider a model belongs to (thread-safe). */
 const char *engine_provider_name(struct engine *e, uint32_t model_idx);

@@ -5,6 +5,8 @@
  *   engine_plan.c    when each task's next poll is due (schedules, deadlines)
  *   engine_poll.c    status and result requests and their answers (phase.h)
  *   engine_submit.c  submissions and their answers
+ *   engine_ctl.c     MODEL/ID/ctl: cancels, their requests and answers
+ *   engine_upload.c  a submission's local files ("@PATH"), uploaded before it goes
  *   engine_cache.c   result downloads, the cache, eviction, -o keep
  *   engine_xfer.c    HTTP transfers: curl handles, bodies, headers, messages
  *   engine_stats.c   the counters behind MOUNT/stats */
@@ -32,7 +34,7 @@
 #define DOWNLOAD_ATTEMPTS 4
 #define LOG_ONCE_SLOTS 64
 
-enum xfer_kind { X_SUBMIT, X_STATUS, X_ADOPT, X_RESULT, X_DOWNLOAD };
+enum xfer_kind { X_SUBMIT, X_STATUS, X_ADOPT, X_RESULT, X_DOWNLOAD, X_CANCEL, X_UPLOAD };
 
 /* One HTTP transfer in flight. */
 struct xfer {
@@ -44,6 +46,7 @@ struct xfer {
     struct provider_request req;
     uint32_t task_idx;
     struct engine_cmd *cmd;
+    struct upload_job *job; /* X_UPLOAD: whose file (the job answers its command) */
     char *buf;
     size_t len, cap;
     bool too_big;
@@ -72,11 +75,24 @@ struct dl_job {
     struct dl_job *next;
 };
 
+/* A submission's local files, uploaded one after the other before it is queued. */
+struct upload_job {
+    struct engine_cmd *cmd;
+    size_t file;           /* cmd->files[file] is the one under way */
+    char *put_url;         /* initiate_put: where its bytes go next, or NULL */
+    char *file_url;        /* initiate_put: its URL once they are there */
+    int attempts;          /* of the request under way */
+    int64_t not_before_ms; /* monotonic */
+    bool inflight;
+    struct upload_job *next;
+};
+
 /* Per-task engine state, parallel to the store's task slots; the task's
  * next poll is its timer in engine->timers. */
 struct tsched {
     struct phase_task pt;
-    bool poll_again; /* a callback came while a request was in flight: it may predate the end */
+    bool poll_again;   /* a callback came while a request was in flight: it may predate the end */
+    bool cancel_asked; /* the provider took a cancel (ctl): a failed end is "canceled" */
 };
 
 struct engine {
@@ -97,6 +113,9 @@ struct engine {
 
     /* engine-thread only; times are monotonic unless named wall */
     struct engine_cmd *submits_head, *submits_tail;
+    struct engine_cmd *cancels_head, *cancels_tail; /* cancels to send (engine_ctl.c) */
+    struct engine_cmd *cancels_waiting; /* taken by the provider: answered at the task's end */
+    struct upload_job *uploads;         /* submissions whose files are being uploaded */
     struct tsched *ts;
     uint32_t ts_cap;
     struct timers timers; /* each pending task's next poll */
@@ -134,6 +153,8 @@ void engine_finish_cmd(struct engine_cmd *cmd, int err, const char *msg);
 /* True when this message was not logged in the last 10 minutes. */
 bool engine_log_once(struct engine *e, const char *msg);
 void engine_forget_slot(struct engine *e, uint32_t idx);
+/* Poll task idx as soon as the rate allows (after the request in flight, if one is). */
+void engine_poll_soon(struct engine *e, uint32_t idx);
 
 /* engine_plan.c */
 int plan_ensure_slot(struct engine *e, uint32_t idx);
@@ -160,6 +181,30 @@ void submit_queue(struct engine *e, struct engine_cmd *cmd);
 int submit_start(struct engine *e, struct engine_cmd *cmd);
 void submit_on_answer(struct engine *e, struct xfer *x, CURLcode cc, long http,
                       struct clock_pair now);
+/* Ends a submission with an error: one log line, the writer gets err and msg. */
+void submit_fail(struct engine *e, struct engine_cmd *cmd, int err, const char *msg);
+/* The input is final (its files uploaded): defaults merged, then queued. */
+void submit_ready(struct engine *e, struct engine_cmd *cmd);
+
+/* engine_upload.c */
+/* Starts the uploads of cmd's files; submit_ready once they are all in. */
+void upload_begin(struct engine *e, struct engine_cmd *cmd);
+/* Starts what is due; returns ms until the next may be, at most wait. stopping: each
+ * waiting submission fails with EIO. */
+int64_t upload_launch(struct engine *e, int64_t mono_ms, bool stopping, int64_t wait);
+void upload_on_answer(struct engine *e, struct xfer *x, CURLcode cc, long http,
+                      struct clock_pair now);
+
+/* engine_ctl.c */
+void ctl_cmd_cancel(struct engine *e, struct engine_cmd *cmd);
+/* Sends the cancels that may go, answers those that waited long enough; returns ms until
+ * one may be due, at most wait. stopping: every one is answered EIO. */
+int64_t ctl_launch(struct engine *e, int64_t mono_ms, bool stopping, int64_t wait);
+void ctl_on_answer(struct engine *e, struct xfer *x, CURLcode cc, long http, struct clock_pair now);
+/* The task ended or was forgotten: its waiting cancels are answered. */
+void ctl_on_task_end(struct engine *e, uint32_t idx);
+/* An answer that ends a task whose cancel the provider took says "canceled". */
+void ctl_mark_canceled(struct engine *e, uint32_t idx, struct provider_status *ps);
 
 /* engine_cache.c */
 void cache_queue_file(struct engine *e, uint32_t idx, uint32_t n, bool front);

@@ -3,6 +3,8 @@
  * decision. Adoption (mkdir MODEL/ID) starts with a status request too. */
 #include "engine_internal.h"
 
+#include "input.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -185,6 +187,7 @@ static void poll_apply_answer(struct engine *e, uint32_t idx, const struct provi
         return;
     cache_queue_task(e, t);
     hook_token_remove(e->hook, t->cb_token);
+    ctl_on_task_end(e, idx);
     if (t->state == TASK_SUCCESS)
         plan_learn_duration(e, t->model_idx, ps);
     log_info(e->log, "%s/%s: %s", engine_model_name(e, t), t->id, task_state_name(t->state));
@@ -200,7 +203,7 @@ static void poll_fail_task(struct engine *e, uint32_t idx, const char *code, str
                            const char *fmt, ...)
 {
     const struct task *t = store_task_at(e->store, idx);
-    struct provider_status ps = {.state = TASK_FAILED, .progress = -1};
+    struct provider_status ps = {.state = TASK_FAILED, .progress = -1, .queue_position = -1};
     va_list ap;
     va_start(ap, fmt);
     if (vasprintf(&ps.fail_msg, fmt, ap) < 0)
@@ -269,13 +272,22 @@ static void poll_adopt_store(struct engine *e, struct engine_cmd *adopt,
                              struct clock_pair now)
 {
     const struct model *m = store_model_at(e->store, adopt->model_idx);
+    /* Where the status holds the task's input (Replicate's input, kie's param), the
+     * adopted task's prompt and input.json show it. */
+    char *input = NULL, *prompt = NULL;
+    if (ps->input_json &&
+        input_parse(ps->input_json, strlen(ps->input_json), &input, &prompt, NULL, 0) < 0)
+        input = prompt = NULL;
     struct task_new tn = {.model_idx = adopt->model_idx,
                           .id = adopt->name,
                           .adopted = true,
-                          .prompt = "",
+                          .input_json = input,
+                          .prompt = prompt ? prompt : "",
                           .submit_ms = ps->create_ms > 0 ? ps->create_ms : now.wall_ms};
     uint32_t idx;
     int err = store_task_insert(e->store, &tn, &idx);
+    free(input);
+    free(prompt);
     if (err == 0)
         err = plan_ensure_slot(e, idx);
     if (err < 0) {
@@ -338,6 +350,7 @@ void poll_on_answer(struct engine *e, struct xfer *x, CURLcode cc, long http, st
         ev.gave_up = t->gave_up;
         ev.past_deadline = plan_past_deadline(e, t, now.wall_ms);
         ev.poll_again = poll_again;
+        ctl_mark_canceled(e, idx, &ps);
         struct phase_decision d = phase_on_answer(&e->ts[idx].pt, &ev);
         poll_apply_rate(e, d.rate, ev.retry_after_ms, now.mono_ms);
         poll_apply_decision(e, idx, &d, &ps, msg, key, now);

@@ -23,7 +23,7 @@ static const char *submit_model_name(struct engine *e, const struct engine_cmd *
 
 /* A submission that ends in an error: said once, here, with the model (the
  * writer hears the same message as its errno). */
-static void submit_fail(struct engine *e, struct engine_cmd *cmd, int err, const char *msg)
+void submit_fail(struct engine *e, struct engine_cmd *cmd, int err, const char *msg)
 {
     engine_count(e, &e->c.errors);
     log_warn(e->log, "%s: submission failed: %s", submit_model_name(e, cmd), msg);
@@ -43,20 +43,39 @@ void submit_queue(struct engine *e, struct engine_cmd *cmd)
 void submit_prepare(struct engine *e, struct engine_cmd *cmd)
 {
     cmd->first_ms = clock_mono_ms();
+    if (cmd->n_files > 0)
+        upload_begin(e, cmd); /* then submit_ready */
+    else
+        submit_ready(e, cmd);
+}
+
+/* The model's defaults under json (replaced in place): 0 or a negative errno. */
+static int submit_merge(const char *defaults, char **json)
+{
+    char *merged = NULL;
+    int rc = input_merge_defaults(defaults, *json, &merged);
+    if (rc == 0) {
+        free(*json);
+        *json = merged;
+    }
+    return rc;
+}
+
+void submit_ready(struct engine *e, struct engine_cmd *cmd)
+{
     /* The model's defaults go under the writer's input once, here: input.json shows
      * what was sent. */
     const struct model *m = store_model_at(e->store, cmd->model_idx);
     if (m && m->defaults) {
-        char *merged = NULL;
-        int rc = input_merge_defaults(m->defaults, cmd->input_json, &merged);
+        int rc = submit_merge(m->defaults, &cmd->input_json);
+        if (rc == 0 && cmd->shown_json)
+            rc = submit_merge(m->defaults, &cmd->shown_json);
         if (rc < 0) {
             submit_fail(e, cmd, rc,
                         "the model's defaults.json and the input cannot be merged: both must "
                         "be JSON objects");
             return;
         }
-        free(cmd->input_json);
-        cmd->input_json = merged;
     }
     cmd->not_before_ms = 0;
     submit_queue(e, cmd);
@@ -121,7 +140,7 @@ static void submit_accept(struct engine *e, struct xfer *x, const struct provide
     const char *model = submit_model_name(e, cmd);
     struct task_new tn = {.model_idx = cmd->model_idx,
                           .id = sub->task_id,
-                          .input_json = cmd->input_json,
+                          .input_json = cmd->shown_json ? cmd->shown_json : cmd->input_json,
                           .prompt = cmd->prompt,
                           .status_url = sub->status_url,
                           .result_url = sub->result_url,

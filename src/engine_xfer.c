@@ -5,6 +5,7 @@
 #include "netmsg.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -144,8 +145,13 @@ int xfer_start(struct engine *e, struct xfer *x, long timeout_ms)
     x->h = curl_easy_init();
     if (!x->h)
         return -ENOMEM;
-    x->hdrs = curl_slist_append(x->hdrs, e->auth[x->pi]);
-    x->hdrs = curl_slist_append(x->hdrs, "Content-Type: application/json");
+    /* A presigned upload URL holds its own rights: the key never goes there. */
+    if (!x->req.no_auth)
+        x->hdrs = curl_slist_append(x->hdrs, e->auth[x->pi]);
+    char ctype[256];
+    snprintf(ctype, sizeof(ctype), "Content-Type: %s",
+             x->req.content_type ? x->req.content_type : "application/json");
+    x->hdrs = curl_slist_append(x->hdrs, ctype);
     x->hdrs = curl_slist_append(x->hdrs, "Accept: application/json");
     x->hdrs = curl_slist_append(x->hdrs, "Expect:");
     CURL *h = x->h;
@@ -167,6 +173,9 @@ int xfer_start(struct engine *e, struct xfer *x, long timeout_ms)
     if (strcmp(x->req.method, "GET") != 0) {
         curl_easy_setopt(h, CURLOPT_POST, 1L);
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, x->req.body ? x->req.body : "");
+        /* An upload's bytes may hold NUL bytes. */
+        if (x->req.body && x->req.body_len > 0)
+            curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->req.body_len);
         if (strcmp(x->req.method, "POST") != 0)
             curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, x->req.method);
     }

@@ -89,7 +89,10 @@ static void inval_task(struct fs *f, uint32_t idx)
         return;
     static const enum task_kind kinds[] = {TK_STATE,  TK_RESULT, TK_ERROR,
                                            TK_STATUS, TK_PROMPT, TK_INPUT};
-    fuse_lowlevel_notify_inval_inode(f->se, task_ino(idx, TK_DIR), -1, 0);
+    /* ctl, progress and logs are direct_io: their attributes only. */
+    static const enum task_kind direct[] = {TK_DIR, TK_CTL, TK_PROGRESS, TK_LOGS};
+    for (size_t i = 0; i < sizeof(direct) / sizeof(direct[0]); i++)
+        fuse_lowlevel_notify_inval_inode(f->se, task_ino(idx, direct[i]), -1, 0);
     for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
         fuse_lowlevel_notify_inval_inode(f->se, task_ino(idx, kinds[i]), 0, 0);
 }
@@ -216,6 +219,9 @@ static void on_store_change(void *arg, const struct store_change *c)
         if (!f->announcer || !wake_after_announcements(f, c))
             wake_task_change(f, c);
         break;
+    case STORE_TASK_STATUS:
+        wake_pollers(f, c->task_idx); /* progress and logs */
+        break;
     case STORE_TASK_GAVE_UP:
         wake_results(f, c->task_idx);
         wake_pollers(f, c->task_idx);
@@ -227,7 +233,6 @@ static void on_store_change(void *arg, const struct store_change *c)
     case STORE_FILE_CHANGED:
         wake_files(f, c->task_idx, c->file_n);
         break;
-    case STORE_TASK_STATUS:
     case STORE_MODEL_ADDED:
     case STORE_MODEL_REMOVED:
         break;

@@ -99,6 +99,26 @@ static void announce_new(struct fs *f, fuse_ino_t ino, enum announce_op op, cons
     announcer_post(f->announcer, op, path, parent, name, target, u ? unhide_done : NULL, u);
 }
 
+/* progress and logs: a MODIFY for each that the change moved (struct task shown). */
+static void announce_live(struct fs *f, const struct store_change *c)
+{
+    store_rdlock(f->store);
+    const struct task *t = store_task_at(f->store, c->task_idx);
+    unsigned shown = t ? t->shown : 0;
+    store_unlock(f->store);
+    static const struct {
+        unsigned bit;
+        const char *name;
+    } live[] = {{STORE_SHOWN_PROGRESS, "progress"}, {STORE_SHOWN_LOGS, "logs"}};
+    char path[1024];
+    for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++) {
+        if (!(shown & live[i].bit))
+            continue;
+        snprintf(path, sizeof(path), "%s/%s/%s", c->model_name, c->task_id, live[i].name);
+        announcer_post(f->announcer, ANNOUNCE_MODIFY, path, 0, NULL, NULL, NULL, NULL);
+    }
+}
+
 /* Announcements for watchers (engine thread; the announcer does the work). */
 void fs_announce_change(struct fs *f, const struct store_change *c)
 {
@@ -133,8 +153,12 @@ void fs_announce_change(struct fs *f, const struct store_change *c)
             announce_new(f, task_ino(c->task_idx, TK_FILES), ANNOUNCE_MKDIR, path,
                          task_ino(c->task_idx, TK_DIR), "files", NULL);
         }
+        announce_live(f, c);
         return;
     }
+    case STORE_TASK_STATUS:
+        announce_live(f, c);
+        return;
     case STORE_FILE_CHANGED: {
         char name[32] = "";
         store_rdlock(f->store);

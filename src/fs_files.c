@@ -243,6 +243,8 @@ static void fh_free(struct fh *h)
     case FH_RESULT:
     case FH_EVENTS:
     case FH_ANNOUNCE:
+    case FH_LIVE:
+    case FH_CTL:
         break;
     }
     free(h);
@@ -337,8 +339,9 @@ static bool task_text_cacheable(const struct task *t, enum task_kind k)
     }
 }
 
-/* A task's files and files/<n>; 0 or ENOENT. */
-static int open_task(struct fs *f, struct node n, struct fh *h, struct fuse_file_info *fi)
+/* A task's files and files/<n>; 0, ENOENT, or EACCES (ctl opened to write by another user). */
+static int open_task(struct fs *f, fuse_req_t req, struct node n, struct fh *h,
+                     struct fuse_file_info *fi)
 {
     store_rdlock(f->store);
     const struct task *t = store_task_at(f->store, n.idx);
@@ -361,6 +364,15 @@ static int open_task(struct fs *f, struct node n, struct fh *h, struct fuse_file
         /* A cached read never reaches us: this descriptor has seen the current word. */
         h->seen_state = state;
         h->read_once = true;
+    }
+    if (n.kind == TK_PROGRESS || n.kind == TK_LOGS)
+        h->kind = FH_LIVE;
+    if (n.kind == TK_CTL && (fi->flags & O_ACCMODE) != O_RDONLY) {
+        /* Commands cost the owner's key, as submissions do. */
+        if (!by_owner(req))
+            return EACCES;
+        h->kind = FH_CTL;
+        fi->nonseekable = 1;
     }
     if (n.kind >= TK_FILE0) {
         h->kind = FH_MEDIA;
@@ -394,12 +406,12 @@ void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     int err = 0;
     if (n.type == N_MODEL)
         err = open_model(f, req, n, h, fi);
-    else if (acc != O_RDONLY)
+    else if (acc != O_RDONLY && !(n.type == N_TASK && n.kind == TK_CTL))
         err = EACCES;
     else if (n.type == N_FIXED)
         open_fixed(f, ino, &h, fi);
     else if (n.type == N_TASK)
-        err = open_task(f, n, h, fi);
+        err = open_task(f, req, n, h, fi);
     else
         err = EISDIR;
     if (err) {
@@ -420,7 +432,7 @@ int result_ready(struct fs *f, uint32_t idx, char **text, size_t *len)
     if (!t)
         rc = -ENOENT;
     else if (t->state == TASK_SUCCESS)
-        *text = task_file_text(t, TK_RESULT, len), rc = 1;
+        *text = task_file_text(f, t, TK_RESULT, len), rc = 1;
     else if (t->state == TASK_FAILED)
         rc = -EIO;
     else if (t->gave_up)
@@ -487,6 +499,8 @@ static void read_new(fuse_req_t req, struct fh *h, fuse_ino_t ino, size_t size, 
     int rc = new_end(f, req, h, OP_READ_ID, size, 0, &o);
     if (rc < 0 || o) {
         pthread_mutex_unlock(&f->lock);
+        if (rc == 0 && (rc = new_attach_files(f, o, h)) < 0)
+            op_free(o);
         if (rc < 0)
             fuse_reply_err(req, -rc);
         else
@@ -704,11 +718,13 @@ static void read_task_text(fuse_req_t req, struct fh *h, fuse_ino_t ino, size_t 
     size_t len = 0;
     char *text = NULL;
     enum task_state state = TASK_WAITING;
+    uint64_t version = 0;
     store_rdlock(f->store);
     const struct task *t = store_task_at(f->store, h->idx);
     if (t) {
-        text = task_file_text(t, (enum task_kind)n.kind, &len);
+        text = task_file_text(f, t, (enum task_kind)n.kind, &len);
         state = t->state;
+        version = t->version;
     }
     store_unlock(f->store);
     if (!t) {
@@ -718,6 +734,7 @@ static void read_task_text(fuse_req_t req, struct fh *h, fuse_ino_t ino, size_t 
     /* After the store lock: fs->lock is taken before it elsewhere (wake_files). */
     pthread_mutex_lock(&f->lock);
     h->seen_state = state;
+    h->seen_version = version;
     h->read_once = true;
     pthread_mutex_unlock(&f->lock);
     reply_slice(req, text, len, size, off);
@@ -729,6 +746,7 @@ static void (*const readers[])(fuse_req_t, struct fh *, fuse_ino_t, size_t, off_
     [FH_PLAIN] = read_task_text, [FH_NEW] = read_new,           [FH_STATE] = read_task_text,
     [FH_RESULT] = read_result,   [FH_EVENTS] = read_events,     [FH_SNAPSHOT] = read_snapshot,
     [FH_MEDIA] = read_media,     [FH_ANNOUNCE] = read_announce, [FH_MODEL_JSON] = read_model_json,
+    [FH_LIVE] = read_task_text,  [FH_CTL] = read_task_text,
 };
 
 /* Each kind of open file has its reader; README and the event logs are read without a
@@ -769,6 +787,8 @@ void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         if (h->kind == FH_NEW && new_end(f, NULL, h, OP_SUBMIT_LAST, 0, 0, &o) == 0 && o)
             o->fh = NULL;
         pthread_mutex_unlock(&f->lock);
+        if (o && new_attach_files(f, o, h) < 0)
+            op_free(o), o = NULL;
         if (o)
             engine_post(f->engine, &o->cmd);
         fh_free(h);
@@ -790,8 +810,8 @@ void op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct f
     }
     enum task_state state = TASK_WAITING;
     bool final = false, told = true;
-    if (h->kind == FH_STATE || h->kind == FH_RESULT) {
-        uint64_t version = 0;
+    uint64_t version = 0;
+    if (h->kind == FH_STATE || h->kind == FH_RESULT || h->kind == FH_LIVE) {
         store_rdlock(f->store);
         const struct task *t = store_task_at(f->store, h->idx);
         if (t) {
@@ -813,6 +833,11 @@ void op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct f
         break;
     case FH_RESULT:
         if (final)
+            revents = POLLIN | POLLRDNORM;
+        break;
+    case FH_LIVE:
+        /* Readable when the task moved (a status answer, a state) since this fd last read. */
+        if (!h->read_once || version != h->seen_version)
             revents = POLLIN | POLLRDNORM;
         break;
     case FH_EVENTS:

@@ -44,8 +44,12 @@ enum task_kind {
     TK_PROMPT,
     TK_INPUT,
     TK_STATUS,
-    TK_COUNT,      /* the plain files above */
-    TK_FILES = 7,  /* files/ */
+    TK_COUNT,     /* the plain files above */
+    TK_FILES = 7, /* files/ */
+    TK_CTL = 8,   /* ctl: commands written, the accepted ones read */
+    TK_PROGRESS,  /* progress: one line, the provider's figures and genfs's estimate */
+    TK_LOGS,      /* logs: the provider's */
+    TK_LAST = TK_LOGS,
     TK_FILE0 = 16, /* files/<n>: TK_FILE0 + n */
 };
 #define MAX_FILES ((1u << TASK_SHIFT) - TK_FILE0)
@@ -82,7 +86,7 @@ static inline struct node node_of(fuse_ino_t ino)
         n.type = N_TASK;
         n.idx = (uint32_t)((ino - TASK_BASE) >> TASK_SHIFT);
         n.kind = (int)((ino - TASK_BASE) & ((1u << TASK_SHIFT) - 1));
-        if (n.kind >= TK_COUNT && n.kind != TK_FILES && n.kind < TK_FILE0)
+        if (n.kind > TK_LAST && n.kind < TK_FILE0)
             n.type = N_NONE;
     } else if (ino >= MODEL_BASE) {
         n.type = N_MODEL;
@@ -108,7 +112,9 @@ enum fh_kind {
     FH_SNAPSHOT,
     FH_MEDIA,
     FH_ANNOUNCE,
-    FH_MODEL_JSON /* defaults.json or request.json opened for writing */
+    FH_MODEL_JSON, /* defaults.json or request.json opened for writing */
+    FH_LIVE,       /* progress, logs: poll(2) says when the task moved since the last read */
+    FH_CTL,        /* ctl: each write(2) is a command */
 };
 
 /* A snapshot outlives the handle while a read still answers from it: libfuse
@@ -128,9 +134,10 @@ struct fh {
     struct fuse_pollhandle *ph;
     struct fh *poll_next, *poll_prev; /* in fs->pollers while ph is set */
     union {
-        struct { /* FH_STATE, FH_PLAIN: the word this fd last read, for poll(2) */
+        struct { /* FH_STATE, FH_PLAIN, FH_LIVE: what this fd last read, for poll(2) */
             enum task_state seen_state;
             bool read_once;
+            uint64_t seen_version; /* FH_LIVE: the task's version */
         };
         struct { /* FH_EVENTS: offset r is the stream's position base + r (eventlog.h) */
             uint64_t base;
@@ -185,7 +192,8 @@ enum op_kind {
     OP_MKDIR_MODEL,
     OP_MKDIR_TASK,
     OP_RMDIR,
-    OP_MODEL_SET
+    OP_MODEL_SET,
+    OP_CTL /* a write to ctl: answered with its size once the command is done */
 };
 
 /* A request answered once the engine has done a command. */
@@ -195,6 +203,7 @@ struct op {
     enum op_kind kind;
     struct pending p;
     struct fh *fh;
+    bool json_input; /* a submission written as a JSON object: its "@PATH" values are files */
 };
 
 /* A task's or model's directory held open (opendir): rm -r and its kind hold the directory
@@ -263,7 +272,8 @@ bool fs_cache_current(struct fs *f, uint32_t idx, uint64_t version);
 extern const char readme_text[];
 extern const size_t readme_len;
 fuse_ino_t child_ino(struct fs *f, fuse_ino_t parent, const char *name);
-char *task_file_text(const struct task *t, enum task_kind k, size_t *len);
+/* With the store read-locked. f: for progress (the model's learned times) and ctl. */
+char *task_file_text(struct fs *f, const struct task *t, enum task_kind k, size_t *len);
 bool file_listed(const struct task_file *tf);
 int fs_stat(struct fs *f, fuse_ino_t ino, struct stat *st);
 double attr_timeout_for(struct fs *f, fuse_ino_t ino);
@@ -313,9 +323,13 @@ void events_append(struct fs *f, const struct store_change *c, const char *word)
 long proc_process(pid_t tid);
 int new_end(struct fs *f, fuse_req_t req, struct fh *h, enum op_kind kind, size_t size,
             int kill_signal, struct op **out);
+/* Without f->lock: the "@PATH" files of o's input, read as the writer h names would (its
+ * process resolves relative paths); 0 or the errno the writer gets, logged. */
+int new_attach_files(struct fs *f, struct op *o, const struct fh *h);
 void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
               struct fuse_file_info *fi);
 void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void ctl_write(fuse_req_t req, struct fh *h, const char *buf, size_t size);
 
 /* fs_park.c: parked requests, their interrupts and wake-ups; engine-backed ops. */
 bool park(struct fs *f, struct pending *p, bool (*waiting)(struct fs *, struct pending *));

@@ -152,6 +152,7 @@ void op_post(struct fs *f, struct op *o)
 
 void op_free(struct op *o)
 {
+    engine_cmd_clear_files(&o->cmd);
     free(o->cmd.name);
     free(o->cmd.input_json);
     free(o->cmd.prompt);
@@ -228,6 +229,8 @@ static void op_done(struct engine_cmd *cmd, int err, const char *msg)
             reply_entry(req, f, model_ino(cmd->model_idx, MK_DIR));
         else if (o->kind == OP_MKDIR_TASK)
             reply_entry(req, f, task_ino(cmd->task_idx, TK_DIR));
+        else if (o->kind == OP_CTL)
+            fuse_reply_write(req, o->p.size);
         else
             fuse_reply_err(req, 0);
     }
@@ -305,7 +308,8 @@ void wake_pollers(struct fs *f, uint32_t idx)
     pthread_mutex_lock(&f->lock);
     for (struct fh *h = f->pollers; h; h = h->poll_next)
         if (h->ph && (h->kind == FH_EVENTS || h->idx == idx) &&
-            (h->kind == FH_STATE || h->kind == FH_RESULT || h->kind == FH_EVENTS))
+            (h->kind == FH_STATE || h->kind == FH_RESULT || h->kind == FH_EVENTS ||
+             h->kind == FH_LIVE))
             fuse_lowlevel_notify_poll(h->ph);
     pthread_mutex_unlock(&f->lock);
 }

@@ -23,8 +23,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const char *const task_file_names[TK_COUNT] = {NULL,     "state",      "result",     "error",
-                                                      "prompt", "input.json", "status.json"};
+/* A task's own files by kind (NULL: none, or files/ which is listed where it exists). */
+static const char *const task_file_names[TK_LAST + 1] = {
+    [TK_STATE] = "state",   [TK_RESULT] = "result",     [TK_ERROR] = "error",
+    [TK_PROMPT] = "prompt", [TK_INPUT] = "input.json",  [TK_STATUS] = "status.json",
+    [TK_CTL] = "ctl",       [TK_PROGRESS] = "progress", [TK_LOGS] = "logs",
+};
 static const fuse_ino_t fixed_files[ROOT_COUNT] = {
     [ROOT_README] = INO_README,         [ROOT_EVENTS] = INO_EVENTS,
     [ROOT_EVENTS_LOG] = INO_EVENTS_LOG, [ROOT_EVENTS_LOG1] = INO_EVENTS_LOG1,
@@ -48,11 +52,16 @@ const char readme_text[] =
     "  mkdir MODEL                             add a model directory\n"
     "  mkdir MODEL/ID                          adopt a task submitted elsewhere\n"
     "  rmdir MODEL/ID                          forget a task (it is not canceled)\n"
+    "  echo cancel > MODEL/ID/ctl              cancel it at the provider (cat ctl: commands)\n"
+    "  cat MODEL/ID/progress                   percentage, queue, elapsed, estimated time left\n"
+    "  cat MODEL/ID/logs                       the provider's logs, as of the last poll\n"
     "\n"
     "A JSON object written to new is sent as the whole input. To get the id on the\n"
     "same descriptor: exec 3<>MODEL/new; echo prompt >&3; read id <&3\n"
     "Reading result blocks until the task ends (Ctrl-C works); it fails with EIO\n"
     "when the task failed and ETIMEDOUT when it is overdue (genfs keeps polling).\n"
+    "In a JSON input, \"@photo.jpg\" is a local file, uploaded and sent as its URL:\n"
+    "  echo '{\"prompt\": \"make it snowy\", \"image_urls\": [\"@photo.jpg\"]}' > MODEL/new\n"
     "events.log is kept across restarts; at 8 MiB it becomes events.log.1 and starts\n"
     "again. Its times only increase: a script that saw up to time T resumes with\n"
     "  cat events.log.1 events.log | awk -v t=T '$1 > t'\n";
@@ -87,8 +96,50 @@ static bool model_file_shown(const struct model *m, const struct model_file *mf)
     return mf->kind != MK_LATEST || m->latest != STORE_NONE;
 }
 
+/* A duration as progress shows it: "8.4s" under a minute, "3m05s", "2h07m". */
+static void progress_duration(FILE *m, int64_t ms)
+{
+    if (ms < 0)
+        ms = 0;
+    if (ms < 60000)
+        fprintf(m, "%.1fs", (double)ms / 1000.0);
+    else if (ms < 3600000)
+        fprintf(m, "%dm%02ds", (int)(ms / 60000), (int)(ms / 1000 % 60));
+    else
+        fprintf(m, "%dh%02dm", (int)(ms / 3600000), (int)(ms / 60000 % 60));
+}
+
+/* progress: "STATE [P%] [position N] elapsed D [left ~D]": the provider's percentage and
+ * queue position, the time since submission, and the median time left of the model's
+ * learned durations (sched_hist_median_left) while it runs. */
+static void progress_line(struct fs *f, FILE *m, const struct task *t)
+{
+    bool final = task_state_final(t->state);
+    fprintf(m, "%s", task_state_name(t->state));
+    if (t->state == TASK_SUCCESS)
+        fprintf(m, " 100%%");
+    else if (!final && t->progress >= 0)
+        fprintf(m, " %d%%", t->progress);
+    if (!final && t->queue_position >= 0 && t->state != TASK_GENERATING)
+        fprintf(m, " position %d", t->queue_position);
+    int64_t end =
+        final ? (t->complete_ms > t->submit_ms ? t->complete_ms : t->change_ms) : clock_now_ms();
+    fprintf(m, " elapsed ");
+    progress_duration(m, end - t->submit_ms);
+    const struct model *md = store_model_at(f->store, t->model_idx);
+    struct sched_hist h;
+    if (!final && md && md->hist && sched_hist_decode(&h, md->hist) == 0) {
+        int64_t left = sched_hist_median_left(&h, end - t->submit_ms);
+        if (left >= 0) {
+            fprintf(m, " left ~");
+            progress_duration(m, left);
+        }
+    }
+    fprintf(m, "\n");
+}
+
 /* Text of a task file, malloc'd. Caller holds the store read lock. */
-char *task_file_text(const struct task *t, enum task_kind k, size_t *len)
+char *task_file_text(struct fs *f, const struct task *t, enum task_kind k, size_t *len)
 {
     char *out = NULL;
     size_t n = 0;
@@ -123,6 +174,18 @@ char *task_file_text(const struct task *t, enum task_kind k, size_t *len)
         if (t->status_json)
             fprintf(m, "%s\n", t->status_json);
         break;
+    case TK_CTL:
+        /* The commands that do something now. */
+        if (!task_state_final(t->state))
+            fprintf(m, "%spoll\n", engine_can_cancel(f->engine, t->model_idx) ? "cancel\n" : "");
+        break;
+    case TK_PROGRESS:
+        progress_line(f, m, t);
+        break;
+    case TK_LOGS:
+        if (t->logs && *t->logs)
+            fprintf(m, t->logs[strlen(t->logs) - 1] == '\n' ? "%s" : "%s\n", t->logs);
+        break;
     default:
         break;
     }
@@ -141,7 +204,10 @@ static int64_t task_file_mtime(const struct task *t, enum task_kind k)
     case TK_ERROR:
         return task_state_final(t->state) ? t->change_ms : t->submit_ms;
     case TK_STATUS:
+    case TK_LOGS:
         return t->status_ms;
+    case TK_PROGRESS:
+        return t->status_ms > t->change_ms ? t->status_ms : t->change_ms;
     default:
         return t->submit_ms;
     }
@@ -273,10 +339,11 @@ static int stat_task(struct fs *f, struct node n, struct stat *st)
         st->st_nlink = 1;
         st->st_size = t->files[fn].size > 0 ? t->files[fn].size : 0;
     } else {
-        st->st_mode = S_IFREG | 0444;
+        /* ctl takes commands from the owner (others are refused in open). */
+        st->st_mode = S_IFREG | (n.kind == TK_CTL ? 0644 : 0444);
         st->st_nlink = 1;
         size_t len = 0;
-        free(task_file_text(t, (enum task_kind)n.kind, &len));
+        free(task_file_text(f, t, (enum task_kind)n.kind, &len));
         st->st_size = (off_t)len;
     }
     return 0;
@@ -370,8 +437,8 @@ fuse_ino_t child_ino(struct fs *f, fuse_ino_t parent, const char *name)
                 ino = task_ino(t->idx, TK_DIR);
         }
     } else if (n.type == N_TASK && n.kind == TK_DIR && store_task_at(f->store, n.idx)) {
-        for (int k = 1; k < TK_COUNT; k++)
-            if (strcmp(name, task_file_names[k]) == 0)
+        for (int k = 1; k <= TK_LAST; k++)
+            if (task_file_names[k] && strcmp(name, task_file_names[k]) == 0)
                 ino = task_ino(n.idx, (enum task_kind)k);
         if (strcmp(name, "files") == 0 && store_task_at(f->store, n.idx)->files)
             ino = task_ino(n.idx, TK_FILES);
@@ -427,9 +494,11 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
         fs_announcer_setattr(req, ino);
         return;
     }
-    /* Truncating new is what "> new" does first: allowed, it holds nothing; a
+    /* Truncating new or ctl is what "> new" does first: allowed, they hold nothing; a
      * settings file is replaced as a whole at close. */
-    if (n.type == N_MODEL && (n.kind == MK_NEW || n.kind == MK_DEFAULTS || n.kind == MK_REQUEST) &&
+    if (((n.type == N_MODEL &&
+          (n.kind == MK_NEW || n.kind == MK_DEFAULTS || n.kind == MK_REQUEST)) ||
+         (n.type == N_TASK && n.kind == TK_CTL)) &&
         (to_set & ~(FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME |
                     FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME)) ==
             0) {
@@ -581,10 +650,11 @@ static void list_task(struct fs *f, struct listing *l, fuse_ino_t ino, const str
 {
     list_add(l, ".", ino, S_IFDIR, 1);
     list_add(l, "..", model_ino(store_model_at(f->store, t->model_idx)->idx, MK_DIR), S_IFDIR, 2);
-    for (int k = 1; k < TK_COUNT; k++)
-        list_add(l, task_file_names[k], task_ino(t->idx, (enum task_kind)k), S_IFREG, 2 + k);
-    if (t->files)
-        list_add(l, "files", task_ino(t->idx, TK_FILES), S_IFDIR, 2 + TK_COUNT);
+    for (int k = 1; k <= TK_LAST; k++)
+        if (k == TK_FILES && t->files)
+            list_add(l, "files", task_ino(t->idx, TK_FILES), S_IFDIR, 2 + k);
+        else if (task_file_names[k])
+            list_add(l, task_file_names[k], task_ino(t->idx, (enum task_kind)k), S_IFREG, 2 + k);
 }
 
 /* files/: the result files listed so far (file_listed). */

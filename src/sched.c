@@ -593,3 +593,29 @@ int64_t sched_next_due_learned(const struct sched_profile *p, const struct sched
         due = t->submit_ms + (int64_t)floor;
     return due;
 }
+
+/* The weight of durations below ms, spread log-uniformly inside a bucket as
+ * sched_weights_quantile assumes. */
+static double sched_weights_below(const double *w, double ms)
+{
+    int b = sched_hist_bucket(ms);
+    double acc = 0;
+    for (int i = 0; i < b; i++)
+        acc += w[i];
+    double frac = ms > SCHED_HIST_MIN_MS ? log(ms / sched_hist_edge(b)) / log(SCHED_HIST_RATIO) : 0;
+    return acc + w[b] * (frac < 0 ? 0 : frac > 1 ? 1 : frac);
+}
+
+int64_t sched_hist_median_left(const struct sched_hist *h, int64_t elapsed_ms)
+{
+    double total = h ? sched_weights_total(h->w) : 0;
+    if (!(total > 0))
+        return -1;
+    double e = elapsed_ms > 0 ? (double)elapsed_ms : 0;
+    double below = sched_weights_below(h->w, e);
+    /* Past (nearly) everything the model ever took: no median to give. */
+    if (total - below <= total * 1e-6)
+        return -1;
+    double end = sched_weights_quantile(h->w, (below + 0.5 * (total - below)) / total);
+    return end > e ? (int64_t)llround(end - e) : 0;
+}

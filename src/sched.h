@@ -146,6 +146,12 @@ int64_t sched_deadline_learned(const struct sched_profile *p, const struct sched
 int64_t sched_next_due_learned(const struct sched_profile *p, const struct sched_hist *h,
                                const struct sched_task *t, int64_t now_ms, uint64_t *rng);
 
+/* The median time left (ms) of a task of this model that has run elapsed_ms:
+ * the median of the learned durations given that they exceed elapsed_ms,
+ * minus elapsed_ms (MODEL/ID/progress). -1 when h is NULL or empty, or when
+ * elapsed_ms is past (nearly) every duration learned. */
+int64_t sched_hist_median_left(const struct sched_hist *h, int64_t elapsed_ms);
+
 /* xorshift64* step; never returns 0 state. Exposed for tests and jitter users. */
 uint64_t sched_rand(uint64_t *rng);
 

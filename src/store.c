@@ -117,6 +117,8 @@ static void task_free(struct task *t)
     free(t->status_url);
     free(t->result_url);
     free(t->cb_token);
+    free(t->logs);
+    free(t->cancel_url);
     for (size_t i = 0; i < t->n_urls; i++) {
         free(t->urls[i]);
         free(t->names ? t->names[i] : NULL);
@@ -421,6 +423,7 @@ static int task_append(struct store *s, struct task *t)
     if (s->live_tasks + 1 > s->n_buckets && hash_grow(s) < 0)
         return -ENOMEM;
     t->idx = s->n_tasks;
+    t->progress = t->queue_position = -1; /* unknown until a status answer says */
     s->tasks[s->n_tasks++] = t;
     s->live_tasks++;
     hash_insert(s, t);
@@ -1077,10 +1080,24 @@ int store_task_apply_status(struct store *s, uint32_t idx, const struct provider
         fcode = strdup(ps->fail_code ? ps->fail_code : "unknown");
         fmsg = strdup(ps->fail_msg ? ps->fail_msg : "the provider gave no reason");
     }
+    /* An answer without logs (fal's result request) keeps the last ones. */
+    char *logs = dup_or_null(ps->logs ? ps->logs : t->logs);
+    char *cancel_url = ps->cancel_url ? strdup(ps->cancel_url) : dup_or_null(t->cancel_url);
     wrlock(s);
     free(t->status_json);
     t->status_json = new_status;
     t->status_ms = now_ms;
+    t->shown =
+        (state_moves || ps->progress != t->progress || ps->queue_position != t->queue_position
+             ? STORE_SHOWN_PROGRESS
+             : 0) |
+        (str_eq(logs, t->logs) ? 0 : STORE_SHOWN_LOGS);
+    t->progress = ps->progress;
+    t->queue_position = ps->queue_position;
+    free(t->logs);
+    t->logs = logs;
+    free(t->cancel_url);
+    t->cancel_url = cancel_url;
     if (state_moves) {
         t->state = ps->state;
         t->change_ms = now_ms;

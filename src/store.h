@@ -59,7 +59,17 @@ struct task {
     uint32_t polls;
     uint64_t version; /* bumps on every visible change */
     uint32_t hash_next;
+    /* From the last status answer, in memory only (MODEL/ID/progress, logs, ctl): */
+    int progress;       /* 0..100, -1 unknown */
+    int queue_position; /* the provider's queue, 0: next; -1 unknown */
+    char *logs;         /* the provider's logs, or NULL */
+    char *cancel_url;   /* a cancel URL the provider gave, or NULL */
+    unsigned shown;     /* STORE_SHOWN_* that the last change moved */
 };
+
+/* What a change of a task moved, for the files that show it (struct task shown). */
+#define STORE_SHOWN_PROGRESS 1u /* progress, queue position or state */
+#define STORE_SHOWN_LOGS 2u
 
 /* A model, or a namespace: a directory that only holds models, for model ids
  * with slashes ("fal-ai/flux/dev" makes namespaces "fal-ai", "fal-ai/flux"). */

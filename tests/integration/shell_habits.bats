@@ -153,7 +153,7 @@ os.close(fd)
 PY
     assert_success
     assert_line "rmdir files/ with a file in it: Directory not empty"
-    assert_line "while held: error files input.json prompt status.json False"
+    assert_line "while held: ctl error files input.json logs progress prompt status.json False"
     # Let go: everything is back, and still readable.
     wait_until 10 test -e "$MNT/test-image/$id/state"
     [ "$(task_names "$id")" = "$before" ]

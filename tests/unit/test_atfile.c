@@ -61,8 +61,20 @@ static void test_limits(void)
     atfile_list_clear(&l);
 }
 
+static void test_content_type(void)
+{
+    TAP_CHECK(strcmp(atfile_content_type("photo.jpg"), "image/jpeg") == 0, "jpg");
+    TAP_CHECK(strcmp(atfile_content_type("/a.b/Photo.JPEG"), "image/jpeg") == 0, "JPEG, a dir");
+    TAP_CHECK(strcmp(atfile_content_type("x.png"), "image/png") == 0, "png");
+    TAP_CHECK(strcmp(atfile_content_type("song.mp3"), "audio/mpeg") == 0, "mp3");
+    TAP_CHECK(atfile_content_type("/a.png/noext") == NULL, "a dot in a directory is no extension");
+    TAP_CHECK(atfile_content_type("x.unknown") == NULL, "unknown extension");
+    TAP_CHECK(atfile_content_type("png") == NULL, "no dot");
+}
+
 int main(void)
 {
+    test_content_type();
     test_find();
     test_limits();
     return tap_done();
