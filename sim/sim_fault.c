@@ -40,6 +40,8 @@ static const struct {
     INT(media_ttl_ms),
     INT(errors_in_body),
     INT(result_5xx),
+    INT(stream_off),
+    INT(stream_cut),
     {"result_5xx_status", SIM_FT_5XX, offsetof(struct sim_faults, result_5xx_status)},
     {"media_redirect", SIM_FT_STR, offsetof(struct sim_faults, media_redirect)},
 #undef RATE
@@ -64,6 +66,8 @@ const char *const sim_fault_counter_names[] = {"error_500",
                                                "media_ttl_ms",
                                                "media_redirect",
                                                "result_5xx",
+                                               "stream_off",
+                                               "stream_cut",
                                                NULL};
 
 void sim_fault_defaults(struct sim_faults *f)
@@ -300,6 +304,16 @@ int sim_fault_decide_result(struct sim_faults *f)
         return 0;
     f->result_5xx--;
     return (int)f->result_5xx_status;
+}
+
+enum sim_stream_fault sim_fault_decide_stream(struct sim_faults *f)
+{
+    if (f->stream_off)
+        return SIM_STREAM_OFF;
+    if (f->stream_cut <= 0)
+        return SIM_STREAM_SERVE;
+    f->stream_cut--;
+    return SIM_STREAM_CUT;
 }
 
 void sim_fault_decide_media(const struct sim_faults *f, uint64_t seed, uint64_t reqno,

@@ -96,7 +96,8 @@ void xfer_note_rate_headers(struct engine *e, const struct xfer *x, int64_t mono
 void xfer_detach(struct engine *e, struct xfer *x)
 {
     curl_multi_remove_handle(e->multi, x->h);
-    e->inflight -= x->kind != X_DOWNLOAD;
+    /* Downloads and streams have their own limits. */
+    e->inflight -= x->kind != X_DOWNLOAD && x->kind != X_STREAM;
     e->submits_inflight -= x->kind == X_SUBMIT;
     if (x->prev)
         x->prev->next = x->next;
@@ -119,6 +120,7 @@ void xfer_free(struct xfer *x)
         explicit_bzero(l->data, strlen(l->data));
     curl_slist_free_all(x->hdrs);
     provider_request_clear(&x->req);
+    stream_live_free(x->live);
     free(x->buf);
     free(x);
 }
@@ -127,8 +129,9 @@ int xfer_add(struct engine *e, struct xfer *x)
 {
     if (curl_multi_add_handle(e->multi, x->h) != CURLM_OK)
         return -EIO;
-    /* Downloads have their own limit: they go to other hosts. */
-    e->inflight += x->kind != X_DOWNLOAD;
+    /* Downloads have their own limit (they go to other hosts), streams theirs
+     * (they stay open as long as their tasks run). */
+    e->inflight += x->kind != X_DOWNLOAD && x->kind != X_STREAM;
     e->submits_inflight += x->kind == X_SUBMIT;
     x->prev = NULL;
     x->next = e->xfers;
@@ -146,7 +149,8 @@ int xfer_start(struct engine *e, struct xfer *x, long timeout_ms)
         return -ENOMEM;
     x->hdrs = curl_slist_append(x->hdrs, e->auth[x->pi]);
     x->hdrs = curl_slist_append(x->hdrs, "Content-Type: application/json");
-    x->hdrs = curl_slist_append(x->hdrs, "Accept: application/json");
+    x->hdrs = curl_slist_append(x->hdrs, x->kind == X_STREAM ? "Accept: text/event-stream"
+                                                             : "Accept: application/json");
     x->hdrs = curl_slist_append(x->hdrs, "Expect:");
     CURL *h = x->h;
     curl_easy_setopt(h, CURLOPT_URL, x->req.url);
@@ -170,6 +174,8 @@ int xfer_start(struct engine *e, struct xfer *x, long timeout_ms)
         if (strcmp(x->req.method, "POST") != 0)
             curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, x->req.method);
     }
+    if (x->kind == X_STREAM)
+        stream_setopt(x);
     return xfer_add(e, x);
 }
 
