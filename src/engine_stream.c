@@ -39,7 +39,8 @@ int stream_init(struct engine *e)
     if (!e->streams)
         return -ENOMEM;
     int total = 0;
-    for (size_t i = 0; i < e->cfg.n_providers; i++) {
+    /* With callbacks the provider already pushes the end: no stream besides. */
+    for (size_t i = 0; !e->cfg.callback_url && i < e->cfg.n_providers; i++) {
         e->streams[i].max = provider_stream_max(engine_provider_of(e, i));
         total += e->streams[i].max;
     }
