@@ -210,9 +210,10 @@ void xfer_redact(struct engine *e, char *text);
 /* Sets up each provider's streams; returns how many may be open in all, or -ENOMEM. */
 int stream_init(struct engine *e);
 void stream_free(struct engine *e);
-/* plan_schedule's first look at a pending task due at due_mono: true when a
- * stream serves it (open, or due to open now on its timer), so its polls wait. */
-bool stream_plan(struct engine *e, const struct task *t, struct clock_pair now, int64_t due_mono);
+/* plan_schedule's look at a pending task before its next poll is set: true
+ * when a stream serves it (open, or due to open now on its timer), so its
+ * polls wait. */
+bool stream_plan(struct engine *e, const struct task *t, struct clock_pair now);
 /* The task's timer fired: true when that opened its stream (no poll then). */
 bool stream_start_due(struct engine *e, uint32_t idx);
 /* The curl options of a stream transfer (xfer_start, before it is added). */

@@ -161,14 +161,12 @@ void plan_schedule(struct engine *e, const struct task *t, struct clock_pair now
             e->ts[t->idx].pt.phase = PHASE_GIVEN_UP;
         return;
     }
+    if (stream_plan(e, t, now))
+        return; /* its stream brings the news */
     /* The schedule speaks wall-clock time (its inputs are stored); the timer
      * waits the same span on the monotonic clock. */
     int64_t mono = now.mono_ms + (due - now.wall_ms);
-    if (mono < not_before_mono)
-        mono = not_before_mono;
-    if (stream_plan(e, t, now, mono))
-        return; /* its stream brings the news */
-    plan_poll_at(e, t->idx, mono);
+    plan_poll_at(e, t->idx, mono < not_before_mono ? not_before_mono : mono);
 }
 
 int64_t plan_backoff_ms(struct engine *e, uint32_t streak)

@@ -72,7 +72,7 @@ static void stream_arm_deadline(struct engine *e, const struct task *t, struct c
     e->ts[t->idx].pt.phase = PHASE_POLLING;
 }
 
-bool stream_plan(struct engine *e, const struct task *t, struct clock_pair now, int64_t due_mono)
+bool stream_plan(struct engine *e, const struct task *t, struct clock_pair now)
 {
     if (plan_ensure_slot(e, t->idx) < 0)
         return false;
@@ -86,8 +86,9 @@ bool stream_plan(struct engine *e, const struct task *t, struct clock_pair now, 
         return true;
     }
     struct stream_prov *sp = &e->streams[engine_provider_index(e, t->model_idx)];
+    /* After a failed stream the schedule's next poll comes first. */
     if (sp->max == 0 || sp->off || sp->open >= sp->max || ts->stream_tries >= STREAM_ATTEMPTS ||
-        due_mono < ts->stream_after_ms)
+        now.mono_ms < ts->stream_after_ms)
         return false;
     sp->open++;
     ts->stream_wanted = true;
@@ -206,7 +207,8 @@ static void stream_apply_news(struct engine *e, struct xfer *x, struct clock_pai
     uint32_t idx = x->task_idx;
     const struct task *t = store_task_at(e->store, idx);
     enum phase ph = e->ts[idx].pt.phase;
-    if (t && !task_state_final(t->state) && (ph == PHASE_POLLING || ph == PHASE_SCHEDULED)) {
+    if (t && !task_state_final(t->state) &&
+        (ph == PHASE_POLLING || ph == PHASE_SCHEDULED || ph == PHASE_GIVEN_UP)) {
         xfer_redact(e, data);
         struct xfer answer = {
             .kind = X_STATUS, .pi = x->pi, .task_idx = idx, .buf = data, .len = len, .fd = -1};
@@ -299,7 +301,8 @@ void stream_on_end(struct engine *e, struct xfer *x, CURLcode cc, long http, str
     bool refused = stream_note_refusal(e, x, http);
     const struct task *t = store_task_at(e->store, idx);
     enum phase ph = e->ts[idx].pt.phase;
-    if (!t || task_state_final(t->state) || (ph != PHASE_POLLING && ph != PHASE_SCHEDULED))
+    if (!t || task_state_final(t->state) ||
+        (ph != PHASE_POLLING && ph != PHASE_SCHEDULED && ph != PHASE_GIVEN_UP))
         return;
     stream_fall_back(e, x, cc, http, refused, now);
 }
