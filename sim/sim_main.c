@@ -721,9 +721,16 @@ static enum MHD_Result sim_handle_stream(struct sim_ctx *ctx, struct MHD_Connect
     sim_fault_decide_api(&ctx->faults, &ctx->fault_state, ctx->seed, ++ctx->api_reqno, sim_now_ms(),
                          &fd);
     sim_fig_fault(ctx, fd.name);
-    if (sf == SIM_STREAM_CUT)
-        sim_fig_fault(ctx, "stream_cut");
+    static const char *const names[] = {[SIM_STREAM_CUT] = "stream_cut",
+                                        [SIM_STREAM_429] = "stream_429",
+                                        [SIM_STREAM_500] = "stream_500"};
+    if (sf != SIM_STREAM_SERVE)
+        sim_fig_fault(ctx, names[sf]);
+    int retry_after = (int)ctx->faults.burst_retry_after;
     pthread_mutex_unlock(&ctx->lock);
+    if (sf == SIM_STREAM_429 || sf == SIM_STREAM_500)
+        return sim_http_error(ctx, c, sf == SIM_STREAM_429 ? 429 : 500, NULL,
+                              sf == SIM_STREAM_429 ? retry_after : 0, 1);
     if (fd.action == SIM_FAULT_STATUS)
         return sim_http_error(ctx, c, fd.status, NULL, fd.retry_after, 1);
     if (fd.action == SIM_FAULT_RESET)

@@ -76,6 +76,20 @@ log_has() {
     wait_until 10 log_has "status stream ended before the task did"
 }
 
+@test "stream: a 429 on the stream slows the rate as a poll's would, a 500 backs off, the task ends" {
+    stream_setup 200 --fault stream_429=1 --fault stream_500=1
+    id=$(genfs_submit "$MODEL" '{"prompt": "refused streams", "sim_duration_ms": 8000}')
+    run timeout 120 cat "$MNT/$MODEL/$id/result"
+    assert_success
+    assert_output --partial "/media/"
+    assert_equal "$(figure 'd["faults_injected"]["stream_429"]')" 1
+    assert_equal "$(figure 'd["faults_injected"]["stream_500"]')" 1
+    [ "$(genfs_stats_get 'd["http_429"]')" -ge 1 ]
+    # The third stream was served and brought the end.
+    assert_equal "$(figure 'd["requests"]["status_stream"]')" 3
+    assert_equal "$(cat "$MNT/$MODEL/$id/state")" success
+}
+
 @test "stream: a provider that serves no stream is polled, and streams are turned off" {
     stream_setup 200 --fault stream_off=1
     local ids=() i
