@@ -30,7 +30,6 @@ struct stream_live {
     size_t news_len;
     int64_t last_byte_ms; /* monotonic */
     bool checked, http_ok;
-    bool served; /* an event was applied */
 };
 
 int stream_init(struct engine *e)
@@ -213,7 +212,6 @@ static void stream_apply_news(struct engine *e, struct xfer *x, struct clock_pai
         struct xfer answer = {
             .kind = X_STATUS, .pi = x->pi, .task_idx = idx, .buf = data, .len = len, .fd = -1};
         e->ts[idx].pt.phase = PHASE_POLLING;
-        lv->served = true;
         poll_on_answer(e, &answer, CURLE_OK, 200, now);
     }
     free(data);
@@ -241,8 +239,9 @@ void stream_deliver(struct engine *e)
 static bool stream_note_refusal(struct engine *e, const struct xfer *x, long http)
 {
     struct stream_prov *sp = &e->streams[x->pi];
-    bool refused = !x->live->served && (http == 404 || http == 405 || http == 501);
-    if (x->live->served)
+    bool served = sse_events(x->live->sse) > 0;
+    bool refused = !served && (http == 404 || http == 405 || http == 501);
+    if (served)
         sp->refusals = 0;
     if (refused && ++sp->refusals >= STREAM_REFUSALS && !sp->off) {
         sp->off = true;
