@@ -187,7 +187,8 @@ int sse_feed(struct sse *s, const char *buf, size_t len,
                 s->err = sse_on_line(s, s->line.p, s->line.len, on_event, arg);
             s->line.len = 0;
         } else {
-            s->err = sse_on_line(s, buf + i, j - i, on_event, arg);
+            /* The same limit as a line gathered over several chunks. */
+            s->err = j - i > s->max ? -E2BIG : sse_on_line(s, buf + i, j - i, on_event, arg);
         }
         i = j + 1;
     }

@@ -155,6 +155,18 @@ static void test_limits(void)
         rc = sse_feed(p, "data: 0123456789\n", 17, on_event, &s);
     TAP_EQ_INT(rc, -E2BIG, "an event of many lines past the limit");
     sse_free(p);
+    /* A line too long is refused whether it came whole or in pieces. */
+    char line[100];
+    memset(line, 'x', sizeof(line));
+    line[0] = ':';
+    line[sizeof(line) - 1] = '\n';
+    p = sse_new(64);
+    TAP_EQ_INT(sse_feed(p, line, sizeof(line), on_event, &s), -E2BIG, "a long comment, whole");
+    sse_free(p);
+    p = sse_new(64);
+    sse_feed(p, line, 50, on_event, &s);
+    TAP_EQ_INT(sse_feed(p, line + 50, 50, on_event, &s), -E2BIG, "  and split in two");
+    sse_free(p);
     sse_free(NULL);
     TAP_CHECK(1, "sse_free(NULL) is a no-op");
 }
