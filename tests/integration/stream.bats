@@ -35,6 +35,10 @@ status_requests() {
     sim_task "$1" | python3 -c 'import json, sys; print(json.load(sys.stdin)["status_requests"])'
 }
 
+streams_open_is() {
+    [ "$(figure 'd["streams_open"]')" = "$1" ]
+}
+
 log_has() {
     grep -q "$1" "$MNT/log"
 }
@@ -59,7 +63,21 @@ log_has() {
     assert_equal "$(figure 'd["requests"]["status_stream"]')" 4
     assert_equal "$(figure 'd["requests"]["status"]')" 4
     # Each stream ended with its task.
-    wait_until 30 test "$(figure 'd["streams_open"]')" = 0
+    wait_until 30 streams_open_is 0
+}
+
+@test "stream: after a remount the pending task's stream is opened again and brings the end" {
+    stream_setup 600000
+    id=$(genfs_submit "$MODEL" '{"prompt": "across a remount", "sim_duration_ms": 6000}')
+    wait_until 30 streams_open_is 1
+    genfs_unmount
+    GENFS_MODELS=$MODEL genfs_mount -o "config=$CONFIG,provider=fal"
+    run timeout 120 cat "$MNT/$MODEL/$id/result"
+    assert_success
+    assert_output --partial "/media/"
+    # One stream per mount, no poll (the first would come after 10 minutes).
+    assert_equal "$(status_requests "$id")" 2
+    assert_equal "$(figure 'd["requests"]["status_stream"]')" 2
 }
 
 @test "stream: a stream cut mid-way falls back to polling and the task still finishes" {
