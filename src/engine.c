@@ -323,6 +323,10 @@ static void engine_drop_inflight(struct engine *e)
 {
     while (e->xfers) {
         struct xfer *x = e->xfers;
+        if (x->kind == X_STREAM) {
+            stream_drop(e, x); /* its task no longer points at it */
+            continue;
+        }
         xfer_detach(e, x);
         if (x->cmd)
             engine_finish_cmd(x->cmd, -EIO,

@@ -223,6 +223,8 @@ void stream_deliver(struct engine *e);
 void stream_on_end(struct engine *e, struct xfer *x, CURLcode cc, long http, struct clock_pair now);
 /* Closes the task's stream, if any (the task is forgotten). */
 void stream_close(struct engine *e, uint32_t idx);
+/* Closes and frees a stream transfer, whoever holds it (also at shutdown). */
+void stream_drop(struct engine *e, struct xfer *x);
 void stream_live_free(struct stream_live *live);
 
 /* engine_stats.c */

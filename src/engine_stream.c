@@ -306,18 +306,23 @@ void stream_on_end(struct engine *e, struct xfer *x, CURLcode cc, long http, str
     stream_fall_back(e, x, cc, http, refused, now);
 }
 
+void stream_drop(struct engine *e, struct xfer *x)
+{
+    if (x->task_idx < e->ts_cap && e->ts[x->task_idx].stream == x) {
+        e->ts[x->task_idx].stream = NULL;
+        e->streams[x->pi].open--;
+    }
+    xfer_detach(e, x);
+    xfer_free(x);
+}
+
 void stream_close(struct engine *e, uint32_t idx)
 {
     if (idx >= e->ts_cap)
         return;
     struct tsched *ts = &e->ts[idx];
-    if (ts->stream) {
-        struct xfer *x = ts->stream;
-        xfer_detach(e, x);
-        e->streams[x->pi].open--;
-        xfer_free(x);
-        ts->stream = NULL;
-    }
+    if (ts->stream)
+        stream_drop(e, ts->stream);
     if (ts->stream_wanted) {
         e->streams[ts->stream_pi].open--;
         ts->stream_wanted = false;
