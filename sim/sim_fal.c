@@ -53,7 +53,7 @@ void sim_fal_route(int get, int post, int put, const char *path, struct sim_rout
     enum sim_route r;
     static const char status[] = "/status", cancel[] = "/cancel", stream[] = "/status/stream";
     if (get && len > 14 && strcmp(rest + len - 14, stream) == 0) {
-        r = SIM_ROUTE_STATUS_STREAM;
+        r = SIM_ROUTE_STREAM;
         len -= 14;
     } else if (get && len > 7 && strcmp(rest + len - 7, status) == 0) {
         r = SIM_ROUTE_STATUS;

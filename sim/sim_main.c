@@ -1272,7 +1272,7 @@ static enum MHD_Result sim_http_handler(void *cls, struct MHD_Connection *c, con
         return sim_handle_status(ctx, c, &ri);
     case SIM_ROUTE_MEDIA:
         return sim_handle_media(ctx, c, &ri);
-    case SIM_ROUTE_STATUS_STREAM:
+    case SIM_ROUTE_STREAM:
         return sim_handle_stream(ctx, c, &ri);
     case SIM_ROUTE_UPLOAD:
     case SIM_ROUTE_UPLOAD_GET:

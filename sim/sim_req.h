@@ -24,13 +24,13 @@ enum sim_route {
     SIM_ROUTE_RESULT, /* fal: GET {app}/requests/{id}, the result object */
     SIM_ROUTE_CANCEL, /* replicate POST .../cancel, fal PUT .../cancel */
     /* input files (sim_upload.h): task_id holds the upload's id */
-    SIM_ROUTE_UPLOAD,        /* replicate POST /v1/files, fal initiate, kie stream upload */
-    SIM_ROUTE_UPLOAD_GET,    /* replicate GET /v1/files/{id}: the file object */
-    SIM_ROUTE_UPLOAD_PUT,    /* fal: PUT {base}/_upload/{id}, the presigned upload URL */
-    SIM_ROUTE_UPLOAD_FILE,   /* GET /files/{id}/{name}: the bytes, without a key */
-    SIM_ROUTE_UPLOADS,       /* GET /_sim/uploads: every upload's record */
-    SIM_ROUTE_UPLOAD_BYTES,  /* GET /_sim/uploads/{id}: the bytes as received */
-    SIM_ROUTE_STATUS_STREAM, /* fal: GET {app}/requests/{id}/status/stream, server-sent events */
+    SIM_ROUTE_UPLOAD,       /* replicate POST /v1/files, fal initiate, kie stream upload */
+    SIM_ROUTE_UPLOAD_GET,   /* replicate GET /v1/files/{id}: the file object */
+    SIM_ROUTE_UPLOAD_PUT,   /* fal: PUT {base}/_upload/{id}, the presigned upload URL */
+    SIM_ROUTE_UPLOAD_FILE,  /* GET /files/{id}/{name}: the bytes, without a key */
+    SIM_ROUTE_UPLOADS,      /* GET /_sim/uploads: every upload's record */
+    SIM_ROUTE_UPLOAD_BYTES, /* GET /_sim/uploads/{id}: the bytes as received */
+    SIM_ROUTE_STREAM,       /* fal: GET {app}/requests/{id}/status/stream, server-sent events */
 };
 
 struct sim_route_info {

@@ -81,10 +81,10 @@ static void test_routes(void)
     route(F, "GET", "/fal-ai/flux/requests/u-1/status", SIM_ROUTE_STATUS, "fal-ai/flux", "u-1");
     route(F, "GET", "/fal-ai/flux/requests/u-1", SIM_ROUTE_RESULT, "fal-ai/flux", "u-1");
     route(F, "PUT", "/fal-ai/flux/requests/u-1/cancel", SIM_ROUTE_CANCEL, "fal-ai/flux", "u-1");
-    route(F, "GET", "/fal-ai/flux/requests/u-1/status/stream", SIM_ROUTE_STATUS_STREAM,
-          "fal-ai/flux", "u-1");
-    route(F, "GET", "/workflows/a/b/requests/u-2/status/stream", SIM_ROUTE_STATUS_STREAM,
-          "workflows/a/b", "u-2");
+    route(F, "GET", "/fal-ai/flux/requests/u-1/status/stream", SIM_ROUTE_STREAM, "fal-ai/flux",
+          "u-1");
+    route(F, "GET", "/workflows/a/b/requests/u-2/status/stream", SIM_ROUTE_STREAM, "workflows/a/b",
+          "u-2");
     route(F, "GET", "/fal-ai/flux/dev/requests/u-1/status", SIM_ROUTE_NOT_FOUND, NULL, NULL);
     route(F, "GET", "/fal-ai/flux/dev/requests/u-1", SIM_ROUTE_NOT_FOUND, NULL, NULL);
     route(F, "GET", "/workflows/me/app/requests/u-3/status", SIM_ROUTE_STATUS, "workflows/me/app",
