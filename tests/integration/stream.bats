@@ -62,6 +62,9 @@ log_has() {
     done
     assert_equal "$(figure 'd["requests"]["status_stream"]')" 4
     assert_equal "$(figure 'd["requests"]["status"]')" 4
+    # genfs counts each stream as one status request too, beside each result request.
+    assert_equal "$(figure 'd["requests"]["result"]')" 4
+    assert_equal "$(genfs_stats_get 'd["requests"]["status"]')" 8
     # Each stream ended with its task.
     wait_until 30 streams_open_is 0
 }
@@ -140,7 +143,7 @@ PY
     stream_setup 200
     local ids=() i
     for i in 1 2 3 4 5 6; do
-        ids+=("$(genfs_submit "$MODEL" "{\"prompt\": \"bounded $i\", \"sim_duration_ms\": 3000}")")
+        ids+=("$(genfs_submit "$MODEL" "{\"prompt\": \"bounded $i\", \"sim_duration_ms\": 6000}")")
     done
     for i in 0 1 2 3 4 5; do
         run timeout 120 cat "$MNT/$MODEL/${ids[$i]}/result"
