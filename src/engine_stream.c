@@ -265,7 +265,7 @@ static void stream_fall_back(struct engine *e, struct xfer *x, CURLcode cc, long
     const struct task *t = store_task_at(e->store, idx);
     int64_t wait = plan_backoff_ms(e, ts->stream_tries);
     ts->stream_after_ms = now.mono_ms + wait;
-    if (cc == CURLE_OK && http != 200 && !refused) {
+    if (cc == CURLE_OK && (http < 200 || http > 299) && !refused) {
         x->kind = X_STATUS;
         ts->pt.phase = PHASE_POLLING;
         poll_on_answer(e, x, cc, http, now);
