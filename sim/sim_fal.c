@@ -49,10 +49,13 @@ void sim_fal_route(int get, int post, int put, const char *path, struct sim_rout
             out->route = SIM_ROUTE_SUBMIT;
         return;
     }
-    /* {app}/requests/{id}, .../status (GET) or .../cancel (PUT). */
+    /* {app}/requests/{id}, .../status, .../status/stream (GET) or .../cancel (PUT). */
     enum sim_route r;
-    static const char status[] = "/status", cancel[] = "/cancel";
-    if (get && len > 7 && strcmp(rest + len - 7, status) == 0) {
+    static const char status[] = "/status", cancel[] = "/cancel", stream[] = "/status/stream";
+    if (get && len > 14 && strcmp(rest + len - 14, stream) == 0) {
+        r = SIM_ROUTE_STREAM;
+        len -= 14;
+    } else if (get && len > 7 && strcmp(rest + len - 7, status) == 0) {
         r = SIM_ROUTE_STATUS;
         len -= 7;
     } else if (put && len > 7 && strcmp(rest + len - 7, cancel) == 0) {
@@ -226,6 +229,23 @@ cJSON *sim_fal_status_json(const struct sim_task *t, long long now_ms, const cha
     }
     sim_fal_urls(o, t, base);
     return o;
+}
+
+long long sim_fal_stream_next_ms(const struct sim_task *t, long long after_ms, int with_logs)
+{
+    struct sim_task_view v;
+    sim_task_view_at(t, after_ms, &v);
+    long long d = t->duration_ms, end = t->submit_ms + d;
+    long long at[3 + SIM_FAL_LOG_STEPS] = {t->submit_ms + d / 10, v.start_ms, t->complete_ms};
+    int n = 3;
+    /* A log entry per step of generation, as sim_fal_logs adds them. */
+    for (int i = 1; with_logs && i <= SIM_FAL_LOG_STEPS; i++)
+        at[n++] = v.start_ms + (end > v.start_ms ? end - v.start_ms : 1) * i / SIM_FAL_LOG_STEPS;
+    long long next = t->complete_ms > after_ms ? t->complete_ms : after_ms + 1;
+    for (int i = 0; i < n; i++)
+        if (at[i] > after_ms && at[i] < next)
+            next = at[i];
+    return next;
 }
 
 static cJSON *sim_fal_file(const struct sim_task *t, int n, const char *base)

@@ -40,6 +40,10 @@ static const struct {
     INT(media_ttl_ms),
     INT(errors_in_body),
     INT(result_5xx),
+    INT(stream_off),
+    INT(stream_cut),
+    INT(stream_429),
+    INT(stream_500),
     {"result_5xx_status", SIM_FT_5XX, offsetof(struct sim_faults, result_5xx_status)},
     {"media_redirect", SIM_FT_STR, offsetof(struct sim_faults, media_redirect)},
 #undef RATE
@@ -48,23 +52,12 @@ static const struct {
 
 #define SIM_FAULT_NSWITCH (sizeof(sim_fault_switches) / sizeof(sim_fault_switches[0]))
 
-const char *const sim_fault_counter_names[] = {"error_500",
-                                               "error_502",
-                                               "error_503",
-                                               "error_504",
-                                               "error_455",
-                                               "reset_rate",
-                                               "slow_rate",
-                                               "malformed_rate",
-                                               "burst_429",
-                                               "rate_limit",
-                                               "fail_rate",
-                                               "lost_callback_rate",
-                                               "media_error_rate",
-                                               "media_ttl_ms",
-                                               "media_redirect",
-                                               "result_5xx",
-                                               NULL};
+const char *const sim_fault_counter_names[] = {
+    "error_500",  "error_502",          "error_503",        "error_504",    "error_455",
+    "reset_rate", "slow_rate",          "malformed_rate",   "burst_429",    "rate_limit",
+    "fail_rate",  "lost_callback_rate", "media_error_rate", "media_ttl_ms", "media_redirect",
+    "result_5xx", "stream_off",         "stream_cut",       "stream_429",   "stream_500",
+    NULL};
 
 void sim_fault_defaults(struct sim_faults *f)
 {
@@ -300,6 +293,24 @@ int sim_fault_decide_result(struct sim_faults *f)
         return 0;
     f->result_5xx--;
     return (int)f->result_5xx_status;
+}
+
+enum sim_stream_fault sim_fault_decide_stream(struct sim_faults *f)
+{
+    if (f->stream_off)
+        return SIM_STREAM_OFF;
+    if (f->stream_429 > 0) {
+        f->stream_429--;
+        return SIM_STREAM_429;
+    }
+    if (f->stream_500 > 0) {
+        f->stream_500--;
+        return SIM_STREAM_500;
+    }
+    if (f->stream_cut <= 0)
+        return SIM_STREAM_SERVE;
+    f->stream_cut--;
+    return SIM_STREAM_CUT;
 }
 
 void sim_fault_decide_media(const struct sim_faults *f, uint64_t seed, uint64_t reqno,

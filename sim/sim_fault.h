@@ -20,6 +20,10 @@ struct sim_faults {
     long long errors_in_body;    /* 1: errors answer HTTP 200, code only in the body */
     long long result_5xx;        /* fal: the next N fetches of a completed result fail */
     long long result_5xx_status; /* with this status, default 500 */
+    long long stream_off;        /* fal: 1 = the status stream URL is not served (404) */
+    long long stream_cut;        /* fal: the next N status streams are cut after one event */
+    long long stream_429;        /* fal: the next N status streams answer 429 (burst_retry_after) */
+    long long stream_500;        /* fal: the next N status streams answer 500 */
     char media_redirect[1024];   /* "" = off */
 };
 
@@ -77,6 +81,16 @@ void sim_fault_decide_api(struct sim_faults *f, struct sim_fault_state *st, uint
 /* fal's result fetch of a completed request: the 5xx status to answer instead (counting
  * result_5xx down), or 0. */
 int sim_fault_decide_result(struct sim_faults *f);
+/* fal's status stream: served, not served (stream_off), refused with 429 or 500 (counting
+ * stream_429, then stream_500 down), or cut after its first event (counting stream_cut down). */
+enum sim_stream_fault {
+    SIM_STREAM_SERVE,
+    SIM_STREAM_OFF,
+    SIM_STREAM_CUT,
+    SIM_STREAM_429,
+    SIM_STREAM_500
+};
+enum sim_stream_fault sim_fault_decide_stream(struct sim_faults *f);
 /* Decision for a media request of a task that completed at complete_ms. */
 void sim_fault_decide_media(const struct sim_faults *f, uint64_t seed, uint64_t reqno,
                             long long now_ms, long long complete_ms,

@@ -65,6 +65,8 @@ static void sim_cb_transfer_free(struct sim_cb_transfer **list, struct sim_cb_tr
 
 struct sim_figures {
     long long submit, status, result, cancel, media, upload, other;
+    long long status_stream; /* fal's status streams opened (also counted in status) */
+    long long streams_open, streams_open_max;
     long long callback_sent, callback_lost, callback_failed;
     long long responses[SIM_STATUS_MAX];
     long long faults[32];
@@ -589,6 +591,191 @@ static enum MHD_Result sim_handle_status(struct sim_ctx *ctx, struct MHD_Connect
                                a.fal_error_type[0] ? a.fal_error_type : NULL);
 }
 
+/* ---- fal's status stream ------------------------------------------------------------------ */
+
+#define SIM_STREAM_PING_MS 15000 /* fal's docs: a comment every 15 s keeps it open */
+#define SIM_STREAM_STEP_MS 100   /* the longest sleep between looks: a cancel moves the end */
+
+/* One open stream: what it sent last and the bytes still to send. */
+struct sim_stream {
+    struct sim_ctx *ctx;
+    char id[SIM_TASK_ID_MAX + 1];
+    int with_logs, cut;
+    char *last; /* the last status sent */
+    char *out;  /* the event being sent */
+    size_t out_len, out_off;
+    long long look_ms, next_ms, ping_ms;
+    int events, done;
+};
+
+static void sim_stream_free(void *cls)
+{
+    struct sim_stream *s = cls;
+    pthread_mutex_lock(&s->ctx->lock);
+    s->ctx->fig.streams_open--;
+    pthread_mutex_unlock(&s->ctx->lock);
+    free(s->last);
+    free(s->out);
+    free(s);
+}
+
+static int sim_stream_send(struct sim_stream *s, const char *fmt, const char *text)
+{
+    free(s->out);
+    size_t n = strlen(fmt) + strlen(text) + 1;
+    s->out = malloc(n);
+    if (!s->out)
+        return -1;
+    snprintf(s->out, n, fmt, text);
+    s->out_len = strlen(s->out);
+    s->out_off = 0;
+    return 1;
+}
+
+/* The task's status at now when it may have changed since the last look: 1 with an event to
+ * send when it did, 0 when not, -1 when the task is gone. */
+static int sim_stream_look(struct sim_stream *s, long long now)
+{
+    struct sim_ctx *ctx = s->ctx;
+    pthread_mutex_lock(&ctx->lock);
+    struct sim_task *t = sim_table_get(&ctx->tasks, s->id);
+    if (!t) {
+        pthread_mutex_unlock(&ctx->lock);
+        return -1;
+    }
+    if (s->last && now < sim_fal_stream_next_ms(t, s->look_ms, s->with_logs)) {
+        s->next_ms = sim_fal_stream_next_ms(t, s->look_ms, s->with_logs);
+        pthread_mutex_unlock(&ctx->lock);
+        return 0;
+    }
+    cJSON *j = sim_proto_status_logs_json(ctx->protocol, t, now, ctx->base_url, s->with_logs);
+    struct sim_task_view v;
+    sim_task_view_at(t, now, &v);
+    s->next_ms = sim_fal_stream_next_ms(t, now, s->with_logs);
+    pthread_mutex_unlock(&ctx->lock);
+    s->look_ms = now;
+    char *text = j ? cJSON_PrintUnformatted(j) : NULL;
+    cJSON_Delete(j);
+    if (!text)
+        return -1;
+    if (s->last && strcmp(text, s->last) == 0) {
+        free(text);
+        return 0;
+    }
+    free(s->last);
+    s->last = text;
+    s->events++;
+    s->done = v.done;
+    return sim_stream_send(s, "data: %s\n\n", text);
+}
+
+/* MHD's reader on the connection's own thread: it sleeps until the status changes. */
+static ssize_t sim_stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct sim_stream *s = cls;
+    (void)pos;
+    for (;;) {
+        if (s->out_off < s->out_len) {
+            size_t n = s->out_len - s->out_off < max ? s->out_len - s->out_off : max;
+            memcpy(buf, s->out + s->out_off, n);
+            s->out_off += n;
+            return (ssize_t)n;
+        }
+        if (s->done || atomic_load(&s->ctx->stopping))
+            return MHD_CONTENT_READER_END_OF_STREAM; /* fal closes it after COMPLETED */
+        if (s->cut && s->events >= 1)
+            return MHD_CONTENT_READER_END_WITH_ERROR; /* the connection is dropped mid-stream */
+        long long now = sim_now_ms();
+        int rc = sim_stream_look(s, now);
+        if (rc < 0)
+            return MHD_CONTENT_READER_END_OF_STREAM; /* forgotten by /_sim/reset */
+        if (rc > 0)
+            continue;
+        if (now >= s->ping_ms) {
+            s->ping_ms = now + SIM_STREAM_PING_MS;
+            if (sim_stream_send(s, ": %s\n\n", "ping") < 0)
+                return MHD_CONTENT_READER_END_WITH_ERROR;
+            continue;
+        }
+        long long wait = (s->next_ms < s->ping_ms ? s->next_ms : s->ping_ms) - now;
+        sim_sleep_ms(s->ctx, wait < 1 ? 1 : wait > SIM_STREAM_STEP_MS ? SIM_STREAM_STEP_MS : wait);
+    }
+}
+
+/* GET {app}/requests/{id}/status/stream: the API faults and key check of a status, then a
+ * status event at once and at each change, closed after COMPLETED. stream_off answers as for
+ * an unknown path; stream_cut drops the connection after the first event. */
+static enum MHD_Result sim_handle_stream(struct sim_ctx *ctx, struct MHD_Connection *c,
+                                         const struct sim_route_info *ri)
+{
+    struct sim_fault_decision fd;
+    pthread_mutex_lock(&ctx->lock);
+    enum sim_stream_fault sf = sim_fault_decide_stream(&ctx->faults);
+    if (sf == SIM_STREAM_OFF) {
+        ctx->fig.other++;
+        pthread_mutex_unlock(&ctx->lock);
+        return sim_http_error(ctx, c, 404, NULL, 0, 0);
+    }
+    ctx->fig.status++;
+    ctx->fig.status_stream++;
+    sim_fault_decide_api(&ctx->faults, &ctx->fault_state, ctx->seed, ++ctx->api_reqno, sim_now_ms(),
+                         &fd);
+    sim_fig_fault(ctx, fd.name);
+    static const char *const names[] = {[SIM_STREAM_CUT] = "stream_cut",
+                                        [SIM_STREAM_429] = "stream_429",
+                                        [SIM_STREAM_500] = "stream_500"};
+    if (sf != SIM_STREAM_SERVE)
+        sim_fig_fault(ctx, names[sf]);
+    int retry_after = (int)ctx->faults.burst_retry_after;
+    pthread_mutex_unlock(&ctx->lock);
+    if (sf == SIM_STREAM_429 || sf == SIM_STREAM_500)
+        return sim_http_error(ctx, c, sf == SIM_STREAM_429 ? 429 : 500, NULL,
+                              sf == SIM_STREAM_429 ? retry_after : 0, 1);
+    if (fd.action == SIM_FAULT_STATUS)
+        return sim_http_error(ctx, c, fd.status, NULL, fd.retry_after, 1);
+    if (fd.action == SIM_FAULT_RESET)
+        return MHD_NO;
+    if (fd.action == SIM_FAULT_SLOW)
+        sim_sleep_ms(ctx, fd.delay_ms);
+    if (!sim_http_authorized(ctx, c))
+        return sim_http_error(ctx, c, 401, NULL, 0, 1);
+    struct sim_stream *s = calloc(1, sizeof(*s));
+    if (!s)
+        return MHD_NO;
+    s->ctx = ctx;
+    s->cut = sf == SIM_STREAM_CUT;
+    const char *logs = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "logs");
+    s->with_logs = logs && strcmp(logs, "1") == 0;
+    s->ping_ms = sim_now_ms() + SIM_STREAM_PING_MS;
+    pthread_mutex_lock(&ctx->lock);
+    struct sim_task *t = sim_table_get(&ctx->tasks, ri->task_id);
+    int found = t && sim_proto_task_visible(ctx->protocol, t, ri->model);
+    if (found) {
+        t->status_requests++;
+        /* Counted here, let go in sim_stream_free. */
+        if (++ctx->fig.streams_open > ctx->fig.streams_open_max)
+            ctx->fig.streams_open_max = ctx->fig.streams_open;
+        snprintf(s->id, sizeof(s->id), "%s", t->id);
+    }
+    pthread_mutex_unlock(&ctx->lock);
+    if (!found) {
+        free(s);
+        char msg[512];
+        int code = sim_proto_unknown_task(ctx->protocol, ri->task_id, msg, sizeof(msg));
+        return sim_http_error(ctx, c, code, msg, 0, 1);
+    }
+    struct MHD_Response *r = MHD_create_response_from_callback(
+        MHD_SIZE_UNKNOWN, 4096, sim_stream_reader, s, sim_stream_free);
+    if (!r) {
+        sim_stream_free(s);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, "Content-Type", "text/event-stream");
+    MHD_add_response_header(r, "Cache-Control", "no-cache");
+    sim_fig_response(ctx, 200);
+    return sim_http_queue(c, 200, r, 0);
+}
+
 static ssize_t sim_http_media_reader(void *cls, uint64_t pos, char *buf, size_t max)
 {
     struct sim_media *m = cls;
@@ -669,6 +856,9 @@ static cJSON *sim_ctx_figures_json(struct sim_ctx *ctx)
     cJSON *rq = cJSON_AddObjectToObject(o, "requests");
     cJSON_AddNumberToObject(rq, "submit", (double)f->submit);
     cJSON_AddNumberToObject(rq, "status", (double)f->status);
+    cJSON_AddNumberToObject(rq, "status_stream", (double)f->status_stream);
+    cJSON_AddNumberToObject(o, "streams_open", (double)f->streams_open);
+    cJSON_AddNumberToObject(o, "streams_open_max", (double)f->streams_open_max);
     cJSON_AddNumberToObject(rq, "result", (double)f->result);
     cJSON_AddNumberToObject(rq, "cancel", (double)f->cancel);
     cJSON_AddNumberToObject(rq, "media", (double)f->media);
@@ -1082,6 +1272,8 @@ static enum MHD_Result sim_http_handler(void *cls, struct MHD_Connection *c, con
         return sim_handle_status(ctx, c, &ri);
     case SIM_ROUTE_MEDIA:
         return sim_handle_media(ctx, c, &ri);
+    case SIM_ROUTE_STREAM:
+        return sim_handle_stream(ctx, c, &ri);
     case SIM_ROUTE_UPLOAD:
     case SIM_ROUTE_UPLOAD_GET:
     case SIM_ROUTE_UPLOAD_PUT:

@@ -68,6 +68,9 @@ cJSON *sim_proto_status_json(enum sim_protocol p, const struct sim_task *t, long
 /* The same, asked with fal's ?logs=1 (with_logs): the runner's log entries so far in "logs". */
 cJSON *sim_proto_status_logs_json(enum sim_protocol p, const struct sim_task *t, long long now_ms,
                                   const char *base, int with_logs);
+/* fal's status stream: the first time after after_ms at which the status it shows may change
+ * (a new phase, a log step with with_logs, the end); after the end, after_ms + 1. */
+long long sim_fal_stream_next_ms(const struct sim_task *t, long long after_ms, int with_logs);
 /* fal's response_url: 200 result, 400 still in progress or cancelled, 422/5xx failed. For a
  * request error *error_type is set to the X-Fal-Error-Type header value (else NULL). */
 cJSON *sim_proto_result_json(const struct sim_task *t, long long now_ms, const char *base,

@@ -30,6 +30,7 @@ enum sim_route {
     SIM_ROUTE_UPLOAD_FILE,  /* GET /files/{id}/{name}: the bytes, without a key */
     SIM_ROUTE_UPLOADS,      /* GET /_sim/uploads: every upload's record */
     SIM_ROUTE_UPLOAD_BYTES, /* GET /_sim/uploads/{id}: the bytes as received */
+    SIM_ROUTE_STREAM,       /* fal: GET {app}/requests/{id}/status/stream, server-sent events */
 };
 
 struct sim_route_info {

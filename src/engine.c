@@ -67,6 +67,7 @@ bool engine_log_once(struct engine *e, const char *msg)
 void engine_forget_slot(struct engine *e, uint32_t idx)
 {
     plan_cancel(e, idx);
+    stream_close(e, idx);
     if (idx < e->ts_cap)
         e->ts[idx] = (struct tsched){.pt.phase = PHASE_DONE};
 }
@@ -234,6 +235,8 @@ static void engine_drain_done(struct engine *e)
             ctl_on_answer(e, x, cc, http, now);
         else if (x->kind == X_UPLOAD)
             upload_on_answer(e, x, cc, http, now);
+        else if (x->kind == X_STREAM)
+            stream_on_end(e, x, cc, http, now);
         else
             poll_on_answer(e, x, cc, http, now);
         xfer_free(x);
@@ -311,7 +314,8 @@ static int64_t engine_launch_polls(struct engine *e, int64_t now, int64_t wait)
         if (now - due > 1000)
             engine_count(e, &e->c.polls_late);
         plan_cancel(e, idx);
-        poll_start_status(e, idx);
+        if (!stream_start_due(e, idx))
+            poll_start_status(e, idx);
     }
     return wait;
 }
@@ -335,6 +339,10 @@ static void engine_drop_inflight(struct engine *e)
 {
     while (e->xfers) {
         struct xfer *x = e->xfers;
+        if (x->kind == X_STREAM) {
+            stream_drop(e, x); /* its task no longer points at it */
+            continue;
+        }
         xfer_detach(e, x);
         if (x->cmd)
             engine_finish_cmd(x->cmd, -EIO,
@@ -357,6 +365,7 @@ static void *engine_run_loop(void *arg)
         int running = 0;
         curl_multi_perform(e->multi, &running);
         engine_drain_done(e);
+        stream_deliver(e);
         struct clock_pair now = clock_read_pair();
         int64_t wait = engine_launch_due(e, now.mono_ms, stopping);
         if (now.mono_ms - e->last_flush_ms >= FLUSH_EVERY_MS) {
@@ -436,12 +445,14 @@ struct engine *engine_new(struct store *st, struct log *lg, const struct engine_
     pthread_mutex_init(&e->inbox_lock, NULL);
     pthread_mutex_init(&e->stats_lock, NULL);
     e->multi = curl_multi_init();
-    if (engine_load_keys(e, cfg) < 0 || !e->multi) {
+    int streams = stream_init(e);
+    if (engine_load_keys(e, cfg) < 0 || !e->multi || streams < 0) {
         engine_free(e);
         return NULL;
     }
-    curl_multi_setopt(e->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)MAX_INFLIGHT);
-    curl_multi_setopt(e->multi, CURLMOPT_MAXCONNECTS, (long)MAX_INFLIGHT);
+    /* Over HTTP/1.1 each open stream holds a connection of its own. */
+    curl_multi_setopt(e->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)(MAX_INFLIGHT + streams));
+    curl_multi_setopt(e->multi, CURLMOPT_MAXCONNECTS, (long)(MAX_INFLIGHT + streams));
     if (getrandom(&e->rng, sizeof(e->rng), 0) != sizeof(e->rng) || e->rng == 0)
         e->rng = (uint64_t)clock_now_ms() | 1;
     struct clock_pair now = clock_read_pair();
@@ -555,6 +566,7 @@ void engine_free(struct engine *e)
     free(e->keys);
     cache_free(e);
     plan_free(e);
+    stream_free(e);
     pthread_mutex_destroy(&e->inbox_lock);
     pthread_mutex_destroy(&e->stats_lock);
     free(e);

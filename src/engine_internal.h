@@ -9,6 +9,7 @@
  *   engine_upload.c  a submission's local files ("@PATH"), uploaded before it goes
  *   engine_cache.c   result downloads, the cache, eviction, -o keep
  *   engine_xfer.c    HTTP transfers: curl handles, bodies, headers, messages
+ *   engine_stream.c  status streams (fal): their events read as status answers
  *   engine_stats.c   the counters behind MOUNT/stats */
 #ifndef GENFS_ENGINE_INTERNAL_H
 #define GENFS_ENGINE_INTERNAL_H
@@ -34,7 +35,10 @@
 #define DOWNLOAD_ATTEMPTS 4
 #define LOG_ONCE_SLOTS 64
 
-enum xfer_kind { X_SUBMIT, X_STATUS, X_ADOPT, X_RESULT, X_DOWNLOAD, X_CANCEL, X_UPLOAD };
+enum xfer_kind { X_SUBMIT, X_STATUS, X_ADOPT, X_RESULT, X_DOWNLOAD, X_CANCEL, X_UPLOAD, X_STREAM };
+
+struct stream_live; /* engine_stream.c: an open status stream's parser and news */
+struct stream_prov; /* engine_stream.c: a provider's streams */
 
 /* One HTTP transfer in flight. */
 struct xfer {
@@ -64,6 +68,7 @@ struct xfer {
     int64_t cap_bytes;
     int fd;
     int64_t written;
+    struct stream_live *live; /* X_STREAM only */
 };
 
 /* A result file waiting to be downloaded. */
@@ -93,6 +98,12 @@ struct tsched {
     struct phase_task pt;
     bool poll_again;   /* a callback came while a request was in flight: it may predate the end */
     bool cancel_asked; /* the provider took a cancel (ctl): a failed end is "canceled" */
+    /* The status stream (engine_stream.c): open, or due to open at the timer. */
+    struct xfer *stream;
+    bool stream_wanted;
+    uint8_t stream_tries;
+    size_t stream_pi;        /* the provider whose stream it is */
+    int64_t stream_after_ms; /* monotonic: no stream before, after one failed */
 };
 
 struct engine {
@@ -126,7 +137,8 @@ struct engine {
     uint64_t rng;
     int64_t last_flush_ms;
     struct dl_job *dl_head, *dl_tail;
-    struct sched_hist *hists; /* the learned schedule's, by model index */
+    struct sched_hist *hists;    /* the learned schedule's, by model index */
+    struct stream_prov *streams; /* by provider index */
     uint32_t n_hists;
     struct {
         uint64_t hash;
@@ -238,6 +250,27 @@ void xfer_transport_msg(struct engine *e, const struct xfer *x, CURLcode cc, boo
 /* A submit may be retried only when the provider provably did not take it. */
 bool xfer_never_sent(CURLcode cc);
 void xfer_redact(struct engine *e, char *text);
+
+/* engine_stream.c */
+/* Sets up each provider's streams; returns how many may be open in all, or -ENOMEM. */
+int stream_init(struct engine *e);
+void stream_free(struct engine *e);
+/* plan_schedule's look at a pending task before its next poll is set: true
+ * when a stream serves it (open, or due to open now on its timer), so its
+ * polls wait. */
+bool stream_plan(struct engine *e, const struct task *t, struct clock_pair now);
+/* The task's timer fired: true when that opened its stream (no poll then). */
+bool stream_start_due(struct engine *e, uint32_t idx);
+/* The curl options of a stream transfer (xfer_start, before it is added). */
+void stream_setopt(struct xfer *x);
+/* Applies the status events that arrived, as poll answers. */
+void stream_deliver(struct engine *e);
+void stream_on_end(struct engine *e, struct xfer *x, CURLcode cc, long http, struct clock_pair now);
+/* Closes the task's stream, if any (the task is forgotten). */
+void stream_close(struct engine *e, uint32_t idx);
+/* Closes and frees a stream transfer, whoever holds it (also at shutdown). */
+void stream_drop(struct engine *e, struct xfer *x);
+void stream_live_free(struct stream_live *live);
 
 /* engine_stats.c */
 void engine_count(struct engine *e, uint64_t *field);

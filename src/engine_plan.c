@@ -161,6 +161,8 @@ void plan_schedule(struct engine *e, const struct task *t, struct clock_pair now
             e->ts[t->idx].pt.phase = PHASE_GIVEN_UP;
         return;
     }
+    if (stream_plan(e, t, now))
+        return; /* its stream brings the news */
     /* The schedule speaks wall-clock time (its inputs are stored); the timer
      * waits the same span on the monotonic clock. */
     int64_t mono = now.mono_ms + (due - now.wall_ms);

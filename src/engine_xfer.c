@@ -97,7 +97,8 @@ void xfer_note_rate_headers(struct engine *e, const struct xfer *x, int64_t mono
 void xfer_detach(struct engine *e, struct xfer *x)
 {
     curl_multi_remove_handle(e->multi, x->h);
-    e->inflight -= x->kind != X_DOWNLOAD;
+    /* Downloads and streams have their own limits. */
+    e->inflight -= x->kind != X_DOWNLOAD && x->kind != X_STREAM;
     e->submits_inflight -= x->kind == X_SUBMIT;
     if (x->prev)
         x->prev->next = x->next;
@@ -120,6 +121,7 @@ void xfer_free(struct xfer *x)
         explicit_bzero(l->data, strlen(l->data));
     curl_slist_free_all(x->hdrs);
     provider_request_clear(&x->req);
+    stream_live_free(x->live);
     free(x->buf);
     free(x);
 }
@@ -128,8 +130,9 @@ int xfer_add(struct engine *e, struct xfer *x)
 {
     if (curl_multi_add_handle(e->multi, x->h) != CURLM_OK)
         return -EIO;
-    /* Downloads have their own limit: they go to other hosts. */
-    e->inflight += x->kind != X_DOWNLOAD;
+    /* Downloads have their own limit (they go to other hosts), streams theirs
+     * (they stay open as long as their tasks run). */
+    e->inflight += x->kind != X_DOWNLOAD && x->kind != X_STREAM;
     e->submits_inflight += x->kind == X_SUBMIT;
     x->prev = NULL;
     x->next = e->xfers;
@@ -152,7 +155,8 @@ int xfer_start(struct engine *e, struct xfer *x, long timeout_ms)
     snprintf(ctype, sizeof(ctype), "Content-Type: %s",
              x->req.content_type ? x->req.content_type : "application/json");
     x->hdrs = curl_slist_append(x->hdrs, ctype);
-    x->hdrs = curl_slist_append(x->hdrs, "Accept: application/json");
+    x->hdrs = curl_slist_append(x->hdrs, x->kind == X_STREAM ? "Accept: text/event-stream"
+                                                             : "Accept: application/json");
     x->hdrs = curl_slist_append(x->hdrs, "Expect:");
     CURL *h = x->h;
     curl_easy_setopt(h, CURLOPT_URL, x->req.url);
@@ -179,6 +183,8 @@ int xfer_start(struct engine *e, struct xfer *x, long timeout_ms)
         if (strcmp(x->req.method, "POST") != 0)
             curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, x->req.method);
     }
+    if (x->kind == X_STREAM)
+        stream_setopt(x);
     return xfer_add(e, x);
 }
 

@@ -105,6 +105,9 @@ struct provider {
     char *cancel_method, *cancel_url, *cancel_url_field, *cancel_state;
     struct cancel_word *cancel_words;
     size_t n_cancel_words;
+    /* status stream (server-sent events of status objects), when stream_url */
+    char *stream_url;
+    int stream_max;
     /* upload */
     enum upload_kind upload_kind;
     char *upload_base; /* {upload_base}: upload.base_url, else the base URL */
@@ -546,6 +549,26 @@ static void load_cancel(struct loader *l, struct provider *p, const cJSON *root)
         load_fail(l, "cancel.answers is empty");
 }
 
+/* stream: where a task's status is streamed as server-sent events, each a status object. */
+static void load_stream(struct loader *l, struct provider *p, const cJSON *root)
+{
+    const cJSON *st = load_obj(l, root, "", "stream", false);
+    if (!st)
+        return;
+    static const char *const keys[] = {"url", "max_open", NULL};
+    load_keys(l, st, "stream", keys);
+    p->stream_url = load_str(l, st, "stream", "url", true);
+    if (p->stream_url && !url_template_ok(p->stream_url))
+        load_fail(l, "stream.url must start with {base} or http(s)://");
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(st, "max_open");
+    p->stream_max = PROVIDER_STREAM_MAX_OPEN;
+    if (cJSON_IsNumber(m) && m->valuedouble >= 1 && m->valuedouble <= 10000 &&
+        m->valuedouble == floor(m->valuedouble))
+        p->stream_max = (int)m->valuedouble;
+    else if (m)
+        load_fail(l, "stream.max_open must be a whole number of streams from 1 to 10000");
+}
+
 /* A size in bytes: a whole number from 1 to 4 GiB. */
 static size_t load_size(struct loader *l, const cJSON *obj, const char *key, size_t dflt)
 {
@@ -645,6 +668,7 @@ struct provider *provider_load_json(const char *text, const char *source, char *
                                        "app_namespaces",
                                        "cancel",
                                        "upload",
+                                       "stream",
                                        NULL};
     load_keys(&l, root, "", keys);
     p->name = load_str(&l, root, "profile", "name", true);
@@ -690,6 +714,7 @@ struct provider *provider_load_json(const char *text, const char *source, char *
     load_result(&l, p, root);
     load_cancel(&l, p, root);
     load_upload(&l, p, root);
+    load_stream(&l, p, root);
     cJSON_Delete(root);
     if (l.failed) {
         provider_free(p);
@@ -797,7 +822,8 @@ void provider_free(struct provider *p)
                      &p->upload_url,
                      &p->upload_field,
                      &p->upload_file_url,
-                     &p->upload_put_url};
+                     &p->upload_put_url,
+                     &p->stream_url};
     for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
         free(*strs[i]);
     for (size_t i = 0; i < p->n_error_message; i++)
@@ -1178,6 +1204,26 @@ int provider_build_status(const struct provider *p, const char *model, const cha
 {
     *out = (struct provider_request){.method = "GET"};
     int rc = provider_task_url(p, p->status_url, model, task_id, status_url, &out->url);
+    struct vars v = {.base = provider_base(p)};
+    if (rc == 0 && p->status_query && provider_append_query(&out->url, p->status_query, &v) < 0)
+        rc = -ENOMEM;
+    if (rc < 0)
+        provider_request_clear(out);
+    return rc;
+}
+
+int provider_stream_max(const struct provider *p)
+{
+    return p->stream_url ? p->stream_max : 0;
+}
+
+int provider_build_stream(const struct provider *p, const char *model, const char *task_id,
+                          struct provider_request *out)
+{
+    *out = (struct provider_request){.method = "GET"};
+    if (!p->stream_url)
+        return -EOPNOTSUPP;
+    int rc = provider_task_url(p, p->stream_url, model, task_id, NULL, &out->url);
     struct vars v = {.base = provider_base(p)};
     if (rc == 0 && p->status_query && provider_append_query(&out->url, p->status_query, &v) < 0)
         rc = -ENOMEM;

@@ -107,6 +107,18 @@ int provider_build_submit(const struct provider *p, const char *model, const cha
 /* status_url: from the submit answer, or NULL for the profile's template. */
 int provider_build_status(const struct provider *p, const char *model, const char *task_id,
                           const char *status_url, struct provider_request *out);
+/* ---- status stream (profile section stream) ---- */
+
+/* How many status streams may be open at once (stream.max_open), 0 when the
+ * profile has no stream: its tasks are polled. */
+int provider_stream_max(const struct provider *p);
+#define PROVIDER_STREAM_MAX_OPEN 100
+/* GET of the task's status stream: server-sent events whose data are status
+ * objects, each read by provider_parse_status as a 200 answer. -EOPNOTSUPP
+ * without a stream section. */
+int provider_build_stream(const struct provider *p, const char *model, const char *task_id,
+                          struct provider_request *out);
+
 /* For profiles whose status answer does not hold the result (needs_result). */
 int provider_build_result(const struct provider *p, const char *model, const char *task_id,
                           const char *result_url, struct provider_request *out);

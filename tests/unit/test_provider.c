@@ -492,9 +492,36 @@ static void test_control(void)
     provider_free(p);
 }
 
+/* fal's status stream (fal docs, "Stream request status"): on the app, with the status query. */
+static void test_stream(void)
+{
+    struct provider *fal = load("fal", "http://sim.test");
+    struct provider_request r;
+    TAP_EQ_INT(provider_stream_max(fal), PROVIDER_STREAM_MAX_OPEN, "fal streams, 100 at most");
+    TAP_EQ_INT(provider_build_stream(fal, "fal-ai/flux/dev", "rq-1", &r), 0, "stream request");
+    TAP_EQ_STR(r.url, "http://sim.test/fal-ai/flux/requests/rq-1/status/stream?logs=1",
+               "  on the app id, with ?logs=1");
+    TAP_EQ_STR(r.method, "GET", "  a GET");
+    provider_request_clear(&r);
+    provider_free(fal);
+    TAP_EQ_INT(provider_stream_max(prov), 0, "apixo does not stream");
+    TAP_EQ_INT(provider_build_stream(prov, "m", "t", &r), -EOPNOTSUPP, "  no stream request");
+    char err[256];
+    const char *bad =
+        "{\"name\":\"x\",\"auth\":{\"header\":\"A\",\"value\":\"{key}\"},"
+        "\"submit\":{\"url\":\"{base}/s\",\"body\":\"{input}\",\"task_id\":\"id\"},"
+        "\"status\":{\"url\":\"{base}/t\",\"state\":\"s\",\"states\":{\"ok\":\"success\"}},"
+        "\"result\":{\"url\":\"{base}/r\"},"
+        "\"stream\":{\"url\":\"{base}/e\",\"max_open\":0}}";
+    struct provider *p = provider_load_json(bad, "test", err, sizeof(err));
+    TAP_CHECK(!p && strstr(err, "stream.max_open"), "max_open 0 refused: %s", err);
+    provider_free(p);
+}
+
 int main(void)
 {
     prov = load("apixo", "http://sim.test");
+    test_stream();
     test_requests();
     test_codes();
     test_retry_after();

@@ -109,6 +109,28 @@ int main(void)
                "result_5xx_status must be a 5xx");
     TAP_CHECK(strstr(err, "500..599") != NULL, "message names the range: %s", err);
 
+    /* fal's status stream: off, or the next N cut */
+    sim_fault_defaults(&f);
+    TAP_EQ_INT(sim_fault_decide_stream(&f), SIM_STREAM_SERVE, "streams served by default");
+    TAP_EQ_INT(merge(&f, "{\"stream_cut\":2}", err, sizeof(err)), 0, "merge stream_cut");
+    int c1 = sim_fault_decide_stream(&f), c2 = sim_fault_decide_stream(&f);
+    TAP_CHECK(c1 == SIM_STREAM_CUT && c2 == SIM_STREAM_CUT &&
+                  sim_fault_decide_stream(&f) == SIM_STREAM_SERVE,
+              "stream_cut=2: two cut, then served");
+    TAP_EQ_INT(merge(&f, "{\"stream_off\":1,\"stream_cut\":5}", err, sizeof(err)), 0,
+               "merge stream_off");
+    TAP_EQ_INT(sim_fault_decide_stream(&f), SIM_STREAM_OFF, "stream_off wins");
+    TAP_EQ_INT(f.stream_cut, 5, "  and cuts nothing");
+    f.stream_off = 0;
+    TAP_EQ_INT(merge(&f, "{\"stream_429\":1,\"stream_500\":1}", err, sizeof(err)), 0,
+               "merge stream_429, stream_500");
+    c1 = sim_fault_decide_stream(&f);
+    c2 = sim_fault_decide_stream(&f);
+    TAP_CHECK(c1 == SIM_STREAM_429 && c2 == SIM_STREAM_500 &&
+                  sim_fault_decide_stream(&f) == SIM_STREAM_CUT,
+              "a 429, a 500, then the cuts");
+    f.stream_cut = 0;
+
     /* rate limit per second */
     sim_fault_defaults(&f);
     memset(&st, 0, sizeof(st));

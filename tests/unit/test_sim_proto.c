@@ -81,6 +81,10 @@ static void test_routes(void)
     route(F, "GET", "/fal-ai/flux/requests/u-1/status", SIM_ROUTE_STATUS, "fal-ai/flux", "u-1");
     route(F, "GET", "/fal-ai/flux/requests/u-1", SIM_ROUTE_RESULT, "fal-ai/flux", "u-1");
     route(F, "PUT", "/fal-ai/flux/requests/u-1/cancel", SIM_ROUTE_CANCEL, "fal-ai/flux", "u-1");
+    route(F, "GET", "/fal-ai/flux/requests/u-1/status/stream", SIM_ROUTE_STREAM, "fal-ai/flux",
+          "u-1");
+    route(F, "GET", "/workflows/a/b/requests/u-2/status/stream", SIM_ROUTE_STREAM, "workflows/a/b",
+          "u-2");
     route(F, "GET", "/fal-ai/flux/dev/requests/u-1/status", SIM_ROUTE_NOT_FOUND, NULL, NULL);
     route(F, "GET", "/fal-ai/flux/dev/requests/u-1", SIM_ROUTE_NOT_FOUND, NULL, NULL);
     route(F, "GET", "/workflows/me/app/requests/u-3/status", SIM_ROUTE_STATUS, "workflows/me/app",
@@ -243,6 +247,20 @@ static void test_submit_replicate(void)
     refused(R, "/v1/models/test/image/predictions",
             "{\"input\":{\"prompt\":\"p\"},\"webhook_events_filter\":[\"done\"]}", NULL, 422,
             "webhook_events_filter");
+}
+
+/* When fal's status stream looks again: each phase, each log step, the end. */
+static void test_fal_stream_times(void)
+{
+    struct sim_task t = {.submit_ms = 1000, .duration_ms = 1000, .complete_ms = 2000};
+    TAP_EQ_INT(sim_fal_stream_next_ms(&t, 1000, 0), 1100, "stream: the queue after a tenth");
+    TAP_EQ_INT(sim_fal_stream_next_ms(&t, 1100, 0), 1300, "stream: generation at 3/10");
+    TAP_EQ_INT(sim_fal_stream_next_ms(&t, 1300, 0), 2000, "stream: without logs, the end next");
+    TAP_EQ_INT(sim_fal_stream_next_ms(&t, 1300, 1), 1387, "stream: with logs, the first step");
+    TAP_EQ_INT(sim_fal_stream_next_ms(&t, 1950, 1), 2000, "stream: the last step is the end");
+    TAP_EQ_INT(sim_fal_stream_next_ms(&t, 2000, 1), 2001, "stream: after the end, no change");
+    t.complete_ms = 1200; /* canceled early */
+    TAP_EQ_INT(sim_fal_stream_next_ms(&t, 1100, 1), 1200, "stream: a cancel's end comes first");
 }
 
 static void test_submit_fal(void)
@@ -927,6 +945,7 @@ int main(void)
     test_submit_kie();
     test_submit_replicate();
     test_submit_fal();
+    test_fal_stream_times();
     test_ids();
     test_apixo_answers();
     test_kie_answers();
