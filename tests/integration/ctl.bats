@@ -296,7 +296,7 @@ upload_case() {
         chmod 666 /dev/fuse
     fi
     genfs_setup --protocol fal
-    PUB=$(mktemp -d /tmp/genfs-ctl.XXXXXX)
+    PUB=$(mktemp -d /tmp/genfs-test-ctl.XXXXXX)
     chmod 755 "$PUB"
     install -m 755 "$(genfs_bin)" "$PUB/genfs"
     install -d -o 65534 -g 65534 "$PUB/n"

@@ -166,7 +166,7 @@ saw() { # saw PATTERN: the event log has a line matching PATTERN
         FUSE_DEV_MODE=$(stat -c %a /dev/fuse)
         chmod 666 /dev/fuse
     fi
-    PUB=$(mktemp -d /tmp/genfs-dp.XXXXXX)
+    PUB=$(mktemp -d /tmp/genfs-test-dp.XXXXXX)
     chmod 755 "$PUB"
     install -m 755 "$(genfs_bin)" "$PUB/genfs"
     install -d -o 65534 -g 65534 "$PUB/n"

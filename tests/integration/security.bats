@@ -39,7 +39,7 @@ as_nobody() {
 # A place other users can reach, for the tests that involve a second uid (BATS_TEST_TMPDIR is
 # private, so without this a refusal would come from the path, not from FUSE).
 public_dirs() {
-    PUB=$(mktemp -d /tmp/genfs-sec.XXXXXX)
+    PUB=$(mktemp -d /tmp/genfs-test-sec.XXXXXX)
     chmod 755 "$PUB"
     MNT="$PUB/mnt" STATE_DIR="$PUB/state" CACHE_DIR="$PUB/cache"
     mkdir -p "$MNT"

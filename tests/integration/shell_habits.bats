@@ -221,7 +221,7 @@ mount_as_nobody() {
         FUSE_DEV_MODE=$(stat -c %a /dev/fuse)
         chmod 666 /dev/fuse
     fi
-    PUB=$(mktemp -d /tmp/genfs-sh.XXXXXX)
+    PUB=$(mktemp -d /tmp/genfs-test-sh.XXXXXX)
     chmod 755 "$PUB"
     install -m 755 "$(genfs_bin)" "$PUB/genfs"
     install -d -o 65534 -g 65534 "$PUB/n" "$PUB/n/copies"
