@@ -61,7 +61,7 @@ log_has() {
 @test "files/ appears once the task succeeded, named by kind, bytes equal the sim's, in the cache" {
     genfs_mount -o config="$CONFIG"
     # Pending: no files/ yet.
-    id=$(genfs_submit test-image '{"prompt": "pending fox", "sim_duration_ms": 400000, "sim_outputs": 2}')
+    id=$(genfs_submit test-image '{"prompt": "pending fox", "sim_duration_ms": 30000000, "sim_outputs": 2}')
     [ -n "$id" ]
     run ls "$MNT/test-image/$id/files"
     assert_failure
