@@ -111,6 +111,10 @@ struct store;
  * moved aside). Errors: negative errno and one line in err. */
 int store_open(const char *state_dir, bool fresh, struct log *lg, struct store **out, char *err,
                size_t errlen);
+/* The same with the tasks in the database at url (a libpq connection string:
+ * a team mount) instead of STATE_DIR/tasks.db when url is not NULL. */
+int store_open_at(const char *state_dir, const char *url, bool fresh, struct log *lg,
+                  struct store **out, char *err, size_t errlen);
 void store_close(struct store *s);
 /* Record this process's pid in the state_dir lock (after daemonizing). */
 void store_write_pid(struct store *s);
@@ -152,6 +156,7 @@ struct task_new {
     const char *cb_token;
     bool adopted;
     int64_t submit_ms;
+    int64_t intent; /* store_submit_intent's, or 0 */
 };
 /* Committed to disk before it returns 0. */
 int store_task_insert(struct store *s, const struct task_new *tn, uint32_t *idx);
