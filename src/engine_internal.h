@@ -124,6 +124,11 @@ struct engine {
     int64_t cache_bytes_now;
     int64_t kept_over_cap_now;
     double rate_now;
+
+    /* team mounts (engine_team.c) */
+    uint64_t team_429s;         /* http_429 as last told to the other mounts */
+    uint64_t team_throttle_seq; /* the account's 429 count as last seen */
+    int64_t team_rate_ms;
 };
 
 /* engine.c */
@@ -193,6 +198,13 @@ void xfer_transport_msg(struct engine *e, const struct xfer *x, CURLcode cc, boo
 /* A submit may be retried only when the provider provably did not take it. */
 bool xfer_never_sent(CURLcode cc);
 void xfer_redact(struct engine *e, char *text);
+
+/* engine_team.c */
+int team_init(struct engine *e);
+/* Other mounts' changes, leases and the shared rate: each loop. */
+void team_tick(struct engine *e, struct clock_pair now);
+/* The task is this mount's to poll; if not, it is looked at again later. */
+bool team_may_poll(struct engine *e, uint32_t idx, int64_t mono_ms);
 
 /* engine_stats.c */
 void engine_count(struct engine *e, uint64_t *field);

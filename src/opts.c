@@ -26,6 +26,7 @@ struct raw_opts {
     char *config;
     char *state_dir;
     char *cache_dir;
+    char *store;
     char *models;
     char *schedule;
     char *rate;
@@ -62,6 +63,7 @@ static const struct fuse_opt opt_spec[] = {
     RAW("config=%s", config),
     RAW("state_dir=%s", state_dir),
     RAW("cache_dir=%s", cache_dir),
+    RAW("store=%s", store),
     RAW("models=%s", models),
     RAW("schedule=%s", schedule),
     RAW("rate=%s", rate),
@@ -569,6 +571,8 @@ int opts_config_parse(struct opts *o, const char *text, size_t len, const char *
             rc = set_string(&o->state_dir, it, k, err, errlen);
         } else if (strcmp(k, "cache_dir") == 0) {
             rc = set_string(&o->cache_dir, it, k, err, errlen);
+        } else if (strcmp(k, "store") == 0) {
+            rc = set_string(&o->store_url, it, k, err, errlen);
         } else if (strcmp(k, "schedule") == 0) {
             rc = set_string(&o->schedule_name, it, k, err, errlen);
         } else if (strcmp(k, "callback_url") == 0) {
@@ -722,6 +726,7 @@ int opts_parse(int argc, char **argv, struct opts *o, char *err, size_t errlen)
     o->key_file = r.key_file;
     o->state_dir = r.state_dir;
     o->cache_dir = r.cache_dir;
+    o->store_url = r.store;
     o->schedule_name = r.schedule;
     o->provider_name = r.provider;
     o->announce_word = r.notify;
@@ -918,6 +923,7 @@ void opts_print_help(const char *prog)
            "  -o config=PATH         JSON config (default $XDG_CONFIG_HOME/genfs/config.json)\n"
            "  -o state_dir=DIR       task database (default $XDG_STATE_HOME/genfs)\n"
            "  -o cache_dir=DIR       downloaded media (default $XDG_CACHE_HOME/genfs)\n"
+           "  -o store=postgresql://HOST/DB  share tasks with other mounts (team mounts)\n"
            "  -o models=a:b:c        model directories to create at mount\n"
            "  -o schedule=NAME       fixed | adaptive | exponential | learned (default learned)\n"
            "  -o rate=N              at most N API requests per second (default 10)\n"
@@ -958,6 +964,7 @@ void opts_free(struct opts *o)
     free(o->home);
     free(o->state_dir);
     free(o->cache_dir);
+    free(o->store_url);
     free(o->schedule_name);
     free(o->provider_name);
     free(o->provider_file);

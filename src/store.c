@@ -39,6 +39,11 @@ struct store {
     int64_t seq;
     bool *dirty; /* poll bookkeeping not yet on disk, by task idx */
     bool any_dirty;
+    /* Team mounts, by task idx: this mount's lease runs to (wall ms, 0: none),
+     * and a change the database did not take (written again on reconnect). */
+    int64_t *lease_ms;
+    bool *unsaved;
+    bool any_unsaved;
     struct observer observers[MAX_OBSERVERS];
     int n_observers;
 };
@@ -309,21 +314,35 @@ static int model_load(struct store *s, const char *name, int64_t mtime, uint32_t
     return model_append(s, name, mtime, false, idx);
 }
 
-static int task_append(struct store *s, struct task *t)
+static int task_grow(struct store *s)
 {
-    if (s->n_tasks == s->cap_tasks) {
-        uint32_t cap = s->cap_tasks ? s->cap_tasks * 2 : 1024;
-        struct task **a = realloc(s->tasks, cap * sizeof(*a));
-        bool *d = realloc(s->dirty, cap * sizeof(*d));
-        if (a)
-            s->tasks = a;
-        if (d)
-            s->dirty = d;
-        if (!a || !d)
-            return -ENOMEM;
-        memset(s->dirty + s->cap_tasks, 0, (cap - s->cap_tasks) * sizeof(*d));
-        s->cap_tasks = cap;
-    }
+    uint32_t cap = s->cap_tasks ? s->cap_tasks * 2 : 1024;
+    struct task **a = realloc(s->tasks, cap * sizeof(*a));
+    if (a)
+        s->tasks = a;
+    bool *d = a ? realloc(s->dirty, cap * sizeof(*d)) : NULL;
+    if (d)
+        s->dirty = d;
+    bool *u = d ? realloc(s->unsaved, cap * sizeof(*u)) : NULL;
+    if (u)
+        s->unsaved = u;
+    int64_t *l = u ? realloc(s->lease_ms, cap * sizeof(*l)) : NULL;
+    if (!l)
+        return -ENOMEM;
+    s->lease_ms = l;
+    size_t more = cap - s->cap_tasks;
+    memset(s->dirty + s->cap_tasks, 0, more * sizeof(*d));
+    memset(s->unsaved + s->cap_tasks, 0, more * sizeof(*u));
+    memset(s->lease_ms + s->cap_tasks, 0, more * sizeof(*l));
+    s->cap_tasks = cap;
+    return 0;
+}
+
+/* here: submitted from this mount, so `latest` may point at it. */
+static int task_append(struct store *s, struct task *t, bool here)
+{
+    if (s->n_tasks == s->cap_tasks && task_grow(s) < 0)
+        return -ENOMEM;
     if (s->live_tasks + 1 > s->n_buckets && hash_grow(s) < 0)
         return -ENOMEM;
     t->idx = s->n_tasks;
@@ -332,7 +351,7 @@ static int task_append(struct store *s, struct task *t)
     hash_insert(s, t);
     struct model *m = s->models[t->model_idx];
     m->n_tasks++;
-    if (!t->adopted)
+    if (!t->adopted && here)
         m->latest = t->idx;
     return 0;
 }
@@ -403,6 +422,10 @@ static int task_write(struct store *s, const struct task *t)
     r.change_ms = t->change_ms;
     int rc = s->be.ops->task_update(s->be.h, &r);
     free(urls);
+    if (rc < 0 && s->be.ops->sync) {
+        s->unsaved[t->idx] = true;
+        s->any_unsaved = true;
+    }
     return rc;
 }
 
@@ -430,10 +453,11 @@ static int load_task_row(void *arg, const struct store_row_task *r)
     if (r->seq > s->seq)
         s->seq = r->seq;
     struct task *t = task_from_row(r, midx);
-    if (!t || task_append(s, t) < 0) {
+    if (!t || task_append(s, t, r->here) < 0) {
         task_free(t);
         return -ENOMEM;
     }
+    s->lease_ms[t->idx] = r->leased ? clock_now_ms() + STORE_LEASE_MS : 0;
     return 0;
 }
 
@@ -508,8 +532,8 @@ int store_open_at(const char *state_dir, const char *url, bool fresh, struct log
     store_write_pid(s);
     if ((rc = hash_grow(s)) < 0)
         goto out_fail;
-    (void)url;
-    rc = store_sqlite_open(state_dir, fresh, lg, &s->be, err, errlen);
+    rc = url ? store_pg_open(url, state_dir, lg, &s->be, err, errlen)
+             : store_sqlite_open(state_dir, fresh, lg, &s->be, err, errlen);
     if (rc < 0)
         goto out_fail;
     struct store_rows_cb cb = {.arg = s, .model = load_model_row, .task = load_task_row};
@@ -546,6 +570,8 @@ void store_close(struct store *s)
     }
     free(s->tasks);
     free(s->dirty);
+    free(s->unsaved);
+    free(s->lease_ms);
     free(s->models);
     free(s->buckets);
     if (s->lock_fd >= 0)
@@ -661,6 +687,29 @@ int store_model_add(struct store *s, const char *name, const char *provider, uin
     return rc;
 }
 
+/* The in-memory part of removing a model (remote: another mount did). */
+static void model_drop(struct store *s, struct model *m, bool remote)
+{
+    uint32_t idx = m->idx;
+    wrlock(s);
+    s->models[idx] = NULL;
+    if (m->parent != STORE_NONE && s->models[m->parent])
+        s->models[m->parent]->n_children--;
+    store_unlock(s);
+    store_publish(s, &(struct store_change){.kind = STORE_MODEL_REMOVED,
+                                            .task_idx = STORE_NONE,
+                                            .model_idx = idx,
+                                            .model_name = m->name,
+                                            .at_ms = clock_now_ms(),
+                                            .remote = remote});
+    free(m->name);
+    free(m->hist);
+    free(m->provider);
+    free(m->defaults);
+    free(m->request);
+    free(m);
+}
+
 int store_model_remove(struct store *s, uint32_t idx)
 {
     struct model *m = idx < s->n_models ? s->models[idx] : NULL;
@@ -673,22 +722,7 @@ int store_model_remove(struct store *s, uint32_t idx)
         if (rc < 0)
             return rc;
     }
-    wrlock(s);
-    s->models[idx] = NULL;
-    if (m->parent != STORE_NONE && s->models[m->parent])
-        s->models[m->parent]->n_children--;
-    store_unlock(s);
-    store_publish(s, &(struct store_change){.kind = STORE_MODEL_REMOVED,
-                                            .task_idx = STORE_NONE,
-                                            .model_idx = idx,
-                                            .model_name = m->name,
-                                            .at_ms = clock_now_ms()});
-    free(m->name);
-    free(m->hist);
-    free(m->provider);
-    free(m->defaults);
-    free(m->request);
-    free(m);
+    model_drop(s, m, false);
     return 0;
 }
 
@@ -772,7 +806,9 @@ int store_task_insert(struct store *s, const struct task_new *tn, uint32_t *idx)
     }
     s->seq++;
     wrlock(s);
-    rc = task_append(s, t);
+    rc = task_append(s, t, true);
+    if (rc == 0)
+        s->lease_ms[t->idx] = clock_now_ms() + STORE_LEASE_MS;
     if (rc == 0)
         m->mtime_ms = t->submit_ms;
     store_unlock(s);
@@ -900,15 +936,11 @@ int store_task_set_gave_up(struct store *s, uint32_t idx, bool gave_up)
     return rc;
 }
 
-int store_task_remove(struct store *s, uint32_t idx)
+/* The in-memory part of forgetting a task (remote: another mount did). */
+static void task_drop(struct store *s, struct task *t, bool remote)
 {
-    struct task *t = idx < s->n_tasks ? s->tasks[idx] : NULL;
-    if (!t)
-        return -ENOENT;
+    uint32_t idx = t->idx;
     struct model *m = s->models[t->model_idx];
-    int rc = s->be.ops->task_del(s->be.h, m->name, t->id);
-    if (rc < 0)
-        return rc;
     wrlock(s);
     hash_unlink(s, t);
     s->tasks[idx] = NULL;
@@ -927,6 +959,8 @@ int store_task_remove(struct store *s, uint32_t idx)
     m->mtime_ms = clock_now_ms();
     store_unlock(s);
     s->dirty[idx] = false;
+    s->unsaved[idx] = false;
+    s->lease_ms[idx] = 0;
     store_publish(s, &(struct store_change){.kind = STORE_TASK_REMOVED,
                                             .task_idx = idx,
                                             .model_idx = t->model_idx,
@@ -934,8 +968,21 @@ int store_task_remove(struct store *s, uint32_t idx)
                                             .new_state = t->state,
                                             .task_id = t->id,
                                             .model_name = m->name,
-                                            .at_ms = m->mtime_ms});
+                                            .at_ms = m->mtime_ms,
+                                            .remote = remote,
+                                            .gone = t});
     task_free(t);
+}
+
+int store_task_remove(struct store *s, uint32_t idx)
+{
+    struct task *t = idx < s->n_tasks ? s->tasks[idx] : NULL;
+    if (!t)
+        return -ENOENT;
+    int rc = s->be.ops->task_del(s->be.h, s->models[t->model_idx]->name, t->id);
+    if (rc < 0)
+        return rc;
+    task_drop(s, t, false);
     return 0;
 }
 
@@ -1001,4 +1048,249 @@ int store_file_set(struct store *s, uint32_t idx, uint32_t n, enum file_state st
                                             .model_name = s->models[t->model_idx]->name,
                                             .at_ms = clock_now_ms()});
     return rc;
+}
+
+/* ---- team mounts: other mounts' changes, leases, submissions, the rate ---- */
+
+static int sync_model_row(void *arg, const struct store_row_model *r)
+{
+    struct store *s = arg;
+    const struct model *known = store_model_find(s, r->name);
+    if (known && !known->ns) {
+        struct model *m = s->models[known->idx];
+        char *defaults = dup_or_null(r->defaults), *request = dup_or_null(r->request);
+        wrlock(s);
+        free(m->defaults);
+        free(m->request);
+        m->defaults = defaults;
+        m->request = request;
+        store_unlock(s);
+        return 0;
+    }
+    uint32_t idx;
+    wrlock(s);
+    int rc = model_load(s, r->name, r->created_ms, &idx);
+    if (rc == 0) {
+        s->models[idx]->provider = dup_or_null(r->provider);
+        s->models[idx]->defaults = dup_or_null(r->defaults);
+        s->models[idx]->request = dup_or_null(r->request);
+    }
+    store_unlock(s);
+    if (rc == 0)
+        store_publish(s, &(struct store_change){.kind = STORE_MODEL_ADDED,
+                                                .task_idx = STORE_NONE,
+                                                .model_idx = idx,
+                                                .model_name = s->models[idx]->name,
+                                                .at_ms = clock_now_ms(),
+                                                .remote = true});
+    return rc == -ENOMEM ? rc : 0;
+}
+
+static int sync_task_add(struct store *s, const struct store_row_task *r, uint32_t midx)
+{
+    struct task *t = task_from_row(r, midx);
+    if (!t)
+        return -ENOMEM;
+    wrlock(s);
+    int rc = task_append(s, t, r->here);
+    store_unlock(s);
+    if (rc < 0) {
+        task_free(t);
+        return rc;
+    }
+    s->lease_ms[t->idx] = r->leased ? clock_now_ms() + STORE_LEASE_MS : 0;
+    store_publish(s, &(struct store_change){.kind = STORE_TASK_ADDED,
+                                            .task_idx = t->idx,
+                                            .model_idx = midx,
+                                            .old_state = t->state,
+                                            .new_state = t->state,
+                                            .task_id = t->id,
+                                            .model_name = s->models[midx]->name,
+                                            .at_ms = t->submit_ms,
+                                            .remote = true});
+    return 0;
+}
+
+/* Takes the row's state into t, as a status answer here would have. */
+static void sync_task_take(struct task *t, struct task *row, bool state_moves)
+{
+    char *swap = t->status_json;
+    t->status_json = row->status_json;
+    row->status_json = swap;
+    t->status_ms = row->status_ms;
+    if (!state_moves) {
+        t->gave_up = row->gave_up;
+        return;
+    }
+    t->state = row->state;
+    t->change_ms = row->change_ms;
+    if (row->state == TASK_SUCCESS && t->n_urls == 0) {
+        t->urls = row->urls;
+        t->names = row->names;
+        t->n_urls = row->n_urls;
+        t->files = row->files;
+        row->urls = row->names = NULL;
+        row->n_urls = 0;
+        row->files = NULL;
+    } else if (row->state == TASK_FAILED && !t->fail_code) {
+        t->fail_code = row->fail_code;
+        t->fail_msg = row->fail_msg;
+        row->fail_code = row->fail_msg = NULL;
+    }
+    t->complete_ms = row->complete_ms;
+    t->gave_up = task_state_final(t->state) ? false : row->gave_up;
+}
+
+static int sync_task_update(struct store *s, struct task *t, const struct store_row_task *r)
+{
+    enum task_state st;
+    if (task_state_parse(r->state, &st) < 0)
+        return 0;
+    /* A final state is final, here as from a provider. */
+    bool state_moves = st != t->state && !task_state_final(t->state);
+    bool status_moves = !str_eq(r->status_json, t->status_json);
+    bool gave_up = !state_moves && r->gave_up != t->gave_up;
+    if (!state_moves && !status_moves && !gave_up)
+        return 0;
+    struct task *row = task_from_row(r, t->model_idx);
+    if (!row)
+        return -ENOMEM;
+    enum task_state old = t->state;
+    wrlock(s);
+    sync_task_take(t, row, state_moves);
+    t->version++;
+    store_unlock(s);
+    task_free(row);
+    enum store_change_kind kind = state_moves    ? STORE_TASK_STATE
+                                  : status_moves ? STORE_TASK_STATUS
+                                                 : STORE_TASK_GAVE_UP;
+    if (kind == STORE_TASK_GAVE_UP && !t->gave_up)
+        return 0;
+    store_publish(s, &(struct store_change){.kind = kind,
+                                            .task_idx = t->idx,
+                                            .model_idx = t->model_idx,
+                                            .old_state = old,
+                                            .new_state = t->state,
+                                            .task_id = t->id,
+                                            .model_name = s->models[t->model_idx]->name,
+                                            .at_ms = clock_now_ms(),
+                                            .remote = true});
+    return 0;
+}
+
+static struct task *sync_find(struct store *s, const char *model, const char *id)
+{
+    const struct model *m = model ? store_model_find(s, model) : NULL;
+    return m && id ? (struct task *)store_task_find(s, m->idx, id) : NULL;
+}
+
+static int sync_task_row(void *arg, const struct store_row_task *r)
+{
+    struct store *s = arg;
+    const struct model *m = store_model_find(s, r->model);
+    if (!m || m->ns)
+        return 0; /* its model's row comes first; one that clashes is not shown */
+    struct task *t = sync_find(s, r->model, r->id);
+    return t ? sync_task_update(s, t, r) : sync_task_add(s, r, m->idx);
+}
+
+static void sync_task_gone(void *arg, const char *model, const char *id)
+{
+    struct store *s = arg;
+    struct task *t = sync_find(s, model, id);
+    if (t)
+        task_drop(s, t, true);
+}
+
+static void sync_model_gone(void *arg, const char *name)
+{
+    struct store *s = arg;
+    const struct model *m = store_model_find(s, name);
+    if (m && !m->ns && m->n_tasks == 0 && m->n_children == 0)
+        model_drop(s, s->models[m->idx], true);
+}
+
+static void sync_lease(void *arg, const char *model, const char *id, bool mine)
+{
+    struct store *s = arg;
+    struct task *t = sync_find(s, model, id);
+    if (t)
+        s->lease_ms[t->idx] = mine ? clock_now_ms() + STORE_LEASE_MS : 0;
+}
+
+bool store_is_team(struct store *s)
+{
+    return s->be.ops->sync != NULL;
+}
+
+int store_wait_fd(struct store *s)
+{
+    return s->be.ops->wait_fd ? s->be.ops->wait_fd(s->be.h) : -1;
+}
+
+void store_sync(struct store *s, int64_t now_ms)
+{
+    if (!s->be.ops->sync)
+        return;
+    struct store_rows_cb cb = {.arg = s,
+                               .model = sync_model_row,
+                               .task = sync_task_row,
+                               .task_gone = sync_task_gone,
+                               .model_gone = sync_model_gone,
+                               .lease = sync_lease};
+    if (s->be.ops->sync(s->be.h, &cb, now_ms) != 1 || !s->any_unsaved)
+        return;
+    /* Back after an outage: what this mount learnt meanwhile goes in first. */
+    s->any_unsaved = false;
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < s->n_tasks; i++) {
+        if (!s->unsaved[i] || !s->tasks[i])
+            continue;
+        s->unsaved[i] = false;
+        n++;
+        task_write(s, s->tasks[i]);
+    }
+    log_info(s->log, "wrote %u task change%s made while the database was away", n,
+             n == 1 ? "" : "s");
+}
+
+bool store_task_leased(struct store *s, uint32_t idx, int64_t now_ms)
+{
+    if (!s->be.ops->sync)
+        return true;
+    return idx < s->n_tasks && s->lease_ms[idx] > now_ms;
+}
+
+uint32_t store_leased_pending(struct store *s, int64_t now_ms)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < s->n_tasks; i++)
+        if (s->tasks[i] && !task_state_final(s->tasks[i]->state) && s->lease_ms[i] > now_ms)
+            n++;
+    return n;
+}
+
+int store_submit_intent(struct store *s, uint32_t model_idx, const char *input, int64_t *intent)
+{
+    *intent = 0;
+    const struct model *m = store_model_at(s, model_idx);
+    if (!s->be.ops->intent_add || !m)
+        return 0;
+    return s->be.ops->intent_add(s->be.h, m->name, input, intent);
+}
+
+void store_submit_drop(struct store *s, int64_t intent)
+{
+    if (intent && s->be.ops->intent_drop)
+        s->be.ops->intent_drop(s->be.h, intent);
+}
+
+void store_team_rate(struct store *s, double weight, bool throttled, int64_t retry_after_ms,
+                     struct store_rate_share *out)
+{
+    *out = (struct store_rate_share){.fraction = 1};
+    if (!s->be.ops->rate_report)
+        return;
+    s->be.ops->rate_report(s->be.h, weight, throttled, retry_after_ms);
+    s->be.ops->rate_read(s->be.h, out);
 }

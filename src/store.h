@@ -99,6 +99,8 @@ struct store_change {
     const char *task_id; /* valid during the callback only */
     const char *model_name;
     int64_t at_ms;
+    bool remote;             /* another mount of the same database made it (team mounts) */
+    const struct task *gone; /* STORE_TASK_REMOVED: the task, valid during the callback */
 };
 
 typedef void (*store_observer_fn)(void *arg, const struct store_change *c);
@@ -180,5 +182,32 @@ int store_flush(struct store *s);
 
 /* Counts of live tasks by state. */
 void store_count_states(struct store *s, uint32_t counts[TASK_STATE_COUNT]);
+
+/* Team mounts (-o store=postgresql://...): every mount of one database shares
+ * its tasks. With SQLite these do nothing (a task is always this mount's). */
+bool store_is_team(struct store *s);
+/* A descriptor that becomes readable when another mount changed something, or -1. */
+int store_wait_fd(struct store *s);
+/* Engine thread: reads other mounts' changes (their observers are told here,
+ * with remote set), renews and takes leases, reconnects after an outage. */
+void store_sync(struct store *s, int64_t now_ms);
+/* This mount holds the task's lease: it alone polls it. */
+bool store_task_leased(struct store *s, uint32_t idx, int64_t now_ms);
+uint32_t store_leased_pending(struct store *s, int64_t now_ms);
+/* A submission is recorded before it is sent (-EIO: the database cannot take
+ * it, so it is not sent); task_new.intent closes it, store_submit_drop
+ * forgets one that was not taken. */
+int store_submit_intent(struct store *s, uint32_t model_idx, const char *input, int64_t *intent);
+void store_submit_drop(struct store *s, int64_t intent);
+
+/* The account's rate as the team shares it. */
+struct store_rate_share {
+    double fraction;        /* of the configured rate this mount may use now */
+    uint64_t throttle_seq;  /* bumps on every 429 any mount reports */
+    int64_t retry_after_ms; /* left of the last Retry-After reported, or 0 */
+};
+/* Tells this mount's weight (its demand) and a 429 it saw; returns the share. */
+void store_team_rate(struct store *s, double weight, bool throttled, int64_t retry_after_ms,
+                     struct store_rate_share *out);
 
 #endif

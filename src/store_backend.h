@@ -5,10 +5,15 @@
 #define GENFS_STORE_BACKEND_H
 
 #include "log.h"
+#include "store.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* A team mount's lease as this mount counts it: shorter than the database's
+ * (10 s) by the renewal period, so it stops polling before another may start. */
+#define STORE_LEASE_MS 7000
 
 struct store_row_model {
     const char *name;
@@ -25,7 +30,8 @@ struct store_row_task {
     int64_t submit_ms, change_ms, status_ms, complete_ms, last_poll_ms;
     uint32_t polls;
     const char *files, *result_url, *cb_token;
-    bool leased; /* PostgreSQL: this mount holds the task's lease */
+    bool here;   /* submitted from this mount (its `latest` may point at it) */
+    bool leased; /* this mount holds the task's lease (SQLite: always) */
 };
 
 enum store_model_col { STORE_COL_HIST, STORE_COL_PROVIDER, STORE_COL_DEFAULTS, STORE_COL_REQUEST };
@@ -49,13 +55,6 @@ struct store_rows_cb {
     void (*lease)(void *arg, const char *model, const char *id, bool mine);
 };
 
-/* The shared figures of the account's rate, as a team mount last saw them. */
-struct store_rate_share {
-    double fraction;        /* of the configured rate this mount may use now */
-    uint64_t throttle_seq;  /* bumps on every 429 any mount reports */
-    int64_t retry_after_ms; /* left of the last Retry-After reported, or 0 */
-};
-
 struct store_backend_ops {
     int (*load)(void *h, const struct store_rows_cb *cb);
     int (*model_put)(void *h, const char *name, int64_t created_ms, const char *provider);
@@ -75,8 +74,6 @@ struct store_backend_ops {
     /* A submission about to be sent is recorded first: *intent names it. */
     int (*intent_add)(void *h, const char *model, const char *input, int64_t *intent);
     void (*intent_drop)(void *h, int64_t intent);
-    /* The task's lease is this mount's (taken now if free or expired). */
-    bool (*lease_take)(void *h, const char *model, const char *id);
     void (*rate_report)(void *h, double weight, bool throttled, int64_t retry_after_ms);
     void (*rate_read)(void *h, struct store_rate_share *out);
 };
@@ -91,7 +88,7 @@ struct store_backend {
 int store_sqlite_open(const char *state_dir, bool fresh, struct log *lg, struct store_backend *out,
                       char *err, size_t errlen);
 /* store_pg.c: a libpq connection string (postgresql://... or key=value). */
-int store_pg_open(const char *conninfo, struct log *lg, struct store_backend *out, char *err,
-                  size_t errlen);
+int store_pg_open(const char *conninfo, const char *state_dir, struct log *lg,
+                  struct store_backend *out, char *err, size_t errlen);
 
 #endif

@@ -153,6 +153,7 @@ static int sqlite_be_load(void *h, const struct store_rows_cb *cb)
                                    .files = sqlite_be_col(st, 19),
                                    .result_url = sqlite_be_col(st, 20),
                                    .cb_token = sqlite_be_col(st, 21),
+                                   .here = true,
                                    .leased = true};
         if (cb->task(cb->arg, &r) == -ENOMEM)
             break;
