@@ -68,8 +68,11 @@ static void team_rate(struct engine *e, struct clock_pair now)
     struct store_rate_share sh;
     store_team_rate(e->store, weight, throttled, left > 0 ? left : 0, &sh);
     rate_set_limit(&e->rate, e->cfg.rate * sh.fraction);
-    if (sh.throttle_seq != e->team_throttle_seq && e->team_throttle_seq != 0 && !throttled)
+    if (sh.throttle_seq != e->team_throttle_seq && e->team_throttle_seq != 0 && !throttled) {
         rate_on_throttle(&e->rate, now.mono_ms, sh.retry_after_ms);
+        log_info(e->log, "another mount of the store was refused with 429: slowing down here too%s",
+                 sh.retry_after_ms > 0 ? " (pausing for its Retry-After)" : "");
+    }
     e->team_throttle_seq = sh.throttle_seq;
 }
 
