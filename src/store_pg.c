@@ -21,7 +21,8 @@
 #define PG_LEASE_EVERY_MS 2000 /* leases renewed and free ones taken */
 #define PG_LEASE_TAKE 500      /* free tasks taken at each round, at most */
 #define PG_RATE_EVERY_MS 1000  /* this mount's weight told, the shares read */
-#define PG_RETRY_EVERY_MS 1000 /* a lost connection tried again */
+#define PG_RETRY_EVERY_MS 1000 /* a lost connection tried again, at first */
+#define PG_RETRY_MAX_MS 8000   /* a connection attempt can block for connect_timeout: back off */
 #define PG_SWEEP_EVERY_MS 5000 /* changes read again: commits may land out of order */
 #define PG_MOUNT_ALIVE_S 5     /* a mount not heard of for this long has no share */
 /* Of the rate, this part is split evenly between live mounts, the rest by
@@ -38,6 +39,7 @@ struct pg_be {
     int64_t cursor;     /* highest change read */
     int64_t sweep_from; /* the cursor as it was at the last sweep */
     int64_t last_lease_ms, last_rate_ms, last_retry_ms, last_sweep_ms;
+    int64_t retry_every_ms;
     double weight;
     struct store_rate_share share;
 };
@@ -128,7 +130,7 @@ static void pg_be_lost(struct pg_be *b)
     msg[strcspn(msg, "\n")] = '\0';
     log_error(b->log,
               "database %s unreachable (%s): serving what is known, writes to new fail "
-              "with EIO until it is back; retrying every second",
+              "with EIO until it is back; retrying",
               b->where, msg);
 }
 
@@ -281,9 +283,27 @@ static int pg_be_read_gone(struct pg_be *b, const struct store_rows_cb *cb, int6
     return 0;
 }
 
+/* Submissions this mount had recorded but not stored when it stopped (a
+ * crash between sending and storing): said once, never sent again. */
+static void pg_be_old_intents(struct pg_be *b)
+{
+    PGresult *r = pg_be_run(b,
+                            "DELETE FROM genfs_intents WHERE mount = $1 RETURNING model,"
+                            " to_char(created, 'YYYY-MM-DD HH24:MI:SS TZ')",
+                            1, (const char *[]){b->me});
+    for (int i = 0; r && i < PQntuples(r); i++)
+        log_warn(b->log,
+                 "%s: a submission sent at %s was not recorded before genfs stopped; it was "
+                 "not sent again: check the provider's dashboard and adopt the task with "
+                 "mkdir %s/ID if it is there",
+                 PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 0));
+    PQclear(r);
+}
+
 static int pg_be_load(void *h, const struct store_rows_cb *cb)
 {
     struct pg_be *b = h;
+    pg_be_old_intents(b);
     /* The cursor starts at the newest change so far: what the load reads is whole. */
     PGresult *r = pg_be_run(b, "SELECT last_value FROM genfs_changes", 0, NULL);
     if (!r)
@@ -589,13 +609,16 @@ static int pg_be_migrate(struct pg_be *b, char *err, size_t errlen)
  * could not store and reads what it missed. Returns 1 when it came back. */
 static int pg_be_retry(struct pg_be *b, int64_t now_ms)
 {
-    if (now_ms - b->last_retry_ms < PG_RETRY_EVERY_MS)
+    if (now_ms - b->last_retry_ms < b->retry_every_ms)
         return 0;
     b->last_retry_ms = now_ms;
     if (pg_be_connect(b) < 0) {
         b->down = true;
+        b->retry_every_ms =
+            b->retry_every_ms * 2 > PG_RETRY_MAX_MS ? PG_RETRY_MAX_MS : b->retry_every_ms * 2;
         return 0;
     }
+    b->retry_every_ms = PG_RETRY_EVERY_MS;
     log_info(b->log, "database %s is back: catching up", b->where);
     b->last_lease_ms = b->last_rate_ms = 0;
     return 1;
@@ -737,6 +760,7 @@ int store_pg_open(const char *conninfo, const char *state_dir, struct log *lg,
     b->log = lg;
     b->weight = 1;
     b->share.fraction = 1;
+    b->retry_every_ms = PG_RETRY_EVERY_MS;
     int rc = pg_be_mount_id(state_dir, b->me, sizeof(b->me));
     if (rc < 0) {
         pg_be_close(b);
