@@ -800,7 +800,10 @@ int store_task_insert(struct store *s, const struct task_new *tn, uint32_t *idx)
     r.seq = s->seq + 1;
     int rc = s->be.ops->task_insert(s->be.h, &r, tn->intent);
     free(urls);
-    if (rc < 0) {
+    /* A team mount whose database went away while the provider took the task
+     * keeps it, and writes it when the database is back. */
+    bool keep = rc == -EIO && s->be.ops->sync;
+    if (rc < 0 && !keep) {
         task_free(t);
         return rc;
     }
@@ -815,6 +818,14 @@ int store_task_insert(struct store *s, const struct task_new *tn, uint32_t *idx)
     if (rc < 0) {
         task_free(t);
         return rc;
+    }
+    if (keep) {
+        s->unsaved[t->idx] = true;
+        s->any_unsaved = true;
+        log_warn(s->log,
+                 "%s/%s: taken by the provider while the database is away: kept here, "
+                 "written when it is back",
+                 m->name, t->id);
     }
     *idx = t->idx;
     store_publish(s, &(struct store_change){.kind = STORE_TASK_ADDED,
@@ -1240,15 +1251,21 @@ void store_sync(struct store *s, int64_t now_ms)
                                .lease = sync_lease};
     if (s->be.ops->sync(s->be.h, &cb, now_ms) != 1 || !s->any_unsaved)
         return;
-    /* Back after an outage: what this mount learnt meanwhile goes in first. */
+    /* Back after an outage: what this mount learnt meanwhile goes in first
+     * (a task the provider took meanwhile is inserted, then brought up to date). */
     s->any_unsaved = false;
     uint32_t n = 0;
     for (uint32_t i = 0; i < s->n_tasks; i++) {
-        if (!s->unsaved[i] || !s->tasks[i])
+        const struct task *t = s->tasks[i];
+        if (!s->unsaved[i] || !t)
             continue;
         s->unsaved[i] = false;
         n++;
-        task_write(s, s->tasks[i]);
+        char *urls;
+        struct store_row_task r = task_row(s, t, &urls);
+        s->be.ops->task_insert(s->be.h, &r, 0);
+        free(urls);
+        task_write(s, t);
     }
     log_info(s->log, "wrote %u task change%s made while the database was away", n,
              n == 1 ? "" : "s");

@@ -73,9 +73,12 @@ static const char pg_be_schema[] =
     " throttle_seq bigint NOT NULL DEFAULT 0, retry_until timestamptz);"
     "INSERT INTO genfs_account(key) VALUES('rate') ON CONFLICT DO NOTHING;"
     /* Every change a reader must see takes a new number and wakes the listeners;
-     * poll bookkeeping and leases do not. */
+     * poll bookkeeping and leases do not. The numbers are taken under a lock held
+     * to the commit, so they become visible in their order and a reader's cursor
+     * never passes one still to come. */
     "CREATE OR REPLACE FUNCTION genfs_touch() RETURNS trigger LANGUAGE plpgsql AS $$"
-    " BEGIN NEW.changed := nextval('genfs_changes'); NEW.writer := current_setting('genfs.writer', "
+    " BEGIN PERFORM pg_advisory_xact_lock(7158863203); NEW.changed := nextval('genfs_changes'); "
+    "NEW.writer := current_setting('genfs.writer', "
     "true);"
     " PERFORM pg_notify('genfs', '');"
     " RETURN NEW; END $$;"
@@ -89,10 +92,12 @@ static const char pg_be_schema[] =
 /* A forgotten task or model leaves a tombstone that other mounts read. */
 static const char pg_be_schema_gone[] =
     "CREATE OR REPLACE FUNCTION genfs_forget_task() RETURNS trigger LANGUAGE plpgsql AS $$"
-    " BEGIN INSERT INTO genfs_gone VALUES(nextval('genfs_changes'), 't', OLD.model, OLD.id,"
+    " BEGIN PERFORM pg_advisory_xact_lock(7158863203);"
+    " INSERT INTO genfs_gone VALUES(nextval('genfs_changes'), 't', OLD.model, OLD.id,"
     " current_setting('genfs.writer', true)); PERFORM pg_notify('genfs', ''); RETURN OLD; END $$;"
     "CREATE OR REPLACE FUNCTION genfs_forget_model() RETURNS trigger LANGUAGE plpgsql AS $$"
-    " BEGIN INSERT INTO genfs_gone VALUES(nextval('genfs_changes'), 'm', OLD.name, NULL,"
+    " BEGIN PERFORM pg_advisory_xact_lock(7158863203);"
+    " INSERT INTO genfs_gone VALUES(nextval('genfs_changes'), 'm', OLD.name, NULL,"
     " current_setting('genfs.writer', true)); PERFORM pg_notify('genfs', ''); RETURN OLD; END $$;"
     "DROP TRIGGER IF EXISTS genfs_tasks_forget ON genfs_tasks;"
     "CREATE TRIGGER genfs_tasks_forget AFTER DELETE ON genfs_tasks FOR EACH ROW"
