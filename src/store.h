@@ -1,6 +1,7 @@
 /* The one source of truth: models and tasks in memory, mirrored in SQLite
- * (WAL) so nothing the provider accepted is lost. Readers take the read
- * lock; only the engine thread mutates, then observers hear of the change. */
+ * (WAL) so nothing the provider accepted is lost, or in PostgreSQL shared by
+ * a team's mounts (store_backend.h). Readers take the read lock; only the
+ * engine thread mutates, then observers hear of the change. */
 #ifndef GENFS_STORE_H
 #define GENFS_STORE_H
 

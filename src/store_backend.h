@@ -51,7 +51,7 @@ struct store_rows_cb {
     int (*task)(void *arg, const struct store_row_task *r);
     void (*task_gone)(void *arg, const char *model, const char *id);
     void (*model_gone)(void *arg, const char *name);
-    /* The task's lease moved to (mine) or away from this mount. */
+    /* The task's lease was renewed for (mine) or taken from this mount. */
     void (*lease)(void *arg, const char *model, const char *id, bool mine);
 };
 
