@@ -144,10 +144,12 @@ check_truth_on() {
     run sim_figures
     assert_equal "$(echo "$output" | sim_json 'd["duplicate_submissions"]')" 0
     assert_equal "$(echo "$output" | sim_json 'd["tasks"]')" 20
-    # A, mounted again, shows the tasks B finished.
+    # A, mounted again, shows the tasks B finished, and its latest is its own.
     team_mount a
     all_final_on a
     check_truth_on a
+    [ "$(readlink "$BATS_TEST_TMPDIR/a/mnt/test-image/latest")" = "$(tail -n1 "$BATS_TEST_TMPDIR/ids")" ]
+    [ ! -e "$BATS_TEST_TMPDIR/b/mnt/test-image/latest" ]
 }
 
 @test "rmdir of a task on A forgets it on B too; a model made on B is on A" {
@@ -249,4 +251,24 @@ JSON
     told() { grep -q "another mount of the store was refused with 429" "$BATS_TEST_TMPDIR/$1/mnt/log"; }
     told_any() { told a || told b || told c; }
     wait_until 20 told_any || fail "no mount heard of the 429"
+}
+
+@test "poll(2) on B wakes when A's poll moves the state, and B's events has the line" {
+    genfs_setup
+    team_mount a
+    team_mount b
+    exec {ev}<"$BATS_TEST_TMPDIR/b/mnt/events"
+    # APIXO says waiting for the first stretch of a long task, then generating.
+    id=$(on a genfs_submit test-image '{"prompt": "watched from b", "sim_duration_ms": 40000}')
+    wait_until 10 has_task b "$id"
+    wait_until 10 test -s "$BATS_TEST_TMPDIR/a/mnt/test-image/$id/status.json"
+    run timeout 40 python3 "$GENFS_HELPERS_DIR/py/gfs.py" pollwait \
+        "$BATS_TEST_TMPDIR/b/mnt/test-image/$id/state" 30
+    assert_success
+    assert_line "before: waiting"
+    assert_line "after: generating"
+    assert_line --regexp '^woke: yes '
+    line_seen() { timeout 5 grep -m1 -q "test-image $id generating" <&"$ev"; }
+    wait_until 10 line_seen || fail "B's events has no generating line for $id"
+    exec {ev}<&-
 }
