@@ -272,3 +272,16 @@ JSON
     wait_until 10 line_seen || fail "B's events has no generating line for $id"
     exec {ev}<&-
 }
+
+@test "a submission recorded but never stored (a crash between sending and storing) is reported at the next start, and not sent" {
+    genfs_setup
+    team_mount a
+    me=$(cat "$BATS_TEST_TMPDIR/a/state/mount-id")
+    on a genfs_unmount
+    pg_psql "INSERT INTO genfs_intents(mount, model, input) VALUES('$me', 'test-image', '{\"prompt\": \"lost\"}')"
+    team_mount a
+    grep -q "test-image: a submission sent at .* was not recorded before genfs stopped" \
+        "$BATS_TEST_TMPDIR/a/mnt/log" || fail "no line in the log: $(cat "$BATS_TEST_TMPDIR/a/mnt/log")"
+    [ "$(pg_psql 'SELECT count(*) FROM genfs_intents')" -eq 0 ]
+    [ "$(sim_figures | sim_json 'd["tasks"]')" -eq 0 ]
+}
