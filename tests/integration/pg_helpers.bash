@@ -7,7 +7,8 @@
 #   pg_psql SQL  run SQL as genfs, unaligned, tuples only
 #   pg_stop_now  stop it without waiting for clients (a crash-like outage)
 
-PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
+# Debian's server binaries, of whichever major version is installed (newest).
+PG_BIN="${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)}"
 
 pg_as_owner() {
     if [ "$(id -u)" -eq 0 ]; then
