@@ -62,11 +62,13 @@ static void team_rate(struct engine *e, struct clock_pair now)
     pthread_mutex_unlock(&e->stats_lock);
     bool throttled = seen != e->team_429s;
     e->team_429s = seen;
-    int64_t left = e->rate.blocked_until_ms - now.mono_ms;
+    /* blocked_until_ms is INT64_MIN until a first pause. */
+    int64_t left =
+        e->rate.blocked_until_ms > now.mono_ms ? e->rate.blocked_until_ms - now.mono_ms : 0;
     double weight = 1.0 + store_leased_pending(e->store, now.wall_ms) + team_queued_submits(e) +
                     (double)e->submits_inflight;
     struct store_rate_share sh;
-    store_team_rate(e->store, weight, throttled, left > 0 ? left : 0, &sh);
+    store_team_rate(e->store, weight, throttled, left, &sh);
     rate_set_limit(&e->rate, e->cfg.rate * sh.fraction);
     if (sh.throttle_seq != e->team_throttle_seq && e->team_throttle_seq != 0 && !throttled) {
         rate_on_throttle(&e->rate, now.mono_ms, sh.retry_after_ms);
