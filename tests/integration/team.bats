@@ -18,6 +18,7 @@ JSON
 
 teardown() {
     local n
+    [ -z "${WATCHER:-}" ] || kill "$WATCHER" 2>/dev/null || true
     for n in "${TEAM[@]}"; do
         team_use "$n"
         genfs_unmount || true
@@ -36,14 +37,17 @@ team_use() {
     export MNT STATE_DIR CACHE_DIR GENFS_PID
 }
 
-# team_mount NAME [GENFS_ARGS...]: mount NAME on the shared database.
+# team_mount NAME [GENFS_ARGS...]: mount NAME on the shared database (given
+# with -o store, or by the store key of the config TEAM_CONFIG when set).
 team_mount() {
     local n=$1
     shift
     team_use "$n"
     mkdir -p "$MNT"
     [[ " ${TEAM[*]} " == *" $n "* ]] || TEAM+=("$n")
-    genfs_mount -o config="$CONFIG" -o "store=$PG_URL" "$@" || return 1
+    local store=(-o "store=$PG_URL")
+    [ -z "${TEAM_CONFIG:-}" ] || store=()
+    genfs_mount -o config="${TEAM_CONFIG:-$CONFIG}" "${store[@]}" "$@" || return 1
     printf -v "TEAM_PID_$n" '%s' "$GENFS_PID"
 }
 
@@ -69,7 +73,7 @@ state_is() {
     team_mount b
     inotifywait -q -m -e create --format '%e %f' "$BATS_TEST_TMPDIR/b/mnt/test-image" \
         >"$BATS_TEST_TMPDIR/events" 2>/dev/null 3>&- &
-    watcher=$!
+    WATCHER=$!
     sleep 0.5
     id=$(on a genfs_submit test-image '{"prompt": "shared", "sim_duration_ms": 1500}')
     t0=$(date +%s%3N)
@@ -79,7 +83,7 @@ state_is() {
     [ "$lag" -le 1000 ] || fail "B saw the task after $lag ms"
     grep_event() { grep -q "CREATE,ISDIR $id" "$BATS_TEST_TMPDIR/events"; }
     wait_until 5 grep_event || fail "no inotify event on B: $(cat "$BATS_TEST_TMPDIR/events")"
-    kill "$watcher"
+    kill "$WATCHER"
     # A blocked read on B is answered when A's poll ends the task.
     got=$(timeout 30 cat "$BATS_TEST_TMPDIR/b/mnt/test-image/$id/result")
     want=$(sim_task "$id" | sim_json 'd["result_urls"][0]')
@@ -253,10 +257,13 @@ JSON
     wait_until 20 told_any || fail "no mount heard of the 429"
 }
 
-@test "poll(2) on B wakes when A's poll moves the state, and B's events has the line" {
+@test "poll(2) on B wakes when A's poll moves the state, and B's events has the line (B's store from its config)" {
     genfs_setup
     team_mount a
-    team_mount b
+    python3 -c 'import json, sys; c = json.load(open(sys.argv[1])); c["store"] = sys.argv[2]; json.dump(c, open(sys.argv[3], "w"))' \
+        "$CONFIG" "$PG_URL" "$BATS_TEST_TMPDIR/config-b.json"
+    TEAM_CONFIG="$BATS_TEST_TMPDIR/config-b.json" team_mount b
+    grep -q "tasks in PostgreSQL" "$BATS_TEST_TMPDIR/b/mnt/log" || fail "B is not on the database"
     exec {ev}<"$BATS_TEST_TMPDIR/b/mnt/events"
     # APIXO says waiting for the first stretch of a long task, then generating.
     id=$(on a genfs_submit test-image '{"prompt": "watched from b", "sim_duration_ms": 40000}')
