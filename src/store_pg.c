@@ -547,7 +547,7 @@ static int pg_be_wait_fd(void *h)
     return b->c && !b->down ? PQsocket(b->c) : -1;
 }
 
-/* Connects and listens; *why is libpq's reason on failure. */
+/* Connects and listens; on failure libpq's message says why (pg_be_msg). */
 static int pg_be_connect(struct pg_be *b)
 {
     if (b->c)
@@ -559,7 +559,6 @@ static int pg_be_connect(struct pg_be *b)
     b->c = PQconnectdbParams(keys, vals, 1);
     if (!b->c || PQstatus(b->c) != CONNECTION_OK)
         return -EIO;
-    PQsetnonblocking(b->c, 0);
     b->down = false;
     char set[96];
     snprintf(set, sizeof(set), "SET genfs.writer = '%s'", b->me);
