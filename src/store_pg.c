@@ -557,8 +557,10 @@ static int pg_be_connect(struct pg_be *b)
     const char *keys[] = {"dbname", "connect_timeout", "fallback_application_name", NULL};
     const char *vals[] = {b->conninfo, "3", "genfs", NULL};
     b->c = PQconnectdbParams(keys, vals, 1);
-    if (!b->c || PQstatus(b->c) != CONNECTION_OK)
+    if (!b->c || PQstatus(b->c) != CONNECTION_OK) {
+        b->down = true;
         return -EIO;
+    }
     b->down = false;
     char set[96];
     snprintf(set, sizeof(set), "SET genfs.writer = '%s'", b->me);

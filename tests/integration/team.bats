@@ -222,7 +222,7 @@ PY
     [ "$(sim_figures | sim_json 'd["tasks"]')" -eq 2 ]
 }
 
-@test "a password in the connection string is refused at start and never logged" {
+@test "a password in the connection string is refused at start and never logged; an unreachable database is refused" {
     genfs_setup
     team_use a
     mkdir -p "$MNT"
@@ -231,6 +231,12 @@ PY
     assert_failure
     assert_output --partial "pgpass"
     refute_output --partial "hunter2secret"
+    # A database that does not answer at start: no mount, libpq's reason, one line.
+    run "$(genfs_bin)" -f -o "api_url=$SIM_URL,state_dir=$STATE_DIR,cache_dir=$CACHE_DIR" \
+        -o "store=postgresql:///genfs?host=$BATS_TEST_TMPDIR/nowhere&user=genfs" "$MNT"
+    assert_equal "$status" 2
+    assert_output --partial "cannot connect to the task database"
+    refute_output --partial "serving what is known"
 }
 
 @test "three mounts share -o rate=3: together they stay under it, and a 429 seen by one slows the others" {
