@@ -21,12 +21,11 @@ static void team_on_change(void *arg, const struct store_change *c)
             plan_schedule(e, t, clock_read_pair(), 0);
         break;
     case STORE_TASK_STATE:
-        if (!task_state_final(c->new_state) || !t)
-            break;
-        /* Ended by the mount that polled it: the files come to this mount's
-         * cache as they would after its own poll. */
-        engine_forget_slot(e, c->task_idx);
-        cache_queue_task(e, t);
+        /* Ended by the mount that polled it, which downloads its files; here
+         * they are listed once that mount has them whole (their sizes come
+         * with the row) and come into this mount's cache when read. */
+        if (task_state_final(c->new_state))
+            engine_forget_slot(e, c->task_idx);
         break;
     case STORE_TASK_REMOVED:
         if (c->gone) {

@@ -1189,6 +1189,39 @@ static int sync_task_update(struct store *s, struct task *t, const struct store_
     return 0;
 }
 
+/* Names and sizes another mount learnt by downloading: the files are then
+ * listed here with their size, and come into this mount's cache when read. */
+static void sync_task_files(struct store *s, struct task *t, const char *files)
+{
+    if (!t->files || !files)
+        return;
+    struct task row = {.urls = t->urls, .names = t->names, .n_urls = t->n_urls};
+    if (files_init(&row, files) < 0)
+        return;
+    for (uint32_t n = 0; n < t->n_urls; n++) {
+        struct task_file *f = &t->files[n];
+        const struct task_file *g = &row.files[n];
+        if (f->state != FILE_PENDING || f->size >= 0 || g->size < 0)
+            continue;
+        wrlock(s);
+        memcpy(f->name, g->name, sizeof(f->name));
+        f->size = g->size;
+        t->version++;
+        store_unlock(s);
+        store_publish(s, &(struct store_change){.kind = STORE_FILE_CHANGED,
+                                                .task_idx = t->idx,
+                                                .model_idx = t->model_idx,
+                                                .file_n = n,
+                                                .old_state = t->state,
+                                                .new_state = t->state,
+                                                .task_id = t->id,
+                                                .model_name = s->models[t->model_idx]->name,
+                                                .at_ms = clock_now_ms(),
+                                                .remote = true});
+    }
+    free(row.files);
+}
+
 static struct task *sync_find(struct store *s, const char *model, const char *id)
 {
     const struct model *m = model ? store_model_find(s, model) : NULL;
@@ -1202,7 +1235,11 @@ static int sync_task_row(void *arg, const struct store_row_task *r)
     if (!m || m->ns)
         return 0; /* its model's row comes first; one that clashes is not shown */
     struct task *t = sync_find(s, r->model, r->id);
-    return t ? sync_task_update(s, t, r) : sync_task_add(s, r, m->idx);
+    if (!t)
+        return sync_task_add(s, r, m->idx);
+    int rc = sync_task_update(s, t, r);
+    sync_task_files(s, t, r->files);
+    return rc;
 }
 
 static void sync_task_gone(void *arg, const char *model, const char *id)

@@ -84,7 +84,7 @@ static const char pg_be_schema[] =
     " RETURN NEW; END $$;"
     "DROP TRIGGER IF EXISTS genfs_tasks_touch ON genfs_tasks;"
     "CREATE TRIGGER genfs_tasks_touch BEFORE INSERT OR UPDATE OF state, gave_up, status_json,"
-    " urls, fail_code, fail_msg ON genfs_tasks FOR EACH ROW EXECUTE FUNCTION genfs_touch();"
+    " urls, files, fail_code, fail_msg ON genfs_tasks FOR EACH ROW EXECUTE FUNCTION genfs_touch();"
     "DROP TRIGGER IF EXISTS genfs_models_touch ON genfs_models;"
     "CREATE TRIGGER genfs_models_touch BEFORE INSERT OR UPDATE OF hist, provider, defaults,"
     " request ON genfs_models FOR EACH ROW EXECUTE FUNCTION genfs_touch();";

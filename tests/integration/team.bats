@@ -91,8 +91,15 @@ state_is() {
     # latest stays per mount: A's points at it, B has none.
     [ "$(readlink "$BATS_TEST_TMPDIR/a/mnt/test-image/latest")" = "$id" ]
     [ ! -e "$BATS_TEST_TMPDIR/b/mnt/test-image/latest" ]
-    # B downloads the file into its own cache.
-    cmp <(cat "$BATS_TEST_TMPDIR/b/mnt/test-image/$id/files/"*) <(cat "$BATS_TEST_TMPDIR/a/mnt/test-image/$id/files/"*)
+    # A, which polled it, downloads its file; B lists it once A has it whole,
+    # with its size, and downloads it into its own cache when it is read.
+    listed_on_b() { [ -n "$(ls "$BATS_TEST_TMPDIR/b/mnt/test-image/$id/files")" ]; }
+    wait_until 20 listed_on_b || fail "B never listed the files"
+    [ -z "$(find "$BATS_TEST_TMPDIR/b/cache" -type f)" ] || fail "B downloaded before a read"
+    f=$(ls "$BATS_TEST_TMPDIR/b/mnt/test-image/$id/files" | head -n1)
+    [ "$(stat -c %s "$BATS_TEST_TMPDIR/b/mnt/test-image/$id/files/$f")" = \
+        "$(stat -c %s "$BATS_TEST_TMPDIR/a/mnt/test-image/$id/files/$f")" ]
+    cmp "$BATS_TEST_TMPDIR/b/mnt/test-image/$id/files/$f" "$BATS_TEST_TMPDIR/a/mnt/test-image/$id/files/$f"
     [ -n "$(find "$BATS_TEST_TMPDIR/b/cache" -type f)" ]
     # Only one mount polled it.
     run sim_figures
