@@ -308,6 +308,8 @@ static int64_t engine_launch_polls(struct engine *e, int64_t now, int64_t wait)
     while (e->inflight < MAX_INFLIGHT && timers_peek_first(&e->timers, &idx, &due)) {
         if (due > now)
             return due - now < wait ? due - now : wait;
+        if (!team_may_poll(e, idx, now))
+            continue;
         int64_t rw = rate_take(&e->rate, now);
         if (rw > 0)
             return rw < wait ? rw : wait;
@@ -367,6 +369,7 @@ static void *engine_run_loop(void *arg)
         engine_drain_done(e);
         stream_deliver(e);
         struct clock_pair now = clock_read_pair();
+        team_tick(e, now);
         int64_t wait = engine_launch_due(e, now.mono_ms, stopping);
         if (now.mono_ms - e->last_flush_ms >= FLUSH_EVERY_MS) {
             store_flush(e->store);
@@ -385,7 +388,9 @@ static void *engine_run_loop(void *arg)
             wait = 0;
         if (wait > FLUSH_EVERY_MS)
             wait = FLUSH_EVERY_MS;
-        curl_multi_poll(e->multi, NULL, 0, (int)wait, NULL);
+        /* A team mount also wakes when another mount changed something. */
+        struct curl_waitfd db = {.fd = store_wait_fd(e->store), .events = CURL_WAIT_POLLIN};
+        curl_multi_poll(e->multi, db.fd >= 0 ? &db : NULL, db.fd >= 0 ? 1 : 0, (int)wait, NULL);
     }
     engine_drop_inflight(e);
     engine_take_inbox(e);
@@ -458,7 +463,7 @@ struct engine *engine_new(struct store *st, struct log *lg, const struct engine_
     struct clock_pair now = clock_read_pair();
     rate_init(&e->rate, cfg->rate, now.mono_ms);
     e->rate_now = cfg->rate;
-    if (engine_resume_tasks(e, now) < 0) {
+    if (engine_resume_tasks(e, now) < 0 || team_init(e) < 0) {
         engine_free(e);
         return NULL;
     }

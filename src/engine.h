@@ -65,6 +65,7 @@ struct engine_cmd {
     int attempts;
     int64_t first_ms;      /* monotonic: the first attempt (429s are retried until the timeout) */
     int64_t not_before_ms; /* monotonic: no attempt before */
+    int64_t intent;        /* team mounts: the submission's record (store_submit_intent) */
     struct engine_cmd *next;
 };
 

@@ -155,6 +155,11 @@ struct engine {
     int64_t cache_bytes_now;
     int64_t kept_over_cap_now;
     double rate_now;
+
+    /* team mounts (engine_team.c) */
+    uint64_t team_429s;         /* http_429 as last told to the other mounts */
+    uint64_t team_throttle_seq; /* the account's 429 count as last seen */
+    int64_t team_rate_ms;
 };
 
 /* engine.c */
@@ -271,6 +276,13 @@ void stream_close(struct engine *e, uint32_t idx);
 /* Closes and frees a stream transfer, whoever holds it (also at shutdown). */
 void stream_drop(struct engine *e, struct xfer *x);
 void stream_live_free(struct stream_live *live);
+
+/* engine_team.c */
+int team_init(struct engine *e);
+/* Other mounts' changes, leases and the shared rate: each loop. */
+void team_tick(struct engine *e, struct clock_pair now);
+/* The task is this mount's to poll; if not, it is looked at again later. */
+bool team_may_poll(struct engine *e, uint32_t idx, int64_t mono_ms);
 
 /* engine_stats.c */
 void engine_count(struct engine *e, uint64_t *field);

@@ -26,6 +26,8 @@ static const char *submit_model_name(struct engine *e, const struct engine_cmd *
 void submit_fail(struct engine *e, struct engine_cmd *cmd, int err, const char *msg)
 {
     engine_count(e, &e->c.errors);
+    store_submit_drop(e->store, cmd->intent);
+    cmd->intent = 0;
     log_warn(e->log, "%s: submission failed: %s", submit_model_name(e, cmd), msg);
     engine_finish_cmd(cmd, err, msg);
 }
@@ -103,6 +105,14 @@ int submit_start(struct engine *e, struct engine_cmd *cmd)
         submit_fail(e, cmd, -ENOENT, "the model directory was removed");
         return 0;
     }
+    /* Team mounts: recorded before it is sent, or not sent at all. */
+    store_submit_drop(e->store, cmd->intent);
+    if (store_submit_intent(e->store, cmd->model_idx, cmd->input_json, &cmd->intent) < 0) {
+        submit_fail(e, cmd, -EIO,
+                    "the task database (-o store) cannot be reached, so the task could not be "
+                    "recorded: nothing was submitted; write again once it is back");
+        return 0;
+    }
     struct xfer *x = xfer_new(X_SUBMIT, engine_provider_index(e, cmd->model_idx));
     char cb[1024];
     if (x && submit_callback_url(e, x, cb, sizeof(cb)) < 0) {
@@ -145,7 +155,8 @@ static void submit_accept(struct engine *e, struct xfer *x, const struct provide
                           .status_url = sub->status_url,
                           .result_url = sub->result_url,
                           .cb_token = x->token[0] ? x->token : NULL,
-                          .submit_ms = now.wall_ms};
+                          .submit_ms = now.wall_ms,
+                          .intent = cmd->intent};
     uint32_t idx;
     rate_on_success(&e->rate);
     int err = store_task_insert(e->store, &tn, &idx);

@@ -468,7 +468,8 @@ static int run(struct genfs_ctx *c)
     c->log = log_new(o->log_level, 0);
     if (!c->log)
         return start_failed("out of memory");
-    if (store_open(o->state_dir, o->fresh, c->log, &c->store, err, sizeof(err)) < 0)
+    if (store_open_at(o->state_dir, o->store_url, o->fresh, c->log, &c->store, err, sizeof(err)) <
+        0)
         return start_failed(err);
     /* Next to the database, under its lock: one genfs appends to it. */
     if (eventlog_open(o->state_dir, EVENTLOG_FILE_MAX, &c->evlog, err, sizeof(err)) < 0)

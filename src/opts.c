@@ -28,6 +28,7 @@ struct raw_opts {
     char *config;
     char *state_dir;
     char *cache_dir;
+    char *store;
     char *models;
     char *schedule;
     char *rate;
@@ -64,6 +65,7 @@ static const struct fuse_opt opt_spec[] = {
     RAW("config=%s", config),
     RAW("state_dir=%s", state_dir),
     RAW("cache_dir=%s", cache_dir),
+    RAW("store=%s", store),
     RAW("models=%s", models),
     RAW("schedule=%s", schedule),
     RAW("rate=%s", rate),
@@ -548,6 +550,7 @@ static const struct {
     {"api_url", offsetof(struct opts, api_url)},
     {"state_dir", offsetof(struct opts, state_dir)},
     {"cache_dir", offsetof(struct opts, cache_dir)},
+    {"store", offsetof(struct opts, store_url)},
     {"schedule", offsetof(struct opts, schedule_name)},
     {"callback_url", offsetof(struct opts, callback_url)},
     {"callback_listen", offsetof(struct opts, callback_listen)},
@@ -786,6 +789,7 @@ static int opts_take_raw(struct opts *o, struct raw_opts *r, char *err, size_t e
     o->key_file = r->key_file;
     o->state_dir = r->state_dir;
     o->cache_dir = r->cache_dir;
+    o->store_url = r->store;
     o->schedule_name = r->schedule;
     o->provider_name = r->provider;
     o->announce_word = r->notify;
@@ -977,6 +981,7 @@ void opts_print_help(const char *prog)
            "  -o config=PATH         JSON config (default $XDG_CONFIG_HOME/genfs/config.json)\n"
            "  -o state_dir=DIR       task database (default $XDG_STATE_HOME/genfs)\n"
            "  -o cache_dir=DIR       downloaded media (default $XDG_CACHE_HOME/genfs)\n"
+           "  -o store=postgresql://HOST/DB  share tasks with other mounts (team mounts)\n"
            "  -o models=a:b:c        model directories to create at mount\n"
            "  -o schedule=NAME       fixed | adaptive | exponential | learned (default learned)\n"
            "  -o rate=N              at most N API requests per second (default 10)\n"
@@ -1017,6 +1022,7 @@ void opts_free(struct opts *o)
     free(o->home);
     free(o->state_dir);
     free(o->cache_dir);
+    free(o->store_url);
     free(o->schedule_name);
     free(o->provider_name);
     free(o->provider_file);

@@ -45,6 +45,7 @@ struct opts {
     char *home; /* $HOME, else the password database's; NULL when neither is a directory */
     char *state_dir;
     char *cache_dir;
+    char *store_url; /* -o store: a libpq connection string (team mounts), or NULL: SQLite */
     char *schedule_name;
     char *provider_name;
     char *provider_file; /* a profile file to load, else provider_name is built in */

@@ -100,3 +100,15 @@ void rate_on_success(struct rate *r)
 {
     rate_set_current(r, fmin(r->limit, r->current + r->limit / 20.0));
 }
+
+void rate_set_limit(struct rate *r, double per_second)
+{
+    double limit = per_second >= RATE_FLOOR ? per_second : RATE_FLOOR;
+    if (limit == r->limit)
+        return;
+    double k = limit / r->limit;
+    r->limit = limit;
+    rate_set_current(r, fmax(RATE_FLOOR, fmin(limit, r->current * k)));
+    r->cut_rate = fmax(RATE_FLOOR, r->cut_rate * k);
+    r->tokens = fmin(r->tokens, r->burst);
+}

@@ -27,6 +27,9 @@ void rate_on_throttle(struct rate *r, int64_t now_ms, int64_t retry_after_ms);
 /* No request for ms from now (a provider's Retry-After, or its RateLimit
  * headers saying the window is spent); a shorter pause never shortens one. */
 void rate_pause(struct rate *r, int64_t now_ms, int64_t ms);
+/* The configured rate changed (a team mount's share of the account's):
+ * current keeps its proportion of the limit. */
+void rate_set_limit(struct rate *r, double per_second);
 /* A non-429 answer: additive increase of current towards limit. */
 void rate_on_success(struct rate *r);
 

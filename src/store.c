@@ -2,12 +2,12 @@
 
 #include "clock.h"
 #include "media.h"
+#include "store_backend.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <sqlite3.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -27,8 +27,7 @@ struct observer {
 struct store {
     pthread_rwlock_t lock;
     struct log *log;
-    char *state_dir; /* for its state file */
-    sqlite3 *db;
+    struct store_backend be;
     int lock_fd;
     struct task **tasks;
     uint32_t n_tasks, cap_tasks;
@@ -40,6 +39,11 @@ struct store {
     int64_t seq;
     bool *dirty; /* poll bookkeeping not yet on disk, by task idx */
     bool any_dirty;
+    /* Team mounts, by task idx: this mount's lease runs to (wall ms, 0: none),
+     * and a change the database did not take (written again on reconnect). */
+    int64_t *lease_ms;
+    bool *unsaved;
+    bool any_unsaved;
     struct observer observers[MAX_OBSERVERS];
     int n_observers;
 };
@@ -136,66 +140,7 @@ static char *dup_or_null(const char *s)
     return s ? strdup(s) : NULL;
 }
 
-/* ---- SQLite ---- */
-
-static const char schema_sql[] =
-    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);"
-    "CREATE TABLE IF NOT EXISTS models(name TEXT PRIMARY KEY, created_ms INTEGER NOT NULL,"
-    " hist TEXT, provider TEXT, defaults TEXT, request TEXT);"
-    "CREATE TABLE IF NOT EXISTS tasks("
-    " model TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL,"
-    " state TEXT NOT NULL, adopted INTEGER NOT NULL DEFAULT 0, gave_up INTEGER NOT NULL DEFAULT 0,"
-    " input TEXT, prompt TEXT, status_json TEXT, status_url TEXT, result_url TEXT, urls TEXT,"
-    " files TEXT, cb_token TEXT,"
-    " fail_code TEXT, fail_msg TEXT, submit_ms INTEGER NOT NULL, change_ms INTEGER NOT NULL,"
-    " status_ms INTEGER NOT NULL DEFAULT 0, complete_ms INTEGER NOT NULL DEFAULT 0,"
-    " last_poll_ms INTEGER NOT NULL DEFAULT 0, polls INTEGER NOT NULL DEFAULT 0,"
-    " PRIMARY KEY(model, id));"
-    "INSERT OR IGNORE INTO meta(key, value) VALUES('schema', '2');";
-
-static int db_exec(struct store *s, const char *sql)
-{
-    char *msg = NULL;
-    if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        log_error(s->log, "database: %s (in: %.60s)", msg ? msg : "?", sql);
-        sqlite3_free(msg);
-        return -EIO;
-    }
-    return 0;
-}
-
-static int db_prepare(struct store *s, const char *sql, sqlite3_stmt **st)
-{
-    if (sqlite3_prepare_v2(s->db, sql, -1, st, NULL) != SQLITE_OK) {
-        log_error(s->log, "database: %s", sqlite3_errmsg(s->db));
-        return -EIO;
-    }
-    return 0;
-}
-
-static int db_step_done(struct store *s, sqlite3_stmt *st)
-{
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc == SQLITE_FULL) {
-        log_error(s->log, "database write failed: the disk of state_dir is full: free space "
-                          "there");
-        return -ENOSPC;
-    }
-    if (rc != SQLITE_DONE) {
-        log_error(s->log, "database write failed: %s", sqlite3_errmsg(s->db));
-        return -EIO;
-    }
-    return 0;
-}
-
-static void bind_text(sqlite3_stmt *st, int i, const char *v)
-{
-    if (v)
-        sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
-    else
-        sqlite3_bind_null(st, i);
-}
+/* ---- rows ---- */
 
 /* A named output is {"url", "name"}, an unnamed one its URL alone. */
 static char *urls_to_json(const struct task *t)
@@ -298,40 +243,6 @@ static char *files_to_json(const struct task *t)
     return out;
 }
 
-static const char *col_text(sqlite3_stmt *st, int i)
-{
-    return (const char *)sqlite3_column_text(st, i);
-}
-
-static int task_write(struct store *s, const struct task *t)
-{
-    sqlite3_stmt *st;
-    int rc = db_prepare(s,
-                        "UPDATE tasks SET state=?1, gave_up=?2, status_json=?3, urls=?4,"
-                        " fail_code=?5, fail_msg=?6, change_ms=?7, status_ms=?8, complete_ms=?9,"
-                        " last_poll_ms=?10, polls=?11 WHERE model=?12 AND id=?13",
-                        &st);
-    if (rc < 0)
-        return rc;
-    char *urls = urls_to_json(t);
-    sqlite3_bind_text(st, 1, task_state_name(t->state), -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 2, t->gave_up);
-    bind_text(st, 3, t->status_json);
-    bind_text(st, 4, urls);
-    bind_text(st, 5, t->fail_code);
-    bind_text(st, 6, t->fail_msg);
-    sqlite3_bind_int64(st, 7, t->change_ms);
-    sqlite3_bind_int64(st, 8, t->status_ms);
-    sqlite3_bind_int64(st, 9, t->complete_ms);
-    sqlite3_bind_int64(st, 10, t->last_poll_ms);
-    sqlite3_bind_int64(st, 11, t->polls);
-    sqlite3_bind_text(st, 12, s->models[t->model_idx]->name, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 13, t->id, -1, SQLITE_STATIC);
-    rc = db_step_done(s, st);
-    free(urls);
-    return rc;
-}
-
 /* ---- in-memory tables ---- */
 
 static int model_append(struct store *s, const char *name, int64_t mtime, bool ns, uint32_t *idx)
@@ -405,21 +316,35 @@ static int model_load(struct store *s, const char *name, int64_t mtime, uint32_t
     return model_append(s, name, mtime, false, idx);
 }
 
-static int task_append(struct store *s, struct task *t)
+static int task_grow(struct store *s)
 {
-    if (s->n_tasks == s->cap_tasks) {
-        uint32_t cap = s->cap_tasks ? s->cap_tasks * 2 : 1024;
-        struct task **a = realloc(s->tasks, cap * sizeof(*a));
-        bool *d = realloc(s->dirty, cap * sizeof(*d));
-        if (a)
-            s->tasks = a;
-        if (d)
-            s->dirty = d;
-        if (!a || !d)
-            return -ENOMEM;
-        memset(s->dirty + s->cap_tasks, 0, (cap - s->cap_tasks) * sizeof(*d));
-        s->cap_tasks = cap;
-    }
+    uint32_t cap = s->cap_tasks ? s->cap_tasks * 2 : 1024;
+    struct task **a = realloc(s->tasks, cap * sizeof(*a));
+    if (a)
+        s->tasks = a;
+    bool *d = a ? realloc(s->dirty, cap * sizeof(*d)) : NULL;
+    if (d)
+        s->dirty = d;
+    bool *u = d ? realloc(s->unsaved, cap * sizeof(*u)) : NULL;
+    if (u)
+        s->unsaved = u;
+    int64_t *l = u ? realloc(s->lease_ms, cap * sizeof(*l)) : NULL;
+    if (!l)
+        return -ENOMEM;
+    s->lease_ms = l;
+    size_t more = cap - s->cap_tasks;
+    memset(s->dirty + s->cap_tasks, 0, more * sizeof(*d));
+    memset(s->unsaved + s->cap_tasks, 0, more * sizeof(*u));
+    memset(s->lease_ms + s->cap_tasks, 0, more * sizeof(*l));
+    s->cap_tasks = cap;
+    return 0;
+}
+
+/* here: submitted from this mount, so `latest` may point at it. */
+static int task_append(struct store *s, struct task *t, bool here)
+{
+    if (s->n_tasks == s->cap_tasks && task_grow(s) < 0)
+        return -ENOMEM;
     if (s->live_tasks + 1 > s->n_buckets && hash_grow(s) < 0)
         return -ENOMEM;
     t->idx = s->n_tasks;
@@ -429,88 +354,114 @@ static int task_append(struct store *s, struct task *t)
     hash_insert(s, t);
     struct model *m = s->models[t->model_idx];
     m->n_tasks++;
-    if (!t->adopted)
+    if (!t->adopted && here)
         m->latest = t->idx;
     return 0;
 }
 
-static int load_all(struct store *s)
+/* A task in memory from its row (model_idx already resolved). */
+static struct task *task_from_row(const struct store_row_task *r, uint32_t midx)
 {
-    sqlite3_stmt *st;
-    int rc =
-        db_prepare(s,
-                   "SELECT name, created_ms, hist, provider, defaults, request FROM models ORDER "
-                   "BY rowid",
-                   &st);
-    if (rc < 0)
-        return rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        uint32_t idx;
-        int lrc = model_load(s, col_text(st, 0), sqlite3_column_int64(st, 1), &idx);
-        if (lrc == -ENOMEM)
-            break;
-        if (lrc == 0 && col_text(st, 2))
-            s->models[idx]->hist = strdup(col_text(st, 2));
-        if (lrc == 0 && col_text(st, 3))
-            s->models[idx]->provider = strdup(col_text(st, 3));
-        if (lrc == 0 && col_text(st, 4))
-            s->models[idx]->defaults = strdup(col_text(st, 4));
-        if (lrc == 0 && col_text(st, 5))
-            s->models[idx]->request = strdup(col_text(st, 5));
-    }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
-        return -EIO;
+    struct task *t = calloc(1, sizeof(*t));
+    if (!t)
+        return NULL;
+    t->model_idx = midx;
+    t->id = strdup(r->id);
+    if (task_state_parse(r->state, &t->state) < 0)
+        t->state = TASK_WAITING;
+    t->adopted = r->adopted;
+    t->gave_up = r->gave_up;
+    t->input_json = dup_or_null(r->input);
+    t->prompt = dup_or_null(r->prompt);
+    t->status_json = dup_or_null(r->status_json);
+    t->status_url = dup_or_null(r->status_url);
+    urls_from_json(t, r->urls);
+    t->fail_code = dup_or_null(r->fail_code);
+    t->fail_msg = dup_or_null(r->fail_msg);
+    t->submit_ms = r->submit_ms;
+    t->change_ms = r->change_ms;
+    t->status_ms = r->status_ms;
+    t->complete_ms = r->complete_ms;
+    t->last_poll_ms = r->last_poll_ms;
+    t->polls = r->polls;
+    if (t->state == TASK_SUCCESS)
+        files_init(t, r->files);
+    t->result_url = dup_or_null(r->result_url);
+    t->cb_token = dup_or_null(r->cb_token);
+    t->version = 1;
+    return t;
+}
 
-    rc = db_prepare(s,
-                    "SELECT model, id, seq, state, adopted, gave_up, input, prompt, status_json,"
-                    " status_url, urls, fail_code, fail_msg, submit_ms, change_ms, status_ms,"
-                    " complete_ms, last_poll_ms, polls, files, result_url, cb_token"
-                    " FROM tasks ORDER BY seq",
-                    &st);
-    if (rc < 0)
-        return rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        uint32_t midx;
-        if (model_load(s, col_text(st, 0), 0, &midx) < 0)
-            continue;
-        struct task *t = calloc(1, sizeof(*t));
-        if (!t)
-            break;
-        t->model_idx = midx;
-        t->id = strdup(col_text(st, 1));
-        int64_t seq = sqlite3_column_int64(st, 2);
-        if (seq > s->seq)
-            s->seq = seq;
-        if (task_state_parse(col_text(st, 3), &t->state) < 0)
-            t->state = TASK_WAITING;
-        t->adopted = sqlite3_column_int(st, 4);
-        t->gave_up = sqlite3_column_int(st, 5);
-        t->input_json = dup_or_null(col_text(st, 6));
-        t->prompt = dup_or_null(col_text(st, 7));
-        t->status_json = dup_or_null(col_text(st, 8));
-        t->status_url = dup_or_null(col_text(st, 9));
-        urls_from_json(t, col_text(st, 10));
-        t->fail_code = dup_or_null(col_text(st, 11));
-        t->fail_msg = dup_or_null(col_text(st, 12));
-        t->submit_ms = sqlite3_column_int64(st, 13);
-        t->change_ms = sqlite3_column_int64(st, 14);
-        t->status_ms = sqlite3_column_int64(st, 15);
-        t->complete_ms = sqlite3_column_int64(st, 16);
-        t->last_poll_ms = sqlite3_column_int64(st, 17);
-        t->polls = (uint32_t)sqlite3_column_int64(st, 18);
-        if (t->state == TASK_SUCCESS)
-            files_init(t, col_text(st, 19));
-        t->result_url = dup_or_null(col_text(st, 20));
-        t->cb_token = dup_or_null(col_text(st, 21));
-        t->version = 1;
-        if (task_append(s, t) < 0) {
-            task_free(t);
-            break;
-        }
+/* The row of a task as it is in memory; *urls is the caller's to free. */
+static struct store_row_task task_row(struct store *s, const struct task *t, char **urls)
+{
+    *urls = urls_to_json(t);
+    return (struct store_row_task){.model = s->models[t->model_idx]->name,
+                                   .id = t->id,
+                                   .state = task_state_name(t->state),
+                                   .adopted = t->adopted,
+                                   .gave_up = t->gave_up,
+                                   .input = t->input_json,
+                                   .prompt = t->prompt,
+                                   .status_json = t->status_json,
+                                   .status_url = t->status_url,
+                                   .urls = *urls,
+                                   .fail_code = t->fail_code,
+                                   .fail_msg = t->fail_msg,
+                                   .submit_ms = t->submit_ms,
+                                   .change_ms = t->submit_ms,
+                                   .status_ms = t->status_ms,
+                                   .complete_ms = t->complete_ms,
+                                   .last_poll_ms = t->last_poll_ms,
+                                   .polls = t->polls,
+                                   .result_url = t->result_url,
+                                   .cb_token = t->cb_token};
+}
+
+static int task_write(struct store *s, const struct task *t)
+{
+    char *urls;
+    struct store_row_task r = task_row(s, t, &urls);
+    r.change_ms = t->change_ms;
+    int rc = s->be.ops->task_update(s->be.h, &r);
+    free(urls);
+    if (rc < 0 && s->be.ops->sync) {
+        s->unsaved[t->idx] = true;
+        s->any_unsaved = true;
     }
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : -EIO;
+    return rc;
+}
+
+static int load_model_row(void *arg, const struct store_row_model *r)
+{
+    struct store *s = arg;
+    uint32_t idx;
+    int lrc = model_load(s, r->name, r->created_ms, &idx);
+    if (lrc < 0)
+        return lrc;
+    struct model *m = s->models[idx];
+    m->hist = dup_or_null(r->hist);
+    m->provider = dup_or_null(r->provider);
+    m->defaults = dup_or_null(r->defaults);
+    m->request = dup_or_null(r->request);
+    return 0;
+}
+
+static int load_task_row(void *arg, const struct store_row_task *r)
+{
+    struct store *s = arg;
+    uint32_t midx;
+    if (model_load(s, r->model, 0, &midx) < 0)
+        return 0;
+    if (r->seq > s->seq)
+        s->seq = r->seq;
+    struct task *t = task_from_row(r, midx);
+    if (!t || task_append(s, t, r->here) < 0) {
+        task_free(t);
+        return -ENOMEM;
+    }
+    s->lease_ms[t->idx] = r->leased ? clock_now_ms() + STORE_LEASE_MS : 0;
+    return 0;
 }
 
 static int take_dir_lock(struct store *s, const char *dir, char *err, size_t errlen)
@@ -559,109 +510,14 @@ static int mkdir_p(const char *dir, mode_t mode)
     return 0;
 }
 
-/* Schema 2 (genfs 0.2): per-model input defaults and request fields. */
-static int db_migrate(struct store *s, const char *path, char *err, size_t errlen)
-{
-    sqlite3_stmt *st;
-    bool has_defaults = false;
-    if (db_prepare(s, "PRAGMA table_info(models)", &st) < 0)
-        return store_fail(err, errlen, -EIO, "database %s: cannot read its schema", path);
-    while (sqlite3_step(st) == SQLITE_ROW)
-        has_defaults = has_defaults || strcmp(col_text(st, 1), "defaults") == 0;
-    sqlite3_finalize(st);
-    if (!has_defaults && db_exec(s, "BEGIN; ALTER TABLE models ADD COLUMN defaults TEXT;"
-                                    " ALTER TABLE models ADD COLUMN request TEXT;"
-                                    " UPDATE meta SET value='2' WHERE key='schema'; COMMIT;") < 0)
-        return store_fail(
-            err, errlen, -EIO,
-            "database %s: cannot add the columns of schema 2 (see the log); it is left "
-            "as it was",
-            path);
-    return db_exec(s, "UPDATE meta SET value='2' WHERE key='schema' AND value='1';") < 0
-               ? store_fail(err, errlen, -EIO, "database %s: cannot record its schema version",
-                            path)
-               : 0;
-}
-
-/* STATE_DIR/state says whether genfs used this directory before and how it
- * stopped: "running" while a genfs has it, "clean" after a clean stop. A
- * database that went missing or empty, or lost its write-ahead log in a
- * crash, is then told apart from a first start. */
-static int state_mark(const char *dir, const char *word)
-{
-    char path[4096], tmp[4100];
-    snprintf(path, sizeof(path), "%s/state", dir);
-    snprintf(tmp, sizeof(tmp), "%s.new", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return -errno;
-    char line[32];
-    int n = snprintf(line, sizeof(line), "%s\n", word);
-    int rc = write(fd, line, (size_t)n) == n && fsync(fd) == 0 ? 0 : -EIO;
-    close(fd);
-    if (rc == 0 && rename(tmp, path) != 0)
-        rc = -errno;
-    return rc;
-}
-
-/* What the state file says: "running", "clean", or "" when there is none. */
-static void state_read(const char *dir, char *word, size_t len)
-{
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/state", dir);
-    word[0] = '\0';
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return;
-    if (!fgets(word, (int)len, f))
-        word[0] = '\0';
-    word[strcspn(word, "\n")] = '\0';
-    fclose(f);
-}
-
-/* Refuses a database that genfs used before and that is now missing, empty,
- * or without its write-ahead log after an unclean stop; with fresh, moves
- * what is left of it aside instead. */
-static int check_db_files(const char *dir, const char *db, bool fresh, struct log *lg, char *err,
-                          size_t errlen)
-{
-    char word[32], wal[4110];
-    state_read(dir, word, sizeof(word));
-    snprintf(wal, sizeof(wal), "%s-wal", db);
-    struct stat st;
-    bool have_db = stat(db, &st) == 0, empty = have_db && st.st_size == 0;
-    bool have_wal = stat(wal, &st) == 0;
-    const char *wrong = NULL;
-    if (!word[0])
-        return 0; /* never used by a genfs that recorded its state: a first start */
-    if (!have_db)
-        wrong = "is missing";
-    else if (empty)
-        wrong = "is empty (0 bytes)";
-    else if (strcmp(word, "running") == 0 && !have_wal)
-        wrong = "lost its write-ahead log (tasks.db-wal) after genfs stopped uncleanly, and with "
-                "it the last changes";
-    if (!wrong)
-        return 0;
-    if (!fresh)
-        return store_fail(
-            err, errlen, -EIO,
-            "database %s, which genfs used before, %s: restore it (and tasks.db-wal) "
-            "from a backup, or mount with -o fresh to start with no tasks (what is left "
-            "is moved aside; tasks at the provider can be adopted with mkdir MODEL/ID)",
-            db, wrong);
-    char aside[4200];
-    snprintf(aside, sizeof(aside), "%s.broken-%lld", db, (long long)time(NULL));
-    if (have_db && rename(db, aside) != 0)
-        return store_fail(err, errlen, -errno, "-o fresh: cannot move %s aside: %s", db,
-                          strerror(errno));
-    log_warn(lg, "-o fresh: database %s %s; starting with no tasks%s%s", db, wrong,
-             have_db ? ", the old one is " : "", have_db ? aside : "");
-    return 0;
-}
-
 int store_open(const char *state_dir, bool fresh, struct log *lg, struct store **out, char *err,
                size_t errlen)
+{
+    return store_open_at(state_dir, NULL, fresh, lg, out, err, errlen);
+}
+
+int store_open_at(const char *state_dir, const char *url, bool fresh, struct log *lg,
+                  struct store **out, char *err, size_t errlen)
 {
     struct store *s = calloc(1, sizeof(*s));
     if (!s)
@@ -679,56 +535,15 @@ int store_open(const char *state_dir, bool fresh, struct log *lg, struct store *
     store_write_pid(s);
     if ((rc = hash_grow(s)) < 0)
         goto out_fail;
-
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/tasks.db", state_dir);
-    if ((rc = check_db_files(state_dir, path, fresh, lg, err, errlen)) < 0)
+    rc = url ? store_pg_open(url, state_dir, lg, &s->be, err, errlen)
+             : store_sqlite_open(state_dir, fresh, lg, &s->be, err, errlen);
+    if (rc < 0)
         goto out_fail;
-    mode_t old = umask(077);
-    int orc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
-    umask(old);
-    if (orc != SQLITE_OK) {
-        rc = store_fail(err, errlen, -EIO, "cannot open database %s: %s", path,
-                        s->db ? sqlite3_errmsg(s->db) : "out of memory");
+    struct store_rows_cb cb = {.arg = s, .model = load_model_row, .task = load_task_row};
+    if ((rc = s->be.ops->load(s->be.h, &cb)) < 0) {
+        store_fail(err, errlen, rc, "cannot load the tasks from the database: see the log");
         goto out_fail;
     }
-    sqlite3_busy_timeout(s->db, 2000);
-    char *msg = NULL;
-    if (sqlite3_exec(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA quick_check;",
-                     NULL, NULL, &msg) != SQLITE_OK ||
-        sqlite3_exec(s->db, schema_sql, NULL, NULL, &msg) != SQLITE_OK) {
-        rc = store_fail(err, errlen, -EIO,
-                        "database %s is unusable (%s): move it aside to start afresh, or restore a "
-                        "backup",
-                        path, msg ? msg : sqlite3_errmsg(s->db));
-        sqlite3_free(msg);
-        goto out_fail;
-    }
-    if ((rc = db_migrate(s, path, err, errlen)) < 0)
-        goto out_fail;
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(s->db, "PRAGMA quick_check", -1, &st, NULL) == SQLITE_OK) {
-        int src = sqlite3_step(st);
-        bool ok = src == SQLITE_ROW && strcmp(col_text(st, 0), "ok") == 0;
-        sqlite3_finalize(st);
-        if (!ok) {
-            rc = store_fail(err, errlen, -EIO,
-                            "database %s is corrupt: move it aside to start afresh, or restore a "
-                            "backup",
-                            path);
-            goto out_fail;
-        }
-    }
-    if (load_all(s) < 0) {
-        rc = store_fail(err, errlen, -EIO, "cannot load tasks from %s: %s", path,
-                        sqlite3_errmsg(s->db));
-        goto out_fail;
-    }
-    if ((rc = state_mark(state_dir, "running")) < 0) {
-        store_fail(err, errlen, rc, "cannot write %s/state: %s", state_dir, strerror(-rc));
-        goto out_fail;
-    }
-    s->state_dir = strdup(state_dir);
     *out = s;
     return 0;
 out_fail:
@@ -740,13 +555,10 @@ void store_close(struct store *s)
 {
     if (!s)
         return;
-    if (s->db) {
+    if (s->be.ops) {
         store_flush(s);
-        /* The last connection's close checkpoints the log and removes it. */
-        if (sqlite3_close(s->db) == SQLITE_OK && s->state_dir)
-            state_mark(s->state_dir, "clean");
+        s->be.ops->close(s->be.h);
     }
-    free(s->state_dir);
     for (uint32_t i = 0; i < s->n_tasks; i++)
         task_free(s->tasks[i]);
     for (uint32_t i = 0; i < s->n_models; i++) {
@@ -761,6 +573,8 @@ void store_close(struct store *s)
     }
     free(s->tasks);
     free(s->dirty);
+    free(s->unsaved);
+    free(s->lease_ms);
     free(s->models);
     free(s->buckets);
     if (s->lock_fd >= 0)
@@ -856,16 +670,9 @@ int store_model_add(struct store *s, const char *name, const char *provider, uin
         if (pm && !pm->ns)
             return -ENOTDIR;
     }
-    sqlite3_stmt *st;
     int64_t now = clock_now_ms();
-    int rc = db_prepare(
-        s, "INSERT OR IGNORE INTO models(name, created_ms, provider) VALUES(?1, ?2, ?3)", &st);
+    int rc = s->be.ops->model_put(s->be.h, name, now, provider);
     if (rc < 0)
-        return rc;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, now);
-    bind_text(st, 3, provider);
-    if ((rc = db_step_done(s, st)) < 0)
         return rc;
     wrlock(s);
     rc = model_prefixes(s, name, now);
@@ -883,22 +690,10 @@ int store_model_add(struct store *s, const char *name, const char *provider, uin
     return rc;
 }
 
-int store_model_remove(struct store *s, uint32_t idx)
+/* The in-memory part of removing a model (remote: another mount did). */
+static void model_drop(struct store *s, struct model *m, bool remote)
 {
-    struct model *m = idx < s->n_models ? s->models[idx] : NULL;
-    if (!m)
-        return -ENOENT;
-    if (m->n_tasks > 0 || m->n_children > 0)
-        return -ENOTEMPTY;
-    if (!m->ns) {
-        sqlite3_stmt *st;
-        int rc = db_prepare(s, "DELETE FROM models WHERE name=?1", &st);
-        if (rc < 0)
-            return rc;
-        sqlite3_bind_text(st, 1, m->name, -1, SQLITE_STATIC);
-        if ((rc = db_step_done(s, st)) < 0)
-            return rc;
-    }
+    uint32_t idx = m->idx;
     wrlock(s);
     s->models[idx] = NULL;
     if (m->parent != STORE_NONE && s->models[m->parent])
@@ -908,18 +703,34 @@ int store_model_remove(struct store *s, uint32_t idx)
                                             .task_idx = STORE_NONE,
                                             .model_idx = idx,
                                             .model_name = m->name,
-                                            .at_ms = clock_now_ms()});
+                                            .at_ms = clock_now_ms(),
+                                            .remote = remote});
     free(m->name);
     free(m->hist);
     free(m->provider);
     free(m->defaults);
     free(m->request);
     free(m);
+}
+
+int store_model_remove(struct store *s, uint32_t idx)
+{
+    struct model *m = idx < s->n_models ? s->models[idx] : NULL;
+    if (!m)
+        return -ENOENT;
+    if (m->n_tasks > 0 || m->n_children > 0)
+        return -ENOTEMPTY;
+    if (!m->ns) {
+        int rc = s->be.ops->model_del(s->be.h, m->name);
+        if (rc < 0)
+            return rc;
+    }
+    model_drop(s, m, false);
     return 0;
 }
 
 /* Sets one text column of a model's row and its copy in memory. */
-static int model_set_text(struct store *s, uint32_t idx, const char *sql, const char *text,
+static int model_set_text(struct store *s, uint32_t idx, enum store_model_col col, const char *text,
                           size_t field)
 {
     struct model *m = idx < s->n_models ? s->models[idx] : NULL;
@@ -928,13 +739,7 @@ static int model_set_text(struct store *s, uint32_t idx, const char *sql, const 
     char *copy = text ? strdup(text) : NULL;
     if (text && !copy)
         return -ENOMEM;
-    sqlite3_stmt *st;
-    int rc = db_prepare(s, sql, &st);
-    if (rc == 0) {
-        bind_text(st, 1, text);
-        sqlite3_bind_text(st, 2, m->name, -1, SQLITE_STATIC);
-        rc = db_step_done(s, st);
-    }
+    int rc = s->be.ops->model_set(s->be.h, m->name, col, text);
     if (rc < 0) {
         free(copy);
         return rc;
@@ -949,26 +754,22 @@ static int model_set_text(struct store *s, uint32_t idx, const char *sql, const 
 
 int store_model_set_provider(struct store *s, uint32_t idx, const char *provider)
 {
-    return model_set_text(s, idx, "UPDATE models SET provider=?1 WHERE name=?2", provider,
-                          offsetof(struct model, provider));
+    return model_set_text(s, idx, STORE_COL_PROVIDER, provider, offsetof(struct model, provider));
 }
 
 int store_model_set_hist(struct store *s, uint32_t idx, const char *text)
 {
-    return model_set_text(s, idx, "UPDATE models SET hist=?1 WHERE name=?2", text,
-                          offsetof(struct model, hist));
+    return model_set_text(s, idx, STORE_COL_HIST, text, offsetof(struct model, hist));
 }
 
 int store_model_set_defaults(struct store *s, uint32_t idx, const char *json)
 {
-    return model_set_text(s, idx, "UPDATE models SET defaults=?1 WHERE name=?2", json,
-                          offsetof(struct model, defaults));
+    return model_set_text(s, idx, STORE_COL_DEFAULTS, json, offsetof(struct model, defaults));
 }
 
 int store_model_set_request(struct store *s, uint32_t idx, const char *json)
 {
-    return model_set_text(s, idx, "UPDATE models SET request=?1 WHERE name=?2", json,
-                          offsetof(struct model, request));
+    return model_set_text(s, idx, STORE_COL_REQUEST, json, offsetof(struct model, request));
 }
 
 int store_task_insert(struct store *s, const struct task_new *tn, uint32_t *idx)
@@ -997,40 +798,37 @@ int store_task_insert(struct store *s, const struct task_new *tn, uint32_t *idx)
     t->status_ms = tn->submit_ms;
     t->version = 1;
 
-    sqlite3_stmt *st;
-    int rc = db_prepare(s,
-                        "INSERT INTO tasks(model, id, seq, state, adopted, input, prompt,"
-                        " status_url, submit_ms, change_ms, status_ms, result_url, cb_token)"
-                        " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?9, ?10, ?11)",
-                        &st);
-    if (rc < 0) {
-        task_free(t);
-        return rc;
-    }
-    sqlite3_bind_text(st, 1, m->name, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, t->id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, s->seq + 1);
-    sqlite3_bind_text(st, 4, task_state_name(t->state), -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 5, t->adopted);
-    bind_text(st, 6, t->input_json);
-    bind_text(st, 7, t->prompt);
-    bind_text(st, 8, t->status_url);
-    sqlite3_bind_int64(st, 9, t->submit_ms);
-    bind_text(st, 10, t->result_url);
-    bind_text(st, 11, t->cb_token);
-    if ((rc = db_step_done(s, st)) < 0) {
+    char *urls;
+    struct store_row_task r = task_row(s, t, &urls);
+    r.seq = s->seq + 1;
+    int rc = s->be.ops->task_insert(s->be.h, &r, tn->intent);
+    free(urls);
+    /* A team mount whose database went away while the provider took the task
+     * keeps it, and writes it when the database is back. */
+    bool keep = rc == -EIO && s->be.ops->sync;
+    if (rc < 0 && !keep) {
         task_free(t);
         return rc;
     }
     s->seq++;
     wrlock(s);
-    rc = task_append(s, t);
+    rc = task_append(s, t, true);
+    if (rc == 0)
+        s->lease_ms[t->idx] = clock_now_ms() + STORE_LEASE_MS;
     if (rc == 0)
         m->mtime_ms = t->submit_ms;
     store_unlock(s);
     if (rc < 0) {
         task_free(t);
         return rc;
+    }
+    if (keep) {
+        s->unsaved[t->idx] = true;
+        s->any_unsaved = true;
+        log_warn(s->log,
+                 "%s/%s: taken by the provider while the database is away: kept here, "
+                 "written when it is back",
+                 m->name, t->id);
     }
     *idx = t->idx;
     store_publish(s, &(struct store_change){.kind = STORE_TASK_ADDED,
@@ -1166,20 +964,11 @@ int store_task_set_gave_up(struct store *s, uint32_t idx, bool gave_up)
     return rc;
 }
 
-int store_task_remove(struct store *s, uint32_t idx)
+/* The in-memory part of forgetting a task (remote: another mount did). */
+static void task_drop(struct store *s, struct task *t, bool remote)
 {
-    struct task *t = idx < s->n_tasks ? s->tasks[idx] : NULL;
-    if (!t)
-        return -ENOENT;
+    uint32_t idx = t->idx;
     struct model *m = s->models[t->model_idx];
-    sqlite3_stmt *st;
-    int rc = db_prepare(s, "DELETE FROM tasks WHERE model=?1 AND id=?2", &st);
-    if (rc < 0)
-        return rc;
-    sqlite3_bind_text(st, 1, m->name, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, t->id, -1, SQLITE_STATIC);
-    if ((rc = db_step_done(s, st)) < 0)
-        return rc;
     wrlock(s);
     hash_unlink(s, t);
     s->tasks[idx] = NULL;
@@ -1198,6 +987,8 @@ int store_task_remove(struct store *s, uint32_t idx)
     m->mtime_ms = clock_now_ms();
     store_unlock(s);
     s->dirty[idx] = false;
+    s->unsaved[idx] = false;
+    s->lease_ms[idx] = 0;
     store_publish(s, &(struct store_change){.kind = STORE_TASK_REMOVED,
                                             .task_idx = idx,
                                             .model_idx = t->model_idx,
@@ -1205,8 +996,21 @@ int store_task_remove(struct store *s, uint32_t idx)
                                             .new_state = t->state,
                                             .task_id = t->id,
                                             .model_name = m->name,
-                                            .at_ms = m->mtime_ms});
+                                            .at_ms = m->mtime_ms,
+                                            .remote = remote,
+                                            .gone = t});
     task_free(t);
+}
+
+int store_task_remove(struct store *s, uint32_t idx)
+{
+    struct task *t = idx < s->n_tasks ? s->tasks[idx] : NULL;
+    if (!t)
+        return -ENOENT;
+    int rc = s->be.ops->task_del(s->be.h, s->models[t->model_idx]->name, t->id);
+    if (rc < 0)
+        return rc;
+    task_drop(s, t, false);
     return 0;
 }
 
@@ -1214,32 +1018,23 @@ int store_flush(struct store *s)
 {
     if (!s->any_dirty)
         return 0;
-    int rc = db_exec(s, "BEGIN");
-    if (rc < 0)
-        return rc;
-    sqlite3_stmt *st;
-    if ((rc = db_prepare(s, "UPDATE tasks SET last_poll_ms=?1, polls=?2 WHERE model=?3 AND id=?4",
-                         &st)) < 0) {
-        db_exec(s, "ROLLBACK");
-        return rc;
-    }
+    struct store_poll_row *rows = malloc(s->n_tasks * sizeof(*rows));
+    if (!rows)
+        return -ENOMEM;
+    size_t n = 0;
     for (uint32_t i = 0; i < s->n_tasks; i++) {
         const struct task *t = s->tasks[i];
-        if (!t || !s->dirty[i])
-            continue;
-        sqlite3_bind_int64(st, 1, t->last_poll_ms);
-        sqlite3_bind_int64(st, 2, t->polls);
-        sqlite3_bind_text(st, 3, s->models[t->model_idx]->name, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 4, t->id, -1, SQLITE_STATIC);
-        if (sqlite3_step(st) != SQLITE_DONE)
-            rc = -EIO;
-        sqlite3_reset(st);
+        if (t && s->dirty[i])
+            rows[n++] = (struct store_poll_row){.model = s->models[t->model_idx]->name,
+                                                .id = t->id,
+                                                .last_poll_ms = t->last_poll_ms,
+                                                .polls = t->polls};
         s->dirty[i] = false;
     }
-    sqlite3_finalize(st);
     s->any_dirty = false;
-    int crc = db_exec(s, "COMMIT");
-    return rc < 0 ? rc : crc;
+    int rc = s->be.ops->polls_flush(s->be.h, rows, n);
+    free(rows);
+    return rc;
 }
 
 void store_count_states(struct store *s, uint32_t counts[TASK_STATE_COUNT])
@@ -1267,15 +1062,8 @@ int store_file_set(struct store *s, uint32_t idx, uint32_t n, enum file_state st
     store_unlock(s);
     int rc = 0;
     if (st == FILE_DONE) {
-        sqlite3_stmt *q;
         char *files = files_to_json(t);
-        rc = db_prepare(s, "UPDATE tasks SET files=?1 WHERE model=?2 AND id=?3", &q);
-        if (rc == 0) {
-            bind_text(q, 1, files);
-            sqlite3_bind_text(q, 2, s->models[t->model_idx]->name, -1, SQLITE_STATIC);
-            sqlite3_bind_text(q, 3, t->id, -1, SQLITE_STATIC);
-            rc = db_step_done(s, q);
-        }
+        rc = s->be.ops->task_files(s->be.h, s->models[t->model_idx]->name, t->id, files);
         free(files);
     }
     store_publish(s, &(struct store_change){.kind = STORE_FILE_CHANGED,
@@ -1288,4 +1076,292 @@ int store_file_set(struct store *s, uint32_t idx, uint32_t n, enum file_state st
                                             .model_name = s->models[t->model_idx]->name,
                                             .at_ms = clock_now_ms()});
     return rc;
+}
+
+/* ---- team mounts: other mounts' changes, leases, submissions, the rate ---- */
+
+static int sync_model_row(void *arg, const struct store_row_model *r)
+{
+    struct store *s = arg;
+    const struct model *known = store_model_find(s, r->name);
+    if (known && !known->ns) {
+        struct model *m = s->models[known->idx];
+        char *defaults = dup_or_null(r->defaults), *request = dup_or_null(r->request);
+        wrlock(s);
+        free(m->defaults);
+        free(m->request);
+        m->defaults = defaults;
+        m->request = request;
+        store_unlock(s);
+        return 0;
+    }
+    uint32_t idx;
+    wrlock(s);
+    int rc = model_load(s, r->name, r->created_ms, &idx);
+    if (rc == 0) {
+        s->models[idx]->provider = dup_or_null(r->provider);
+        s->models[idx]->defaults = dup_or_null(r->defaults);
+        s->models[idx]->request = dup_or_null(r->request);
+    }
+    store_unlock(s);
+    if (rc == 0)
+        store_publish(s, &(struct store_change){.kind = STORE_MODEL_ADDED,
+                                                .task_idx = STORE_NONE,
+                                                .model_idx = idx,
+                                                .model_name = s->models[idx]->name,
+                                                .at_ms = clock_now_ms(),
+                                                .remote = true});
+    return rc == -ENOMEM ? rc : 0;
+}
+
+static int sync_task_add(struct store *s, const struct store_row_task *r, uint32_t midx)
+{
+    struct task *t = task_from_row(r, midx);
+    if (!t)
+        return -ENOMEM;
+    wrlock(s);
+    int rc = task_append(s, t, r->here);
+    store_unlock(s);
+    if (rc < 0) {
+        task_free(t);
+        return rc;
+    }
+    s->lease_ms[t->idx] = r->leased ? clock_now_ms() + STORE_LEASE_MS : 0;
+    store_publish(s, &(struct store_change){.kind = STORE_TASK_ADDED,
+                                            .task_idx = t->idx,
+                                            .model_idx = midx,
+                                            .old_state = t->state,
+                                            .new_state = t->state,
+                                            .task_id = t->id,
+                                            .model_name = s->models[midx]->name,
+                                            .at_ms = t->submit_ms,
+                                            .remote = true});
+    return 0;
+}
+
+/* Takes the row's state into t, as a status answer here would have. */
+static void sync_task_take(struct task *t, struct task *row, bool state_moves)
+{
+    char *swap = t->status_json;
+    t->status_json = row->status_json;
+    row->status_json = swap;
+    t->status_ms = row->status_ms;
+    if (!state_moves) {
+        t->gave_up = row->gave_up;
+        return;
+    }
+    t->state = row->state;
+    t->change_ms = row->change_ms;
+    if (row->state == TASK_SUCCESS && t->n_urls == 0) {
+        t->urls = row->urls;
+        t->names = row->names;
+        t->n_urls = row->n_urls;
+        t->files = row->files;
+        row->urls = row->names = NULL;
+        row->n_urls = 0;
+        row->files = NULL;
+    } else if (row->state == TASK_FAILED && !t->fail_code) {
+        t->fail_code = row->fail_code;
+        t->fail_msg = row->fail_msg;
+        row->fail_code = row->fail_msg = NULL;
+    }
+    t->complete_ms = row->complete_ms;
+    t->gave_up = task_state_final(t->state) ? false : row->gave_up;
+}
+
+static int sync_task_update(struct store *s, struct task *t, const struct store_row_task *r)
+{
+    enum task_state st;
+    if (task_state_parse(r->state, &st) < 0)
+        return 0;
+    /* A final state is final, here as from a provider. */
+    bool state_moves = st != t->state && !task_state_final(t->state);
+    bool status_moves = !str_eq(r->status_json, t->status_json);
+    bool gave_up = !state_moves && r->gave_up != t->gave_up;
+    if (!state_moves && !status_moves && !gave_up)
+        return 0;
+    struct task *row = task_from_row(r, t->model_idx);
+    if (!row)
+        return -ENOMEM;
+    enum task_state old = t->state;
+    wrlock(s);
+    sync_task_take(t, row, state_moves);
+    t->version++;
+    store_unlock(s);
+    task_free(row);
+    enum store_change_kind kind = state_moves    ? STORE_TASK_STATE
+                                  : status_moves ? STORE_TASK_STATUS
+                                                 : STORE_TASK_GAVE_UP;
+    if (kind == STORE_TASK_GAVE_UP && !t->gave_up)
+        return 0;
+    store_publish(s, &(struct store_change){.kind = kind,
+                                            .task_idx = t->idx,
+                                            .model_idx = t->model_idx,
+                                            .old_state = old,
+                                            .new_state = t->state,
+                                            .task_id = t->id,
+                                            .model_name = s->models[t->model_idx]->name,
+                                            .at_ms = clock_now_ms(),
+                                            .remote = true});
+    return 0;
+}
+
+/* Names and sizes another mount learnt by downloading: the files are then
+ * listed here with their size, and come into this mount's cache when read. */
+static void sync_task_files(struct store *s, struct task *t, const char *files)
+{
+    if (!t->files || !files)
+        return;
+    struct task row = {.urls = t->urls, .names = t->names, .n_urls = t->n_urls};
+    if (files_init(&row, files) < 0)
+        return;
+    for (uint32_t n = 0; n < t->n_urls; n++) {
+        struct task_file *f = &t->files[n];
+        const struct task_file *g = &row.files[n];
+        if (f->state != FILE_PENDING || f->size >= 0 || g->size < 0)
+            continue;
+        wrlock(s);
+        memcpy(f->name, g->name, sizeof(f->name));
+        f->size = g->size;
+        t->version++;
+        store_unlock(s);
+        store_publish(s, &(struct store_change){.kind = STORE_FILE_CHANGED,
+                                                .task_idx = t->idx,
+                                                .model_idx = t->model_idx,
+                                                .file_n = n,
+                                                .old_state = t->state,
+                                                .new_state = t->state,
+                                                .task_id = t->id,
+                                                .model_name = s->models[t->model_idx]->name,
+                                                .at_ms = clock_now_ms(),
+                                                .remote = true});
+    }
+    free(row.files);
+}
+
+static struct task *sync_find(struct store *s, const char *model, const char *id)
+{
+    const struct model *m = model ? store_model_find(s, model) : NULL;
+    return m && id ? (struct task *)store_task_find(s, m->idx, id) : NULL;
+}
+
+static int sync_task_row(void *arg, const struct store_row_task *r)
+{
+    struct store *s = arg;
+    const struct model *m = store_model_find(s, r->model);
+    if (!m || m->ns)
+        return 0; /* its model's row comes first; one that clashes is not shown */
+    struct task *t = sync_find(s, r->model, r->id);
+    if (!t)
+        return sync_task_add(s, r, m->idx);
+    int rc = sync_task_update(s, t, r);
+    sync_task_files(s, t, r->files);
+    return rc;
+}
+
+static void sync_task_gone(void *arg, const char *model, const char *id)
+{
+    struct store *s = arg;
+    struct task *t = sync_find(s, model, id);
+    if (t)
+        task_drop(s, t, true);
+}
+
+static void sync_model_gone(void *arg, const char *name)
+{
+    struct store *s = arg;
+    const struct model *m = store_model_find(s, name);
+    if (m && !m->ns && m->n_tasks == 0 && m->n_children == 0)
+        model_drop(s, s->models[m->idx], true);
+}
+
+static void sync_lease(void *arg, const char *model, const char *id, bool mine)
+{
+    struct store *s = arg;
+    struct task *t = sync_find(s, model, id);
+    if (t)
+        s->lease_ms[t->idx] = mine ? clock_now_ms() + STORE_LEASE_MS : 0;
+}
+
+bool store_is_team(struct store *s)
+{
+    return s->be.ops->sync != NULL;
+}
+
+int store_wait_fd(struct store *s)
+{
+    return s->be.ops->wait_fd ? s->be.ops->wait_fd(s->be.h) : -1;
+}
+
+void store_sync(struct store *s, int64_t now_ms)
+{
+    if (!s->be.ops->sync)
+        return;
+    struct store_rows_cb cb = {.arg = s,
+                               .model = sync_model_row,
+                               .task = sync_task_row,
+                               .task_gone = sync_task_gone,
+                               .model_gone = sync_model_gone,
+                               .lease = sync_lease};
+    if (s->be.ops->sync(s->be.h, &cb, now_ms) != 1 || !s->any_unsaved)
+        return;
+    /* Back after an outage: what this mount learnt meanwhile goes in first
+     * (a task the provider took meanwhile is inserted, then brought up to date). */
+    s->any_unsaved = false;
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < s->n_tasks; i++) {
+        const struct task *t = s->tasks[i];
+        if (!s->unsaved[i] || !t)
+            continue;
+        s->unsaved[i] = false;
+        n++;
+        char *urls;
+        struct store_row_task r = task_row(s, t, &urls);
+        s->be.ops->task_insert(s->be.h, &r, 0);
+        free(urls);
+        task_write(s, t);
+    }
+    log_info(s->log, "wrote %u task change%s made while the database was away", n,
+             n == 1 ? "" : "s");
+}
+
+bool store_task_leased(struct store *s, uint32_t idx, int64_t now_ms)
+{
+    if (!s->be.ops->sync)
+        return true;
+    return idx < s->n_tasks && s->lease_ms[idx] > now_ms;
+}
+
+uint32_t store_leased_pending(struct store *s, int64_t now_ms)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < s->n_tasks; i++)
+        if (s->tasks[i] && !task_state_final(s->tasks[i]->state) && s->lease_ms[i] > now_ms)
+            n++;
+    return n;
+}
+
+int store_submit_intent(struct store *s, uint32_t model_idx, const char *input, int64_t *intent)
+{
+    *intent = 0;
+    const struct model *m = store_model_at(s, model_idx);
+    if (!s->be.ops->intent_add || !m)
+        return 0;
+    return s->be.ops->intent_add(s->be.h, m->name, input, intent);
+}
+
+void store_submit_drop(struct store *s, int64_t intent)
+{
+    if (intent && s->be.ops->intent_drop)
+        s->be.ops->intent_drop(s->be.h, intent);
+}
+
+void store_team_rate(struct store *s, double weight, bool throttled, int64_t retry_after_ms,
+                     struct store_rate_share *out)
+{
+    *out = (struct store_rate_share){.fraction = 1};
+    if (!s->be.ops->rate_report)
+        return;
+    s->be.ops->rate_report(s->be.h, weight, throttled, retry_after_ms);
+    s->be.ops->rate_read(s->be.h, out);
 }

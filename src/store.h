@@ -1,6 +1,7 @@
 /* The one source of truth: models and tasks in memory, mirrored in SQLite
- * (WAL) so nothing the provider accepted is lost. Readers take the read
- * lock; only the engine thread mutates, then observers hear of the change. */
+ * (WAL) so nothing the provider accepted is lost, or in PostgreSQL shared by
+ * a team's mounts (store_backend.h). Readers take the read lock; only the
+ * engine thread mutates, then observers hear of the change. */
 #ifndef GENFS_STORE_H
 #define GENFS_STORE_H
 
@@ -109,6 +110,8 @@ struct store_change {
     const char *task_id; /* valid during the callback only */
     const char *model_name;
     int64_t at_ms;
+    bool remote;             /* another mount of the same database made it (team mounts) */
+    const struct task *gone; /* STORE_TASK_REMOVED: the task, valid during the callback */
 };
 
 typedef void (*store_observer_fn)(void *arg, const struct store_change *c);
@@ -121,6 +124,10 @@ struct store;
  * moved aside). Errors: negative errno and one line in err. */
 int store_open(const char *state_dir, bool fresh, struct log *lg, struct store **out, char *err,
                size_t errlen);
+/* The same with the tasks in the database at url (a libpq connection string:
+ * a team mount) instead of STATE_DIR/tasks.db when url is not NULL. */
+int store_open_at(const char *state_dir, const char *url, bool fresh, struct log *lg,
+                  struct store **out, char *err, size_t errlen);
 void store_close(struct store *s);
 /* Record this process's pid in the state_dir lock (after daemonizing). */
 void store_write_pid(struct store *s);
@@ -162,6 +169,7 @@ struct task_new {
     const char *cb_token;
     bool adopted;
     int64_t submit_ms;
+    int64_t intent; /* store_submit_intent's, or 0 */
 };
 /* Committed to disk before it returns 0. */
 int store_task_insert(struct store *s, const struct task_new *tn, uint32_t *idx);
@@ -185,5 +193,32 @@ int store_flush(struct store *s);
 
 /* Counts of live tasks by state. */
 void store_count_states(struct store *s, uint32_t counts[TASK_STATE_COUNT]);
+
+/* Team mounts (-o store=postgresql://...): every mount of one database shares
+ * its tasks. With SQLite these do nothing (a task is always this mount's). */
+bool store_is_team(struct store *s);
+/* A descriptor that becomes readable when another mount changed something, or -1. */
+int store_wait_fd(struct store *s);
+/* Engine thread: reads other mounts' changes (their observers are told here,
+ * with remote set), renews and takes leases, reconnects after an outage. */
+void store_sync(struct store *s, int64_t now_ms);
+/* This mount holds the task's lease: it alone polls it. */
+bool store_task_leased(struct store *s, uint32_t idx, int64_t now_ms);
+uint32_t store_leased_pending(struct store *s, int64_t now_ms);
+/* A submission is recorded before it is sent (-EIO: the database cannot take
+ * it, so it is not sent); task_new.intent closes it, store_submit_drop
+ * forgets one that was not taken. */
+int store_submit_intent(struct store *s, uint32_t model_idx, const char *input, int64_t *intent);
+void store_submit_drop(struct store *s, int64_t intent);
+
+/* The account's rate as the team shares it. */
+struct store_rate_share {
+    double fraction;        /* of the configured rate this mount may use now */
+    uint64_t throttle_seq;  /* bumps on every 429 any mount reports */
+    int64_t retry_after_ms; /* left of the last Retry-After reported, or 0 */
+};
+/* Tells this mount's weight (its demand) and a 429 it saw; returns the share. */
+void store_team_rate(struct store *s, double weight, bool throttled, int64_t retry_after_ms,
+                     struct store_rate_share *out);
 
 #endif

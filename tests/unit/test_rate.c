@@ -148,11 +148,30 @@ static void test_storm(void)
     TAP_EQ_INT(rate_take(&r, T0 + 1000), 1000, "a shorter pause does not shorten one");
 }
 
+/* A team mount's share of the account's rate (rate_set_limit). */
+static void test_share(void)
+{
+    struct rate r;
+    static int64_t at[400];
+    rate_init(&r, 30, T0);
+    rate_set_limit(&r, 10);
+    while (rate_take(&r, T0) == 0)
+        ;
+    int n = drive(&r, T0, 10000, at, 400);
+    TAP_CHECK(n >= 95 && n <= 102, "a third of 30/s: about 10 a second (%d in 10 s)", n);
+    rate_on_throttle(&r, T0 + 10000, -1);
+    rate_set_limit(&r, 20);
+    TAP_CHECK(fabs(r.current - 10) < 1e-9, "a halved rate keeps its proportion of a new limit");
+    rate_set_limit(&r, 0);
+    TAP_CHECK(r.limit >= 0.2 && r.current >= 0.2, "a share never goes below the floor");
+}
+
 int main(void)
 {
     test_steady();
     test_throttle();
     test_recovery();
     test_storm();
+    test_share();
     return tap_done();
 }
