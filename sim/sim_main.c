@@ -21,6 +21,8 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdbool.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -702,6 +704,28 @@ static ssize_t sim_stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
     }
 }
 
+/* An API request's fault (a status, a reset, a delay) and key check, for the requests that
+ * know no other fault: true when that answered it (in *out). */
+static bool sim_fault_or_key_answer(struct sim_ctx *ctx, struct MHD_Connection *c,
+                                    const struct sim_fault_decision *fd, enum MHD_Result *out)
+{
+    if (fd->action == SIM_FAULT_STATUS) {
+        *out = sim_http_error(ctx, c, fd->status, NULL, fd->retry_after, 1);
+        return true;
+    }
+    if (fd->action == SIM_FAULT_RESET) {
+        *out = MHD_NO;
+        return true;
+    }
+    if (fd->action == SIM_FAULT_SLOW)
+        sim_sleep_ms(ctx, fd->delay_ms);
+    if (!sim_http_authorized(ctx, c)) {
+        *out = sim_http_error(ctx, c, 401, NULL, 0, 1);
+        return true;
+    }
+    return false;
+}
+
 /* GET {app}/requests/{id}/status/stream: the API faults and key check of a status, then a
  * status event at once and at each change, closed after COMPLETED. stream_off answers as for
  * an unknown path; stream_cut drops the connection after the first event. */
@@ -731,14 +755,9 @@ static enum MHD_Result sim_handle_stream(struct sim_ctx *ctx, struct MHD_Connect
     if (sf == SIM_STREAM_429 || sf == SIM_STREAM_500)
         return sim_http_error(ctx, c, sf == SIM_STREAM_429 ? 429 : 500, NULL,
                               sf == SIM_STREAM_429 ? retry_after : 0, 1);
-    if (fd.action == SIM_FAULT_STATUS)
-        return sim_http_error(ctx, c, fd.status, NULL, fd.retry_after, 1);
-    if (fd.action == SIM_FAULT_RESET)
-        return MHD_NO;
-    if (fd.action == SIM_FAULT_SLOW)
-        sim_sleep_ms(ctx, fd.delay_ms);
-    if (!sim_http_authorized(ctx, c))
-        return sim_http_error(ctx, c, 401, NULL, 0, 1);
+    enum MHD_Result answered;
+    if (sim_fault_or_key_answer(ctx, c, &fd, &answered))
+        return answered;
     struct sim_stream *s = calloc(1, sizeof(*s));
     if (!s)
         return MHD_NO;
@@ -1091,14 +1110,9 @@ static enum MHD_Result sim_handle_upload_create(struct sim_ctx *ctx, struct MHD_
                          &fd);
     sim_fig_fault(ctx, fd.name);
     pthread_mutex_unlock(&ctx->lock);
-    if (fd.action == SIM_FAULT_STATUS)
-        return sim_http_error(ctx, c, fd.status, NULL, fd.retry_after, 1);
-    if (fd.action == SIM_FAULT_RESET)
-        return MHD_NO;
-    if (fd.action == SIM_FAULT_SLOW)
-        sim_sleep_ms(ctx, fd.delay_ms);
-    if (!sim_http_authorized(ctx, c))
-        return sim_http_error(ctx, c, 401, NULL, 0, 1);
+    enum MHD_Result answered;
+    if (sim_fault_or_key_answer(ctx, c, &fd, &answered))
+        return answered;
     char msg[256];
     if (sc->too_big) {
         snprintf(msg, sizeof(msg), "file: larger than %zu bytes", (size_t)SIM_UPLOAD_MAX);

@@ -1199,17 +1199,25 @@ static int provider_task_url(const struct provider *p, const char *tmpl, const c
     return *out ? 0 : -ENOMEM;
 }
 
-int provider_build_status(const struct provider *p, const char *model, const char *task_id,
-                          const char *status_url, struct provider_request *out)
+/* A GET of the task's URL from template (the status query added), as status and stream are. */
+static int provider_build_task_get(const struct provider *p, const char *template,
+                                   const char *model, const char *task_id, const char *status_url,
+                                   struct provider_request *out)
 {
     *out = (struct provider_request){.method = "GET"};
-    int rc = provider_task_url(p, p->status_url, model, task_id, status_url, &out->url);
+    int rc = provider_task_url(p, template, model, task_id, status_url, &out->url);
     struct vars v = {.base = provider_base(p)};
     if (rc == 0 && p->status_query && provider_append_query(&out->url, p->status_query, &v) < 0)
         rc = -ENOMEM;
     if (rc < 0)
         provider_request_clear(out);
     return rc;
+}
+
+int provider_build_status(const struct provider *p, const char *model, const char *task_id,
+                          const char *status_url, struct provider_request *out)
+{
+    return provider_build_task_get(p, p->status_url, model, task_id, status_url, out);
 }
 
 int provider_stream_max(const struct provider *p)
@@ -1223,13 +1231,7 @@ int provider_build_stream(const struct provider *p, const char *model, const cha
     *out = (struct provider_request){.method = "GET"};
     if (!p->stream_url)
         return -EOPNOTSUPP;
-    int rc = provider_task_url(p, p->stream_url, model, task_id, NULL, &out->url);
-    struct vars v = {.base = provider_base(p)};
-    if (rc == 0 && p->status_query && provider_append_query(&out->url, p->status_query, &v) < 0)
-        rc = -ENOMEM;
-    if (rc < 0)
-        provider_request_clear(out);
-    return rc;
+    return provider_build_task_get(p, p->stream_url, model, task_id, NULL, out);
 }
 
 int provider_build_cancel(const struct provider *p, const char *model, const char *task_id,
