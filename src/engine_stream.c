@@ -11,11 +11,14 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #define STREAM_ATTEMPTS 3 /* streams one task may open; then it is only polled */
 #define STREAM_REFUSALS 3 /* "not here" answers in a row that turn a provider's streams off */
 /* fal sends a comment every 15 s: a stream silent for this long is dead. */
 #define STREAM_IDLE_MS 60000
+/* Descriptors kept for all but streams: FUSE, SQLite, polls, downloads, the announcer. */
+#define STREAM_FD_RESERVE 256
 
 struct stream_prov {
     int max;      /* the profile's max_open; 0: no streams */
@@ -42,6 +45,25 @@ int stream_init(struct engine *e)
     for (size_t i = 0; !e->cfg.callback_url && i < e->cfg.n_providers; i++) {
         e->streams[i].max = provider_stream_max(engine_provider_of(e, i));
         total += e->streams[i].max;
+    }
+    /* Each stream may hold a connection's descriptor: leave room for everything else. */
+    struct rlimit nofile;
+    int budget = getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < (1u << 20)
+                     ? (int)nofile.rlim_cur - STREAM_FD_RESERVE
+                     : 1 << 20;
+    if (total > 0 && total > budget) {
+        int kept = 0;
+        for (size_t i = 0; i < e->cfg.n_providers; i++) {
+            int m = e->streams[i].max;
+            e->streams[i].max = budget > 0 ? (int)((int64_t)m * budget / total) : 0;
+            kept += e->streams[i].max;
+        }
+        log_warn(e->log,
+                 "the limit of open files (%d, ulimit -n) leaves room for %d status streams, "
+                 "not the %d the profiles allow: the other pending tasks are polled (raise "
+                 "ulimit -n for more)",
+                 (int)nofile.rlim_cur, kept, total);
+        total = kept;
     }
     return total;
 }

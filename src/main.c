@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/wait.h>
@@ -498,6 +499,14 @@ int main(int argc, char **argv)
     char err[512] = "";
     /* The key lives in this process's memory: keep it out of core dumps. */
     prctl(PR_SET_DUMPABLE, 0);
+    /* Each status stream holds a connection: allow what the hard limit allows (up to 64 Ki)
+     * rather than the 1024 a login shell gives; the engine sizes its streams to it. */
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < 65536 &&
+        nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max < 65536 ? nofile.rlim_max : 65536;
+        setrlimit(RLIMIT_NOFILE, &nofile);
+    }
     if (opts_parse(argc, argv, &c.opts, err, sizeof(err)) < 0) {
         opts_free(&c.opts);
         return start_failed(err);

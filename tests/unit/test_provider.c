@@ -497,7 +497,7 @@ static void test_stream(void)
 {
     struct provider *fal = load("fal", "http://sim.test");
     struct provider_request r;
-    TAP_EQ_INT(provider_stream_max(fal), PROVIDER_STREAM_MAX_OPEN, "fal streams, 100 at most");
+    TAP_EQ_INT(provider_stream_max(fal), 1000, "fal streams, 1000 at most (its profile)");
     TAP_EQ_INT(provider_build_stream(fal, "fal-ai/flux/dev", "rq-1", &r), 0, "stream request");
     TAP_EQ_STR(r.url, "http://sim.test/fal-ai/flux/requests/rq-1/status/stream?logs=1",
                "  on the app id, with ?logs=1");
