@@ -107,8 +107,14 @@ static void inval_changed(struct fs *f, const struct store_change *c)
         fuse_lowlevel_notify_inval_inode(f->se, model_ino(c->model_idx, MK_LATEST), -1, 0);
         break;
     case STORE_TASK_STATE:
-    case STORE_TASK_STATUS: /* status.json, and an adopted task's prompt and input */
         inval_task(f, c->task_idx);
+        break;
+    case STORE_TASK_STATUS:
+        /* Only status.json and the live files move with an answer that keeps the state
+         * (prompt and input.json are set once, when the task is stored). */
+        fuse_lowlevel_notify_inval_inode(f->se, task_ino(c->task_idx, TK_STATUS), 0, 0);
+        fuse_lowlevel_notify_inval_inode(f->se, task_ino(c->task_idx, TK_PROGRESS), -1, 0);
+        fuse_lowlevel_notify_inval_inode(f->se, task_ino(c->task_idx, TK_LOGS), -1, 0);
         break;
     case STORE_FILE_CHANGED:
         fuse_lowlevel_notify_inval_inode(

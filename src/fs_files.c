@@ -820,9 +820,11 @@ void op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct f
             version = t->version;
         }
         store_unlock(f->store);
-        /* A change committed but not yet invalidated in the kernel is not readable yet: a
-         * read now could meet the old cached size; its wake-up follows the invalidation. */
-        told = fs_cache_current(f, h->idx, version);
+        /* A change of state committed but not yet invalidated in the kernel is not readable
+         * yet: a read now could meet the old cached size; its wake-up follows the
+         * invalidation. */
+        if (h->kind == FH_STATE)
+            told = fs_cache_current(f, h->idx, version);
     }
     pthread_mutex_lock(&f->lock);
     switch (h->kind) {

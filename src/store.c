@@ -409,7 +409,7 @@ static struct store_row_task task_row(struct store *s, const struct task *t, cha
                                    .fail_code = t->fail_code,
                                    .fail_msg = t->fail_msg,
                                    .submit_ms = t->submit_ms,
-                                   .change_ms = t->submit_ms,
+                                   .change_ms = t->change_ms,
                                    .status_ms = t->status_ms,
                                    .complete_ms = t->complete_ms,
                                    .last_poll_ms = t->last_poll_ms,
@@ -422,7 +422,6 @@ static int task_write(struct store *s, const struct task *t)
 {
     char *urls;
     struct store_row_task r = task_row(s, t, &urls);
-    r.change_ms = t->change_ms;
     int rc = s->be.ops->task_update(s->be.h, &r);
     free(urls);
     if (rc < 0 && s->be.ops->sync) {
