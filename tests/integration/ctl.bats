@@ -34,21 +34,6 @@ PY
     GENFS_MODELS=$models genfs_mount -o "config=$CONFIG,provider=$p" "$@"
 }
 
-# errno_of_write PATH TEXT: the errno name of writing TEXT to PATH (write or close), or "ok".
-# Run from the directory a relative "@PATH" is found in.
-errno_of_write() {
-    timeout 120 python3 - "$1" "$2" <<'PY'
-import errno, os, sys
-fd = os.open(sys.argv[1], os.O_WRONLY | os.O_TRUNC)
-try:
-    os.write(fd, sys.argv[2].encode())
-    os.close(fd)
-    print("ok")
-except OSError as e:
-    print(errno.errorcode[e.errno])
-PY
-}
-
 state_is() {
     [ "$(cat "$1/state")" = "$2" ]
 }

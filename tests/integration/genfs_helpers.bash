@@ -280,6 +280,13 @@ genfs_image_model() {
     esac
 }
 
+# errno_of_write PATH TEXT: the errno name of writing TEXT to PATH with one write(2) on an
+# O_WRONLY descriptor (from the write or the close), or "ok". A relative "@PATH" in TEXT is
+# found from the caller's directory.
+errno_of_write() {
+    timeout 120 python3 "$GENFS_HELPERS_DIR/py/gfs.py" rawwrite "$1" "text:$2" || true
+}
+
 errno_of_read() {
     timeout "${2:-120}" python3 - "$1" <<'PY'
 import errno, sys

@@ -31,20 +31,6 @@ PY
     GENFS_MODELS=$models genfs_mount -o "config=$CONFIG,provider=$p" "$@"
 }
 
-# errno_of_write PATH TEXT: the errno name of writing TEXT to PATH (write or close), or "ok".
-errno_of_write() {
-    timeout 60 python3 - "$1" "$2" <<'PY'
-import errno, os, sys
-fd = os.open(sys.argv[1], os.O_WRONLY)
-try:
-    os.write(fd, sys.argv[2].encode())
-    os.close(fd)
-    print("ok")
-except OSError as e:
-    print(errno.errorcode[e.errno])
-PY
-}
-
 # DIR lists at least N entries.
 files_listed() {
     [ "$(ls "$1" | wc -l)" -ge "$2" ]
